@@ -23,3 +23,38 @@ export const MANIFEST_BYTES_MAX = 16 * 1024 * 1024;
 
 assert(CHUNK_PAGES_MAX * PAGE_SIZE_BYTES <= 2 ** 31, "chunk length fits its u32 field");
 assert(Number.isSafeInteger(RAM_BLOCK_BYTES_MAX * RAM_BLOCKS_MAX), "total RAM fits a JS number");
+
+/** QMP events kept until someone waits for them; when full, the oldest is dropped. */
+export const QMP_EVENTS_QUEUED_MAX = 256;
+/** Time for a just-spawned QEMU to open its QMP socket and greet; TCG start-up on 2 shared cores is slow. */
+export const QMP_CONNECT_TIMEOUT_MS = 15_000;
+/** Pause between attempts to reach a QMP socket that does not exist yet. */
+export const QMP_CONNECT_RETRY_MS = 20;
+/** Pause between query-migrate polls: migration progress is reported, not pushed. */
+export const MIGRATION_POLL_MS = 50;
+/** Default bound on waiting for a migration: a 64 GiB guest at 200 MB/s takes ~6 min. */
+export const MIGRATION_WAIT_TIMEOUT_MS = 15 * 60_000;
+/** Bytes of QEMU's log quoted in an error: its last complaint, short enough to read. */
+export const QEMU_LOG_TAIL_BYTES_MAX = 4096;
+/** sun_path is 108 bytes including the NUL; QEMU refuses longer Unix socket paths. */
+export const UNIX_SOCKET_PATH_BYTES_MAX = 107;
+/** A VM spec is a small hand-written JSON file. */
+export const VM_SPEC_BYTES_MAX = 1 << 20;
+/** Guest RAM accepted in a spec: QEMU's pc machine will not boot below 16 MiB; 1 TiB is plenty. */
+export const VM_MEMORY_MIB_MIN = 16;
+export const VM_MEMORY_MIB_MAX = 1 << 20;
+/** vCPUs per VM: QEMU's pc machine allows 255 (288 with x2apic). */
+export const VM_SMP_MAX = 255;
+/** Disks per VM: virtio-blk-pci needs a PCI slot each; a pc machine has 32 minus the built-ins. */
+export const VM_DISKS_MAX = 16;
+/** Extra QEMU arguments in a spec: an escape hatch, not a second command line language. */
+export const VM_EXTRA_ARGS_MAX = 256;
+/** Time for QEMU to exit after QMP `quit` before it is killed. */
+export const VM_STOP_TIMEOUT_MS = 10_000;
+/** Time `listVms` waits for a VM's status: its single QMP connection may be held by someone else. */
+export const VM_STATUS_TIMEOUT_MS = 1_000;
+/** How often to check whether a QEMU we did not spawn is still alive. */
+export const VM_PID_POLL_MS = 100;
+
+assert(VM_MEMORY_MIB_MIN < VM_MEMORY_MIB_MAX, "memory range is not empty");
+assert(QMP_CONNECT_RETRY_MS < QMP_CONNECT_TIMEOUT_MS, "connect retries more than once");
