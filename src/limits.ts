@@ -58,3 +58,23 @@ export const VM_PID_POLL_MS = 100;
 
 assert(VM_MEMORY_MIB_MIN < VM_MEMORY_MIB_MAX, "memory range is not empty");
 assert(QMP_CONNECT_RETRY_MS < QMP_CONNECT_TIMEOUT_MS, "connect retries more than once");
+
+// QEMU migration streams (src/bytes, src/qemu/migration).
+/** One ByteSource read; callers bound their own reads well below this (largest: RECV_BITMAP). */
+export const BYTE_SOURCE_READ_BYTES_MAX = 64 * 1024 * 1024;
+/** The configuration section names the machine type ("pc-i440fx-7.2") with a be32 length. */
+export const MACHINE_NAME_BYTES_MAX = 256;
+/** Validated capabilities listed in the configuration section: 7.2 knows one, later QEMUs two. */
+export const CONFIG_CAPABILITIES_MAX = 64;
+/** QEMU's own cap on a return-path message payload (migration.c source_return_path_thread). */
+export const RETURN_PATH_PAYLOAD_BYTES_MAX = 512;
+/** A RECV_BITMAP answer covers one block: one bit per 4 KiB page of the largest block (32 MiB). */
+export const RECV_BITMAP_BYTES_MAX = RAM_BLOCK_BYTES_MAX / PAGE_SIZE_BYTES / 8;
+/** A migration command's payload length is a be16. */
+export const MIGRATION_COMMAND_PAYLOAD_BYTES_MAX = 0xffff;
+/** The stream writer hands its sink batches of about this size, so pages cost no syscall each. */
+export const MIGRATION_WRITE_BATCH_BYTES = 256 * 1024;
+
+assert(RECV_BITMAP_BYTES_MAX <= BYTE_SOURCE_READ_BYTES_MAX, "a RECV_BITMAP fits one read");
+assert(DEVICE_STATE_BYTES_MAX <= 0xffff_ffff, "device state fits one PACKAGED blob (be32 length)");
+assert(PAGE_SIZE_BYTES * 4 <= MIGRATION_WRITE_BATCH_BYTES, "a batch holds several page records");

@@ -1,0 +1,4 @@
+/** Public surface of src/bytes: the byte cursor, writer and async source every codec uses. */
+export { ByteReader, latin1Decode } from "./byte-reader.ts";
+export { ByteSource } from "./byte-source.ts";
+export { ByteWriter, latin1Encode } from "./byte-writer.ts";
