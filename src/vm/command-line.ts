@@ -1,0 +1,81 @@
+/**
+ * Turns a VmSpec into QEMU's argv. Deterministic: the same spec gives the same argv except
+ * for state-dir paths, so a checkpoint's recorded command line recreates the same machine
+ * (same devices, same order, same RAM blocks) at restore.
+ */
+import { isAbsolute } from "node:path";
+import { UsageError } from "../errors.ts";
+import { UNIX_SOCKET_PATH_BYTES_MAX } from "../limits.ts";
+import type { DiskSpec, VmSpec } from "./spec.ts";
+import { vmStatePaths } from "./state-dir.ts";
+
+/** The QEMU binary used unless the caller names another. */
+export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
+
+export interface QemuRuntime {
+  /** Absolute directory for the VM's sockets, logs and pid file. */
+  stateDir: string;
+  /** Start waiting for an incoming migration, configured later through QMP. */
+  incoming?: "defer";
+  /** Start with the vCPUs stopped (-S); QMP `cont` starts them. */
+  paused?: boolean;
+}
+
+/** The QEMU binary to run: the caller's choice, or QEMU_BINARY_DEFAULT (looked up on PATH). */
+export function resolveQemuBinary(options: { qemuBinary?: string } = {}): string {
+  const binary = options.qemuBinary ?? QEMU_BINARY_DEFAULT;
+  if (binary === "") throw new UsageError('qemuBinary: expected a program name or path, got ""');
+  return binary;
+}
+
+/**
+ * Escapes a value inside a QEMU option string ("key=value,key=value"): a comma is doubled.
+ * Used where QEMU parses the value as options (-drive, unix: chardevs), not for plain
+ * arguments (-kernel, -pidfile) or the file: chardev, which take the rest verbatim.
+ */
+function optionValue(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+function checkSocketPath(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes <= UNIX_SOCKET_PATH_BYTES_MAX) return;
+  throw new UsageError(
+    `Socket path ${path} is ${bytes} bytes; Unix sockets allow at most ` +
+      `${UNIX_SOCKET_PATH_BYTES_MAX}. Use a shorter snapwake home (SNAPWAKE_HOME) or VM name`,
+  );
+}
+
+function driveArgs(disk: DiskSpec): string[] {
+  const readonly = disk.readonly ? "on" : "off";
+  const options = `file=${optionValue(disk.path)},if=${disk.interface},format=${disk.format}`;
+  return ["-drive", `${options},readonly=${readonly}`];
+}
+
+/** QEMU's argv (without the binary) for `spec`, with its state files under `runtime.stateDir`. */
+export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
+  if (!isAbsolute(runtime.stateDir)) {
+    throw new UsageError(`stateDir: expected an absolute path, got "${runtime.stateDir}"`);
+  }
+  const paths = vmStatePaths(runtime.stateDir);
+  if (spec.agent) checkSocketPath(paths.agentSocket); // the longer of the two
+  checkSocketPath(paths.qmpSocket);
+  const args = ["-name", spec.name, "-machine", `${spec.machine},accel=${spec.accel}`];
+  args.push("-m", `${spec.memoryMiB}M`, "-smp", String(spec.smp));
+  if (spec.cpu !== undefined) args.push("-cpu", spec.cpu);
+  args.push("-nodefaults", "-no-user-config", "-display", "none");
+  if (spec.kernel !== undefined) args.push("-kernel", spec.kernel);
+  if (spec.initrd !== undefined) args.push("-initrd", spec.initrd);
+  if (spec.append !== undefined) args.push("-append", spec.append);
+  args.push("-serial", `file:${paths.consoleLog}`);
+  if (spec.agent) {
+    args.push("-serial", `unix:${optionValue(paths.agentSocket)},server=on,wait=off`);
+  }
+  for (const disk of spec.disks) args.push(...driveArgs(disk));
+  args.push("-qmp", `unix:${optionValue(paths.qmpSocket)},server=on,wait=off`);
+  args.push("-pidfile", paths.pidFile);
+  if (runtime.incoming !== undefined) args.push("-incoming", runtime.incoming);
+  if (runtime.paused === true) args.push("-S");
+  args.push(...spec.extraArgs);
+  return args;
+}
