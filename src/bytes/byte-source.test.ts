@@ -49,12 +49,14 @@ test("an input that ends early throws DecodeError naming what and where", async 
   });
 });
 
-test("peek and rest: the remainder streams chunk by chunk", async () => {
+test("peek and nextChunk: the remainder streams chunk by chunk", async () => {
   const src = new ByteSource(chunked(data, 64));
   (await src.read(10, "x")).skip(10);
   assert.equal(await src.peekU8(), data[10]);
   const parts: Uint8Array[] = [];
-  for await (const part of src.rest()) parts.push(part);
+  for (let part = await src.nextChunk(); part !== null; part = await src.nextChunk()) {
+    parts.push(part);
+  }
   assert.equal(parts.length, 16);
   assert.deepEqual(Buffer.concat(parts), Buffer.from(data.subarray(10)));
   assert.equal(src.offset, 1000);

@@ -63,7 +63,8 @@ export class ByteSource {
       if (!(await this.#pull())) throw ends(what, start, 0, n);
       if (this.#reader.remaining >= n) return this.#lend(this.#reader, n);
     }
-    // The read straddles chunks: gather exactly n bytes into a fresh array.
+    // The read straddles chunks: gather exactly n bytes into a fresh array. Tiny chunks
+    // (a byte each, in tests) make this loop hot: one await per chunk, no more.
     const out = new Uint8Array(n);
     let have = 0;
     for (;;) {
@@ -71,7 +72,9 @@ export class ByteSource {
       out.set(this.#reader.slice(k), have);
       have += k;
       if (have === n) break;
-      if (!(await this.#pull())) throw ends(what, start, have, n);
+      let accepted = this.#ended ? false : this.#accept(await this.#iterator.next());
+      while (accepted === null) accepted = this.#accept(await this.#iterator.next());
+      if (!accepted) throw ends(what, start, have, n);
     }
     return this.#lend(new ByteReader(out, start), n);
   }
@@ -88,12 +91,15 @@ export class ByteSource {
     return (await this.peekU8()) === null;
   }
 
-  /** Everything not yet read, chunk by chunk as it arrives; each view is the caller's. */
-  async *rest(): AsyncGenerator<Uint8Array, void, undefined> {
+  /**
+   * The next bytes not yet read, as they arrive (at most one chunk); null at the end. For
+   * consumers that take the rest of the input whole. Each view is the caller's to keep.
+   */
+  async nextChunk(): Promise<Uint8Array | null> {
     this.#checkLent();
     this.#lent = null;
-    if (this.#reader.remaining > 0) yield this.#reader.slice(this.#reader.remaining);
-    while (await this.#pull()) yield this.#reader.slice(this.#reader.remaining);
+    if (this.#reader.remaining === 0 && !(await this.#pull())) return null;
+    return this.#reader.slice(this.#reader.remaining);
   }
 
   /** Stops reading the input early (destroys a Node stream); safe to call twice. */
@@ -120,20 +126,24 @@ export class ByteSource {
   async #pull(): Promise<boolean> {
     assert.equal(this.#reader.remaining, 0, "pull only when the current chunk is used up");
     if (this.#ended) return false;
-    for (;;) {
-      const next = await this.#iterator.next();
-      if (next.done === true) {
-        this.#ended = true;
-        return false;
-      }
-      const chunk: unknown = next.value;
-      if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError("Cannot read the input: chunks must be Uint8Array (no text encoding)");
-      }
-      if (chunk.byteLength === 0) continue;
-      this.#reader = new ByteReader(chunk, this.#reader.offset);
-      return true;
+    let accepted = this.#accept(await this.#iterator.next());
+    while (accepted === null) accepted = this.#accept(await this.#iterator.next());
+    return accepted;
+  }
+
+  /** Takes one iterator result: true = a new chunk, false = the end, null = an empty chunk. */
+  #accept(next: IteratorResult<Uint8Array>): boolean | null {
+    if (next.done === true) {
+      this.#ended = true;
+      return false;
     }
+    const chunk: unknown = next.value;
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError("Cannot read the input: chunks must be Uint8Array (no text encoding)");
+    }
+    if (chunk.byteLength === 0) return null;
+    this.#reader = new ByteReader(chunk, this.#reader.offset);
+    return true;
   }
 }
 
