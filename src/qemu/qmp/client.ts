@@ -5,12 +5,10 @@
  * connection closes, every pending and every later call rejects with the same QemuError cause,
  * which quotes the tail of QEMU's log when the caller named it.
  */
-import { connect as netConnect, type Socket } from "node:net";
-import { setTimeout as delay } from "node:timers/promises";
+import type { Socket } from "node:net";
 import { QemuError } from "../../errors.ts";
 import {
   QMP_COMMAND_TIMEOUT_MS,
-  QMP_CONNECT_RETRY_MS,
   QMP_CONNECT_TIMEOUT_MS,
   QMP_LINE_BYTES_MAX,
 } from "../../limits.ts";
@@ -26,6 +24,7 @@ import { type QmpEvent, type QmpEventName, QmpEventQueue, type QmpEvents } from 
 import { LineSplitter } from "./line-splitter.ts";
 import { parseQmpMessage, type QmpMessage } from "./messages.ts";
 import { describeQemuLog } from "./qemu-log.ts";
+import { connectWithRetry, withTimeout } from "./unix-connect.ts";
 import { pollMigration, type WaitForMigrationOptions } from "./wait-for-migration.ts";
 
 /** QEMU answered a command with a QMP error. */
@@ -70,8 +69,6 @@ interface Pending {
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
 }
-
-const RETRYABLE_CONNECT_CODES: ReadonlySet<string> = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN"]);
 
 export class QmpClient {
   readonly socketPath: string;
@@ -253,59 +250,6 @@ export class QmpClient {
   #commandClosedError(command: string, cause: QemuError): QemuError {
     return new QemuError(`QMP "${command}" failed: ${cause.message}`, { cause });
   }
-}
-
-async function connectWithRetry(
-  path: string,
-  deadline: number,
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-): Promise<Socket> {
-  for (;;) {
-    signal?.throwIfAborted();
-    try {
-      return await connectOnce(path);
-    } catch (error) {
-      const code = error instanceof Error && "code" in error ? String(error.code) : "";
-      if (!RETRYABLE_CONNECT_CODES.has(code)) {
-        throw new QemuError(`Cannot connect to QMP socket ${path}: ${String(error)}`, {
-          cause: error,
-        });
-      }
-      if (performance.now() >= deadline) {
-        throw new QemuError(
-          `QMP socket ${path} did not accept a connection within ${timeoutMs} ms (${code}); ` +
-            "is QEMU running with -qmp on that path?",
-          { cause: error },
-        );
-      }
-      await delay(QMP_CONNECT_RETRY_MS, undefined, signal === undefined ? {} : { signal }).catch(
-        (abort: unknown) => {
-          signal?.throwIfAborted();
-          throw abort;
-        },
-      );
-    }
-  }
-}
-
-function connectOnce(path: string): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect(path);
-    socket.once("connect", () => {
-      socket.off("error", reject);
-      resolve(socket);
-    });
-    socket.once("error", reject);
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function assertNever(value: never): never {

@@ -16,7 +16,8 @@ export async function describeQemuLog(logPath: string): Promise<string> {
   }
   const trimmed = text.trim();
   if (trimmed === "") return `QEMU wrote nothing to its log ${logPath}.`;
-  return `QEMU's log ${logPath} ends with:\n${trimmed}`;
+  // No path here: after a failed start the state directory holding the log is gone.
+  return `QEMU's log ends with:\n${trimmed}`;
 }
 
 async function readTail(path: string, bytesMax: number): Promise<string> {
