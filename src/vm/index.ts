@@ -1,0 +1,21 @@
+/** Managed QEMU VMs: the spec a user writes, QEMU's command line, and the VMs' lifecycle. */
+export {
+  buildQemuArgs,
+  QEMU_BINARY_DEFAULT,
+  type QemuRuntime,
+  resolveQemuBinary,
+} from "./command-line.ts";
+export { killVm, openVm, stopVm } from "./control.ts";
+export { type ManagedVm, type StartVmOptions, startVm } from "./launcher.ts";
+export { listVms, type VmListing } from "./registry.ts";
+export {
+  type Accel,
+  type DiskFormat,
+  type DiskInterface,
+  type DiskSpec,
+  loadVmSpec,
+  type ParseVmSpecOptions,
+  parseVmSpec,
+  type VmSpec,
+} from "./spec.ts";
+export { type VmStatePaths, vmPaths } from "./state-dir.ts";

@@ -1,0 +1,216 @@
+/**
+ * Starts managed VMs: QEMU runs detached (it outlives the snapwake process that started it),
+ * with its files in `<home>/vms/<name>/`.
+ * Invariants: a name has at most one live QEMU; startVm either returns a VM whose QMP is up
+ * or leaves no state directory and no QEMU behind.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, open, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { QemuError, UsageError } from "../errors.ts";
+import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
+import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
+import { buildQemuArgs, type QemuRuntime, resolveQemuBinary } from "./command-line.ts";
+import { signalProcess, stuckError, waitForQemuExit } from "./process.ts";
+import { readVmRecord, removeStateDir } from "./registry.ts";
+import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
+import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
+
+/** A running managed VM and an open QMP connection to it. */
+export interface ManagedVm {
+  name: string;
+  stateDir: string;
+  pid: number;
+  spec: VmSpec;
+  qmp: QmpClient;
+  /** The guest agent's serial port socket; undefined when the spec has no agent. */
+  agentSocket: string | undefined;
+  consoleLog: string;
+  /** QEMU's stdout and stderr. */
+  qemuLog: string;
+  /** The QEMU binary and its arguments, as recorded in cmdline.json. */
+  qemuBinary: string;
+  args: string[];
+  /**
+   * Settles when QEMU exits: with its exit code when this process spawned it (null if a
+   * signal killed it), with null for a QEMU found by openVm (noticed by polling its pid;
+   * after close() that polling stops and this never settles). Never rejects.
+   */
+  exited: Promise<number | null>;
+  /** Closes the QMP connection and stops watching the pid; the VM keeps running. */
+  close(): void;
+}
+
+export interface StartVmOptions {
+  /** Start waiting for an incoming migration (`migrate-incoming` through QMP). */
+  incoming?: "defer";
+  /** Start with the vCPUs stopped (-S). */
+  paused?: boolean;
+  qemuBinary?: string;
+  /** Deadline for QEMU to bring up QMP. */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts QEMU for `spec` as managed VM `spec.name` and connects QMP. Throws UsageError when a
+ * live VM has that name, QemuError (quoting QEMU's log) when QEMU fails to come up.
+ */
+export async function startVm(
+  home: string,
+  spec: VmSpec,
+  options: StartVmOptions = {},
+): Promise<ManagedVm> {
+  if (!VM_NAME_PATTERN.test(spec.name)) {
+    throw new UsageError(
+      `spec.name: expected a string matching ${VM_NAME_PATTERN}, got "${spec.name}"`,
+    );
+  }
+  const paths = vmPaths(resolve(home), spec.name);
+  const runtime: QemuRuntime = {
+    stateDir: paths.stateDir,
+    ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
+    ...(options.paused === undefined ? {} : { paused: options.paused }),
+  };
+  const args = buildQemuArgs(spec, runtime);
+  const binary = resolveQemuBinary(options);
+  await claimStateDir(home, spec.name, paths);
+  let spawned: Spawned | undefined;
+  try {
+    await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
+    await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
+    spawned = await spawnDetached(binary, args, paths.qemuLog);
+    const qmp = await connectStarting(paths, spawned, options.timeoutMs);
+    spawned.child.unref();
+    const pid = spawned.child.pid;
+    assert(pid !== undefined, "a QEMU that answered QMP has a pid");
+    return managedVm(spec, paths, { pid, qmp, exited: spawned.exited, qemuBinary: binary, args });
+  } catch (error) {
+    if (spawned !== undefined) await killChild(spawned);
+    await removeStateDir(paths);
+    throw error;
+  }
+}
+
+/** Makes the state directory, refusing a live VM of that name and clearing a stale one. */
+async function claimStateDir(home: string, name: string, paths: VmStatePaths): Promise<void> {
+  const existing = await readVmRecord(home, name);
+  if (existing?.alive === true) {
+    throw new UsageError(
+      `A VM named "${name}" is already running (pid ${existing.pid}); ` +
+        `stop it with \`snapwake vm stop ${name}\` or choose another name`,
+    );
+  }
+  if (existing !== undefined) await removeStateDir(paths); // stale: its QEMU is gone
+  await mkdir(vmsDir(resolve(home)), { recursive: true });
+  try {
+    await mkdir(paths.stateDir);
+  } catch (error) {
+    if (!(error instanceof Error && "code" in error && error.code === "EEXIST")) throw error;
+    throw new UsageError(
+      `Another process is starting a VM named "${name}" right now; choose another name`,
+    );
+  }
+}
+
+interface Spawned {
+  child: ChildProcess;
+  /** The exit code (null when killed by a signal or never started). Never rejects. */
+  exited: Promise<number | null>;
+  /** Settles with the error if the binary could not be run. Never rejects. */
+  spawnFailed: Promise<Error>;
+}
+
+async function spawnDetached(binary: string, args: string[], logPath: string): Promise<Spawned> {
+  const log = await open(logPath, "w");
+  try {
+    // Detached with no pipes: QEMU outlives us and never blocks on a full stdout pipe.
+    const child = spawn(binary, args, { detached: true, stdio: ["ignore", log.fd, log.fd] });
+    // Listen before the next await: spawn reports a missing binary on the next tick.
+    const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
+    const exited = new Promise<number | null>((resolve) => {
+      child.once("exit", (code) => resolve(code));
+      void spawnFailed.then(() => resolve(null));
+    });
+    return { child, exited, spawnFailed };
+  } finally {
+    await log.close();
+  }
+}
+
+/** Waits for QMP; gives up early with QEMU's own complaint when QEMU exits first. */
+async function connectStarting(
+  paths: VmStatePaths,
+  spawned: Spawned,
+  timeoutMs = QMP_CONNECT_TIMEOUT_MS,
+): Promise<QmpClient> {
+  const controller = new AbortController();
+  void spawned.spawnFailed.then((error) => {
+    const hint = "install qemu-system-x86 (`npm run setup`) or pass qemuBinary";
+    controller.abort(
+      new QemuError(`Cannot run QEMU (${error.message}); ${hint}`, { cause: error }),
+    );
+  });
+  void spawned.exited.then(async (code) => {
+    const log = await describeQemuLog(paths.qemuLog);
+    if (controller.signal.aborted) return;
+    controller.abort(new QemuError(`QEMU exited (code ${code}) before QMP came up. ${log}`));
+  });
+  return QmpClient.connect(paths.qmpSocket, {
+    timeoutMs,
+    logPath: paths.qemuLog,
+    signal: controller.signal,
+  });
+}
+
+async function killChild({ child, exited }: Spawned): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGKILL");
+  await exited;
+}
+
+/** Assembles the ManagedVm handle. `exited` settles with the exit code or null. */
+export function managedVm(
+  spec: VmSpec,
+  paths: VmStatePaths,
+  run: {
+    pid: number;
+    qmp: QmpClient;
+    exited: Promise<number | null>;
+    qemuBinary: string;
+    args: string[];
+    stopWatching?: () => void;
+  },
+): ManagedVm {
+  return {
+    name: spec.name,
+    stateDir: paths.stateDir,
+    pid: run.pid,
+    spec,
+    qmp: run.qmp,
+    agentSocket: spec.agent ? paths.agentSocket : undefined,
+    consoleLog: paths.consoleLog,
+    qemuLog: paths.qemuLog,
+    qemuBinary: run.qemuBinary,
+    args: run.args,
+    exited: run.exited,
+    close() {
+      run.stopWatching?.();
+      run.qmp.close();
+    },
+  };
+}
+
+/** Waits for a QEMU asked to quit; SIGKILLs it when it does not exit in time. */
+export async function ensureExited(
+  name: string,
+  pid: number,
+  paths: VmStatePaths,
+  exited: Promise<unknown>,
+  timeoutMs = VM_STOP_TIMEOUT_MS,
+): Promise<void> {
+  if (await waitForQemuExit(pid, paths.pidFile, exited, timeoutMs)) return;
+  signalProcess(pid, "SIGKILL");
+  if (await waitForQemuExit(pid, paths.pidFile, exited, VM_STOP_TIMEOUT_MS)) return;
+  throw stuckError(name, pid, VM_STOP_TIMEOUT_MS);
+}
