@@ -125,9 +125,9 @@ test("QEMU that fails to start gives a QemuError with its message and leaves not
 test("after SIGKILL, exited settles and QMP calls reject with QemuError", async () => {
   const vm = await start("killed");
   process.kill(vm.pid, "SIGKILL");
-  const pending = vm.qmp.execute("query-status");
+  const pending = assert.rejects(vm.qmp.execute("query-status"), QemuError);
   assert.equal(await vm.exited, null, "killed by a signal: no exit code");
-  await assert.rejects(pending, QemuError);
+  await pending;
   await assert.rejects(vm.qmp.execute("cont"), /QEMU exited or closed its QMP connection/);
   assert.equal(await isQemuAlive(vm.pid, vmPaths(home, "killed").pidFile), false);
   await assert.rejects(openVm(home, "killed"), /"killed" is not running: its QEMU has exited/);
@@ -163,4 +163,33 @@ test("a home with a comma in its path works (QEMU option escaping)", async () =>
   assert.equal((await vm.qmp.execute("query-status")).status, "prelaunch");
   await stopVm(odd, vm);
   assert.equal(await exists(vmPaths(odd, "comma").stateDir), false);
+});
+
+test("a VM without an agent has no agent socket", async () => {
+  const vm = await startVm(home, spec("no-agent", { agent: false }), { paused: true });
+  started.push(vm);
+  assert.equal(vm.agentSocket, null);
+  assert.equal(await exists(vmPaths(home, "no-agent").agentSocket), false);
+  assert.ok(!vm.args.some((arg) => arg.includes("agent.sock")));
+  await stopVm(home, vm);
+});
+
+test("a VM started with incoming: defer receives a migration from another VM", async () => {
+  const source = await start("mig-src");
+  const target = await startVm(home, spec("mig-dst"), { incoming: "defer", paused: true });
+  started.push(target);
+  assert.ok(target.args.includes("-incoming"));
+  assert.equal((await target.qmp.execute("query-status")).status, "inmigrate");
+  const uri = `unix:${join(target.stateDir, "in.sock")}`;
+  await target.qmp.execute("migrate-incoming", { uri });
+  await source.qmp.execute("migrate-set-parameters", { "max-bandwidth": 2 ** 40 });
+  await source.qmp.execute("migrate", { uri });
+  const [sent, received] = await Promise.all([
+    source.qmp.waitForMigration({ timeoutMs: 60_000 }),
+    target.qmp.waitForMigration({ timeoutMs: 60_000 }),
+  ]);
+  assert.deepEqual([sent.status, received.status], ["completed", "completed"]);
+  assert.equal((await target.qmp.execute("query-status")).running, false, "-S keeps it paused");
+  await stopVm(home, source);
+  await stopVm(home, target);
 });

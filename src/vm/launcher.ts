@@ -24,8 +24,8 @@ export interface ManagedVm {
   pid: number;
   spec: VmSpec;
   qmp: QmpClient;
-  /** The guest agent's serial port socket; undefined when the spec has no agent. */
-  agentSocket: string | undefined;
+  /** The guest agent's serial port socket; null when the spec has no agent. */
+  agentSocket: string | null;
   consoleLog: string;
   /** QEMU's stdout and stderr. */
   qemuLog: string;
@@ -188,7 +188,7 @@ export function managedVm(
     pid: run.pid,
     spec,
     qmp: run.qmp,
-    agentSocket: spec.agent ? paths.agentSocket : undefined,
+    agentSocket: spec.agent ? paths.agentSocket : null,
     consoleLog: paths.consoleLog,
     qemuLog: paths.qemuLog,
     qemuBinary: run.qemuBinary,

@@ -154,7 +154,7 @@ test("when the peer vanishes, pending and later calls reject quoting the log", a
   };
   await assert.rejects(qmp.execute("stop"), expected);
   await assert.rejects(qmp.execute("stop"), expected);
-  assert.ok(qmp.isClosed);
+  assert.ok(qmp.isClosed());
   assert.match((await qmp.closed).message, /something broke/);
   server.close();
 });

@@ -131,7 +131,7 @@ export class QmpClient {
   }
 
   /** Whether the connection has closed (QEMU exited, or close() was called). */
-  get isClosed(): boolean {
+  isClosed(): boolean {
     return this.#closedError !== undefined;
   }
 
