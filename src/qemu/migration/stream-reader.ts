@@ -21,13 +21,10 @@ import { DecodeError, UnsupportedStreamError } from "../../errors.ts";
 import { DEVICE_STATE_BYTES_MAX } from "../../limits.ts";
 import { readConfiguration } from "./configuration.ts";
 import {
-  COMMAND_NAMES,
-  Command,
   FILE_MAGIC,
   FILE_VERSION,
   FILE_VERSION_COMPAT,
   HEADER_BYTES,
-  POSTCOPY_ADVISE_BYTES,
   RAM_SECTION_IDSTR,
   RAM_SECTION_VERSION,
   SECTION_NAMES,
@@ -39,6 +36,7 @@ import { readFooter, readMemSizeList, readRamRecords } from "./ram-section.ts";
 import { RamTracker } from "./ram-tracker.ts";
 import type { DeviceState, RamSectionInfo, StreamSummary, StreamVisitor } from "./records.ts";
 import { encodePong, encodeShut } from "./return-path.ts";
+import { readPrecopyCommand } from "./stream-commands.ts";
 
 export interface ReadStreamOptions {
   /** Sends bytes back to the source (PONG, SHUT) if the stream opens a return path. */
@@ -228,44 +226,20 @@ class StreamReader {
   }
 
   async #readCommand(at: number): Promise<void> {
-    const head = await this.#src.read(4, "a command header");
-    const command = head.u16();
-    const length = head.u16();
-    const expect = (lengths: readonly number[]): void => {
-      if (!lengths.includes(length)) {
-        throw new DecodeError(
-          `Command ${COMMAND_NAMES.get(command)} has length ${length}, not ${lengths.join(" or ")}`,
-          at,
-        );
-      }
-    };
-    switch (command) {
-      case Command.openReturnPath:
-        expect([0]);
-        this.#returnPathOpened = true;
+    const command = await readPrecopyCommand(this.#src, at);
+    switch (command.kind) {
+      case "open-return-path":
+        this.#returnPathOpened = true; // a second one is ignored, as QEMU does
         return;
-      case Command.ping: {
-        expect([4]);
-        const value = (await this.#src.read(4, "a PING value")).u32();
+      case "ping":
         if (!this.#returnPathOpened) throw new DecodeError("PING with no return path open", at);
-        await this.#send(encodePong(value));
+        await this.#send(encodePong(command.value));
         return;
-      }
-      case Command.postcopyAdvise:
-        expect([0, POSTCOPY_ADVISE_BYTES]);
-        (await this.#src.read(length, "a POSTCOPY_ADVISE payload")).skip(length);
+      case "postcopy-advise":
         this.#postcopyAdvised = true;
         return;
-      default: {
-        const name = COMMAND_NAMES.get(command);
-        if (name === undefined || command === Command.invalid) {
-          throw new DecodeError(`Unknown command ${command}`, at);
-        }
-        throw new UnsupportedStreamError(
-          `Command ${name} (${command}) is unsupported: snapwake reads precopy streams only`,
-          at,
-        );
-      }
+      default:
+        return assertNever(command);
     }
   }
 
@@ -303,6 +277,10 @@ class StreamReader {
     const pending = send(bytes);
     if (pending !== undefined) await pending;
   }
+}
+
+function assertNever(value: never): never {
+  throw new Error(`Unexpected value: ${JSON.stringify(value)}`);
 }
 
 function unexpectedItem(type: number, at: number): DecodeError {
