@@ -78,3 +78,20 @@ export const MIGRATION_WRITE_BATCH_BYTES = 256 * 1024;
 assert(RECV_BITMAP_BYTES_MAX <= BYTE_SOURCE_READ_BYTES_MAX, "a RECV_BITMAP fits one read");
 assert(DEVICE_STATE_BYTES_MAX <= 0xffff_ffff, "device state fits one PACKAGED blob (be32 length)");
 assert(PAGE_SIZE_BYTES * 4 <= MIGRATION_WRITE_BATCH_BYTES, "a batch holds several page records");
+
+/** Guest pages in one checkpoint: 1 TiB of 4 KiB pages; bounds the page map (4 B a page: 1 GiB). */
+export const CHECKPOINT_PAGES_MAX = 2 ** 28;
+/** Chunks in one checkpoint: the page map's 23-bit chunk field (2 TiB of distinct page contents). */
+export const CHECKPOINT_CHUNKS_MAX = 2 ** 23;
+/** Largest decompressed checkpoint index: 48 B of chunk table a chunk + 4 B of page map a page. */
+export const INDEX_BYTES_MAX = CHECKPOINT_CHUNKS_MAX * 48 + CHECKPOINT_PAGES_MAX * 4;
+/** Pack bytes gathered before one write; two such buffers alternate, so compression overlaps I/O. */
+export const PACK_WRITE_BUFFER_BYTES = 1 << 20;
+/** Problems one checkpoint verify() describes; past that it only counts them. */
+export const VERIFY_PROBLEMS_MAX = 100;
+/** QEMU RAM block ids are at most 256 bytes (RAMBlock.idstr[256]). */
+export const RAM_BLOCK_NAME_BYTES_MAX = 256;
+
+assert(CHUNK_PAGES_MAX <= 64, "a chunk slot fits the page map's 6-bit slot field");
+assert(PACK_WRITE_BUFFER_BYTES >= CHUNK_PAGES_MAX * PAGE_SIZE_BYTES, "a whole chunk fits one write");
+assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");

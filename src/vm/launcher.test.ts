@@ -105,7 +105,17 @@ test("a second VM with a live name is refused; a stale state dir is cleared", as
   assert.deepEqual([listing?.name, listing?.alive, listing?.memoryMiB], ["dup", false, null]);
   const again = await start("dup");
   assert.equal((await again.qmp.execute("query-status")).status, "prelaunch");
+  assert.equal(await exists(vmPaths(home, "dup").startingFile), false, "removed once QMP is up");
   await stopVm(home, again);
+});
+
+test("a VM that another process is still starting is not mistaken for stale", async () => {
+  const starting = vmPaths(home, "starting");
+  await mkdir(starting.stateDir, { recursive: true });
+  await writeFile(starting.startingFile, `${process.pid}\n`); // a live starter, no QEMU pid yet
+  await assert.rejects(startVm(home, spec("starting")), /"starting" is being started by process/);
+  assert.equal(await exists(starting.startingFile), true, "the other start is left alone");
+  await rm(starting.stateDir, { recursive: true });
 });
 
 test("QEMU that fails to start gives a QemuError with its message and leaves nothing", async () => {

@@ -6,13 +6,19 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, open, writeFile } from "node:fs/promises";
+import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
 import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
 import { buildQemuArgs, type QemuRuntime, resolveQemuBinary } from "./command-line.ts";
-import { signalProcess, stuckError, waitForQemuExit } from "./process.ts";
+import {
+  isProcessAlive,
+  readPidFile,
+  signalProcess,
+  stuckError,
+  waitForQemuExit,
+} from "./process.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
 import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
 import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
@@ -77,6 +83,7 @@ export async function startVm(
   await claimStateDir(home, spec.name, paths);
   let spawned: Spawned | undefined;
   try {
+    await writeFile(paths.startingFile, `${process.pid}\n`);
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
     spawned = await spawnDetached(binary, args, paths.qemuLog);
@@ -84,6 +91,7 @@ export async function startVm(
     spawned.child.unref();
     const pid = spawned.child.pid;
     assert(pid !== undefined, "a QEMU that answered QMP has a pid");
+    await rm(paths.startingFile);
     return managedVm(spec, paths, { pid, qmp, exited: spawned.exited, qemuBinary: binary, args });
   } catch (error) {
     if (spawned !== undefined) await killChild(spawned);
@@ -101,7 +109,15 @@ async function claimStateDir(home: string, name: string, paths: VmStatePaths): P
         `stop it with \`snapwake vm stop ${name}\` or choose another name`,
     );
   }
-  if (existing !== undefined) await removeStateDir(paths); // stale: its QEMU is gone
+  if (existing !== undefined) {
+    const starter = await readPidFile(paths.startingFile);
+    if (starter !== undefined && isProcessAlive(starter)) {
+      throw new UsageError(
+        `VM "${name}" is being started by process ${starter}; wait for it or choose another name`,
+      );
+    }
+    await removeStateDir(paths); // stale: its QEMU is gone
+  }
   await mkdir(vmsDir(resolve(home)), { recursive: true });
   try {
     await mkdir(paths.stateDir);

@@ -20,12 +20,13 @@ export async function isQemuAlive(pid: number, pidFile: string): Promise<boolean
     const code = errorCode(error);
     if (code === "ENOENT" || code === "ESRCH") return false;
     if (code !== "EACCES" && code !== "ENOTDIR") throw error;
-    return signalZero(pid); // no usable /proc: fall back to "some process has this pid"
+    return isProcessAlive(pid); // no usable /proc: fall back to "some process has this pid"
   }
   return cmdline.split("\0").includes(pidFile);
 }
 
-function signalZero(pid: number): boolean {
+/** Whether some process has `pid` (it may not be the one that once had it). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -19,6 +19,8 @@ export interface VmStatePaths {
   consoleLog: string;
   /** QEMU's own stdout and stderr. */
   qemuLog: string;
+  /** The pid of the snapwake process starting the VM; exists only until QMP is up. */
+  startingFile: string;
 }
 
 export function vmsDir(home: string): string {
@@ -35,6 +37,7 @@ export function vmStatePaths(stateDir: string): VmStatePaths {
     agentSocket: join(stateDir, "agent.sock"),
     consoleLog: join(stateDir, "console.log"),
     qemuLog: join(stateDir, "qemu.log"),
+    startingFile: join(stateDir, "starting.pid"),
   };
 }
 

@@ -5,6 +5,7 @@
  * connection closes, every pending and every later call rejects with the same QemuError cause,
  * which quotes the tail of QEMU's log when the caller named it.
  */
+import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { QemuError } from "../../errors.ts";
 import {
@@ -126,13 +127,13 @@ export class QmpClient {
 
   /** QEMU's version, from the greeting. */
   get version(): VersionInfo {
-    if (this.#version === undefined) throw new QemuError("QMP client used before its greeting");
+    assert(this.#version !== undefined, "connect() sets the version before returning the client");
     return this.#version;
   }
 
   /** Whether the connection has closed (QEMU exited, or close() was called). */
   isClosed(): boolean {
-    return this.#closedError !== undefined;
+    return this.#socket.destroyed || this.#closedError !== undefined;
   }
 
   /** Settles (never rejects) once the connection has closed, with the error calls now get. */
@@ -143,8 +144,11 @@ export class QmpClient {
   /** Runs `command` and resolves with its typed reply; QMP errors reject with QmpCommandError. */
   execute<C extends QmpCommandName>(command: C, ...rest: ExecuteRest<C>): Promise<QmpReturns<C>> {
     const [args, options] = rest;
-    if (this.#closedError !== undefined) {
-      return Promise.reject(this.#commandClosedError(command, this.#closedError));
+    if (this.isClosed()) {
+      // Closed, or closing while the close error (which reads QEMU's log) is being built.
+      return this.#closed.promise.then((cause) => {
+        throw this.#commandClosedError(command, cause);
+      });
     }
     const timeoutMs = options?.timeoutMs ?? QMP_COMMAND_TIMEOUT_MS;
     const id = this.#nextId++;
