@@ -179,6 +179,14 @@ test("sinkFromWritable waits for drain before the writer goes on", async () => {
   assert.equal(drained, true);
 });
 
+test("sinkFromWritable refuses a closed stream instead of waiting forever", async () => {
+  const stream = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  stream.destroy();
+  const w = new MigrationStreamWriter(sinkFromWritable(stream));
+  w.header();
+  await assert.rejects(w.flush(), /sink is closed/);
+});
+
 test("misuse is a programmer error", () => {
   const w = new MigrationStreamWriter(new MemorySink());
   w.header();

@@ -38,6 +38,10 @@ export type MaybePromise = void | Promise<void>;
 export function sinkFromWritable(stream: Writable): ByteSink {
   return {
     write(bytes: Uint8Array): MaybePromise {
+      if (stream.destroyed || stream.writableEnded) {
+        // No 'drain' or 'close' would ever come to end the wait.
+        throw new Error("Cannot write the migration stream: its sink is closed");
+      }
       if (stream.write(bytes)) return;
       return new Promise<void>((resolve, reject) => {
         const settle = (error?: Error): void => {
