@@ -1,0 +1,26 @@
+/**
+ * A chunk's content hash (docs/format.md §3.1, ADR 0001): SHA-256 over the SHA-256 digests of
+ * its pages in slot order. The writer already hashes every page for dedup, so the chunk hash
+ * costs it one 2 KiB hash instead of a second pass over 256 KiB; a reader recomputes it from the
+ * decompressed pages.
+ */
+import crypto from "node:crypto";
+import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+
+export const PAGE_DIGEST_BYTES = 32;
+
+/** The hash of a chunk whose page digests are `digests` (pageCount × 32 bytes). */
+export function chunkHashOfDigests(digests: Uint8Array): Buffer {
+  return crypto.hash("sha256", digests, "buffer");
+}
+
+/** The hash of a chunk from its raw pages (pageCount × 4096 bytes). */
+export function chunkHashOfPages(raw: Uint8Array): Buffer {
+  const pageCount = raw.byteLength / PAGE_SIZE_BYTES;
+  const digests = Buffer.allocUnsafe(pageCount * PAGE_DIGEST_BYTES);
+  for (let s = 0; s < pageCount && s < CHUNK_PAGES_MAX; s++) {
+    const page = raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES);
+    crypto.hash("sha256", page, "buffer").copy(digests, s * PAGE_DIGEST_BYTES);
+  }
+  return chunkHashOfDigests(digests);
+}

@@ -1,0 +1,111 @@
+/**
+ * The chunk table (docs/format.md §3.1): 48 bytes a chunk, kept as raw bytes rather than
+ * objects so a checkpoint of millions of chunks costs no garbage. ChunkTableBuilder appends
+ * while the pack is written; ChunkTable reads a table that checkChunkTable has validated.
+ */
+import assert from "node:assert/strict";
+import { CHECKPOINT_CHUNKS_MAX, CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { codecById } from "./codec.ts";
+import { CHUNK_ENTRY_BYTES, PACK_HEADER_BYTES } from "./format.ts";
+
+const SHA256_BYTES = 32;
+
+export interface ChunkEntry {
+  readonly offset: number;
+  readonly storedBytes: number;
+  readonly pageCount: number;
+  readonly codec: number;
+  /** Reserved byte: 0 in v1. */
+  readonly reserved?: number;
+  readonly sha256: Uint8Array;
+}
+
+export class ChunkTable {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  readonly #view: DataView;
+
+  constructor(bytes: Uint8Array) {
+    assert(bytes.byteLength % CHUNK_ENTRY_BYTES === 0, "chunk table is whole entries");
+    this.bytes = bytes;
+    this.count = bytes.byteLength / CHUNK_ENTRY_BYTES;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  entry(chunk: number): ChunkEntry {
+    assert(Number.isInteger(chunk) && chunk >= 0 && chunk < this.count, "chunk index in table");
+    const at = chunk * CHUNK_ENTRY_BYTES;
+    return {
+      offset: Number(this.#view.getBigUint64(at, true)),
+      storedBytes: this.#view.getUint32(at + 8, true),
+      pageCount: this.#view.getUint16(at + 12, true),
+      codec: this.#view.getUint8(at + 14),
+      reserved: this.#view.getUint8(at + 15),
+      sha256: this.bytes.subarray(at + 16, at + 16 + SHA256_BYTES),
+    };
+  }
+
+  pageCount(chunk: number): number {
+    return this.#view.getUint16(chunk * CHUNK_ENTRY_BYTES + 12, true);
+  }
+}
+
+/**
+ * Why the table cannot describe the chunks of a pack of `packBytes`, or null if it can:
+ * chunks are back to back from the pack header to the end of the file.
+ */
+export function checkChunkTable(table: ChunkTable, packBytes: number): string | null {
+  let expected = PACK_HEADER_BYTES;
+  for (let i = 0; i < table.count; i++) {
+    const e = table.entry(i);
+    const rawBytes = e.pageCount * PAGE_SIZE_BYTES;
+    if (e.offset !== expected) return `chunk ${i} starts at byte ${e.offset}, expected ${expected}`;
+    if (e.pageCount < 1 || e.pageCount > CHUNK_PAGES_MAX)
+      return `chunk ${i} has ${e.pageCount} pages`;
+    if (codecById(e.codec) === null) return `chunk ${i} uses unknown codec ${e.codec}`;
+    if (e.reserved !== 0) return `chunk ${i} has non-zero reserved bits`;
+    const sizeOk =
+      e.codec === 0 ? e.storedBytes === rawBytes : e.storedBytes >= 1 && e.storedBytes < rawBytes;
+    if (!sizeOk)
+      return `chunk ${i} has an impossible stored length ${e.storedBytes} for ${e.pageCount} pages`;
+    expected += e.storedBytes;
+  }
+  if (expected !== packBytes)
+    return `chunks end at byte ${expected} but the pack has ${packBytes} bytes`;
+  return null;
+}
+
+export class ChunkTableBuilder {
+  #bytes = new Uint8Array(CHUNK_ENTRY_BYTES * 1024);
+  #view = new DataView(this.#bytes.buffer);
+  #count = 0;
+
+  get count(): number {
+    return this.#count;
+  }
+
+  append(e: ChunkEntry): number {
+    assert(this.#count < CHECKPOINT_CHUNKS_MAX, "chunk count checked by the writer");
+    assert(e.sha256.byteLength === SHA256_BYTES, "sha256 is 32 bytes");
+    const at = this.#count * CHUNK_ENTRY_BYTES;
+    if (at + CHUNK_ENTRY_BYTES > this.#bytes.byteLength) this.#grow();
+    this.#view.setBigUint64(at, BigInt(e.offset), true);
+    this.#view.setUint32(at + 8, e.storedBytes, true);
+    this.#view.setUint16(at + 12, e.pageCount, true);
+    this.#view.setUint8(at + 14, e.codec);
+    this.#bytes.set(e.sha256, at + 16);
+    return this.#count++;
+  }
+
+  #grow(): void {
+    const grown = new Uint8Array(this.#bytes.byteLength * 2);
+    grown.set(this.#bytes);
+    this.#bytes = grown;
+    this.#view = new DataView(grown.buffer);
+  }
+
+  /** The table so far (a view; valid until the next append). */
+  table(): ChunkTable {
+    return new ChunkTable(this.#bytes.subarray(0, this.#count * CHUNK_ENTRY_BYTES));
+  }
+}

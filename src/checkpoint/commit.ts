@@ -1,0 +1,199 @@
+/**
+ * The end of a write (ADR 0003): pack flushed and fsynced, then index, device state and
+ * manifest each written once (temp dir, fsync), the directory fsynced, everything re-opened and
+ * verified as a reader would (every chunk read back; the index read back must equal the one in
+ * memory: a paired check), and only then one rename into checkpoints/ and an fsync of it.
+ */
+import { rename } from "node:fs/promises";
+import { join } from "node:path";
+import { InvalidCheckpointError, UsageError } from "../errors.ts";
+import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { type CheckpointListing, listingOf } from "./checkpoint-files.ts";
+import type { ChunkPacker } from "./chunk-packer.ts";
+import type { ChunkTable } from "./chunk-table.ts";
+import { zstdCodec } from "./codec.ts";
+import { type DeviceState, encodeDeviceState } from "./device-file.ts";
+import { FileName, formatVersion, KIND_SHIFT, PAYLOAD_MASK, PageKind } from "./format.ts";
+import { encodeIndex } from "./index-file.ts";
+import type { JsonObject } from "./json-value.ts";
+import {
+  type CheckpointStatistics,
+  encodeManifest,
+  type ManifestBody,
+  sha256Hex,
+} from "./manifest.ts";
+import type { PackWriter } from "./pack-writer.ts";
+import type { PageMap } from "./page-map.ts";
+import { CheckpointReader } from "./reader.ts";
+import { type CheckpointStore, syncDir } from "./store.ts";
+import { CheckpointWriteError, errorCode, writeWholeFile } from "./store-io.ts";
+
+export interface WriterSnapshot {
+  readonly store: CheckpointStore;
+  readonly name: string;
+  readonly dir: string;
+  readonly pack: PackWriter;
+  readonly meta: {
+    readonly vm: JsonObject;
+    readonly qemu: JsonObject;
+    readonly streamInfo: JsonObject;
+    readonly configuration: Uint8Array;
+    readonly level: number;
+    readonly createdAt: string;
+  };
+  readonly started: number;
+  readonly packer: ChunkPacker;
+  readonly pageMap: PageMap;
+  readonly device: DeviceState;
+  readonly counts: { readonly received: number; readonly seen: number; readonly stale: number };
+}
+
+/** Runs `fn`, naming `action` in the error if the system fails it (ENOSPC, EIO…). */
+async function step<T>(name: string, action: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (errorCode(error) === undefined) throw error;
+    throw new CheckpointWriteError(name, action, error);
+  }
+}
+
+export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing> {
+  const io = s.store.io;
+  const packBytes = await step(s.name, `writing ${FileName.pack}`, () => s.pack.finish());
+  const chunks = s.packer.table.table();
+  const index = encodeIndex(chunks, s.pageMap, zstdCodec(s.meta.level));
+  await step(s.name, `writing ${FileName.index}`, () =>
+    writeWholeFile(io, join(s.dir, FileName.index), index),
+  );
+  const device = encodeDeviceState(s.device);
+  await step(s.name, `writing ${FileName.device}`, () =>
+    writeWholeFile(io, join(s.dir, FileName.device), device),
+  );
+  const body = manifestBody(s, chunks, { pack: packBytes, index, device });
+  const manifest = encodeManifest(body);
+  await step(s.name, `writing ${FileName.manifest}`, async () => {
+    await writeWholeFile(io, join(s.dir, FileName.manifest), manifest);
+    await syncDir(s.dir);
+  });
+  await verifyWritten(s, chunks);
+  const finalDir = s.store.dirOf(s.name);
+  await step(s.name, "renaming it into the catalogue", () => publish(s, finalDir));
+  const bytes = manifest.byteLength + index.byteLength + packBytes + device.byteLength;
+  return listingOf({ format: formatVersion, ...body }, finalDir, bytes);
+}
+
+function manifestBody(
+  s: WriterSnapshot,
+  chunks: ChunkTable,
+  files: { pack: number; index: Uint8Array; device: Uint8Array },
+): ManifestBody {
+  return {
+    name: s.name,
+    createdAt: s.meta.createdAt,
+    pageSizeBytes: PAGE_SIZE_BYTES,
+    vm: s.meta.vm,
+    qemu: s.meta.qemu,
+    stream: {
+      configuration: Buffer.from(s.meta.configuration).toString("base64"),
+      info: s.meta.streamInfo,
+    },
+    ramBlocks: s.pageMap.blocks.map((b) => ({
+      name: b.name,
+      lengthBytes: b.pageCount * PAGE_SIZE_BYTES,
+      pageCount: b.pageCount,
+    })),
+    deviceState: {
+      file: FileName.device,
+      bytes: files.device.byteLength,
+      sha256: sha256Hex(files.device),
+    },
+    index: { file: FileName.index, bytes: files.index.byteLength, sha256: sha256Hex(files.index) },
+    chunks: {
+      file: FileName.pack,
+      count: chunks.count,
+      bytes: files.pack,
+      codec: "zstd",
+      level: s.meta.level,
+      chunkPagesMax: CHUNK_PAGES_MAX,
+    },
+    statistics: statistics(
+      s,
+      chunks,
+      files.pack + files.index.byteLength + files.device.byteLength,
+    ),
+  };
+}
+
+function statistics(
+  s: WriterSnapshot,
+  chunks: ChunkTable,
+  storedBytes: number,
+): CheckpointStatistics {
+  const entries = s.pageMap.entries;
+  const referenced = new Uint8Array(Math.ceil((chunks.count * CHUNK_PAGES_MAX) / 8));
+  let zero = 0;
+  let distinct = 0;
+  for (const e of entries) {
+    if (e >>> KIND_SHIFT === PageKind.zero) {
+      zero++;
+      continue;
+    }
+    const slot = e & PAYLOAD_MASK; // chunk << 6 | slot: a unique slot number
+    const bit = 1 << (slot & 7);
+    const byte = referenced[slot >>> 3] ?? 0;
+    if ((byte & bit) === 0) distinct++;
+    referenced[slot >>> 3] = byte | bit;
+  }
+  const rawBytes = entries.length * PAGE_SIZE_BYTES;
+  return {
+    pagesTotal: entries.length,
+    pagesZero: zero,
+    pagesUnsent: entries.length - s.counts.seen,
+    pagesStored: entries.length - zero,
+    pagesUnique: s.packer.unique,
+    pagesDuplicate: s.packer.duplicates,
+    pagesStale: s.counts.stale,
+    slotsUnreferenced: s.packer.unique - distinct,
+    pagesReceived: s.counts.received,
+    rawBytes,
+    chunkRawBytes: s.packer.unique * PAGE_SIZE_BYTES,
+    chunkStoredBytes: s.packer.storedBytes,
+    storedBytes,
+    compressionRatio: storedBytes === 0 ? 0 : Math.round((rawBytes / storedBytes) * 100) / 100,
+    writeMs: Math.round(performance.now() - s.started),
+  };
+}
+
+/** Re-opens the temp checkpoint as a reader would and checks every byte against memory. */
+async function verifyWritten(s: WriterSnapshot, chunks: ChunkTable): Promise<void> {
+  const reader = await CheckpointReader.openDir(s.dir, s.name);
+  try {
+    const sameMap = bytesOf(reader.pageMap.entries).equals(bytesOf(s.pageMap.entries));
+    if (!sameMap || !Buffer.from(reader.chunks.bytes).equals(chunks.bytes)) {
+      throw new InvalidCheckpointError(s.name, "the index read back differs from the one written");
+    }
+    await reader.verify();
+  } finally {
+    await reader.close();
+  }
+}
+
+function bytesOf(a: Uint32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+async function publish(s: WriterSnapshot, finalDir: string): Promise<void> {
+  try {
+    await rename(s.dir, finalDir);
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ENOTEMPTY" || code === "EEXIST") {
+      throw new UsageError(
+        `A checkpoint named "${s.name}" exists already: choose another name or rm it`,
+      );
+    }
+    throw error;
+  }
+  await syncDir(s.store.checkpointsDir);
+}

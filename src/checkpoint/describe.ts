@@ -1,0 +1,71 @@
+/** What `snapwake inspect` shows of a checkpoint: a JSON-able summary and its text form. */
+import type { JsonObject } from "./json-value.ts";
+import type { CheckpointStatistics, ChunksInfo, FileRef, RamBlockInfo } from "./manifest.ts";
+import type { CheckpointReader } from "./reader.ts";
+
+export interface CheckpointDescription {
+  readonly name: string;
+  readonly dir: string;
+  readonly format: string;
+  readonly createdAt: string;
+  readonly vm: JsonObject;
+  readonly qemu: JsonObject;
+  readonly stream: { readonly configurationBytes: number; readonly info: JsonObject };
+  readonly ramBlocks: readonly RamBlockInfo[];
+  readonly deviceState: FileRef;
+  readonly index: FileRef;
+  readonly chunks: ChunksInfo;
+  readonly statistics: CheckpointStatistics;
+  /** All files on disk, manifest included. */
+  readonly bytesOnDisk: number;
+}
+
+export function describeCheckpoint(reader: CheckpointReader): CheckpointDescription {
+  const m = reader.manifest;
+  const stats = m.statistics;
+  return {
+    name: m.name,
+    dir: reader.dir,
+    format: m.format,
+    createdAt: m.createdAt,
+    vm: m.vm,
+    qemu: m.qemu,
+    stream: {
+      configurationBytes: Buffer.byteLength(m.stream.configuration, "base64"),
+      info: m.stream.info,
+    },
+    ramBlocks: m.ramBlocks,
+    deviceState: m.deviceState,
+    index: m.index,
+    chunks: m.chunks,
+    statistics: stats,
+    bytesOnDisk: reader.bytesOnDisk,
+  };
+}
+
+const MIB = 1024 * 1024;
+const mib = (bytes: number): string => `${(bytes / MIB).toFixed(1)} MiB`;
+
+export function formatCheckpoint(d: CheckpointDescription): string {
+  const s = d.statistics;
+  const blocks = d.ramBlocks.map((b) => `${b.name} ${mib(b.lengthBytes)}`).join(", ");
+  const qemu =
+    typeof d.qemu.version === "string"
+      ? d.qemu.version
+      : JSON.stringify(d.qemu.version ?? "unknown");
+  return [
+    `checkpoint ${d.name} (format ${d.format}), created ${d.createdAt}`,
+    `  dir      ${d.dir}`,
+    `  qemu     ${qemu}`,
+    `  RAM      ${mib(s.rawBytes)} in ${d.ramBlocks.length} block(s): ${blocks}`,
+    `  pages    ${s.pagesTotal} total: ${s.pagesZero} zero (${s.pagesUnsent} never sent), ` +
+      `${s.pagesStored} stored`,
+    `           ${s.pagesUnique} unique contents, ${s.pagesDuplicate} duplicates, ` +
+      `${s.pagesStale} overwritten (${s.slotsUnreferenced} stale copies kept)`,
+    `  on disk  ${mib(d.bytesOnDisk)}, ratio ${s.compressionRatio} ` +
+      `(index ${mib(d.index.bytes)}, device state ${mib(d.deviceState.bytes)})`,
+    `  chunks   ${d.chunks.count}, ${mib(d.chunks.bytes)} stored, ${mib(s.chunkRawBytes)} raw ` +
+      `(${d.chunks.codec} level ${d.chunks.level}, up to ${d.chunks.chunkPagesMax} pages each)`,
+    `  written  in ${s.writeMs} ms`,
+  ].join("\n");
+}

@@ -1,0 +1,177 @@
+/**
+ * Field-by-field validation of a manifest body whose hash already matched (docs/format.md §2).
+ * A failure here means a writer bug or a hand-made file, so the reason names the field. Unknown
+ * fields are dropped: a later minor version may add some.
+ */
+import {
+  CHECKPOINT_CHUNKS_MAX,
+  CHECKPOINT_PAGES_MAX,
+  CHUNK_PAGES_MAX,
+  PAGE_SIZE_BYTES,
+  RAM_BLOCK_BYTES_MAX,
+  RAM_BLOCK_NAME_BYTES_MAX,
+  RAM_BLOCKS_MAX,
+} from "../limits.ts";
+import { FILE_NAME_PATTERN } from "./format.ts";
+import { isPlainObject, type JsonObject } from "./json-value.ts";
+import type {
+  CheckpointStatistics,
+  ChunksInfo,
+  FileRef,
+  ManifestBody,
+  RamBlockInfo,
+} from "./manifest.ts";
+import { CHECKPOINT_NAME_PATTERN } from "./names.ts";
+
+type Fail = (why: string) => Error;
+type Obj = Record<string, unknown>;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const STAT_KEYS: readonly (keyof CheckpointStatistics)[] = [
+  "pagesTotal",
+  "pagesZero",
+  "pagesUnsent",
+  "pagesStored",
+  "pagesUnique",
+  "pagesDuplicate",
+  "pagesStale",
+  "slotsUnreferenced",
+  "pagesReceived",
+  "rawBytes",
+  "chunkRawBytes",
+  "chunkStoredBytes",
+  "storedBytes",
+  "compressionRatio",
+  "writeMs",
+];
+
+/** Reads typed fields of one JSON object, failing with the field's full path. */
+class Fields {
+  readonly #o: Obj;
+  readonly #path: string;
+  readonly #fail: Fail;
+
+  constructor(value: unknown, path: string, fail: Fail) {
+    if (!isPlainObject(value))
+      throw fail(`manifest field "${path || "(body)"}" is missing or invalid`);
+    this.#o = value;
+    this.#path = path;
+    this.#fail = fail;
+  }
+
+  #bad(key: string): Error {
+    return this.#fail(
+      `manifest field "${this.#path ? `${this.#path}.` : ""}${key}" is missing or invalid`,
+    );
+  }
+
+  str(key: string, ok: (s: string) => boolean = () => true): string {
+    const v = this.#o[key];
+    if (typeof v !== "string" || !ok(v)) throw this.#bad(key);
+    return v;
+  }
+
+  int(key: string, min: number, max: number): number {
+    const v = this.#o[key];
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max)
+      throw this.#bad(key);
+    return v;
+  }
+
+  num(key: string): number {
+    const v = this.#o[key];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw this.#bad(key);
+    return v;
+  }
+
+  obj(key: string): Fields {
+    return new Fields(this.#o[key], this.#path ? `${this.#path}.${key}` : key, this.#fail);
+  }
+
+  json(key: string): JsonObject {
+    const v = this.#o[key];
+    if (!isPlainObject(v)) throw this.#bad(key);
+    return v as JsonObject;
+  }
+
+  arr(key: string, max: number): unknown[] {
+    const v = this.#o[key];
+    if (!Array.isArray(v) || v.length > max) throw this.#bad(key);
+    return v;
+  }
+
+  path(key: string): string {
+    return this.#path ? `${this.#path}.${key}` : key;
+  }
+}
+
+export function validateManifestBody(value: unknown, fail: Fail): ManifestBody {
+  const f = new Fields(value, "", fail);
+  const stream = f.obj("stream");
+  return {
+    name: f.str("name", (s) => CHECKPOINT_NAME_PATTERN.test(s)),
+    createdAt: f.str("createdAt", (s) => !Number.isNaN(Date.parse(s))),
+    pageSizeBytes: f.int("pageSizeBytes", PAGE_SIZE_BYTES, PAGE_SIZE_BYTES),
+    vm: f.json("vm"),
+    qemu: f.json("qemu"),
+    stream: {
+      configuration: stream.str("configuration", (s) => BASE64.test(s)),
+      info: stream.json("info"),
+    },
+    ramBlocks: ramBlocks(f, fail),
+    deviceState: fileRef(f.obj("deviceState")),
+    index: fileRef(f.obj("index")),
+    chunks: chunksInfo(f.obj("chunks")),
+    statistics: statistics(f.obj("statistics")),
+  };
+}
+
+function ramBlocks(f: Fields, fail: Fail): RamBlockInfo[] {
+  const names = new Set<string>();
+  let pages = 0;
+  const blocks = f.arr("ramBlocks", RAM_BLOCKS_MAX).map((v, i) => {
+    const b = new Fields(v, `${f.path("ramBlocks")}[${i}]`, fail);
+    const name = b.str(
+      "name",
+      (s) => s.length > 0 && Buffer.byteLength(s) <= RAM_BLOCK_NAME_BYTES_MAX,
+    );
+    const lengthBytes = b.int("lengthBytes", 0, RAM_BLOCK_BYTES_MAX);
+    const pageCount = b.int("pageCount", 0, CHECKPOINT_PAGES_MAX);
+    if (lengthBytes !== pageCount * PAGE_SIZE_BYTES) {
+      throw fail(`manifest field "ramBlocks[${i}].pageCount" does not match its lengthBytes`);
+    }
+    if (names.has(name)) throw fail(`manifest lists RAM block "${name}" twice`);
+    names.add(name);
+    pages += pageCount;
+    return { name, lengthBytes, pageCount };
+  });
+  if (pages > CHECKPOINT_PAGES_MAX)
+    throw fail(`manifest RAM blocks hold ${pages} pages, over the limit`);
+  return blocks;
+}
+
+function fileRef(f: Fields): FileRef {
+  return {
+    file: f.str("file", (s) => FILE_NAME_PATTERN.test(s)),
+    bytes: f.int("bytes", 0, Number.MAX_SAFE_INTEGER),
+    sha256: f.str("sha256", (s) => SHA256_HEX.test(s)),
+  };
+}
+
+function chunksInfo(f: Fields): ChunksInfo {
+  return {
+    file: f.str("file", (s) => FILE_NAME_PATTERN.test(s)),
+    count: f.int("count", 0, CHECKPOINT_CHUNKS_MAX),
+    bytes: f.int("bytes", 0, Number.MAX_SAFE_INTEGER),
+    codec: f.str("codec", (s) => s === "zstd") as "zstd",
+    level: f.int("level", -(2 ** 17), 22),
+    chunkPagesMax: f.int("chunkPagesMax", 1, CHUNK_PAGES_MAX),
+  };
+}
+
+function statistics(f: Fields): CheckpointStatistics {
+  const out: Record<string, number> = {};
+  for (const key of STAT_KEYS) out[key] = f.num(key);
+  return out as unknown as CheckpointStatistics;
+}

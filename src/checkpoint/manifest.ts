@@ -1,0 +1,156 @@
+/**
+ * The manifest (docs/format.md §2): the root of trust of a checkpoint.
+ *
+ *   snapwake-checkpoint 1.0\n
+ *   sha256 <hex of sha256(line 1 ‖ body)> <body bytes>\n
+ *   <JSON body>\n
+ *
+ * decodeManifest checks, in this order: size, magic, header lines, body length, hash, version,
+ * then fields; so a flipped bit is always "hash mismatch", never "too new".
+ */
+import crypto from "node:crypto";
+import { InvalidCheckpointError } from "../errors.ts";
+import { MANIFEST_BYTES_MAX } from "../limits.ts";
+import {
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  formatVersion,
+  MANIFEST_HEADER_LINE_BYTES_MAX,
+  MANIFEST_MAGIC,
+} from "./format.ts";
+import type { JsonObject } from "./json-value.ts";
+import { validateManifestBody } from "./manifest-fields.ts";
+
+export interface RamBlockInfo {
+  readonly name: string;
+  readonly lengthBytes: number;
+  readonly pageCount: number;
+}
+
+/** A file of the checkpoint, checked against these before it is trusted. */
+export interface FileRef {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface ChunksInfo {
+  readonly file: string;
+  readonly count: number;
+  readonly bytes: number;
+  readonly codec: "zstd";
+  readonly level: number;
+  readonly chunkPagesMax: number;
+}
+
+/** docs/format.md §2.1. */
+export interface CheckpointStatistics {
+  readonly pagesTotal: number;
+  readonly pagesZero: number;
+  readonly pagesUnsent: number;
+  readonly pagesStored: number;
+  readonly pagesUnique: number;
+  readonly pagesDuplicate: number;
+  readonly pagesStale: number;
+  readonly slotsUnreferenced: number;
+  readonly pagesReceived: number;
+  readonly rawBytes: number;
+  readonly chunkRawBytes: number;
+  readonly chunkStoredBytes: number;
+  readonly storedBytes: number;
+  readonly compressionRatio: number;
+  readonly writeMs: number;
+}
+
+/** The JSON body, exactly as stored. */
+export interface ManifestBody {
+  readonly name: string;
+  readonly createdAt: string;
+  readonly pageSizeBytes: number;
+  readonly vm: JsonObject;
+  readonly qemu: JsonObject;
+  readonly stream: { readonly configuration: string; readonly info: JsonObject };
+  readonly ramBlocks: readonly RamBlockInfo[];
+  readonly deviceState: FileRef;
+  readonly index: FileRef;
+  readonly chunks: ChunksInfo;
+  readonly statistics: CheckpointStatistics;
+}
+
+/** A decoded manifest: its body plus the format version from line 1. */
+export interface Manifest extends ManifestBody {
+  readonly format: string;
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return crypto.hash("sha256", bytes, "hex");
+}
+
+export function encodeManifest(body: ManifestBody): Uint8Array {
+  const line1 = Buffer.from(`${MANIFEST_MAGIC}${formatVersion}\n`, "utf8");
+  const json = Buffer.from(`${JSON.stringify(body, null, 2)}\n`, "utf8");
+  const hash = sha256Hex(Buffer.concat([line1, json]));
+  const line2 = Buffer.from(`sha256 ${hash} ${json.byteLength}\n`, "utf8");
+  return Buffer.concat([line1, line2, json]);
+}
+
+/** Verifies and decodes a manifest; `checkpoint` names it in errors. */
+export function decodeManifest(bytes: Uint8Array, checkpoint: string): Manifest {
+  const fail = (why: string) => new InvalidCheckpointError(checkpoint, why);
+  if (bytes.byteLength > MANIFEST_BYTES_MAX) {
+    throw fail(
+      `manifest is ${bytes.byteLength} bytes, more than the ${MANIFEST_BYTES_MAX}-byte limit`,
+    );
+  }
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = Buffer.from(MANIFEST_MAGIC, "latin1");
+  if (!buf.subarray(0, magic.byteLength).equals(magic)) {
+    throw fail(`manifest does not start with "${MANIFEST_MAGIC}" (not a snapwake checkpoint)`);
+  }
+  const end1 = lineEnd(buf, 0);
+  const end2 = end1 < 0 ? -1 : lineEnd(buf, end1 + 1);
+  if (end2 < 0) throw fail("manifest is truncated inside its header lines");
+  const line1 = buf.subarray(0, end1 + 1);
+  const m = /^sha256 ([0-9a-f]{64}) ([0-9]{1,10})$/.exec(buf.toString("latin1", end1 + 1, end2));
+  if (m === null) throw fail("manifest hash line is malformed");
+  const body = buf.subarray(end2 + 1);
+  const declared = Number(m[2]);
+  if (body.byteLength < declared) {
+    throw fail(`manifest is truncated: its body has ${body.byteLength} of ${declared} bytes`);
+  }
+  if (body.byteLength > declared) {
+    throw fail(`manifest has ${body.byteLength - declared} bytes after its body`);
+  }
+  if (sha256Hex(Buffer.concat([line1, body])) !== m[1]) {
+    throw fail("manifest hash mismatch (it was modified or corrupted)");
+  }
+  const format = checkVersion(line1.toString("latin1", magic.byteLength, end1), fail);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch (error) {
+    throw new InvalidCheckpointError(checkpoint, "manifest body is not valid JSON", {
+      cause: error,
+    });
+  }
+  return { format, ...validateManifestBody(parsed, fail) };
+}
+
+/** Index of the `\n` ending the line that starts at `from`, or -1 if none within the limit. */
+function lineEnd(buf: Buffer, from: number): number {
+  const at = buf.indexOf(0x0a, from);
+  return at < 0 || at - from > MANIFEST_HEADER_LINE_BYTES_MAX ? -1 : at;
+}
+
+function checkVersion(text: string, fail: (why: string) => Error): string {
+  const m = /^([0-9]{1,5})\.([0-9]{1,5})$/.exec(text);
+  if (m === null) throw fail(`manifest version "${text}" is malformed`);
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR) {
+    throw fail(
+      `format ${major}.${minor} is not supported (this snapwake reads ${FORMAT_MAJOR}.0 to ${formatVersion})`,
+    );
+  }
+  return `${major}.${minor}`;
+}

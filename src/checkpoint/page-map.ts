@@ -1,0 +1,116 @@
+/**
+ * The page map (docs/format.md §3.2): one u32 entry per guest page, blocks back to back in
+ * manifest order. PageMap answers "what is page p of block b" in O(1) and maps a global entry
+ * index back to (block, page).
+ *
+ * Invariant (after checkPageMap): every entry is zero with a clean payload, or stored with a
+ * chunk index inside the chunk table and a slot inside that chunk.
+ */
+import assert from "node:assert/strict";
+import type { ChunkTable } from "./chunk-table.ts";
+import { FILL_MASK, KIND_SHIFT, PageKind, SLOT_BITS, SLOT_MASK } from "./format.ts";
+
+export type PageLocation =
+  | { readonly kind: "zero"; readonly fill: number }
+  | { readonly kind: "stored"; readonly chunk: number; readonly slot: number };
+
+export interface BlockShape {
+  readonly name: string;
+  readonly pageCount: number;
+}
+
+export class PageMap {
+  readonly entries: Uint32Array;
+  readonly blocks: readonly BlockShape[];
+  /** blockStarts[b] = global index of page 0 of block b; blockStarts[blocks.length] = total. */
+  readonly blockStarts: Uint32Array;
+
+  constructor(blocks: readonly BlockShape[], entries: Uint32Array) {
+    this.blocks = blocks;
+    this.blockStarts = new Uint32Array(blocks.length + 1);
+    let total = 0;
+    blocks.forEach((b, i) => {
+      this.blockStarts[i] = total;
+      total += b.pageCount;
+    });
+    this.blockStarts[blocks.length] = total;
+    assert(entries.length === total, "page map has one entry per page");
+    this.entries = entries;
+  }
+
+  /** Global entry index of (block, page); asserts both are in range (a caller's bug otherwise). */
+  indexOf(blockIndex: number, pageIndex: number): number {
+    const block = this.blocks[blockIndex];
+    if (
+      block === undefined ||
+      !Number.isInteger(pageIndex) ||
+      pageIndex < 0 ||
+      pageIndex >= block.pageCount
+    ) {
+      assert.fail(
+        `page ${pageIndex} of block ${blockIndex} is outside the checkpoint's RAM blocks`,
+      );
+    }
+    return (this.blockStarts[blockIndex] ?? 0) + pageIndex;
+  }
+
+  /** The block holding global entry `index` (binary search over block starts). */
+  blockOf(index: number): number {
+    let lo = 0;
+    let hi = this.blocks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if ((this.blockStarts[mid] ?? 0) <= index) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  locate(blockIndex: number, pageIndex: number): PageLocation {
+    return decodeEntry(this.entries[this.indexOf(blockIndex, pageIndex)] ?? 0);
+  }
+
+  /** "block "pc.ram" page 7" for the entry at global `index`. */
+  describe(index: number): string {
+    const b = this.blockOf(index);
+    return `block "${this.blocks[b]?.name}" page ${index - (this.blockStarts[b] ?? 0)}`;
+  }
+}
+
+export function decodeEntry(entry: number): PageLocation {
+  const kind = entry >>> KIND_SHIFT;
+  if (kind === PageKind.zero) return { kind: "zero", fill: entry & FILL_MASK };
+  assert(kind === PageKind.stored, "page map was checked when it was opened");
+  return {
+    kind: "stored",
+    chunk: (entry & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS,
+    slot: entry & SLOT_MASK,
+  };
+}
+
+/** Why the page map is invalid for this chunk table, or null if every entry is valid. */
+export function checkPageMap(map: PageMap, chunks: ChunkTable): string | null {
+  const entries = map.entries;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] ?? 0;
+    const kind = e >>> KIND_SHIFT;
+    if (kind === PageKind.zero) {
+      if ((e & ~FILL_MASK & ((1 << KIND_SHIFT) - 1)) !== 0) {
+        return `page map entry for ${map.describe(i)} is a zero page with non-zero reserved bits`;
+      }
+    } else if (kind === PageKind.stored) {
+      const chunk = (e & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS;
+      const slot = e & SLOT_MASK;
+      if (chunk >= chunks.count) {
+        return `page map entry for ${map.describe(i)} points to chunk ${chunk} of ${chunks.count}`;
+      }
+      if (slot >= chunks.pageCount(chunk)) {
+        const pages = chunks.pageCount(chunk);
+        return `page map entry for ${map.describe(i)} points to slot ${slot} of chunk ${chunk} (${pages} pages)`;
+      }
+    } else {
+      return `page map entry for ${map.describe(i)} has unknown kind ${kind}`;
+    }
+  }
+  return null;
+}

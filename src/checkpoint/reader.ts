@@ -1,0 +1,271 @@
+/**
+ * CheckpointReader: opens a checkpoint after checking it (manifest hash and version, every
+ * file's presence and size, index hash, then every index entry, then the pack header) and reads
+ * pages by chunk, each chunk verified (length, decompression, SHA-256) before any of its pages
+ * is handed out.
+ *
+ * Invariant: no byte reaches a caller unverified; a corrupt chunk is an InvalidCheckpointError
+ * naming the chunk, never a wrong page.
+ */
+import assert from "node:assert/strict";
+import { type FileHandle, open, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DecodeError, InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import { INDEX_BYTES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
+import { chunkHashOfPages } from "./chunk-hash.ts";
+import type { ChunkTable } from "./chunk-table.ts";
+import { codecById } from "./codec.ts";
+import { DEVICE_FILE_BYTES_MAX, type DeviceState, decodeDeviceState } from "./device-file.ts";
+import { INDEX_HEADER_BYTES, PACK_HEADER_BYTES } from "./format.ts";
+import { decodeIndex } from "./index-file.ts";
+import type { JsonValue } from "./json-value.ts";
+import type { Manifest, RamBlockInfo } from "./manifest.ts";
+import { sha256Hex } from "./manifest.ts";
+import { checkPackHeader } from "./pack-writer.ts";
+import type { PageLocation, PageMap } from "./page-map.ts";
+import { type PageVisitor, visitPages, walkChunks } from "./page-walk.ts";
+import type { CheckpointStore } from "./store.ts";
+
+/** The stream info given at save time, configuration bytes restored. */
+export interface StoredStream {
+  readonly configuration: Uint8Array;
+  readonly [key: string]: JsonValue | Uint8Array;
+}
+
+/** What a full verify read; it resolves only when every check passed. */
+export interface VerifyReport {
+  readonly chunks: number;
+  readonly pages: number;
+  readonly storedBytes: number;
+  readonly rawBytes: number;
+  readonly deviceStateBytes: number;
+  readonly ms: number;
+}
+
+export class CheckpointReader {
+  readonly name: string;
+  readonly dir: string;
+  readonly manifest: Manifest;
+  readonly blocks: readonly RamBlockInfo[];
+  readonly chunks: ChunkTable;
+  readonly pageMap: PageMap;
+  /** Every file of the checkpoint, manifest included. */
+  readonly bytesOnDisk: number;
+  readonly #pack: FileHandle;
+  #closed = false;
+
+  private constructor(name: string, dir: string, manifest: Manifest, index: Opened) {
+    this.name = name;
+    this.dir = dir;
+    this.manifest = manifest;
+    this.blocks = manifest.ramBlocks;
+    this.chunks = index.chunks;
+    this.pageMap = index.pageMap;
+    this.bytesOnDisk = index.bytesOnDisk;
+    this.#pack = index.pack;
+  }
+
+  /** Opens checkpoint `name` of `store`: NotFoundError if absent, InvalidCheckpointError if bad. */
+  static async open(store: CheckpointStore, name: string): Promise<CheckpointReader> {
+    const dir = store.dirOf(name);
+    if ((await sizeOf(dir)) === null)
+      throw new NotFoundError(`No checkpoint named "${name}" in ${store.checkpointsDir}`);
+    return CheckpointReader.openDir(dir, name);
+  }
+
+  /** Opens the checkpoint in `dir` (e.g. a temp dir being verified), expected to be `name`. */
+  static async openDir(dir: string, name: string): Promise<CheckpointReader> {
+    const manifest = await readManifestFile(dir, name);
+    const bytesOnDisk = await checkFiles(dir, manifest, name);
+    const index = await openIndexAndPack(dir, manifest, name);
+    return new CheckpointReader(name, dir, manifest, { ...index, bytesOnDisk });
+  }
+
+  /** The stream info stored at save time, with its configuration bytes. */
+  stream(): StoredStream {
+    const configuration = new Uint8Array(Buffer.from(this.manifest.stream.configuration, "base64"));
+    return { ...this.manifest.stream.info, configuration };
+  }
+
+  /** The device state, read whole and hash-checked. */
+  async deviceState(): Promise<DeviceState> {
+    const ref = this.manifest.deviceState;
+    const fail = (why: string) => new InvalidCheckpointError(this.name, why);
+    if (ref.bytes > DEVICE_FILE_BYTES_MAX)
+      throw fail(`device state file "${ref.file}" is over its size limit`);
+    const bytes = await readFile(join(this.dir, ref.file)).catch((error: unknown) => {
+      throw new InvalidCheckpointError(
+        this.name,
+        `device state file "${ref.file}" cannot be read`,
+        { cause: error },
+      );
+    });
+    if (bytes.byteLength !== ref.bytes) {
+      throw fail(
+        `device state file "${ref.file}" has ${bytes.byteLength} bytes, expected ${ref.bytes}`,
+      );
+    }
+    if (sha256Hex(bytes) !== ref.sha256)
+      throw fail(`device state hash mismatch: "${ref.file}" was modified or corrupted`);
+    return decodeDeviceState(bytes, this.name, ref.file);
+  }
+
+  /** Where page `pageIndex` of block `blockIndex` is (both must be in range). */
+  pageKind(blockIndex: number, pageIndex: number): PageLocation {
+    return this.pageMap.locate(blockIndex, pageIndex);
+  }
+
+  /** The decompressed, verified pages of `chunk`, slot by slot. */
+  async readChunk(chunk: number): Promise<Uint8Array[]> {
+    return this.decodeChunk(chunk, await this.readStoredChunk(chunk));
+  }
+
+  /** The chunk's stored (compressed) bytes, unverified; pair with decodeChunk. */
+  async readStoredChunk(chunk: number): Promise<Uint8Array> {
+    this.#assertOpen();
+    const e = this.chunks.entry(chunk);
+    const stored = Buffer.allocUnsafe(e.storedBytes);
+    let done = 0;
+    while (done < stored.byteLength) {
+      const { bytesRead } = await this.#pack.read(
+        stored,
+        done,
+        stored.byteLength - done,
+        e.offset + done,
+      );
+      if (bytesRead === 0) {
+        throw new InvalidCheckpointError(
+          this.name,
+          `pack file "${this.manifest.chunks.file}" ends inside chunk ${chunk}`,
+        );
+      }
+      done += bytesRead;
+    }
+    return stored;
+  }
+
+  /** Decompresses and verifies a chunk read by readStoredChunk. */
+  decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[] {
+    const e = this.chunks.entry(chunk);
+    const codec = codecById(e.codec);
+    assert(codec !== null, "codec checked when the index was opened");
+    let raw: Uint8Array;
+    try {
+      raw = codec.decompress(stored, e.pageCount * PAGE_SIZE_BYTES);
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      throw new InvalidCheckpointError(
+        this.name,
+        `chunk ${chunk} does not decompress: ${error.message}`,
+        { cause: error },
+      );
+    }
+    if (!chunkHashOfPages(raw).equals(e.sha256)) {
+      throw new InvalidCheckpointError(
+        this.name,
+        `chunk ${chunk} fails its hash check (its pages are corrupt)`,
+      );
+    }
+    return Array.from({ length: e.pageCount }, (_, s) =>
+      raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
+    );
+  }
+
+  /**
+   * Visits every guest page exactly once: zero pages first (data null), then stored pages chunk
+   * by chunk in pack order, each chunk read once, decompressed once and verified before its
+   * pages are visited. A Promise returned by `visit` is awaited (backpressure).
+   */
+  async forEachPage(visit: PageVisitor): Promise<void> {
+    this.#assertOpen();
+    await visitPages(this, visit);
+  }
+
+  /** Reads and checks every chunk and the device state; rejects with every problem found. */
+  async verify(): Promise<VerifyReport> {
+    const started = performance.now();
+    const problems: string[] = [];
+    let storedBytes = 0;
+    let pages = 0;
+    await walkChunks(
+      this,
+      null,
+      (chunk, stored) => {
+        storedBytes += stored.byteLength;
+        pages += this.chunks.pageCount(chunk);
+        this.decodeChunk(chunk, stored);
+      },
+      problems,
+    );
+    const device = await this.deviceState().catch((error: unknown) => {
+      if (!(error instanceof InvalidCheckpointError)) throw error;
+      problems.push(error.reason);
+      return null;
+    });
+    if (problems.length > 0) {
+      throw new InvalidCheckpointError(
+        this.name,
+        `verify found ${problems.length} problem(s): ${problems.join("; ")}`,
+      );
+    }
+    const deviceStateBytes =
+      (device?.sections.byteLength ?? 0) + (device?.vmdescription?.byteLength ?? 0);
+    const ms = performance.now() - started;
+    return {
+      chunks: this.chunks.count,
+      pages,
+      storedBytes,
+      rawBytes: pages * PAGE_SIZE_BYTES,
+      deviceStateBytes,
+      ms,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pack.close();
+  }
+
+  #assertOpen(): void {
+    assert(!this.#closed, "the reader is open");
+  }
+}
+
+interface Opened {
+  readonly chunks: ChunkTable;
+  readonly pageMap: PageMap;
+  readonly pack: FileHandle;
+  readonly bytesOnDisk: number;
+}
+
+async function openIndexAndPack(
+  dir: string,
+  manifest: Manifest,
+  name: string,
+): Promise<Omit<Opened, "bytesOnDisk">> {
+  const fail = (why: string) => new InvalidCheckpointError(name, why);
+  const ref = manifest.index;
+  if (ref.bytes > INDEX_HEADER_BYTES + INDEX_BYTES_MAX)
+    throw fail(`index file "${ref.file}" is over its size limit`);
+  const bytes = await readFile(join(dir, ref.file));
+  if (sha256Hex(bytes) !== ref.sha256)
+    throw fail(`index hash mismatch: "${ref.file}" was modified or corrupted`);
+  const { chunks, pageMap } = decodeIndex(bytes, {
+    checkpoint: name,
+    file: ref.file,
+    blocks: manifest.ramBlocks,
+    chunkCount: manifest.chunks.count,
+    packBytes: manifest.chunks.bytes,
+  });
+  const pack = await open(join(dir, manifest.chunks.file), "r");
+  const header = Buffer.alloc(PACK_HEADER_BYTES);
+  const { bytesRead } = await pack.read(header, 0, PACK_HEADER_BYTES, 0);
+  const problem = checkPackHeader(header.subarray(0, bytesRead));
+  if (problem !== null) {
+    await pack.close();
+    throw fail(`pack file "${manifest.chunks.file}" ${problem}`);
+  }
+  return { chunks, pageMap, pack };
+}

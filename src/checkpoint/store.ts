@@ -1,0 +1,157 @@
+/**
+ * CheckpointStore: the local catalogue (ADR 0003).
+ *
+ *   <home>/checkpoints/<name>/   complete checkpoints: the only thing ever listed
+ *   <home>/tmp/<pid>-<random>/   writes in progress and removals in progress
+ *
+ * Invariants: a directory appears under checkpoints/ only by one rename(2) of a fully written,
+ * fsynced and verified temp directory, so a crash leaves tmp/ leftovers, never a half
+ * checkpoint; removal renames out of checkpoints/ first, so a crash mid-removal lists nothing
+ * half-deleted. Names are validated before any path is built from them.
+ */
+import crypto from "node:crypto";
+import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import { type CheckpointListing, listingOf } from "./checkpoint-files.ts";
+import { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
+import { CheckpointReader } from "./reader.ts";
+import { errorCode, nodeStoreIo, type StoreIo } from "./store-io.ts";
+
+export interface StoreOptions {
+  /** The snapwake home directory ($SNAPWAKE_HOME is resolved by the CLI, not here). */
+  readonly home: string;
+  /** File creation for writers; tests inject failures here. Default: node:fs. */
+  readonly io?: StoreIo;
+}
+
+/** A checkpoint directory that is not valid, as found by `scan`. */
+export interface InvalidListing {
+  readonly name: string;
+  readonly error: InvalidCheckpointError;
+}
+
+const TEMP_NAME = /^([0-9]{1,10})-[0-9a-f]{16}(\.removing)?$/;
+
+export class CheckpointStore {
+  readonly home: string;
+  readonly io: StoreIo;
+
+  constructor(opts: StoreOptions) {
+    this.home = opts.home;
+    this.io = opts.io ?? nodeStoreIo;
+  }
+
+  get checkpointsDir(): string {
+    return join(this.home, "checkpoints");
+  }
+
+  get tempDir(): string {
+    return join(this.home, "tmp");
+  }
+
+  /** Directory of checkpoint `name` (validated; it need not exist). */
+  dirOf(name: string): string {
+    checkCheckpointName(name);
+    return join(this.checkpointsDir, name);
+  }
+
+  /** Complete checkpoints that open (see `stat`), by name; corrupt ones are left out. */
+  async list(): Promise<CheckpointListing[]> {
+    return (await this.scan()).checkpoints;
+  }
+
+  /** Like `list`, and also says which directories under checkpoints/ are not valid and why. */
+  async scan(): Promise<{ checkpoints: CheckpointListing[]; invalid: InvalidListing[] }> {
+    const checkpoints: CheckpointListing[] = [];
+    const invalid: InvalidListing[] = [];
+    for (const name of (await this.#entries(this.checkpointsDir)).sort()) {
+      if (!CHECKPOINT_NAME_PATTERN.test(name)) continue; // not something we wrote
+      try {
+        checkpoints.push(await this.stat(name));
+      } catch (error) {
+        if (error instanceof InvalidCheckpointError) invalid.push({ name, error });
+        else if (!(error instanceof NotFoundError)) throw error; // NotFound: removed meanwhile
+      }
+    }
+    return { checkpoints, invalid };
+  }
+
+  /**
+   * The listing of one checkpoint, after the checks CheckpointReader.open makes (manifest,
+   * files, index, pack header; not every chunk: that is `verify`). NotFoundError if absent,
+   * InvalidCheckpointError if those checks fail.
+   */
+  async stat(name: string): Promise<CheckpointListing> {
+    const reader = await CheckpointReader.open(this, name);
+    await reader.close();
+    return listingOf(reader.manifest, reader.dir, reader.bytesOnDisk);
+  }
+
+  /** Removes a checkpoint: unlisted atomically first, then deleted. NotFoundError if absent. */
+  async remove(name: string): Promise<void> {
+    const dir = this.dirOf(name);
+    const doomed = `${await this.newTempPath()}.removing`;
+    try {
+      await rename(dir, doomed);
+    } catch (error) {
+      if (errorCode(error) === "ENOENT")
+        throw new NotFoundError(`No checkpoint named "${name}" in ${this.checkpointsDir}`);
+      throw error;
+    }
+    await syncDir(this.checkpointsDir);
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  /**
+   * Removes leftovers of writes and removals whose process is gone; returns how many. Entries
+   * of live processes (this one included) are in use and kept.
+   */
+  async cleanTemp(): Promise<number> {
+    let removed = 0;
+    for (const entry of await this.#entries(this.tempDir)) {
+      const m = TEMP_NAME.exec(entry);
+      if (m === null) continue; // not ours
+      const pid = Number(m[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      await rm(join(this.tempDir, entry), { recursive: true, force: true });
+      removed += 1;
+    }
+    return removed;
+  }
+
+  /** A fresh path under tmp/ named after this process (the directories exist afterwards). */
+  async newTempPath(): Promise<string> {
+    await mkdir(this.tempDir, { recursive: true });
+    await mkdir(this.checkpointsDir, { recursive: true });
+    return join(this.tempDir, `${process.pid}-${crypto.randomBytes(8).toString("hex")}`);
+  }
+
+  async #entries(dir: string): Promise<string[]> {
+    try {
+      return await readdir(dir);
+    } catch (error) {
+      if (errorCode(error) === "ENOENT") return [];
+      throw error;
+    }
+  }
+}
+
+/** fsync a directory, so a rename or a new entry in it survives a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === "EPERM"; // exists, owned by someone else
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Shared by the checkpoint tests (not part of the public surface): a seeded PRNG, throw-away
+ * stores, a small checkpoint with known content, and tools that rewrite a checkpoint's files
+ * *with valid hashes*, so a test can reach the check behind the hash check.
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import { PAGE_SIZE_BYTES } from "../limits.ts";
+import type { CheckpointListing } from "./checkpoint-files.ts";
+import { zstdCodec } from "./codec.ts";
+import { FileName, MANIFEST_MAGIC } from "./format.ts";
+import { decodeIndex, encodeIndex } from "./index-file.ts";
+import { decodeManifest, encodeManifest, type ManifestBody, sha256Hex } from "./manifest.ts";
+import { CheckpointStore } from "./store.ts";
+import type { StoreIo } from "./store-io.ts";
+import { beginCheckpoint } from "./writer.ts";
+
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` pseudo-random bytes from `rand`. */
+export function randomBytes(rand: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i + 4 <= n; i += 4) view.setUint32(i, (rand() * 2 ** 32) >>> 0);
+  return out;
+}
+
+/** A page that compresses (text-like): a repeated phrase with the page number in it. */
+export function textPage(n: number): Uint8Array {
+  return Buffer.alloc(PAGE_SIZE_BYTES, `page ${n}: the quick brown fox jumps over the lazy dog. `);
+}
+
+export interface TempStore {
+  readonly home: string;
+  readonly store: CheckpointStore;
+  cleanup(): Promise<void>;
+}
+
+export async function tempStore(io?: StoreIo): Promise<TempStore> {
+  const home = await mkdtemp(join(os.tmpdir(), "snapwake-checkpoint-test-"));
+  const store = new CheckpointStore(io === undefined ? { home } : { home, io });
+  return { home, store, cleanup: () => rm(home, { recursive: true, force: true }) };
+}
+
+/**
+ * A small checkpoint: block "ram0" of 16 pages (0–5 random; 6–9 text; 10 and 11
+ * the same text page; 12 zero fill 0; 13 zero fill 0xaa; 14–15 never sent) and block "rom" of
+ * 2 text pages; device state "sections!" and vmdescription "{}".
+ */
+export async function writeSmall(
+  store: CheckpointStore,
+  name = "small",
+): Promise<CheckpointListing> {
+  const rand = prng(7);
+  const w = await beginCheckpoint(store, {
+    name,
+    vm: { name: "vm1", memoryMib: 1 },
+    qemu: { version: "7.2.22" },
+    stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
+    now: () => new Date("2026-01-02T03:04:05.000Z"),
+  });
+  w.setRamBlocks([
+    { name: "ram0", lengthBytes: 16 * PAGE_SIZE_BYTES },
+    { name: "rom", lengthBytes: 2 * PAGE_SIZE_BYTES },
+  ]);
+  for (let p = 0; p < 6; p++) await w.putPage(0, p, randomBytes(rand, PAGE_SIZE_BYTES));
+  for (let p = 6; p < 10; p++) await w.putPage(0, p, textPage(p));
+  await w.putPage(0, 10, textPage(100));
+  await w.putPage(0, 11, textPage(100));
+  w.putZero(0, 12, 0);
+  w.putZero(0, 13, 0xaa);
+  await w.putPage(1, 0, textPage(200));
+  await w.putPage(1, 1, textPage(201));
+  w.setDeviceState({ sections: Buffer.from("sections!"), vmdescription: Buffer.from("{}") });
+  return w.commit();
+}
+
+/** Rewrites the manifest of checkpoint `dir` through `edit`, with a correct hash. */
+export async function rewriteManifest(
+  dir: string,
+  edit: (body: ManifestBody) => ManifestBody,
+  version?: string,
+): Promise<void> {
+  const path = join(dir, FileName.manifest);
+  const old = decodeManifest(await readFile(path), dir.split("/").pop() ?? "");
+  const { format: _format, ...body } = old;
+  let bytes: Buffer = Buffer.from(encodeManifest(edit(body)));
+  if (version !== undefined) bytes = rehashWithVersion(bytes, version);
+  await writeFile(path, bytes);
+}
+
+/** The same manifest under another version line, hash recomputed. */
+function rehashWithVersion(bytes: Buffer, version: string): Buffer {
+  const text = bytes.toString("utf8");
+  const [, , ...rest] = text.split("\n");
+  const body = `${rest.join("\n")}`;
+  const line1 = `${MANIFEST_MAGIC}${version}\n`;
+  const hash = sha256Hex(Buffer.from(line1 + body));
+  return Buffer.from(`${line1}sha256 ${hash} ${Buffer.byteLength(body)}\n${body}`);
+}
+
+/** Rewrites the page map through `edit` (valid hashes everywhere), keeping the chunk table. */
+export async function rewritePageMap(
+  dir: string,
+  edit: (entries: Uint32Array) => void,
+): Promise<void> {
+  const name = dir.split("/").pop() ?? "";
+  const manifest = decodeManifest(await readFile(join(dir, FileName.manifest)), name);
+  const indexPath = join(dir, manifest.index.file);
+  const decoded = decodeIndex(await readFile(indexPath), {
+    checkpoint: name,
+    file: manifest.index.file,
+    blocks: manifest.ramBlocks,
+    chunkCount: manifest.chunks.count,
+    packBytes: manifest.chunks.bytes,
+  });
+  edit(decoded.pageMap.entries);
+  const index = encodeIndex(decoded.chunks, decoded.pageMap, zstdCodec(1));
+  await writeFile(indexPath, index);
+  await rewriteManifest(dir, (body) => ({
+    ...body,
+    index: { ...body.index, bytes: index.byteLength, sha256: sha256Hex(index) },
+  }));
+}
+
+/** Flips one bit of `file` in `dir` at `offset` (negative: from the end). */
+export async function flipBit(dir: string, file: string, offset: number): Promise<void> {
+  const path = join(dir, file);
+  const bytes = await readFile(path);
+  const at = offset < 0 ? bytes.byteLength + offset : offset;
+  bytes.writeUInt8((bytes.readUInt8(at) ^ 0x10) & 0xff, at);
+  await writeFile(path, bytes);
+}
