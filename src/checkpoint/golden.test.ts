@@ -1,0 +1,54 @@
+/**
+ * Every format version this reader accepts has a golden fixture (docs/format.md §6). The 1.0
+ * fixture must open, verify and read back as the small checkpoint the tests write today; and
+ * today's writer must still produce the same index, pack and device bytes (only the write time
+ * in the manifest differs), so an encoding change cannot slip in without a version bump.
+ */
+import assert from "node:assert/strict";
+import { cp, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { FileName } from "./format.ts";
+import { CheckpointReader } from "./reader.ts";
+import { tempStore, writeSmall } from "./test-support.ts";
+
+const GOLDEN = "golden-1.0";
+
+async function pagesOf(reader: CheckpointReader): Promise<Map<string, string>> {
+  const pages = new Map<string, string>();
+  await reader.forEachPage((b, p, data, fill) => {
+    pages.set(`${b}/${p}`, data === null ? `zero ${fill}` : Buffer.from(data).toString("base64"));
+  });
+  return pages;
+}
+
+test("the 1.0 golden fixture opens, verifies and equals what the writer produces today", async () => {
+  const t = await tempStore();
+  try {
+    const goldenDir = t.store.dirOf(GOLDEN);
+    await cp(join(import.meta.dirname, "testdata", GOLDEN), goldenDir, { recursive: true });
+    const fresh = await writeSmall(t.store, "today");
+    const golden = await CheckpointReader.open(t.store, GOLDEN);
+    const today = await CheckpointReader.open(t.store, "today");
+    try {
+      assert.equal(golden.manifest.format, "1.0");
+      await golden.verify();
+      assert.deepEqual(await pagesOf(golden), await pagesOf(today));
+      assert.deepEqual(await golden.deviceState(), await today.deviceState());
+      assert.deepEqual(golden.stream(), today.stream());
+      for (const file of [FileName.index, FileName.pack, FileName.device]) {
+        const want = await readFile(join(goldenDir, file));
+        assert.deepEqual(
+          await readFile(join(fresh.dir, file)),
+          want,
+          `${file} is encoded as in 1.0`,
+        );
+      }
+    } finally {
+      await golden.close();
+      await today.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
