@@ -179,6 +179,30 @@ test("sinkFromWritable waits for drain before the writer goes on", async () => {
   assert.equal(drained, true);
 });
 
+test("a Node Writable can be the sink directly", async () => {
+  const chunks: Buffer[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
+  });
+  const w = new MigrationStreamWriter(stream);
+  w.header();
+  w.ramStart(RAM, [{ name: "pc.ram", lengthBytes: PAGE_SIZE_BYTES }]);
+  w.beginRamEnd(RAM);
+  w.zeroPage(0, 0);
+  w.endRamSection();
+  w.eof();
+  await w.flush();
+  const summary = await readMigrationStream(
+    chunked(new Uint8Array(Buffer.concat(chunks)), 10),
+    new MemoryVisitor(),
+  );
+  assert.equal(summary.records, 1);
+  assert.throws(() => w.beginRamPart({ ...RAM, sectionId: 3 }), { name: "AssertionError" });
+});
+
 test("sinkFromWritable refuses a closed stream instead of waiting forever", async () => {
   const stream = new Writable({ write: (_chunk, _encoding, callback) => callback() });
   stream.destroy();

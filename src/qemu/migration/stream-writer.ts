@@ -13,7 +13,7 @@
  * (assert), not an operating error.
  */
 import assert from "node:assert/strict";
-import type { Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { ByteReader, ByteWriter, latin1Encode } from "../../bytes/index.ts";
 import { MIGRATION_WRITE_BATCH_BYTES, PAGE_SIZE_BYTES } from "../../limits.ts";
 import { encodeCommand, encodePackaged } from "./commands.ts";
@@ -80,8 +80,10 @@ export class MigrationStreamWriter {
   #lastBlock = -1;
   #flushedBytes = 0;
 
-  constructor(sink: ByteSink, options: { readonly batchBytes?: number } = {}) {
-    this.#sink = sink;
+  /** `sink`: a ByteSink, or a Node Writable (a net.Socket) adapted by sinkFromWritable. */
+  constructor(sink: ByteSink | Writable, options: { readonly batchBytes?: number } = {}) {
+    // Writable's instanceof also recognises Duplex streams such as net.Socket.
+    this.#sink = sink instanceof Writable ? sinkFromWritable(sink) : sink;
     this.#batchBytes = options.batchBytes ?? MIGRATION_WRITE_BATCH_BYTES;
     assert(this.#batchBytes > 0, "batch size is positive");
     this.#out = new ByteWriter(this.#batchBytes + PAGE_SIZE_BYTES + 512);
@@ -129,12 +131,14 @@ export class MigrationStreamWriter {
     return this.#maybeFlush();
   }
 
-  beginRamPart(): MaybePromise {
-    return this.#beginRam(Section.part);
+  /** Opens a RAM PART. `ram`, if given, must be the section of ramStart (a check). */
+  beginRamPart(ram?: RamSectionInfo): MaybePromise {
+    return this.#beginRam(Section.part, ram);
   }
 
-  beginRamEnd(): MaybePromise {
-    return this.#beginRam(Section.end);
+  /** Opens the RAM END. `ram`, if given, must be the section of ramStart (a check). */
+  beginRamEnd(ram?: RamSectionInfo): MaybePromise {
+    return this.#beginRam(Section.end, ram);
   }
 
   /** A PAGE record; `data` is copied before this returns. */
@@ -206,8 +210,9 @@ export class MigrationStreamWriter {
     if (pending !== undefined) await pending;
   }
 
-  #beginRam(type: typeof Section.part | typeof Section.end): MaybePromise {
+  #beginRam(type: typeof Section.part | typeof Section.end, ram?: RamSectionInfo): MaybePromise {
     assert(this.#ram !== null, "RAM START comes before its PART/END sections");
+    assert(ram === undefined || ram.sectionId === this.#ram.sectionId, "same RAM section");
     this.#between();
     this.#sectionOpen = true;
     this.#out.u8(type).u32(this.#ram.sectionId);
