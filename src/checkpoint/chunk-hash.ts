@@ -9,6 +9,14 @@ import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 
 export const PAGE_DIGEST_BYTES = 32;
 
+/**
+ * Writes SHA-256(page) into `out` at `offset`. A latin1 ("binary") string plus a write into a
+ * reused buffer costs ~0.7 µs less a page than a fresh 32-byte Buffer per digest (ADR 0001).
+ */
+export function writePageDigest(page: Uint8Array, out: Buffer, offset: number): void {
+  out.write(crypto.hash("sha256", page, "binary"), offset, PAGE_DIGEST_BYTES, "latin1");
+}
+
 /** The hash of a chunk whose page digests are `digests` (pageCount × 32 bytes). */
 export function chunkHashOfDigests(digests: Uint8Array): Buffer {
   return crypto.hash("sha256", digests, "buffer");
@@ -20,7 +28,7 @@ export function chunkHashOfPages(raw: Uint8Array): Buffer {
   const digests = Buffer.allocUnsafe(pageCount * PAGE_DIGEST_BYTES);
   for (let s = 0; s < pageCount && s < CHUNK_PAGES_MAX; s++) {
     const page = raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES);
-    crypto.hash("sha256", page, "buffer").copy(digests, s * PAGE_DIGEST_BYTES);
+    writePageDigest(page, digests, s * PAGE_DIGEST_BYTES);
   }
   return chunkHashOfDigests(digests);
 }

@@ -7,10 +7,9 @@
  * Invariants: one open chunk of CHUNK_PAGES_MAX pages is the only page data held here; a slot's
  * page-map entry is final when `add` returns it (chunk index = chunks sealed so far).
  */
-import crypto from "node:crypto";
 import { UsageError } from "../errors.ts";
 import { CHECKPOINT_CHUNKS_MAX, CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
-import { chunkHashOfDigests, PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
+import { chunkHashOfDigests, PAGE_DIGEST_BYTES, writePageDigest } from "./chunk-hash.ts";
 import { ChunkTableBuilder } from "./chunk-table.ts";
 import { type ChunkCodec, noneCodec } from "./codec.ts";
 import { DedupIndex } from "./dedup-index.ts";
@@ -22,6 +21,7 @@ export class ChunkPacker {
   readonly #dedup = new DedupIndex();
   readonly #open = Buffer.alloc(CHUNK_PAGES_MAX * PAGE_SIZE_BYTES);
   readonly #digests = Buffer.alloc(CHUNK_PAGES_MAX * PAGE_DIGEST_BYTES);
+  readonly #digest = Buffer.alloc(PAGE_DIGEST_BYTES);
   readonly #pack: PackWriter;
   readonly #codec: ChunkCodec;
   #openPages = 0;
@@ -46,7 +46,8 @@ export class ChunkPacker {
 
   /** The page-map entry for this page's content, storing it if it is new. */
   add(page: Uint8Array): number {
-    const digest = crypto.hash("sha256", page, "buffer");
+    const digest = this.#digest;
+    writePageDigest(page, digest, 0);
     const existing = this.#dedup.get(digest);
     if (existing >= 0) {
       this.duplicates += 1;
