@@ -18,6 +18,10 @@ export const RAM_BLOCK_BYTES_MAX = 2 ** 40;
 export const QMP_LINE_BYTES_MAX = 1 << 20;
 /** Default time to wait for one QMP command's reply. */
 export const QMP_COMMAND_TIMEOUT_MS = 30_000;
+/** How long QEMU may take to connect to the save socket after `migrate`. */
+export const SAVE_CONNECT_TIMEOUT_MS = 30_000;
+/** Saves go to a local receiver: do not let QEMU's 128 MiB/s default throttle them (1 TB/s). */
+export const MIGRATE_MAX_BANDWIDTH_BYTES_PER_S = 1_000_000_000_000;
 /** A manifest is JSON of a few KiB; bound what we read before trusting it. */
 export const MANIFEST_BYTES_MAX = 16 * 1024 * 1024;
 
@@ -93,5 +97,8 @@ export const VERIFY_PROBLEMS_MAX = 100;
 export const RAM_BLOCK_NAME_BYTES_MAX = 256;
 
 assert(CHUNK_PAGES_MAX <= 64, "a chunk slot fits the page map's 6-bit slot field");
-assert(PACK_WRITE_BUFFER_BYTES >= CHUNK_PAGES_MAX * PAGE_SIZE_BYTES, "a whole chunk fits one write");
+assert(
+  PACK_WRITE_BUFFER_BYTES >= CHUNK_PAGES_MAX * PAGE_SIZE_BYTES,
+  "a whole chunk fits one write",
+);
 assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");

@@ -1,0 +1,1 @@
+export { type AfterSave, type SaveOptions, type SaveResult, save } from "./save.ts";

@@ -1,0 +1,239 @@
+/**
+ * Saves a running managed VM into a checkpoint: QEMU migrates (precopy) into snapwake's
+ * receiver over a Unix socket; pages go straight into the checkpoint writer as they arrive.
+ *
+ * Invariants: a checkpoint is listed only after commit() verified it; any failure (QEMU died,
+ * a stream we cannot parse, a full disk) aborts the writer so nothing is listed, cancels the
+ * migration if QEMU still lives, and resumes the source VM if it was running before.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  beginCheckpoint,
+  type CheckpointListing,
+  CheckpointStore,
+  type CheckpointWriter,
+} from "../checkpoint/index.ts";
+import { NotFoundError, QemuError, UsageError } from "../errors.ts";
+import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import type { ProgressListener } from "../progress.ts";
+import {
+  type DeviceState,
+  type RamBlock,
+  type RamSectionInfo,
+  readMigrationStream,
+  type StreamSummary,
+} from "../qemu/migration/index.ts";
+import type { QmpClient } from "../qemu/qmp/index.ts";
+import { type ManagedVm, openVm } from "../vm/index.ts";
+import { prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
+
+/** What the source VM does after a successful save. */
+export type AfterSave = "continue" | "pause" | "stop";
+
+export interface SaveOptions {
+  readonly home: string;
+  /**
+   * The managed VM to save: its name, or a ManagedVm this process already holds (QEMU serves
+   * one QMP client at a time, so a holder must lend its connection).
+   */
+  readonly vm: string | ManagedVm;
+  /** The checkpoint's name in the store. */
+  readonly name: string;
+  /** Default "continue": the VM keeps running. "stop" quits it after the checkpoint is listed. */
+  readonly after?: AfterSave;
+  readonly compressionLevel?: number;
+  readonly onProgress?: ProgressListener;
+}
+
+export interface SaveResult {
+  readonly checkpoint: CheckpointListing;
+  readonly stream: StreamSummary;
+  /** From the migrate command to the checkpoint being listed. */
+  readonly wallMs: number;
+  /** Migration stream bytes received from QEMU. */
+  readonly streamBytes: number;
+}
+
+/** Checkpoints a managed VM. See the module comment for the failure guarantees. */
+export async function save(opts: SaveOptions): Promise<SaveResult> {
+  const store = new CheckpointStore({ home: opts.home });
+  await refuseExistingName(store, opts.name);
+  const borrowed = typeof opts.vm !== "string";
+  const vm = typeof opts.vm === "string" ? await openVm(opts.home, opts.vm) : opts.vm;
+  const started = performance.now();
+  const dir = await mkdtemp(join(tmpdir(), "snapwake-save-"));
+  const socketPath = join(dir, "migration.sock");
+  const server = createServer();
+  let wasRunning = false;
+  let writer: CheckpointWriter | null = null;
+  try {
+    await listen(server, socketPath);
+    const connection = acceptOne(server, vm.qmp);
+    wasRunning = await prepareSourceForSave(vm.qmp);
+    await vm.qmp.execute("migrate", { uri: `unix:${socketPath}` });
+    const socket = await connection;
+    const sink = new CheckpointSink(store, opts, vm);
+    const receiving = readMigrationStream(socket, sink, {
+      returnPath: (bytes) => void socket.write(bytes),
+    });
+    const [stream] = await Promise.all([receiving, waitMigrationCompleted(vm.qmp)]);
+    writer = sink.writer;
+    if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
+    opts.onProgress?.({ phase: "verifying", doneBytes: stream.streamBytes, totalBytes: null });
+    const checkpoint = await writer.commit();
+    writer = null;
+    socket.destroy();
+    await afterSave(vm, opts.after ?? "continue", wasRunning);
+    return {
+      checkpoint,
+      stream,
+      wallMs: performance.now() - started,
+      streamBytes: stream.streamBytes,
+    };
+  } catch (error) {
+    await writer?.abort(error instanceof Error ? error : undefined);
+    await cancelAndResume(vm, wasRunning);
+    throw error;
+  } finally {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+    if (!borrowed) vm.qmp.close();
+  }
+}
+
+/** Receives parsed stream records and feeds the checkpoint writer (created once blocks are known). */
+class CheckpointSink {
+  writer: CheckpointWriter | null = null;
+  #configuration = new Uint8Array(0);
+  #machine = "";
+  #pages = 0;
+  readonly #store: CheckpointStore;
+  readonly #opts: SaveOptions;
+  readonly #vm: ManagedVm;
+
+  constructor(store: CheckpointStore, opts: SaveOptions, vm: ManagedVm) {
+    this.#store = store;
+    this.#opts = opts;
+    this.#vm = vm;
+  }
+
+  configuration(config: { machine: string; raw: Uint8Array }): void {
+    this.#configuration = config.raw.slice();
+    this.#machine = config.machine;
+  }
+
+  async ramBlocks(blocks: readonly RamBlock[], ram: RamSectionInfo): Promise<void> {
+    if (this.writer !== null)
+      throw new QemuError("The migration stream listed its RAM blocks twice");
+    const version = await this.#vm.qmp.execute("query-version", {});
+    this.writer = await beginCheckpoint(this.#store, {
+      name: this.#opts.name,
+      vm: { ...this.#vm.spec, machine: this.#machine || this.#vm.spec.machine },
+      qemu: { version: version.qemu, package: version.package, args: this.#vm.args },
+      stream: { configuration: this.#configuration, machine: this.#machine, ram },
+      ...(this.#opts.compressionLevel === undefined
+        ? {}
+        : { compressionLevel: this.#opts.compressionLevel }),
+    });
+    this.writer.setRamBlocks(blocks);
+  }
+
+  page(blockIndex: number, pageIndex: number, data: Uint8Array): void | Promise<void> {
+    this.#tick();
+    return this.#need().putPage(blockIndex, pageIndex, data);
+  }
+
+  zeroPage(blockIndex: number, pageIndex: number, fill: number): void {
+    this.#tick();
+    this.#need().putZero(blockIndex, pageIndex, fill);
+  }
+
+  deviceState(state: DeviceState): void {
+    this.#need().setDeviceState(state);
+  }
+
+  #tick(): void {
+    this.#pages += 1;
+    if (this.#pages % 8192 === 0) {
+      const doneBytes = this.#pages * PAGE_SIZE_BYTES;
+      this.#opts.onProgress?.({ phase: "receiving", doneBytes, totalBytes: null });
+    }
+  }
+
+  #need(): CheckpointWriter {
+    if (this.writer === null)
+      throw new QemuError("The migration stream sent pages before its RAM blocks");
+    return this.writer;
+  }
+}
+
+async function refuseExistingName(store: CheckpointStore, name: string): Promise<void> {
+  try {
+    await store.stat(name);
+  } catch (error) {
+    if (error instanceof NotFoundError) return;
+    throw error;
+  }
+  throw new UsageError(`A checkpoint named "${name}" exists already: choose another name or rm it`);
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+}
+
+/** The first connection on the server, or a QemuError if QEMU dies or never connects. */
+function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new QemuError("QEMU did not connect to the migration socket in time")),
+      SAVE_CONNECT_TIMEOUT_MS,
+    );
+    server.once("connection", (socket) => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    qmp.closed.then(() => {
+      clearTimeout(timer);
+      reject(new QemuError("QEMU exited before the migration started"));
+    });
+  });
+}
+
+/** Resolves when QEMU reports the migration completed; failed or cancelled throws. */
+async function waitMigrationCompleted(qmp: QmpClient): Promise<void> {
+  await qmp.waitForMigration();
+}
+
+async function afterSave(vm: ManagedVm, after: AfterSave, wasRunning: boolean): Promise<void> {
+  switch (after) {
+    case "continue":
+      return resumeIfWasRunning(vm.qmp, wasRunning);
+    case "pause":
+      return;
+    case "stop":
+      await vm.qmp.execute("quit", {});
+      return;
+    default:
+      return assertNeverAfter(after);
+  }
+}
+
+function assertNeverAfter(x: never): never {
+  throw new UsageError(`Unknown --after value ${String(x)}`);
+}
+
+async function cancelAndResume(vm: ManagedVm, wasRunning: boolean): Promise<void> {
+  if (vm.qmp.isClosed()) return;
+  try {
+    await vm.qmp.execute("migrate_cancel", {});
+    await resumeIfWasRunning(vm.qmp, wasRunning);
+  } catch {
+    // QEMU died while we cleaned up; the save error already says what went wrong.
+  }
+}
