@@ -110,11 +110,28 @@ async function endVm(
       await end(pid, paths, handle);
       const exited = handle?.exited ?? new Promise<never>(() => {});
       await ensureExited(name, pid, paths, exited, options.timeoutMs);
-      await handle?.exited; // gone for sure: let the handle's own watcher see it before close()
+      // Gone for sure: let the handle's own watcher see it before close(). Bounded by a timer,
+      // because a detached, unref'd child's exit event alone does not keep Node's loop alive.
+      if (handle !== undefined) await raceTimeout(handle.exited, EXIT_EVENT_WAIT_MS);
     }
     await removeStateDir(paths);
   } finally {
     handle?.close();
+  }
+}
+
+/** After the pid is gone, the exit event follows within milliseconds. */
+const EXIT_EVENT_WAIT_MS = 2_000;
+
+async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
