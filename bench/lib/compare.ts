@@ -1,0 +1,161 @@
+/**
+ * One side-by-side run: the same booted test guest saved by QEMU's own `migrate` to a file and
+ * by snapwake, then restored by QEMU's own `-incoming` and by snapwake's eager restore. Only
+ * ratios measured within one run mean anything on shared machines.
+ */
+import { join } from "node:path";
+import { restore } from "../../src/restore/index.ts";
+import { save } from "../../src/save/index.ts";
+import { killVm, stopVm } from "../../src/vm/index.ts";
+import { bootTestGuest, connectAgent, testGuestSpec } from "../../test/support/test-guest.ts";
+import { qemuRestore, qemuSave } from "./qemu-baseline.ts";
+
+export interface CompareOptions {
+  readonly home: string;
+  /** Where QEMU's own stream file goes. */
+  readonly workDir: string;
+  readonly memoryMiB: number;
+  /** Anonymous memory the guest workload fills. */
+  readonly memMiB: number;
+  readonly log: (line: string) => void;
+}
+
+export interface CompareResult {
+  readonly guest: { memoryMiB: number; memMiB: number; dataFilesCached: number };
+  readonly qemu: {
+    streamBytes: number;
+    zstdBytes: number;
+    saveMs: number;
+    restoreMs: number;
+    restoreToPingMs: number;
+  };
+  readonly snapwake: {
+    checkpointBytes: number;
+    saveMs: number;
+    restoreMs: number;
+    restoreToPingMs: number;
+    ingestMBps: number;
+    dataPages: number;
+    zeroPages: number;
+  };
+  readonly verify: {
+    pages: number;
+    bad: number;
+    filesOk: number;
+    filesBad: number;
+    rewritesBefore: number;
+    rewritesAfter: number;
+  };
+}
+
+export async function runComparison(opts: CompareOptions): Promise<CompareResult> {
+  const { home, log } = opts;
+  const params = { memMiB: opts.memMiB, hotPct: 5, hotRate: 1000 };
+  log(`booting a ${opts.memoryMiB} MiB test guest that fills ${opts.memMiB} MiB (TCG)…`);
+  const { vm, agent } = await bootTestGuest(home, {
+    name: "cmp",
+    memoryMiB: opts.memoryMiB,
+    params,
+  });
+  const before = await agent.stats();
+  agent.close();
+
+  log("saving with QEMU's own migrate to a file…");
+  const file = join(opts.workDir, "qemu-stream.mig");
+  const q = await qemuSave(vm, file);
+  log("saving with snapwake…");
+  const s = await save({ home, vm, name: "cmp@1", after: "pause" });
+  await killVm(home, vm);
+
+  log("restoring with QEMU's own -incoming…");
+  const spec = testGuestSpec({ name: "cmp-qemu", memoryMiB: opts.memoryMiB, params });
+  const qStart = performance.now();
+  const qr = await qemuRestore(home, spec, file);
+  (await connectAgent(qr.vm)).close();
+  const qemuPingMs = performance.now() - qStart;
+  await stopVm(home, qr.vm);
+
+  log("restoring with snapwake (eager)…");
+  const sStart = performance.now();
+  const sr = await restore({ home, checkpoint: "cmp@1", vmName: "cmp-sw" });
+  const back = await connectAgent(sr.vm);
+  const swPingMs = performance.now() - sStart;
+  log("the restored guest verifies its memory and files…");
+  const verify = await back.verify({ timeoutMs: 300_000 });
+  const files = await back.files({ timeoutMs: 300_000 });
+  back.close();
+  await stopVm(home, sr.vm.name);
+
+  return {
+    guest: { memoryMiB: opts.memoryMiB, memMiB: opts.memMiB, dataFilesCached: before.filesOk },
+    qemu: { ...q, restoreMs: qr.restoreMs, restoreToPingMs: qemuPingMs },
+    snapwake: {
+      checkpointBytes: s.checkpoint.bytes,
+      saveMs: s.wallMs,
+      restoreMs: sr.wallMs,
+      restoreToPingMs: swPingMs,
+      ingestMBps: s.streamBytes / 1e6 / (s.wallMs / 1000),
+      dataPages: sr.dataPages,
+      zeroPages: sr.zeroPages,
+    },
+    verify: {
+      pages: verify.pages,
+      bad: verify.bad,
+      filesOk: files.ok,
+      filesBad: files.bad,
+      rewritesBefore: before.rewrites,
+      rewritesAfter: verify.rewrites,
+    },
+  };
+}
+
+/** The comparison as a table of figures and snapwake/QEMU ratios. */
+export function formatComparison(r: CompareResult): string {
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  const rows: [string, string, string, string][] = [
+    ["", "QEMU's own", "snapwake", "snapwake / QEMU"],
+    [
+      "saved bytes (raw stream)",
+      mib(r.qemu.streamBytes),
+      mib(r.snapwake.checkpointBytes),
+      ratio(r.snapwake.checkpointBytes, r.qemu.streamBytes),
+    ],
+    [
+      "saved bytes (stream zstd -1)",
+      mib(r.qemu.zstdBytes),
+      mib(r.snapwake.checkpointBytes),
+      ratio(r.snapwake.checkpointBytes, r.qemu.zstdBytes),
+    ],
+    [
+      "save wall time",
+      sec(r.qemu.saveMs),
+      sec(r.snapwake.saveMs),
+      ratio(r.snapwake.saveMs, r.qemu.saveMs),
+    ],
+    [
+      "eager restore wall time",
+      sec(r.qemu.restoreMs),
+      sec(r.snapwake.restoreMs),
+      ratio(r.snapwake.restoreMs, r.qemu.restoreMs),
+    ],
+    [
+      "restore start → agent ping",
+      sec(r.qemu.restoreToPingMs),
+      sec(r.snapwake.restoreToPingMs),
+      ratio(r.snapwake.restoreToPingMs, r.qemu.restoreToPingMs),
+    ],
+    ["save ingest throughput", "", `${r.snapwake.ingestMBps.toFixed(0)} MB/s`, ""],
+  ];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
+  const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  "));
+  const v = r.verify;
+  lines.push(
+    "",
+    `guest: ${r.guest.memoryMiB} MiB RAM, ${r.guest.memMiB} MiB workload, ${r.guest.dataFilesCached} data files cached`,
+    `after snapwake restore the guest verified ${v.pages} pages: ${v.bad} bad; ${v.filesOk} files ok, ${v.filesBad} bad; ` +
+      `hot-writer counter ${v.rewritesBefore} → ${v.rewritesAfter}`,
+  );
+  return lines.join("\n");
+}

@@ -1,0 +1,45 @@
+/**
+ * QEMU's own save and restore, measured the same way as snapwake's so the two can stand side
+ * by side: `migrate "exec:cat > FILE"` and `-incoming defer` + `migrate-incoming "exec:cat FILE"`.
+ */
+import { execFileSync } from "node:child_process";
+import { stat } from "node:fs/promises";
+import type { ManagedVm, VmSpec } from "../../src/vm/index.ts";
+import { startVm } from "../../src/vm/index.ts";
+
+export interface QemuSave {
+  readonly file: string;
+  readonly streamBytes: number;
+  readonly zstdBytes: number;
+  readonly saveMs: number;
+}
+
+/** Saves the running VM with QEMU's own migrate to a file; the VM is resumed afterwards. */
+export async function qemuSave(vm: ManagedVm, file: string): Promise<QemuSave> {
+  await vm.qmp.execute("migrate-set-parameters", { "max-bandwidth": 1_000_000_000_000 });
+  const started = performance.now();
+  await vm.qmp.execute("migrate", { uri: `exec:cat > ${file}` });
+  await vm.qmp.waitForMigration(); // failed or cancelled throws
+  const saveMs = performance.now() - started;
+  await vm.qmp.execute("cont", {});
+  const streamBytes = (await stat(file)).size;
+  const zstdBytes = Number(
+    execFileSync("sh", ["-c", `zstd -1 -q -c '${file}' | wc -c`])
+      .toString()
+      .trim(),
+  );
+  return { file, streamBytes, zstdBytes, saveMs };
+}
+
+/** Restores with QEMU's own incoming migration from the file; returns the started VM. */
+export async function qemuRestore(
+  home: string,
+  spec: VmSpec,
+  file: string,
+): Promise<{ vm: ManagedVm; restoreMs: number }> {
+  const started = performance.now();
+  const vm = await startVm(home, spec, { incoming: "defer" });
+  await vm.qmp.execute("migrate-incoming", { uri: `exec:cat ${file}` });
+  await vm.qmp.waitForMigration(); // failed or cancelled throws
+  return { vm, restoreMs: performance.now() - started };
+}

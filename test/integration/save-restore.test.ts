@@ -1,0 +1,116 @@
+/**
+ * Real QEMU, real guest: save a running test guest, kill it, restore the checkpoint eagerly,
+ * and let the guest verify every page it owns and every file it cached. Then the failure
+ * paths: a corrupt checkpoint starts no guest; QEMU killed mid-save lists no checkpoint.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { CheckpointStore } from "../../src/checkpoint/index.ts";
+import { InvalidCheckpointError, QemuError } from "../../src/errors.ts";
+import { restore } from "../../src/restore/index.ts";
+import { save } from "../../src/save/index.ts";
+import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { corruptOneChunk } from "../support/corrupt.ts";
+import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
+
+const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
+
+let home = "";
+before(async () => {
+  home = await mkdtemp(join(tmpdir(), "snapwake-it-"));
+});
+after(async () => {
+  for (const vm of await listVms(home)) await killVm(home, vm.name);
+  await rm(home, { recursive: true, force: true });
+});
+
+test("save, kill, eager restore: the guest verifies all its memory and files and keeps running", async () => {
+  const { vm, agent } = await bootTestGuest(home, { name: "guest-a", ...GUEST });
+  const before = await agent.verify();
+  assert.equal(before.bad, 0, "the guest is clean before the save");
+  assert.ok(before.pages >= 96 * 256, `the guest owns its pages (${before.pages})`);
+  agent.close();
+
+  const saved = await save({ home, vm, name: "guest-a@1", after: "pause" });
+  await killVm(home, vm);
+  assert.ok(saved.checkpoint.bytes > 0);
+  assert.ok(
+    saved.stream.blocks.some((b) => b.finalDataPages > 0),
+    "the stream carried data pages",
+  );
+
+  const restored = await restore({ home, checkpoint: "guest-a@1", vmName: "guest-a2" });
+  const back = await connectAgent(restored.vm);
+  try {
+    const verify = await back.verify({ timeoutMs: 120_000 });
+    assert.equal(verify.bad, 0, "no page differs after the restore");
+    assert.equal(verify.pages, before.pages);
+    assert.ok(verify.rewrites >= before.rewrites, "the hot writer continued from where it was");
+    const files = await back.files({ timeoutMs: 120_000 });
+    assert.equal(files.bad, 0, "every cached data file still checksums");
+    assert.ok(files.ok > 0);
+    await waitForMoreRewrites(back, verify.rewrites);
+  } finally {
+    back.close();
+    await stopVm(home, restored.vm.name);
+  }
+});
+
+test("a checkpoint with a corrupt chunk fails to restore with a clear error and starts no guest", async () => {
+  const store = new CheckpointStore({ home });
+  await corruptOneChunk(store, "guest-a@1");
+  await assert.rejects(
+    restore({ home, checkpoint: "guest-a@1", vmName: "guest-bad" }),
+    (error: unknown) => {
+      assert.ok(error instanceof InvalidCheckpointError, `got ${String(error)}`);
+      assert.match(error.message, /chunk/);
+      return true;
+    },
+  );
+  const vms = await listVms(home);
+  assert.equal(vms.filter((v) => v.name === "guest-bad").length, 0, "no VM is left behind");
+});
+
+test("QEMU killed in the middle of a save leaves no checkpoint listed", async () => {
+  const { vm, agent } = await bootTestGuest(home, { name: "guest-k", ...GUEST });
+  agent.close();
+  let killed = false;
+  const saving = save({
+    home,
+    vm,
+    name: "guest-k@1",
+    onProgress: (p) => {
+      if (!killed && p.phase === "receiving" && p.doneBytes > 0) {
+        killed = true;
+        process.kill(vm.pid, "SIGKILL");
+      }
+    },
+  });
+  await assert.rejects(saving, (error: unknown) => {
+    assert.ok(error instanceof Error, String(error));
+    assert.ok(
+      error instanceof QemuError || /truncat|ended|closed/i.test(error.message),
+      error.message,
+    );
+    return true;
+  });
+  assert.ok(killed, "the save was interrupted while receiving");
+  const names = (await new CheckpointStore({ home }).list()).map((c) => c.name);
+  assert.ok(!names.includes("guest-k@1"), `listed: ${names.join(", ")}`);
+  await killVm(home, vm);
+});
+
+async function waitForMoreRewrites(
+  agent: Awaited<ReturnType<typeof connectAgent>>,
+  than: number,
+): Promise<void> {
+  for (let i = 0; i < 100; i += 1) {
+    const stats = await agent.stats();
+    if (stats.rewrites > than) return;
+    await agent.ping();
+  }
+  assert.fail("the guest's hot writer did not advance after the restore");
+}
