@@ -43,12 +43,21 @@ export function describeCheckpoint(reader: CheckpointReader): CheckpointDescript
   };
 }
 
-const MIB = 1024 * 1024;
-const mib = (bytes: number): string => `${(bytes / MIB).toFixed(1)} MiB`;
+/** 512 B, 3.5 KiB, 12.0 MiB, 1.5 GiB. */
+function size(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let u = 0;
+  let v = bytes;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
 
 export function formatCheckpoint(d: CheckpointDescription): string {
   const s = d.statistics;
-  const blocks = d.ramBlocks.map((b) => `${b.name} ${mib(b.lengthBytes)}`).join(", ");
+  const blocks = d.ramBlocks.map((b) => `${b.name} ${size(b.lengthBytes)}`).join(", ");
   const qemu =
     typeof d.qemu.version === "string"
       ? d.qemu.version
@@ -57,14 +66,14 @@ export function formatCheckpoint(d: CheckpointDescription): string {
     `checkpoint ${d.name} (format ${d.format}), created ${d.createdAt}`,
     `  dir      ${d.dir}`,
     `  qemu     ${qemu}`,
-    `  RAM      ${mib(s.rawBytes)} in ${d.ramBlocks.length} block(s): ${blocks}`,
+    `  RAM      ${size(s.rawBytes)} in ${d.ramBlocks.length} block(s): ${blocks}`,
     `  pages    ${s.pagesTotal} total: ${s.pagesZero} zero (${s.pagesUnsent} never sent), ` +
       `${s.pagesStored} stored`,
     `           ${s.pagesUnique} unique contents, ${s.pagesDuplicate} duplicates, ` +
       `${s.pagesStale} overwritten (${s.slotsUnreferenced} stale copies kept)`,
-    `  on disk  ${mib(d.bytesOnDisk)}, ratio ${s.compressionRatio} ` +
-      `(index ${mib(d.index.bytes)}, device state ${mib(d.deviceState.bytes)})`,
-    `  chunks   ${d.chunks.count}, ${mib(d.chunks.bytes)} stored, ${mib(s.chunkRawBytes)} raw ` +
+    `  on disk  ${size(d.bytesOnDisk)}, ratio ${s.compressionRatio} ` +
+      `(index ${size(d.index.bytes)}, device state ${size(d.deviceState.bytes)})`,
+    `  chunks   ${d.chunks.count}, ${size(d.chunks.bytes)} stored, ${size(s.chunkRawBytes)} raw ` +
       `(${d.chunks.codec} level ${d.chunks.level}, up to ${d.chunks.chunkPagesMax} pages each)`,
     `  written  in ${s.writeMs} ms`,
   ].join("\n");
