@@ -107,6 +107,7 @@ export interface WriterInit {
   readonly started: number;
 }
 
+/** Writes one checkpoint; created by beginCheckpoint, finished by commit or abort. */
 export class CheckpointWriter {
   readonly name: string;
   readonly #init: WriterInit;
