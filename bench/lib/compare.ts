@@ -153,8 +153,10 @@ export function formatComparison(r: CompareResult): string {
   const v = r.verify;
   lines.push(
     "",
-    `guest: ${r.guest.memoryMiB} MiB RAM, ${r.guest.memMiB} MiB workload, ${r.guest.dataFilesCached} data files cached`,
-    `after snapwake restore the guest verified ${v.pages} pages: ${v.bad} bad; ${v.filesOk} files ok, ${v.filesBad} bad; ` +
+    `guest: ${r.guest.memoryMiB} MiB RAM, ${r.guest.memMiB} MiB workload, ` +
+      `${r.guest.dataFilesCached} data files cached`,
+    `after snapwake restore the guest verified ${v.pages} pages: ${v.bad} bad; ` +
+      `${v.filesOk} files ok, ${v.filesBad} bad; ` +
       `hot-writer counter ${v.rewritesBefore} → ${v.rewritesAfter}`,
   );
   return lines.join("\n");

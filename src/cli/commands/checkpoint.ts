@@ -30,7 +30,8 @@ export const saveCommand: Command = {
     const c = result.checkpoint;
     const human = [
       `saved "${c.name}" from VM "${vm}" in ${(result.wallMs / 1000).toFixed(2)} s`,
-      `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → checkpoint ${(c.bytes / MIB).toFixed(1)} MiB`,
+      `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → ` +
+        `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB`,
     ].join("\n");
     ctx.result(result, human);
   },
@@ -50,7 +51,8 @@ export const restoreCommand: Command = {
       onProgress: (x) => ctx.progress(x),
     });
     ctx.done();
-    const human = `restored "${p.arg(0)}" as VM "${result.vm.name}" (${result.mode}) in ${(result.wallMs / 1000).toFixed(2)} s`;
+    const seconds = (result.wallMs / 1000).toFixed(2);
+    const human = `restored "${p.arg(0)}" as VM "${result.vm.name}" (${result.mode}) in ${seconds} s`;
     ctx.result(result, human);
   },
 };
