@@ -18,7 +18,10 @@ export const GUEST_BUILD_DIR: string = fileURLToPath(
 
 export interface GuestArtifacts {
   dir: string;
+  /** vmlinux: the uncompressed ELF kernel, booted via its PVH entry (~3 s faster under TCG). */
   kernel: string;
+  /** vmlinuz: the distribution's bzImage, unchanged; also boots, just slower. */
+  vmlinuz: string;
   initrd: string;
   dataDisk: string;
   /** guest.json, see GuestInfo. */
@@ -31,7 +34,8 @@ export interface GuestArtifacts {
 export function guestArtifacts(dir: string = GUEST_BUILD_DIR): GuestArtifacts {
   return {
     dir,
-    kernel: path.join(dir, "vmlinuz"),
+    kernel: path.join(dir, "vmlinux"),
+    vmlinuz: path.join(dir, "vmlinuz"),
     initrd: path.join(dir, "initrd.img"),
     dataDisk: path.join(dir, "data.img"),
     info: path.join(dir, "guest.json"),
@@ -50,7 +54,9 @@ export const DATA_DISK_DEFAULT: Readonly<DataDiskParams> = {
 export interface GuestInfo {
   formatVersion: 1;
   kernelVersion: string;
+  /** Boot this one (ELF vmlinux, PVH entry). */
   kernel: string;
+  vmlinuz: string;
   initrd: string;
   dataDisk: string;
   dataDiskBytes: number;
@@ -81,7 +87,7 @@ export async function loadGuestInfo(dir: string = GUEST_BUILD_DIR): Promise<Gues
 function isGuestInfo(x: unknown): x is GuestInfo {
   if (typeof x !== "object" || x === null) return false;
   const o = x as Record<string, unknown>;
-  const strings = ["kernelVersion", "kernel", "initrd", "dataDisk", "inputsHash"];
+  const strings = ["kernelVersion", "kernel", "vmlinuz", "initrd", "dataDisk", "inputsHash"];
   const numbers = ["dataDiskBytes", "dataFiles", "dataBytes"];
   return (
     o.formatVersion === 1 &&
