@@ -14,7 +14,7 @@ export const AGENT_PENDING_MAX = 64;
 /** Default wait for one reply: `verify` of 1 GiB under TCG takes a few seconds. */
 export const AGENT_REQUEST_TIMEOUT_MS = 30_000;
 /** waitUntilResponsive: wait per ping before sending the next one (boot output may delay it). */
-export const AGENT_PING_ATTEMPT_MS = 1_000;
+export const AGENT_PING_ATTEMPT_MS = 500;
 /** waitUntilResponsive: pause between connection attempts while QEMU creates the socket. */
 export const AGENT_CONNECT_RETRY_MS = 100;
 /** waitUntilResponsive: longest budget anyone should need; more is a unit mistake (seconds?). */
