@@ -65,7 +65,10 @@ function report(error: unknown, json: boolean): number {
 function classify(error: unknown): [number, string] {
   if (error instanceof UsageError) return [ExitCode.usage, "see `snapwake help`"];
   if (error instanceof NotFoundError)
-    return [ExitCode.notFound, "`snapwake ls` and `snapwake vm ls` list what exists"];
+    return [
+      ExitCode.notFound,
+      "check the name or path: `snapwake ls` lists checkpoints, `snapwake vm ls` VMs",
+    ];
   if (error instanceof InvalidCheckpointError)
     return [
       ExitCode.badData,
