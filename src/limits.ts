@@ -102,3 +102,8 @@ assert(
   "a whole chunk fits one write",
 );
 assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");
+
+/** A working set beyond 1 Mi pages (4 GiB) is no longer a working set; it bounds refinement. */
+export const WORKING_SET_PAGES_MAX = 1 << 20;
+/** A working-set file holds ≤ 1 Mi entries of ~25 bytes of JSON each. */
+export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;

@@ -17,7 +17,7 @@ import {
   type CheckpointWriter,
 } from "../checkpoint/index.ts";
 import { NotFoundError, QemuError, UsageError } from "../errors.ts";
-import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import {
   type DeviceState,
@@ -28,6 +28,7 @@ import {
 } from "../qemu/migration/index.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import { type ManagedVm, openVm } from "../vm/index.ts";
+import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -55,6 +56,8 @@ export interface SaveResult {
   readonly wallMs: number;
   /** Migration stream bytes received from QEMU. */
   readonly streamBytes: number;
+  /** Pages QEMU re-sent during the save, kept as the checkpoint's "write-set" working set. */
+  readonly writeSetPages: number;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -85,6 +88,9 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     opts.onProgress?.({ phase: "verifying", doneBytes: stream.streamBytes, totalBytes: null });
     const checkpoint = await writer.commit();
     writer = null;
+    const writeSetPages = sink.writes.length;
+    if (writeSetPages > 0)
+      await saveWorkingSet(opts.home, opts.name, workingSetFromWrites(sink.writes));
     socket.destroy();
     await afterSave(vm, opts.after ?? "continue", wasRunning);
     return {
@@ -92,6 +98,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       stream,
       wallMs: performance.now() - started,
       streamBytes: stream.streamBytes,
+      writeSetPages,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -110,6 +117,10 @@ class CheckpointSink {
   #configuration = new Uint8Array(0);
   #machine = "";
   #pages = 0;
+  /** Per block, per page: 0 unseen, 1 seen once, 2 re-sent (recorded in writes). */
+  #seen: Uint8Array[] = [];
+  /** Pages QEMU sent again in a later precopy round, in re-send order: the write set. */
+  readonly writes: { block: number; page: number }[] = [];
   readonly #store: CheckpointStore;
   readonly #opts: SaveOptions;
   readonly #vm: ManagedVm;
@@ -139,15 +150,16 @@ class CheckpointSink {
         : { compressionLevel: this.#opts.compressionLevel }),
     });
     this.writer.setRamBlocks(blocks);
+    this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
   }
 
   page(blockIndex: number, pageIndex: number, data: Uint8Array): void | Promise<void> {
-    this.#tick();
+    this.#tick(blockIndex, pageIndex);
     return this.#need().putPage(blockIndex, pageIndex, data);
   }
 
   zeroPage(blockIndex: number, pageIndex: number, fill: number): void {
-    this.#tick();
+    this.#tick(blockIndex, pageIndex);
     this.#need().putZero(blockIndex, pageIndex, fill);
   }
 
@@ -155,12 +167,23 @@ class CheckpointSink {
     this.#need().setDeviceState(state);
   }
 
-  #tick(): void {
+  #tick(blockIndex: number, pageIndex: number): void {
+    this.#noteWrite(blockIndex, pageIndex);
     this.#pages += 1;
     if (this.#pages % 8192 === 0) {
       const doneBytes = this.#pages * PAGE_SIZE_BYTES;
       this.#opts.onProgress?.({ phase: "receiving", doneBytes, totalBytes: null });
     }
+  }
+
+  /** A page seen before was dirtied during the save (VEE'11 / write tracking). */
+  #noteWrite(block: number, page: number): void {
+    const seen = this.#seen[block];
+    if (seen === undefined) return; // the reader rejects unknown blocks before we get here
+    const state = seen[page] ?? 0;
+    if (state === 1 && this.writes.length < WORKING_SET_PAGES_MAX)
+      this.writes.push({ block, page });
+    if (state < 2) seen[page] = state + 1;
   }
 
   #need(): CheckpointWriter {

@@ -18,6 +18,7 @@ const FORBIDDEN_IMPORTS: Record<string, readonly string[]> = {
   "src/checkpoint": ["src/qemu", "src/vm", "src/save", "src/restore", "src/cli"],
   "src/vm": ["src/checkpoint", "src/save", "src/restore", "src/cli"],
   "src/guest": ["src/checkpoint", "src/save", "src/restore", "src/cli"],
+  "src/wss": ["src/qemu", "src/checkpoint", "src/vm", "src/save", "src/restore", "src/cli"],
   "src/save": ["src/restore", "src/cli"],
   "src/restore": ["src/cli"],
 };

@@ -1,0 +1,16 @@
+/** Working-set estimation and storage (VEE'11 tracing and write tracking, REAP-style refinement). */
+export {
+  listSources,
+  loadWorkingSet,
+  removeWorkingSets,
+  saveWorkingSet,
+} from "./store.ts";
+export {
+  refineWorkingSet,
+  type TraceEntry,
+  type WorkingSet,
+  type WorkingSetPage,
+  type WorkingSetSource,
+  workingSetFromTrace,
+  workingSetFromWrites,
+} from "./working-set.ts";

@@ -1,0 +1,100 @@
+/**
+ * Working sets kept beside the checkpoint they belong to, in `<home>/wss/<checkpoint>/`.
+ * A checkpoint is immutable; its working sets are not (later restores refine them), so they
+ * live outside it. A working set only steers prefetching: a wrong one costs speed, never
+ * correctness, because every page still comes from the verified checkpoint.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InvalidCheckpointError } from "../errors.ts";
+import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_PAGES_MAX } from "../limits.ts";
+import type { WorkingSet, WorkingSetPage, WorkingSetSource } from "./working-set.ts";
+
+const FORMAT = "snapwake-working-set";
+const VERSION = 1;
+const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union"];
+/** Which working set a restore prefers when several exist: measured beats estimated. */
+const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "write-set"];
+
+function dirOf(home: string, checkpoint: string): string {
+  return join(home, "wss", checkpoint);
+}
+
+/** Writes (atomically replaces) the checkpoint's working set of that source. */
+export async function saveWorkingSet(
+  home: string,
+  checkpoint: string,
+  ws: WorkingSet,
+): Promise<string> {
+  const dir = dirOf(home, checkpoint);
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${ws.source}.json`);
+  const body = {
+    format: FORMAT,
+    version: VERSION,
+    checkpoint,
+    source: ws.source,
+    createdAt: new Date().toISOString(),
+    pages: ws.pages.map((p) => [p.block, p.page, Math.round(p.firstMs)]),
+  };
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, `${JSON.stringify(body)}\n`);
+  await rename(temp, file);
+  return file;
+}
+
+/** The preferred working set of a checkpoint (refined > traced > write set), or null. */
+export async function loadWorkingSet(
+  home: string,
+  checkpoint: string,
+  source?: WorkingSetSource,
+): Promise<WorkingSet | null> {
+  const present = await listSources(home, checkpoint);
+  const pick = source ?? PREFERENCE.find((s) => present.includes(s));
+  if (pick === undefined || !present.includes(pick)) return null;
+  const file = join(dirOf(home, checkpoint), `${pick}.json`);
+  const text = await readFile(file, "utf8");
+  const bad = (why: string) =>
+    new InvalidCheckpointError(
+      checkpoint,
+      `its working set ${file} ${why}: delete the file and profile again`,
+    );
+  if (text.length > WORKING_SET_FILE_BYTES_MAX) throw bad("is too large");
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw bad("is not JSON");
+  }
+  return { source: pick, pages: parsePages(body, bad) };
+}
+
+/** The working-set sources stored for a checkpoint. */
+export async function listSources(home: string, checkpoint: string): Promise<WorkingSetSource[]> {
+  const names = await readdir(dirOf(home, checkpoint)).catch(() => [] as string[]);
+  return SOURCES.filter((s) => names.includes(`${s}.json`));
+}
+
+/** Removes every working set of a checkpoint (with the checkpoint). */
+export async function removeWorkingSets(home: string, checkpoint: string): Promise<void> {
+  await rm(dirOf(home, checkpoint), { recursive: true, force: true });
+}
+
+function parsePages(body: unknown, bad: (why: string) => Error): WorkingSetPage[] {
+  if (typeof body !== "object" || body === null) throw bad("is not an object");
+  const o = body as Record<string, unknown>;
+  if (o.format !== FORMAT || o.version !== VERSION)
+    throw bad(`is not a ${FORMAT} version ${VERSION}`);
+  if (!Array.isArray(o.pages) || o.pages.length > WORKING_SET_PAGES_MAX)
+    throw bad("has no valid page list");
+  return o.pages.map((entry: unknown) => {
+    if (
+      !Array.isArray(entry) ||
+      entry.length !== 3 ||
+      !entry.every((n) => Number.isSafeInteger(n) && n >= 0)
+    ) {
+      throw bad("has a malformed page entry");
+    }
+    return { block: entry[0], page: entry[1], firstMs: entry[2] };
+  });
+}
