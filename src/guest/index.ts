@@ -27,3 +27,10 @@ export {
   kernelAppend,
   loadGuestInfo,
 } from "./artifacts.ts";
+export {
+  baselineLatency,
+  TTR_CONSECUTIVE_PINGS,
+  TTR_SLOWDOWN_MAX,
+  type TtrResult,
+  timeToResponsive,
+} from "./responsiveness.ts";
