@@ -5,6 +5,7 @@ import {
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
+import { removeWorkingSets } from "../../wss/index.ts";
 import type { Command } from "./index.ts";
 import { parse } from "./parse.ts";
 
@@ -50,6 +51,7 @@ export const rmCommand: Command = {
   async run(ctx, args) {
     const p = parse(args, {}, ["checkpoint"]);
     await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
+    await removeWorkingSets(ctx.home, p.arg(0));
     ctx.result({ removed: p.arg(0) }, `removed "${p.arg(0)}"`);
   },
 };
