@@ -107,3 +107,23 @@ assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");
 export const WORKING_SET_PAGES_MAX = 1 << 20;
 /** A working-set file holds ≤ 1 Mi entries of ~25 bytes of JSON each. */
 export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
+
+// Frozen disk layers and disk-duplicate references (src/disk, docs/adr/0006).
+/** Guest clusters of one layer mapped in memory (8 B each): 16 Mi × 64 KiB clusters = 1 TiB. */
+export const LAYER_GUEST_CLUSTERS_MAX = 1 << 24;
+/** qcow2 L1 table: QEMU's own QCOW_MAX_L1_SIZE (32 MiB). */
+export const QCOW2_L1_BYTES_MAX = 32 * 1024 * 1024;
+/** Distinct non-zero 4 KiB blocks one layer index holds (16 B each): 1 GiB of index, 256 GiB of data. */
+export const LAYER_INDEX_BLOCKS_MAX = 1 << 26;
+/** One sequential read while a layer is indexed: large enough to stream, small enough to hold. */
+export const LAYER_READ_BYTES = 1 << 20;
+/** Layers in one disk's chain: a save adds one or two; past this, flatten the chain. */
+export const DISK_CHAIN_LAYERS_MAX = 256;
+/** Layers one checkpoint may name (every disk's chain). */
+export const CHECKPOINT_LAYERS_MAX = 1024;
+/** A layer's sidecar or a VM's hold file is a few hundred bytes of JSON. */
+export const LAYER_RECORD_BYTES_MAX = 64 * 1024;
+/** qemu-img create of an empty overlay takes milliseconds; a stuck one is killed. */
+export const QEMU_IMG_TIMEOUT_MS = 60_000;
+
+assert(LAYER_READ_BYTES % PAGE_SIZE_BYTES === 0, "index reads are whole blocks");
