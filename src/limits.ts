@@ -108,6 +108,51 @@ export const WORKING_SET_PAGES_MAX = 1 << 20;
 /** A working-set file holds ≤ 1 Mi entries of ~25 bytes of JSON each. */
 export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
 
+// Lazy and partial restore: snapwake as QEMU's postcopy source (src/restore/postcopy).
+/** Decompressed chunks kept for requests and locality pushes: 64 × 256 KiB = 16 MiB of pages. */
+export const RESTORE_CHUNK_CACHE_CHUNKS = 64;
+/**
+ * Bytes queued in our socket before background fill waits. The socket is FIFO: a requested
+ * page queues behind this much at most (1 MiB ≈ 0.1–1 ms at local socket speeds).
+ */
+export const RESTORE_QUEUED_BYTES_MAX = 1 << 20;
+/** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
+export const RESTORE_PUSH_PAGES_MAX = 16;
+/**
+ * Chunks whose remaining pages wait for a locality push after a request, newest pushed first;
+ * past this the oldest is left to the background fill.
+ */
+export const RESTORE_LOCALITY_CHUNKS_MAX = 48;
+/** Queued requests whose chunks are read ahead in parallel; more would evict each other. */
+export const RESTORE_REQUEST_READAHEAD_MAX = 8;
+/** Chunks the background looks past for its read-ahead: chunks whose pages are all sent. */
+export const RESTORE_READAHEAD_SCAN_CHUNKS = 64;
+/** Requests queued and not yet served; QEMU asks once per missing page, so more is a fault. */
+export const RESTORE_REQUESTS_QUEUED_MAX = 1 << 20;
+/** Page requests kept in a restore's trace (≈50 B each in JSON); later ones are only counted. */
+export const RESTORE_TRACE_REQUESTS_MAX = 262_144;
+/** Service latencies kept for the p50/p99; later ones are only counted. */
+export const RESTORE_LATENCIES_MAX = 262_144;
+/** From the postcopy package until the guest runs: device state loads, faulting pages. */
+export const RESTORE_RUN_TIMEOUT_MS = 120_000;
+/** From RAM END + EOF until QEMU answers SHUT and reports the migration completed. */
+export const RESTORE_COMPLETE_TIMEOUT_MS = 60_000;
+/** QMP `stop` before the kill on a failed fill: a vCPU blocked on a missing page never stops. */
+export const RESTORE_STOP_TIMEOUT_MS = 2_000;
+/** Pause between query-status polls while waiting for the restored guest to run. */
+export const RESTORE_STATUS_POLL_MS = 20;
+/** Progress is reported every this many pages placed (32 MiB). */
+export const RESTORE_PROGRESS_EVERY_PAGES = 8192;
+
+assert(
+  RESTORE_PUSH_PAGES_MAX * PAGE_SIZE_BYTES < RESTORE_QUEUED_BYTES_MAX,
+  "a pushed part fits well inside the queued-bytes bound",
+);
+assert(
+  RESTORE_LOCALITY_CHUNKS_MAX + RESTORE_REQUEST_READAHEAD_MAX + 2 <= RESTORE_CHUNK_CACHE_CHUNKS,
+  "chunks waiting for a locality push stay cached, with the background's and its read-ahead",
+);
+
 // Frozen disk layers and disk-duplicate references (src/disk, docs/adr/0006).
 /** Guest clusters of one layer mapped in memory (8 B each): 16 Mi × 64 KiB clusters = 1 TiB. */
 export const LAYER_GUEST_CLUSTERS_MAX = 1 << 24;
