@@ -1,3 +1,16 @@
 export type { EagerRestoreResult } from "./eager.ts";
+export {
+  type ConnectChannel,
+  connectUnix,
+  type FillReport,
+  type LatencySummary,
+  type PageRef,
+  type PostcopyMode,
+  type PostcopyRestoreResult,
+  RESTORE_RECORD_VERSION,
+  type RestoreRecord,
+  restoresDir,
+  type TraceRecord,
+} from "./postcopy/index.ts";
 export { type RestoreMode, type RestoreOptions, type RestoreResult, restore } from "./restore.ts";
 export type { RestoredVm } from "./target.ts";

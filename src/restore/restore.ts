@@ -1,25 +1,65 @@
-/** Restore entry point: picks the mode. Only eager exists so far; lazy and partial come next. */
+/**
+ * Restore entry point: picks the mode. eager replays the whole checkpoint before the guest
+ * runs; lazy and partial make snapwake QEMU's postcopy source (src/restore/postcopy); auto is
+ * partial when a working set is given, else lazy.
+ */
+import { UsageError } from "../errors.ts";
 import type { ProgressListener } from "../progress.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
+import {
+  type ConnectChannel,
+  type PageRef,
+  type PostcopyRestoreResult,
+  restorePostcopy,
+} from "./postcopy/index.ts";
 
-export type RestoreMode = "eager";
+export type RestoreMode = "eager" | "lazy" | "partial" | "auto";
 
 export interface RestoreOptions {
   readonly home: string;
   readonly checkpoint: string;
+  /** Default "eager". */
   readonly mode?: RestoreMode;
   /** Name of the new managed VM; default: the saved VM's name. */
   readonly vmName?: string;
+  /** Pages to send before the guest runs (partial; auto picks partial when given). */
+  readonly workingSet?: readonly PageRef[];
+  /** Partial: "chunk" (default) also sends the other pages of a working-set page's chunk. */
+  readonly prefetchUnit?: "page" | "chunk";
+  /** Lazy/partial: background fill waits this long after RUN (profiling restores). */
+  readonly backgroundDelayMs?: number;
   readonly onProgress?: ProgressListener;
+  /** Lazy/partial: write the restore record (report and trace); default true. */
+  readonly record?: boolean;
+  /** Lazy/partial: opens the migration socket; tests wrap it to break the channel. */
+  readonly connectChannel?: ConnectChannel;
 }
 
-export type RestoreResult = EagerRestoreResult;
+/** eager: done when it returns. lazy/partial: the guest runs; `fill` settles when all is in. */
+export type RestoreResult = EagerRestoreResult | PostcopyRestoreResult;
 
+/** Eager (the default mode) resolves with the eager result; other modes with a `fill`. */
+export function restore(
+  opts: RestoreOptions & { readonly mode?: "eager" },
+): Promise<EagerRestoreResult>;
+export function restore(
+  opts: RestoreOptions & { readonly mode: "lazy" | "partial" | "auto" },
+): Promise<PostcopyRestoreResult>;
+export function restore(opts: RestoreOptions): Promise<RestoreResult>;
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const mode = opts.mode ?? "eager";
   switch (mode) {
     case "eager":
+      if (opts.workingSet !== undefined)
+        throw new UsageError("Cannot use a working set in an eager restore: every page is sent");
       return restoreEager(opts);
+    case "lazy":
+    case "partial":
+      return restorePostcopy({ ...opts, mode });
+    case "auto": {
+      const partial = opts.workingSet !== undefined && opts.workingSet.length > 0;
+      return restorePostcopy({ ...opts, mode: partial ? "partial" : "lazy" });
+    }
     default:
       throw new Error(`unreachable restore mode ${String(mode satisfies never)}`);
   }

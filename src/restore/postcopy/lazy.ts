@@ -1,0 +1,242 @@
+/**
+ * Lazy and partial restore (VEE'11): QEMU is started from the checkpoint's spec, snapwake is
+ * its postcopy migration source. Partial sends the working set in precopy first; lazy sends
+ * no page before the guest runs. Either way the call returns once the guest runs, with `fill`
+ * settling when every non-zero page is placed and QEMU reported the migration completed.
+ *
+ * Invariants: the working set is read and verified before the guest runs, so a corrupt chunk
+ * in it fails this call with no guest having run; a failure after that rejects `fill`, with
+ * the guest stopped and QEMU killed; no wrong page is ever sent (only verified chunks are).
+ */
+import { CheckpointReader, CheckpointStore } from "../../checkpoint/index.ts";
+import { QemuError, UsageError } from "../../errors.ts";
+import {
+  PAGE_SIZE_BYTES,
+  RESTORE_CHUNK_CACHE_CHUNKS,
+  RESTORE_PROGRESS_EVERY_PAGES,
+  RESTORE_RUN_TIMEOUT_MS,
+  RESTORE_STATUS_POLL_MS,
+} from "../../limits.ts";
+import type { ProgressListener } from "../../progress.ts";
+import type { RunState } from "../../qemu/qmp/index.ts";
+import { killVm, type ManagedVm } from "../../vm/index.ts";
+import { replayInfo } from "../stream-info.ts";
+import { type RestoredVm, startRestoreTarget } from "../target.ts";
+import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
+import { ChunkCache } from "./chunk-cache.ts";
+import { abandon, asError, type Session, serveFill, watchSession } from "./fill.ts";
+import { FillOrder } from "./fill-order.ts";
+import { PageServer } from "./page-server.ts";
+import { Placement } from "./placement.ts";
+import { sendPrelude } from "./prelude.ts";
+import type { PageRef } from "./record.ts";
+import type { FillReport, PostcopyMode } from "./report.ts";
+
+export interface PostcopyRestoreOptions {
+  readonly home: string;
+  readonly checkpoint: string;
+  readonly mode: PostcopyMode;
+  /** Name of the new managed VM; default: the saved VM's name. */
+  readonly vmName?: string;
+  /** Pages sent before the guest runs; required for "partial", refused for "lazy". */
+  readonly workingSet?: readonly PageRef[];
+  /**
+   * "chunk" (default): a working-set page brings every page stored in its chunk (Halite's
+   * locality block: read and verified anyway, and a lazy trace misses the neighbours its
+   * locality pushes placed). "page": only the listed pages.
+   */
+  readonly prefetchUnit?: "page" | "chunk";
+  /**
+   * Background fill starts this long after the guest is let run; requests are served from
+   * the start. For profiling restores: the trace then holds the guest's working set rather
+   * than only the pages it touched before the background placed them. Default 0.
+   */
+  readonly backgroundDelayMs?: number;
+  readonly onProgress?: ProgressListener;
+  /** Write the restore record (report and trace) under `<home>/restores`; default true. */
+  readonly record?: boolean;
+  /** Opens the migration socket (default: connect to it); tests wrap it to break the channel. */
+  readonly connectChannel?: ConnectChannel;
+}
+
+export interface PostcopyRestoreResult {
+  readonly vm: RestoredVm;
+  readonly mode: PostcopyMode;
+  /** From the call until the guest was seen running. */
+  readonly wallMs: number;
+  /** Pages sent before the guest ran (the working set). */
+  readonly pagesPrefetched: number;
+  /** The run state QEMU reported when the call returned ("running" unless saved otherwise). */
+  readonly status: RunState;
+  /** Settles when the fill has finished (or rejects with why it could not). */
+  readonly fill: Promise<FillReport>;
+}
+
+/** Restores a checkpoint lazily (or partially) into a new managed VM; see the module doc. */
+export async function restorePostcopy(
+  opts: PostcopyRestoreOptions,
+): Promise<PostcopyRestoreResult> {
+  const startedMs = performance.now();
+  const startedAt = new Date();
+  const reader = await CheckpointReader.open(
+    new CheckpointStore({ home: opts.home }),
+    opts.checkpoint,
+  );
+  let handedOver = false;
+  try {
+    const device = await reader.deviceState();
+    const { configuration, ram } = replayInfo(reader);
+    const placement = new Placement(reader.blocks.map((b) => b.pageCount));
+    const order = new FillOrder(reader, placement);
+    const prefetch = prefetchPages(opts, placement, (b, p) => {
+      const where = reader.pageKind(b, p);
+      return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
+    });
+    const cache = new ChunkCache(reader, RESTORE_CHUNK_CACHE_CHUNKS);
+    const blockNames = reader.blocks.map((b) => b.name);
+    const vm = await startRestoreTarget(opts.home, reader, opts.vmName);
+    let channel: MigrationChannel | undefined;
+    try {
+      channel = await openPostcopyChannel(vm, opts.connectChannel);
+      const server = new PageServer({
+        source: reader,
+        blockNames,
+        placement,
+        order,
+        cache,
+        writer: channel.writer,
+        out: channel.out,
+        backgroundDelayMs: opts.backgroundDelayMs ?? 0,
+        ...progressReporter(opts.onProgress, order.fillPages),
+      });
+      const session: Session = {
+        home: opts.home,
+        checkpoint: opts.checkpoint,
+        mode: opts.mode,
+        vm,
+        channel,
+        server,
+        placement,
+        order,
+        cache,
+        startedMs,
+        startedAt,
+        record: opts.record ?? true,
+        close: () => reader.close(),
+      };
+      const shut = watchSession(session);
+      const prelude = await sendPrelude({
+        source: reader,
+        blockNames,
+        blockBytes: reader.blocks.map((b) => b.lengthBytes),
+        configuration,
+        ram,
+        device,
+        channel,
+        placement,
+        cache,
+        prefetch,
+      });
+      server.begin();
+      const fill = serveFill(session, prelude, shut, performance.now() - startedMs);
+      fill.catch(() => undefined); // the caller may never look; the rejection is still theirs
+      handedOver = true;
+      const status = await waitRunning(vm, fill).catch(async (error: unknown) => {
+        // Stop the fill (it kills QEMU) and report its error if it had one: it says more.
+        server.fail(asError(error));
+        throw (await fill.then(() => null, asError)) ?? error;
+      });
+      return {
+        vm: summarize(vm),
+        mode: opts.mode,
+        wallMs: performance.now() - startedMs,
+        pagesPrefetched: prelude.pagesPrefetched,
+        status,
+        fill,
+      };
+    } catch (error) {
+      if (!handedOver) {
+        if (channel === undefined) await killVm(opts.home, vm);
+        else await abandon({ home: opts.home, vm, channel });
+      }
+      throw error;
+    }
+  } finally {
+    if (!handedOver) await reader.close();
+  }
+}
+
+/**
+ * Validates the working set against the mode and the checkpoint; returns the pages to send in
+ * precopy as global indices, deduped. `chunkOf` gives a stored page's chunk's pages.
+ */
+function prefetchPages(
+  opts: PostcopyRestoreOptions,
+  placement: Placement,
+  chunkOf: (block: number, page: number) => Uint32Array | null,
+): number[] {
+  const ws = opts.workingSet;
+  if (opts.mode === "lazy" && ws !== undefined && ws.length > 0)
+    throw new UsageError("Cannot prefetch a working set in a lazy restore: use mode partial");
+  if (opts.mode === "partial" && ws === undefined)
+    throw new UsageError("Cannot restore partially without a working set: use mode lazy");
+  const seen = new Set<number>();
+  for (const { block, page } of ws ?? []) {
+    const pages = Number.isInteger(block) ? placement.pagesOf(block) : 0;
+    if (!(block >= 0 && block < placement.blockCount && Number.isInteger(page) && page >= 0)) {
+      throw new UsageError(`Cannot prefetch page ${page} of block ${block}: no such block`);
+    }
+    if (page >= pages) {
+      throw new UsageError(`Cannot prefetch page ${page} of block ${block}: it has ${pages}`);
+    }
+    seen.add(placement.index(block, page));
+    const neighbours = opts.prefetchUnit === "page" ? null : chunkOf(block, page);
+    for (const g of neighbours ?? []) seen.add(g);
+  }
+  const prefetch = [...seen];
+  // At least one page stays unsent for the mandatory DISCARD (QEMU 7.2, §6.1).
+  if (prefetch.length === placement.totalPages) prefetch.pop();
+  return prefetch;
+}
+
+/** Polls query-status until the guest left `inmigrate`; a failed fill ends the wait at once. */
+async function waitRunning(vm: ManagedVm, fill: Promise<FillReport>): Promise<RunState> {
+  const failed = fill.then(() => null, asError);
+  const deadline = performance.now() + RESTORE_RUN_TIMEOUT_MS;
+  for (;;) {
+    const status = await Promise.race([vm.qmp.execute("query-status"), failed]);
+    if (status instanceof Error) throw status;
+    if (status !== null && status.status !== "inmigrate") return status.status;
+    if (performance.now() > deadline) {
+      throw new QemuError(
+        `The restored guest did not start within ${RESTORE_RUN_TIMEOUT_MS} ms of the postcopy ` +
+          "package (QEMU still loading device state)",
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, RESTORE_STATUS_POLL_MS));
+  }
+}
+
+function progressReporter(
+  listener: ProgressListener | undefined,
+  fillPages: number,
+): { onSent?: (placed: number) => void } {
+  if (listener === undefined) return {};
+  let next = 0;
+  return {
+    onSent: (placed) => {
+      if (placed < next) return;
+      next = placed + RESTORE_PROGRESS_EVERY_PAGES;
+      const totalBytes = fillPages * PAGE_SIZE_BYTES;
+      listener({
+        phase: "filling",
+        doneBytes: Math.min(placed * PAGE_SIZE_BYTES, totalBytes),
+        totalBytes,
+      });
+    },
+  };
+}
+
+function summarize(vm: ManagedVm): RestoredVm {
+  return { name: vm.name, stateDir: vm.stateDir, pid: vm.pid, agentSocket: vm.agentSocket };
+}

@@ -1,0 +1,149 @@
+/**
+ * The page server against an in-memory stream: what it writes is read back with the stream
+ * reader, so the order of records, the final image and "never twice" are checked on the bytes.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { PageLocation } from "../../checkpoint/index.ts";
+import { PAGE_SIZE_BYTES } from "../../limits.ts";
+import { MigrationStreamWriter, readMigrationStream } from "../../qemu/migration/index.ts";
+import { ChunkCache } from "./chunk-cache.ts";
+import { FillOrder } from "./fill-order.ts";
+import { PageServer } from "./page-server.ts";
+import { Placement } from "./placement.ts";
+
+const BLOCKS = [
+  { name: "pc.ram", lengthBytes: 40 * PAGE_SIZE_BYTES, pageCount: 40 },
+  { name: "pc.rom", lengthBytes: 3 * PAGE_SIZE_BYTES, pageCount: 3 },
+];
+const RAM = { sectionId: 2, instanceId: 0, versionId: 4 };
+
+/** Every 5th page is zero (page 10 of pc.ram with fill 7); others stored 8 to a chunk. */
+function fakeCheckpoint() {
+  const kinds: PageLocation[][] = [];
+  let next = 0;
+  for (const b of BLOCKS) {
+    kinds.push(
+      Array.from({ length: b.pageCount }, (_, p): PageLocation => {
+        if (p % 5 === 0) return { kind: "zero", fill: b.name === "pc.ram" && p === 10 ? 7 : 0 };
+        const at = next++;
+        return { kind: "stored", chunk: Math.floor(at / 8), slot: at % 8 };
+      }),
+    );
+  }
+  const chunkCount = Math.ceil(next / 8);
+  const contentOf = (chunk: number, slot: number) =>
+    new Uint8Array(PAGE_SIZE_BYTES).fill((chunk * 8 + slot) % 251);
+  return {
+    blocks: BLOCKS,
+    chunks: { count: chunkCount },
+    pageKind: (b: number, p: number): PageLocation => {
+      const k = kinds[b]?.[p];
+      assert(k !== undefined);
+      return k;
+    },
+    readStoredChunk: async () => new Uint8Array(1),
+    decodeChunk: (chunk: number) => Array.from({ length: 8 }, (_, s) => contentOf(chunk, s)),
+    contentOf,
+  };
+}
+
+function setUp() {
+  const source = fakeCheckpoint();
+  const placement = new Placement(BLOCKS.map((b) => b.pageCount));
+  const order = new FillOrder(source, placement);
+  const out: Uint8Array[] = [];
+  const writer = new MigrationStreamWriter({
+    write: (bytes: Uint8Array) => void out.push(bytes.slice()),
+  });
+  writer.header();
+  writer.ramStart(RAM, BLOCKS);
+  const server = new PageServer({
+    source,
+    blockNames: BLOCKS.map((b) => b.name),
+    placement,
+    order,
+    cache: new ChunkCache(source, 4),
+    writer,
+    out: { queuedBytes: 0, whenDrained: () => Promise.resolve() },
+  });
+  return { source, placement, order, server, out };
+}
+
+async function readBack(out: readonly Uint8Array[]) {
+  const records: { block: number; page: number; fill: number | null; data: Uint8Array | null }[] =
+    [];
+  await readMigrationStream(
+    (async function* () {
+      yield* out;
+    })(),
+    {
+      ramBlocks() {},
+      page: (block, page, data) =>
+        void records.push({ block, page, fill: null, data: data.slice() }),
+      zeroPage: (block, page, fill) => void records.push({ block, page, fill, data: null }),
+      deviceState() {},
+    },
+  );
+  return records;
+}
+
+test("requests are served first, every non-zero page goes exactly once, then END and EOF", async () => {
+  const { source, placement, order, server, out } = setUp();
+  server.begin();
+  server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // stored
+  server.request("pc.ram", 20 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // zero, fill 0
+  await server.run();
+  const records = await readBack(out);
+  assert.deepEqual(
+    records.slice(0, 2).map((r) => [r.block, r.page]),
+    [
+      [0, 33],
+      [0, 20],
+    ],
+  );
+  const keys = records.map((r) => `${r.block}:${r.page}`);
+  assert.equal(new Set(keys).size, keys.length, "no page twice");
+  assert.equal(placement.countSent(), records.length);
+  for (const r of records) {
+    const where = source.pageKind(r.block, r.page);
+    if (where.kind === "zero") assert.equal(r.fill, where.fill);
+    else assert.deepEqual(r.data, source.contentOf(where.chunk, where.slot));
+  }
+  const zeroSent = records.filter((r) => r.fill !== null).map((r) => `${r.block}:${r.page}`);
+  assert.deepEqual(zeroSent.sort(), ["0:10", "0:20"], "fill-0 zero pages only when asked");
+  assert.equal(records.length, order.storedPages + 2);
+  const s = server.stats;
+  assert.deepEqual([s.requests, s.servedOnRequest, s.zeroPagesAnswered], [2, 1, 1]);
+  assert.equal(s.pushedForLocality + s.pushedInBackground + 2, records.length);
+  assert.ok(s.pushedForLocality > 0, "the requested page's chunk was pushed next");
+  assert.equal(server.remaining, 0);
+});
+
+test("a request for a page already sent is traced as in flight and not answered", async () => {
+  const { placement, server } = setUp();
+  placement.markSent(placement.index(1, 1)); // as if sent in precopy
+  server.begin();
+  server.request("pc.rom", PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+  assert.deepEqual(server.trace.records[0]?.inFlight, true);
+  await server.run();
+  assert.equal(server.stats.requestsIgnored, 1);
+  assert.equal(server.stats.servedOnRequest, 0);
+});
+
+test("a malformed request or fail() stops the run with the reason", async () => {
+  for (const [block, start, length, why] of [
+    ["nope", 0, PAGE_SIZE_BYTES, /not a 4 KiB page of a known block/],
+    ["pc.rom", 3 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES, /past the end of its block/],
+    ["pc.ram", 0, 2 * PAGE_SIZE_BYTES, /not a 4 KiB page/],
+  ] as const) {
+    const { server } = setUp();
+    server.begin();
+    server.request(block, start, length);
+    await assert.rejects(server.run(), why);
+  }
+  const { server } = setUp();
+  server.begin();
+  server.fail(new Error("channel closed"));
+  await assert.rejects(server.run(), /channel closed/);
+});

@@ -1,0 +1,385 @@
+/**
+ * Serves guest pages to a restoring QEMU after the postcopy package (qemu-migration.md §6.7
+ * step 8): requested pages first, then the rest of each requested page's chunk (Halite
+ * locality), then every remaining non-zero page in pack order, until all are placed; then RAM
+ * END and EOF.
+ *
+ * Invariants:
+ * - each page is sent at most once (Placement asserts it: EEXIST kills QEMU); a request for a
+ *   page already sent is traced and ignored;
+ * - a request is never stuck behind much background data: pushed pages go in small RAM PARTs
+ *   only while fewer than RESTORE_QUEUED_BYTES_MAX bytes wait in our socket, requests are
+ *   looked at between parts, and after every chunk read;
+ * - every request gets an answer, a zero page a ZERO record (an unanswered request blocks a
+ *   vCPU, and after EOF it would read zeros: silent corruption for a non-zero page, §6.4);
+ * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify).
+ */
+import assert from "node:assert/strict";
+import { QemuError } from "../../errors.ts";
+import {
+  PAGE_SIZE_BYTES,
+  RESTORE_LATENCIES_MAX,
+  RESTORE_LOCALITY_CHUNKS_MAX,
+  RESTORE_PUSH_PAGES_MAX,
+  RESTORE_QUEUED_BYTES_MAX,
+  RESTORE_READAHEAD_SCAN_CHUNKS,
+  RESTORE_REQUEST_READAHEAD_MAX,
+  RESTORE_REQUESTS_QUEUED_MAX,
+  RESTORE_TRACE_REQUESTS_MAX,
+} from "../../limits.ts";
+import type { MigrationStreamWriter } from "../../qemu/migration/index.ts";
+import type { ChunkCache } from "./chunk-cache.ts";
+import type { FillOrder, PageKinds } from "./fill-order.ts";
+import type { Placement } from "./placement.ts";
+import { LatencyRecorder, RequestTrace } from "./trace.ts";
+
+/** The socket as the server sees it: how much is queued, and a wait for it to drain. */
+export interface OutQueue {
+  readonly queuedBytes: number;
+  /** Resolves once the queue has drained (or is below the high-water mark) or has closed. */
+  whenDrained(): Promise<void>;
+}
+
+export interface PageServerDeps {
+  readonly source: PageKinds;
+  readonly blockNames: readonly string[];
+  readonly placement: Placement;
+  readonly order: FillOrder;
+  readonly cache: ChunkCache;
+  /** Writes to the socket without waiting; `out` is how the server limits what is queued. */
+  readonly writer: MigrationStreamWriter;
+  readonly out: OutQueue;
+  /**
+   * Background fill waits this long after begin() (requests and their locality pushes are
+   * served from the start): a profiling restore's trace then shows what the guest touches,
+   * not what the background placed first. Default 0.
+   */
+  readonly backgroundDelayMs?: number;
+  /** Called after each page sent (progress reports). */
+  readonly onSent?: (placed: number) => void;
+  readonly now?: () => number;
+}
+
+/** What the server did; FillReport is built from it. */
+export interface PageServerStats {
+  readonly requests: number;
+  readonly distinctPagesRequested: number;
+  readonly requestsIgnored: number;
+  readonly requestsAfterEnd: number;
+  readonly servedOnRequest: number;
+  readonly zeroPagesAnswered: number;
+  readonly pushedForLocality: number;
+  readonly pushedInBackground: number;
+  readonly pagesSent: number;
+}
+
+interface Request {
+  readonly g: number;
+  readonly block: number;
+  readonly page: number;
+  readonly receivedMs: number;
+}
+
+type Counter = "servedOnRequest" | "zeroPagesAnswered" | "pushedForLocality" | "pushedInBackground";
+
+export class PageServer {
+  readonly trace = new RequestTrace(RESTORE_TRACE_REQUESTS_MAX);
+  readonly latency = new LatencyRecorder(RESTORE_LATENCIES_MAX);
+  readonly #d: PageServerDeps;
+  readonly #now: () => number;
+  readonly #blockIndex: ReadonlyMap<string, number>;
+  readonly #filledZero: ReadonlySet<number>;
+  #queue: Request[] = [];
+  #queueHead = 0;
+  readonly #locality: { chunk: number; next: number }[] = [];
+  #bgChunk = 0;
+  #bgNext = 0;
+  #filledNext = 0;
+  #remaining: number;
+  #t0: number;
+  #begun = false;
+  #ended = false;
+  #failure: Error | null = null;
+  #wake: (() => void) | null = null;
+  readonly #n = {
+    requests: 0,
+    distinctPagesRequested: 0,
+    requestsIgnored: 0,
+    requestsAfterEnd: 0,
+    servedOnRequest: 0,
+    zeroPagesAnswered: 0,
+    pushedForLocality: 0,
+    pushedInBackground: 0,
+    pagesSent: 0,
+  };
+
+  constructor(deps: PageServerDeps) {
+    this.#d = deps;
+    this.#now = deps.now ?? (() => performance.now());
+    this.#t0 = this.#now();
+    this.#blockIndex = new Map(deps.blockNames.map((name, b) => [name, b]));
+    this.#filledZero = new Set(deps.order.filledZeroPages);
+    this.#remaining = this.#countUnsent();
+  }
+
+  get stats(): PageServerStats {
+    return { ...this.#n };
+  }
+
+  /** Fill pages (non-zero pages) not sent yet. */
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  /**
+   * Call when the package ending in RUN is in the socket: starts the trace clock and counts
+   * the fill pages the precopy phase left unsent.
+   */
+  begin(): void {
+    this.#t0 = this.#now();
+    this.#remaining = this.#countUnsent();
+    this.#begun = true;
+  }
+
+  /** A page request from the return path. Queued; the run loop serves it before anything else. */
+  request(blockName: string, startBytes: number, lengthBytes: number): void {
+    const receivedMs = this.#now();
+    const block = this.#blockIndex.get(blockName);
+    const pages = block === undefined ? 0 : this.#d.placement.pagesOf(block);
+    if (block === undefined || lengthBytes !== PAGE_SIZE_BYTES || startBytes % PAGE_SIZE_BYTES) {
+      this.fail(
+        badRequest(blockName, startBytes, lengthBytes, "not a 4 KiB page of a known block"),
+      );
+      return;
+    }
+    const page = startBytes / PAGE_SIZE_BYTES;
+    if (page >= pages) {
+      this.fail(badRequest(blockName, startBytes, lengthBytes, "past the end of its block"));
+      return;
+    }
+    const g = this.#d.placement.index(block, page);
+    const inFlight = this.#d.placement.isSent(g);
+    this.trace.record({ block, page, tMs: receivedMs - this.#t0, inFlight });
+    this.#n.requests += 1;
+    if (this.#d.placement.markRequested(g)) this.#n.distinctPagesRequested += 1;
+    if (inFlight) {
+      this.#n.requestsIgnored += 1;
+    } else if (this.#ended) {
+      // Only zero pages can be unsent now; QEMU's cleanup after EOF maps them as zero pages.
+      this.#n.requestsAfterEnd += 1;
+    } else if (this.#queue.length - this.#queueHead >= RESTORE_REQUESTS_QUEUED_MAX) {
+      this.fail(new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`));
+    } else {
+      this.#queue.push({ g, block, page, receivedMs });
+      const where = this.#d.source.pageKind(block, page);
+      const queued = this.#queue.length - this.#queueHead;
+      if (where.kind === "stored" && queued <= RESTORE_REQUEST_READAHEAD_MAX) {
+        this.#d.cache.prefetch(where.chunk); // read in parallel with the requests before it
+      }
+      this.#signal();
+    }
+  }
+
+  /** Stops the run loop with `error` (the channel closed, QEMU died, a return-path fault). */
+  fail(error: Error): void {
+    this.#failure ??= error;
+    this.#signal();
+  }
+
+  /** Serves until every fill page is sent, then writes RAM END and EOF. Rejects on failure. */
+  async run(): Promise<void> {
+    assert(this.#begun, "begin() before run()");
+    for (;;) {
+      this.#throwIfFailed();
+      if (this.#hasRequests()) {
+        await this.#serveNext();
+        continue;
+      }
+      if (this.#remaining === 0) break;
+      if (this.#d.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) {
+        await this.#sleepUntil(this.#d.out.whenDrained());
+        continue;
+      }
+      const delayMs = this.#t0 + (this.#d.backgroundDelayMs ?? 0) - this.#now();
+      if (this.#locality.length > 0) await this.#pushLocality();
+      else if (delayMs > 0) await this.#sleepUntil(sleep(delayMs));
+      else await this.#pushBackground();
+      await new Promise<void>((resolve) => setImmediate(resolve)); // let requests in
+    }
+    this.#ended = true;
+    this.#d.writer.beginRamEnd();
+    this.#d.writer.endRamSection();
+    this.#d.writer.eof();
+    await this.#d.writer.flush();
+  }
+
+  async #serveNext(): Promise<void> {
+    const r = this.#queue[this.#queueHead++];
+    assert(r !== undefined, "a queued request");
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+    if (this.#d.placement.isSent(r.g)) {
+      this.#n.requestsIgnored += 1;
+      return;
+    }
+    const where = this.#d.source.pageKind(r.block, r.page);
+    if (where.kind === "zero") {
+      this.#part([r.g], null, "zeroPagesAnswered");
+    } else {
+      const pages = await this.#d.cache.get(where.chunk);
+      this.#throwIfFailed();
+      if (this.#d.placement.isSent(r.g)) {
+        this.#n.requestsIgnored += 1;
+        return;
+      }
+      this.#part([r.g], pages, "servedOnRequest");
+      this.#queueLocality(where.chunk);
+    }
+    this.latency.add(this.#now() - r.receivedMs);
+  }
+
+  /** Newest first: the chunk of the latest request is the likeliest to be touched next. */
+  #queueLocality(chunk: number): void {
+    if (this.#locality.some((l) => l.chunk === chunk)) return;
+    this.#locality.unshift({ chunk, next: 0 });
+    if (this.#locality.length > RESTORE_LOCALITY_CHUNKS_MAX) this.#locality.pop();
+  }
+
+  /** Pushes the next few unsent pages of the chunk a request just read. */
+  async #pushLocality(): Promise<void> {
+    const head = this.#locality[0];
+    assert(head !== undefined, "a chunk to push");
+    const refs = this.#d.order.pagesOf(head.chunk);
+    const batch = this.#nextUnsent(refs, head.next);
+    if (batch.pages.length === 0) {
+      this.#locality.shift();
+      return;
+    }
+    const pages = await this.#d.cache.get(head.chunk);
+    this.#throwIfFailed();
+    if (this.#hasRequests()) return; // requests first; the chunk stays cached
+    head.next += batch.consumed;
+    this.#part(batch.pages, pages, "pushedForLocality");
+  }
+
+  /** Pushes the next few unsent non-zero pages in pack order. */
+  async #pushBackground(): Promise<void> {
+    const filled = this.#d.order.filledZeroPages;
+    if (this.#filledNext < filled.length) {
+      const batch = this.#nextUnsent(filled, this.#filledNext);
+      this.#filledNext += batch.consumed;
+      this.#part(batch.pages, null, "pushedInBackground");
+      return;
+    }
+    const order = this.#d.order;
+    for (; this.#bgChunk < order.chunkCount; this.#bgChunk++, this.#bgNext = 0) {
+      const refs = order.pagesOf(this.#bgChunk);
+      const batch = this.#nextUnsent(refs, this.#bgNext);
+      if (batch.pages.length === 0) continue;
+      const chunk = this.#bgChunk;
+      const pages = await this.#d.cache.get(chunk);
+      this.#readAheadAfter(chunk);
+      this.#throwIfFailed();
+      if (this.#hasRequests()) return; // requests first; the chunk stays cached
+      this.#bgNext += batch.consumed;
+      this.#part(batch.pages, pages, "pushedInBackground");
+      return;
+    }
+    assert.fail(`background fill ran out of pages with ${this.#remaining} still unsent`);
+  }
+
+  /** Starts reading the next chunk the background will need (one whose pages are not all sent). */
+  #readAheadAfter(chunk: number): void {
+    const { order, placement, cache } = this.#d;
+    const end = Math.min(order.chunkCount, chunk + 1 + RESTORE_READAHEAD_SCAN_CHUNKS);
+    for (let c = chunk + 1; c < end; c++) {
+      if (order.pagesOf(c).some((g) => !placement.isSent(g))) {
+        cache.prefetch(c);
+        return;
+      }
+    }
+  }
+
+  /** Up to RESTORE_PUSH_PAGES_MAX unsent pages of `refs` from `from` on, and refs looked at. */
+  #nextUnsent(refs: Uint32Array, from: number): { pages: number[]; consumed: number } {
+    const pages: number[] = [];
+    let i = from;
+    for (; i < refs.length && pages.length < RESTORE_PUSH_PAGES_MAX; i++) {
+      const g = refs[i] ?? 0;
+      if (!this.#d.placement.isSent(g)) pages.push(g);
+    }
+    return { pages, consumed: i - from };
+  }
+
+  /** One RAM PART with `gs` (pages of one chunk, or zero pages when `chunkPages` is null). */
+  #part(gs: readonly number[], chunkPages: readonly Uint8Array[] | null, counter: Counter): void {
+    const { writer, placement, source } = this.#d;
+    writer.beginRamPart();
+    for (const g of gs) {
+      const { block, page } = placement.locate(g);
+      const where = source.pageKind(block, page);
+      placement.markSent(g); // asserts: never twice
+      if (where.kind === "zero") {
+        writer.zeroPage(block, page, where.fill);
+        if (this.#filledZero.has(g)) this.#remaining -= 1;
+      } else {
+        assert(chunkPages !== null, "stored pages come with their chunk");
+        const data = chunkPages[where.slot];
+        assert(data !== undefined, "the slot is inside its verified chunk");
+        writer.page(block, page, data);
+        this.#remaining -= 1;
+      }
+      this.#n[counter] += 1;
+      this.#n.pagesSent += 1;
+    }
+    writer.endRamSection();
+    // The sink never blocks: the bytes are in the socket when flush() returns its promise.
+    writer.flush().catch((error: unknown) => this.fail(asError(error)));
+    this.#d.onSent?.(placement.sentPages);
+  }
+
+  #countUnsent(): number {
+    const { order, placement } = this.#d;
+    let unsent = 0;
+    for (let c = 0; c < order.chunkCount; c++)
+      for (const g of order.pagesOf(c)) if (!placement.isSent(g)) unsent++;
+    for (const g of order.filledZeroPages) if (!placement.isSent(g)) unsent++;
+    return unsent;
+  }
+
+  #hasRequests(): boolean {
+    return this.#queueHead < this.#queue.length;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== null) throw this.#failure;
+  }
+
+  async #sleepUntil(event: Promise<void>): Promise<void> {
+    const woken = new Promise<void>((resolve) => {
+      this.#wake = resolve;
+    });
+    await Promise.race([event, woken]);
+    this.#wake = null;
+  }
+
+  #signal(): void {
+    this.#wake?.();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function badRequest(block: string, start: number, length: number, why: string): QemuError {
+  return new QemuError(
+    `The restoring QEMU requested ${length} bytes at ${start} of RAM block "${block}": ${why}`,
+  );
+}

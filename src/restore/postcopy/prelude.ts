@@ -1,0 +1,123 @@
+/**
+ * Everything a lazy or partial restore sends before the guest may run (qemu-migration.md §6.7
+ * steps 1–7): header, configuration, OPEN_RETURN_PATH, POSTCOPY_ADVISE, RAM START, the
+ * working set in precopy RAM PARTs, DISCARD commands for every page not sent, and
+ * PACKAGED(LISTEN + device FULL sections + RUN).
+ *
+ * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); every
+ * prefetched stored page comes from a chunk that passed its hash check, and all of them are
+ * read before the package is sent, so a corrupt working-set chunk fails the restore before
+ * any guest code runs; at least one DISCARD is sent (the caller leaves a page unsent).
+ */
+import assert from "node:assert/strict";
+import { PAGE_SIZE_BYTES, RESTORE_QUEUED_BYTES_MAX } from "../../limits.ts";
+import {
+  buildPostcopyPackage,
+  type DeviceState,
+  encodeOpenReturnPath,
+  encodePostcopyAdvise,
+  type RamSectionInfo,
+} from "../../qemu/migration/index.ts";
+import type { MigrationChannel } from "./channel.ts";
+import type { ChunkCache } from "./chunk-cache.ts";
+import { discardCommands } from "./discard.ts";
+import type { PageKinds } from "./fill-order.ts";
+import type { Placement } from "./placement.ts";
+
+/** ZERO records per precopy PART: 9 bytes each, so a part stays well under 64 KiB. */
+const ZERO_RECORDS_PER_PART = 4096;
+
+export interface PreludeInput {
+  readonly source: PageKinds;
+  readonly blockNames: readonly string[];
+  readonly blockBytes: readonly number[];
+  readonly configuration: Uint8Array;
+  readonly ram: RamSectionInfo;
+  readonly device: DeviceState;
+  readonly channel: MigrationChannel;
+  readonly placement: Placement;
+  readonly cache: ChunkCache;
+  /** Global page indices to send in precopy (the working set), without duplicates. */
+  readonly prefetch: readonly number[];
+}
+
+export interface PreludeCounts {
+  /** Pages sent in precopy (stored and zero). */
+  readonly pagesPrefetched: number;
+  readonly zeroPagesPrefetched: number;
+  /** Chunks read (and verified) for them. */
+  readonly chunksPrefetched: number;
+}
+
+/** Sends the prelude; resolves once the package (ending in RUN) is in the socket. */
+export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
+  const { writer } = input.channel;
+  writer.header();
+  if (input.configuration.byteLength > 0) writer.configuration(input.configuration);
+  writer.raw(encodeOpenReturnPath());
+  // All blocks are ordinary 4 KiB-page RAM: the OR of their page sizes is 0x1000 (§1.6).
+  writer.raw(encodePostcopyAdvise(PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
+  const blocks = input.blockNames.map((name, b) => ({
+    name,
+    lengthBytes: input.blockBytes[b] ?? 0,
+  }));
+  writer.ramStart(input.ram, blocks);
+  const counts = await sendWorkingSet(input);
+  for (const command of discardCommands(input.blockNames, input.placement)) writer.raw(command);
+  writer.resetContinuation(); // as QEMU does at the discard step: the next record names its block
+  writer.packaged(buildPostcopyPackage(input.device));
+  await writer.flush();
+  return counts;
+}
+
+/** Zero pages first, then stored pages chunk by chunk, each chunk read and verified once. */
+async function sendWorkingSet(input: PreludeInput): Promise<PreludeCounts> {
+  const { source, placement, cache, channel } = input;
+  const zeros: number[] = [];
+  const byChunk = new Map<number, number[]>();
+  for (const g of input.prefetch) {
+    const { block, page } = placement.locate(g);
+    const where = source.pageKind(block, page);
+    if (where.kind === "zero") zeros.push(g);
+    else {
+      const list = byChunk.get(where.chunk) ?? [];
+      list.push(g);
+      byChunk.set(where.chunk, list);
+    }
+  }
+  for (let i = 0; i < zeros.length; i += ZERO_RECORDS_PER_PART) {
+    channel.writer.beginRamPart();
+    for (const g of zeros.slice(i, i + ZERO_RECORDS_PER_PART)) {
+      const { block, page } = placement.locate(g);
+      const where = source.pageKind(block, page);
+      placement.markSent(g);
+      channel.writer.zeroPage(block, page, where.kind === "zero" ? where.fill : 0);
+    }
+    channel.writer.endRamSection();
+  }
+  const chunks = [...byChunk.keys()].sort((a, b) => a - b);
+  for (const [i, chunk] of chunks.entries()) {
+    const pages = await cache.get(chunk); // InvalidCheckpointError here: no guest has run
+    const next = chunks[i + 1];
+    if (next !== undefined) cache.prefetch(next);
+    channel.writer.beginRamPart();
+    for (const g of byChunk.get(chunk) ?? []) {
+      const { block, page } = placement.locate(g);
+      const where = source.pageKind(block, page);
+      const data = where.kind === "stored" ? pages[where.slot] : undefined;
+      assert(data !== undefined, "a prefetched stored page is in its verified chunk");
+      placement.markSent(g);
+      channel.writer.page(block, page, data);
+    }
+    channel.writer.endRamSection();
+    await channel.writer.flush();
+    if (channel.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) await channel.out.whenDrained();
+    if (channel.isClosed()) throw new Error("the restoring QEMU closed the migration channel");
+  }
+  const pagesPrefetched = input.prefetch.length;
+  return {
+    pagesPrefetched,
+    zeroPagesPrefetched: zeros.length,
+    chunksPrefetched: chunks.length,
+  };
+}
