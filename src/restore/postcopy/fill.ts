@@ -7,7 +7,7 @@
 import { InvalidCheckpointError, QemuError } from "../../errors.ts";
 import { RESTORE_COMPLETE_TIMEOUT_MS, RESTORE_STOP_TIMEOUT_MS } from "../../limits.ts";
 import { describeQemuLog } from "../../qemu/qmp/index.ts";
-import { killVm, type ManagedVm } from "../../vm/index.ts";
+import { killVm, listVms, type ManagedVm } from "../../vm/index.ts";
 import type { MigrationChannel } from "./channel.ts";
 import type { ChunkCache } from "./chunk-cache.ts";
 import type { FillOrder } from "./fill-order.ts";
@@ -102,25 +102,25 @@ export async function abandon(s: Pick<Session, "home" | "vm" | "channel">): Prom
         if (!(error instanceof QemuError)) throw error;
       });
   }
-  s.channel.socket.destroy();
+  // Kill before closing the channel: a QEMU that sees the stream end first exits by itself
+  // and removes its pid file, and killVm(handle) then leaves the state directory behind.
   await killVm(s.home, s.vm);
+  s.channel.socket.destroy();
+  const left = (await listVms(s.home)).find((v) => v.name === s.vm.name);
+  if (left !== undefined && !left.alive && left.pid === null) await killVm(s.home, s.vm.name);
 }
 
-/** The error to report: a closed channel explains write failures; QEMU's log explains exits. */
+/**
+ * The error to report: a corrupt chunk as it is; a write or read failure on a closed channel
+ * as the channel closing (with how far the fill got); and QEMU's log when QEMU has exited.
+ */
 async function explain(s: Session, error: unknown): Promise<Error> {
   if (error instanceof InvalidCheckpointError) return error;
-  const base = asError(error);
-  if (base.message.includes("closed the migration channel")) return withLog(s, base);
-  if (s.channel.isClosed()) return withLog(s, channelClosed(s, base));
-  return base;
-}
-
-async function withLog(s: Session, error: Error): Promise<Error> {
-  if (await exitedQuickly(s.vm)) {
-    const log = await describeQemuLog(s.vm.qemuLog);
-    return new QemuError(`${error.message}; ${log}`, { cause: error });
-  }
-  return error;
+  let base = asError(error);
+  if (s.channel.isClosed() && !(base instanceof QemuError)) base = channelClosed(s, base);
+  if (!(await exitedQuickly(s.vm))) return base;
+  const log = await describeQemuLog(s.vm.qemuLog);
+  return new QemuError(`${base.message}; ${log}`, { cause: base });
 }
 
 async function exitedQuickly(vm: ManagedVm): Promise<boolean> {
@@ -136,7 +136,7 @@ function channelClosed(s: Session, cause: Error | undefined): Error {
   const placed = s.order.fillPages - s.server.remaining;
   const why = cause === undefined ? "" : ` (${cause.message})`;
   return new QemuError(
-    `The restoring QEMU closed the migration channel before the fill completed, at ` +
+    `The migration channel to the restoring QEMU closed before the fill completed, at ` +
       `${placed} of ${s.order.fillPages} non-zero pages placed${why}`,
     cause === undefined ? undefined : { cause },
   );
