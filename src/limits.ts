@@ -172,3 +172,5 @@ export const LAYER_RECORD_BYTES_MAX = 64 * 1024;
 export const QEMU_IMG_TIMEOUT_MS = 60_000;
 
 assert(LAYER_READ_BYTES % PAGE_SIZE_BYTES === 0, "index reads are whole blocks");
+/** Disk references in one checkpoint: each is a distinct page content, so at most one a page. */
+export const CHECKPOINT_DISK_REFS_MAX = CHECKPOINT_PAGES_MAX;

@@ -7,6 +7,7 @@
  * Invariants: one open chunk of CHUNK_PAGES_MAX pages is the only page data held here; a slot's
  * page-map entry is final when `add` returns it (chunk index = chunks sealed so far).
  */
+import assert from "node:assert/strict";
 import { UsageError } from "../errors.ts";
 import { CHECKPOINT_CHUNKS_MAX, CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 import { chunkHashOfDigests, PAGE_DIGEST_BYTES, writePageDigest } from "./chunk-hash.ts";
@@ -46,13 +47,27 @@ export class ChunkPacker {
 
   /** The page-map entry for this page's content, storing it if it is new. */
   add(page: Uint8Array): number {
-    const digest = this.#digest;
-    writePageDigest(page, digest, 0);
+    const digest = this.digest(page);
+    const existing = this.existing(digest);
+    return existing >= 0 ? existing : this.store(page, digest);
+  }
+
+  /** SHA-256 of `page`, in a buffer reused by the next call (copy it to keep it). */
+  digest(page: Uint8Array): Buffer {
+    writePageDigest(page, this.#digest, 0);
+    return this.#digest;
+  }
+
+  /** The entry of an already stored page with this digest (a duplicate), or -1. */
+  existing(digest: Uint8Array): number {
     const existing = this.#dedup.get(digest);
-    if (existing >= 0) {
-      this.duplicates += 1;
-      return existing;
-    }
+    if (existing >= 0) this.duplicates += 1;
+    return existing;
+  }
+
+  /** Stores a page whose content is not stored yet; returns its page-map entry. */
+  store(page: Uint8Array, digest: Uint8Array): number {
+    if (this.#dedup.get(digest) >= 0) assert.fail("store is only called for new contents");
     const chunk = this.table.count;
     if (chunk >= CHECKPOINT_CHUNKS_MAX) {
       throw new UsageError(
@@ -62,7 +77,7 @@ export class ChunkPacker {
     const entry = storedEntry(chunk, this.#openPages);
     this.#dedup.addLast(entry);
     this.#open.set(page, this.#openPages * PAGE_SIZE_BYTES);
-    digest.copy(this.#digests, this.#openPages * PAGE_DIGEST_BYTES);
+    this.#digests.set(digest, this.#openPages * PAGE_DIGEST_BYTES);
     this.#openPages += 1;
     return entry;
   }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { CHECKPOINT_CHUNKS_MAX, CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 import { codecById } from "./codec.ts";
-import { CHUNK_ENTRY_BYTES, PACK_HEADER_BYTES } from "./format.ts";
+import { CHUNK_ENTRY_BYTES, DISK_CHUNK_CODEC, PACK_HEADER_BYTES } from "./format.ts";
 
 const SHA256_BYTES = 32;
 
@@ -48,22 +48,37 @@ export class ChunkTable {
   pageCount(chunk: number): number {
     return this.#view.getUint16(chunk * CHUNK_ENTRY_BYTES + 12, true);
   }
+
+  /** Whether `chunk` is a disk chunk (1.1): its pages are blocks of frozen layers. */
+  isDisk(chunk: number): boolean {
+    return this.#view.getUint8(chunk * CHUNK_ENTRY_BYTES + 14) === DISK_CHUNK_CODEC;
+  }
 }
 
 /**
- * Why the table cannot describe the chunks of a pack of `packBytes`, or null if it can:
- * chunks are back to back from the pack header to the end of the file.
+ * Why the table cannot describe the chunks of a pack of `packBytes` and a disk-reference table
+ * of `diskRefs` entries, or null if it can: pack chunks are back to back from the pack header
+ * to the end of the file; disk chunks follow them and cover the references in order.
  */
-export function checkChunkTable(table: ChunkTable, packBytes: number): string | null {
+export function checkChunkTable(table: ChunkTable, packBytes: number, diskRefs = 0): string | null {
   let expected = PACK_HEADER_BYTES;
+  let nextRef = 0;
   for (let i = 0; i < table.count; i++) {
     const e = table.entry(i);
-    const rawBytes = e.pageCount * PAGE_SIZE_BYTES;
-    if (e.offset !== expected) return `chunk ${i} starts at byte ${e.offset}, expected ${expected}`;
     if (e.pageCount < 1 || e.pageCount > CHUNK_PAGES_MAX)
       return `chunk ${i} has ${e.pageCount} pages`;
-    if (codecById(e.codec) === null) return `chunk ${i} uses unknown codec ${e.codec}`;
     if (e.reserved !== 0) return `chunk ${i} has non-zero reserved bits`;
+    if (e.codec === DISK_CHUNK_CODEC) {
+      if (e.offset !== nextRef || e.storedBytes !== 0 || nextRef + e.pageCount > diskRefs) {
+        return `disk chunk ${i} does not cover disk references ${nextRef}.. of ${diskRefs}`;
+      }
+      nextRef += e.pageCount;
+      continue;
+    }
+    if (nextRef > 0) return `chunk ${i} is a pack chunk after a disk chunk`;
+    const rawBytes = e.pageCount * PAGE_SIZE_BYTES;
+    if (e.offset !== expected) return `chunk ${i} starts at byte ${e.offset}, expected ${expected}`;
+    if (codecById(e.codec) === null) return `chunk ${i} uses unknown codec ${e.codec}`;
     const sizeOk =
       e.codec === 0 ? e.storedBytes === rawBytes : e.storedBytes >= 1 && e.storedBytes < rawBytes;
     if (!sizeOk)
@@ -72,6 +87,7 @@ export function checkChunkTable(table: ChunkTable, packBytes: number): string | 
   }
   if (expected !== packBytes)
     return `chunks end at byte ${expected} but the pack has ${packBytes} bytes`;
+  if (nextRef !== diskRefs) return `disk chunks cover ${nextRef} of ${diskRefs} disk references`;
   return null;
 }
 

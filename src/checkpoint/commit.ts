@@ -13,14 +13,18 @@ import type { ChunkPacker } from "./chunk-packer.ts";
 import type { ChunkTable } from "./chunk-table.ts";
 import { zstdCodec } from "./codec.ts";
 import { type DeviceState, encodeDeviceState } from "./device-file.ts";
-import { FileName, formatVersion, KIND_SHIFT, PAYLOAD_MASK, PageKind } from "./format.ts";
+import { type DiskPages, placeDiskRefs } from "./disk-place.ts";
+import { FileName, KIND_SHIFT, PAYLOAD_MASK, PageKind } from "./format.ts";
 import { encodeIndex } from "./index-file.ts";
 import type { JsonObject } from "./json-value.ts";
 import {
   type CheckpointStatistics,
+  type DiskInfo,
   encodeManifest,
+  type LayerInfo,
   type ManifestBody,
   sha256Hex,
+  versionOf,
 } from "./manifest.ts";
 import type { PackWriter } from "./pack-writer.ts";
 import type { PageMap } from "./page-map.ts";
@@ -46,6 +50,8 @@ export interface WriterSnapshot {
   readonly pageMap: PageMap;
   readonly device: DeviceState;
   readonly counts: { readonly received: number; readonly seen: number; readonly stale: number };
+  readonly disk: DiskPages | null;
+  readonly layers: { readonly layers: readonly LayerInfo[]; readonly disks: readonly DiskInfo[] };
 }
 
 /** Runs `fn`, naming `action` in the error if the system fails it (ENOSPC, EIO…). */
@@ -61,8 +67,9 @@ async function step<T>(name: string, action: string, fn: () => Promise<T>): Prom
 export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing> {
   const io = s.store.io;
   const packBytes = await step(s.name, `writing ${FileName.pack}`, () => s.pack.finish());
+  const diskRefs = placeDiskRefs(s);
   const chunks = s.packer.table.table();
-  const index = encodeIndex(chunks, s.pageMap, zstdCodec(s.meta.level));
+  const index = encodeIndex(chunks, s.pageMap, zstdCodec(s.meta.level), diskRefs);
   await step(s.name, `writing ${FileName.index}`, () =>
     writeWholeFile(io, join(s.dir, FileName.index), index),
   );
@@ -80,7 +87,7 @@ export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing>
   const finalDir = s.store.dirOf(s.name);
   await step(s.name, "renaming it into the catalogue", () => publish(s, finalDir));
   const bytes = manifest.byteLength + index.byteLength + packBytes + device.byteLength;
-  return listingOf({ format: formatVersion, ...body }, finalDir, bytes);
+  return listingOf({ format: versionOf(body), ...body }, finalDir, bytes);
 }
 
 function manifestBody(
@@ -122,6 +129,8 @@ function manifestBody(
       chunks,
       files.pack + files.index.byteLength + files.device.byteLength,
     ),
+    layers: s.layers.layers,
+    disks: s.layers.disks,
   };
 }
 
@@ -133,12 +142,13 @@ function statistics(
   const entries = s.pageMap.entries;
   const referenced = new Uint8Array(Math.ceil((chunks.count * CHUNK_PAGES_MAX) / 8));
   let zero = 0;
+  let disk = 0;
   let distinct = 0;
   for (const e of entries) {
-    if (e >>> KIND_SHIFT === PageKind.zero) {
-      zero++;
-      continue;
-    }
+    const kind = e >>> KIND_SHIFT;
+    if (kind === PageKind.zero) zero++;
+    if (kind === PageKind.diskDuplicate) disk++;
+    if (kind !== PageKind.stored) continue;
     const slot = e & PAYLOAD_MASK; // chunk << 6 | slot: a unique slot number
     const bit = 1 << (slot & 7);
     const byte = referenced[slot >>> 3] ?? 0;
@@ -146,11 +156,12 @@ function statistics(
     referenced[slot >>> 3] = byte | bit;
   }
   const rawBytes = entries.length * PAGE_SIZE_BYTES;
+  const diskRefs = chunks.count === 0 ? 0 : countDiskPages(chunks);
   return {
     pagesTotal: entries.length,
     pagesZero: zero,
     pagesUnsent: entries.length - s.counts.seen,
-    pagesStored: entries.length - zero,
+    pagesStored: entries.length - zero - disk,
     pagesUnique: s.packer.unique,
     pagesDuplicate: s.packer.duplicates,
     pagesStale: s.counts.stale,
@@ -162,12 +173,21 @@ function statistics(
     storedBytes,
     compressionRatio: storedBytes === 0 ? 0 : Math.round((rawBytes / storedBytes) * 100) / 100,
     writeMs: Math.round(performance.now() - s.started),
+    pagesDisk: disk,
+    diskRefs,
+    diskRawBytes: diskRefs * PAGE_SIZE_BYTES,
   };
+}
+
+function countDiskPages(chunks: ChunkTable): number {
+  let n = 0;
+  for (let c = 0; c < chunks.count; c++) if (chunks.isDisk(c)) n += chunks.pageCount(c);
+  return n;
 }
 
 /** Re-opens the temp checkpoint as a reader would and checks every byte against memory. */
 async function verifyWritten(s: WriterSnapshot, chunks: ChunkTable): Promise<void> {
-  const reader = await CheckpointReader.openDir(s.dir, s.name);
+  const reader = await CheckpointReader.openDir(s.dir, s.name, s.store.layersDir);
   try {
     const sameMap = bytesOf(reader.pageMap.entries).equals(bytesOf(s.pageMap.entries));
     if (!sameMap || !Buffer.from(reader.chunks.bytes).equals(chunks.bytes)) {

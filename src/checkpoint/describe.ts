@@ -1,6 +1,13 @@
 /** What `snapwake inspect` shows of a checkpoint: a JSON-able summary and its text form. */
 import type { JsonObject } from "./json-value.ts";
-import type { CheckpointStatistics, ChunksInfo, FileRef, RamBlockInfo } from "./manifest.ts";
+import type {
+  CheckpointStatistics,
+  ChunksInfo,
+  DiskInfo,
+  FileRef,
+  LayerInfo,
+  RamBlockInfo,
+} from "./manifest.ts";
 import type { CheckpointReader } from "./reader.ts";
 
 export interface CheckpointDescription {
@@ -16,7 +23,10 @@ export interface CheckpointDescription {
   readonly index: FileRef;
   readonly chunks: ChunksInfo;
   readonly statistics: CheckpointStatistics;
-  /** All files on disk, manifest included. */
+  /** Frozen disk layers the checkpoint depends on (1.1), and each drive's chain. */
+  readonly layers: readonly LayerInfo[];
+  readonly disks: readonly DiskInfo[];
+  /** All files on disk, manifest included (not the frozen layers). */
   readonly bytesOnDisk: number;
 }
 
@@ -39,6 +49,8 @@ export function describeCheckpoint(reader: CheckpointReader): CheckpointDescript
     index: m.index,
     chunks: m.chunks,
     statistics: stats,
+    layers: m.layers,
+    disks: m.disks,
     bytesOnDisk: reader.bytesOnDisk,
   };
 }
@@ -75,6 +87,24 @@ export function formatCheckpoint(d: CheckpointDescription): string {
       `(index ${size(d.index.bytes)}, device state ${size(d.deviceState.bytes)})`,
     `  chunks   ${d.chunks.count}, ${size(d.chunks.bytes)} stored, ${size(s.chunkRawBytes)} raw ` +
       `(${d.chunks.codec} level ${d.chunks.level}, up to ${d.chunks.chunkPagesMax} pages each)`,
+    ...diskLines(d),
     `  written  in ${s.writeMs} ms`,
   ].join("\n");
+}
+
+/** Disk duplicates and the frozen chains, for a 1.1 checkpoint with disks. */
+function diskLines(d: CheckpointDescription): string[] {
+  if (d.layers.length === 0) return [];
+  const s = d.statistics;
+  const byId = new Map(d.layers.map((l) => [l.id, l]));
+  const chains = d.disks.map((disk) => {
+    const chain = disk.layers.map((id) => `${id} (${size(byId.get(id)?.bytes ?? 0)})`);
+    return `           drive ${disk.drive}: ${chain.join(" ← ")}`;
+  });
+  return [
+    `  disk     ${s.pagesDisk} pages are blocks of the frozen disk: ${s.diskRefs} distinct, ` +
+      `${size(s.diskRawBytes)} not stored`,
+    `  layers   ${d.layers.length} frozen, top first:`,
+    ...chains,
+  ];
 }

@@ -10,6 +10,7 @@ import {
   FORMAT_MAJOR,
   FORMAT_MINOR,
   Magic,
+  Minor,
 } from "./format.ts";
 import { LeReader, LeWriter } from "./le-bytes.ts";
 
@@ -26,7 +27,7 @@ export function encodeDeviceState(state: DeviceState): Uint8Array {
   const h = new LeWriter(DEVICE_HEADER_BYTES)
     .magic(Magic.device)
     .u16(FORMAT_MAJOR)
-    .u16(FORMAT_MINOR)
+    .u16(Minor.base)
     .u32(vmdesc === null ? 0 : DEVICE_FLAG_VMDESCRIPTION)
     .reserved(4)
     .u64(state.sections.byteLength)

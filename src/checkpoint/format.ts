@@ -1,20 +1,27 @@
 /**
- * Constants and fixed layouts of checkpoint format 1.0, mirroring docs/format.md (the spec).
+ * Constants and fixed layouts of checkpoint format 1.1, mirroring docs/format.md (the spec).
  * Everything here is a fact about bytes on disk; changing any value is a format change
  * (see "Versioning" in the spec).
  */
 import assert from "node:assert/strict";
 import {
   CHECKPOINT_CHUNKS_MAX,
+  CHECKPOINT_DISK_REFS_MAX,
   CHECKPOINT_PAGES_MAX,
   CHUNK_PAGES_MAX,
   INDEX_BYTES_MAX,
 } from "../limits.ts";
 
-/** The version this code writes, and the newest minor it reads (major must match). */
+/** The newest version this code reads and writes (major must match; any minor up to this). */
 export const FORMAT_MAJOR = 1;
-export const FORMAT_MINOR = 0;
+export const FORMAT_MINOR = 1;
 export const formatVersion = `${FORMAT_MAJOR}.${FORMAT_MINOR}`;
+/**
+ * Minor versions and what each adds. A checkpoint is written with the lowest minor that
+ * describes it, so one without disk layers stays readable by 1.0 readers; files whose layout
+ * did not change (pack, device state) always carry minor 0.
+ */
+export const Minor = { base: 0, diskLayers: 1 } as const;
 
 /** Manifest line 1 is `snapwake-checkpoint <major>.<minor>\n`. */
 export const MANIFEST_MAGIC = "snapwake-checkpoint ";
@@ -47,7 +54,10 @@ export const DEVICE_HEADER_BYTES = 32;
 /** device.bin flag bit 0: a vmdescription follows the sections. */
 export const DEVICE_FLAG_VMDESCRIPTION = 1;
 
-/** Page-map kinds (bits 31..29). Kinds 2.. are reserved for later versions; v1.0 rejects them. */
+/**
+ * Page-map kinds (bits 31..29). 2 (1.1): the page equals a block of a frozen disk layer; its
+ * payload is chunk << 6 | slot like a stored page, the chunk being a disk chunk. 3.. reserved.
+ */
 export const PageKind = { zero: 0, stored: 1, diskDuplicate: 2, parent: 3 } as const;
 export const KIND_SHIFT = 29;
 export const PAYLOAD_MASK = (1 << KIND_SHIFT) - 1;
@@ -67,6 +77,20 @@ export function storedEntry(chunk: number, slot: number): number {
   return ((PageKind.stored << KIND_SHIFT) | (chunk << SLOT_BITS) | slot) >>> 0;
 }
 
+/** Entry of a page that is `slot` of disk chunk `chunk` (1.1). */
+export function diskEntry(chunk: number, slot: number): number {
+  return ((PageKind.diskDuplicate << KIND_SHIFT) | (chunk << SLOT_BITS) | slot) >>> 0;
+}
+
+/**
+ * Chunk-table codec 0x80 (1.1): a disk chunk. Its pages are not in the pack but in frozen disk
+ * layers, named by consecutive disk-reference entries starting at the entry's `offset`;
+ * `storedBytes` is 0; its sha256 is the usual hash list of its pages' digests.
+ */
+export const DISK_CHUNK_CODEC = 0x80;
+/** One disk-reference entry: layer u32 | reserved u32 | guest offset u64 | sha256 (32). */
+export const DISK_REF_ENTRY_BYTES = 48;
+
 assert(CHUNK_PAGES_MAX <= 1 << SLOT_BITS, "a slot fits its page-map field");
 assert(CHECKPOINT_CHUNKS_MAX <= 1 << (KIND_SHIFT - SLOT_BITS), "a chunk index fits its field");
 assert(
@@ -74,3 +98,8 @@ assert(
     CHECKPOINT_CHUNKS_MAX * CHUNK_ENTRY_BYTES + CHECKPOINT_PAGES_MAX * PAGE_ENTRY_BYTES,
   "INDEX_BYTES_MAX matches the index layout",
 );
+
+/** The largest decompressed index body of 1.1: the 1.0 bound plus a full disk-reference table. */
+export const INDEX_BODY_BYTES_MAX =
+  INDEX_BYTES_MAX + CHECKPOINT_DISK_REFS_MAX * DISK_REF_ENTRY_BYTES;
+assert(CHECKPOINT_DISK_REFS_MAX < 1 << KIND_SHIFT, "a disk-reference index fits the payload");

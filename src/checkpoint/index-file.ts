@@ -1,20 +1,24 @@
 /**
  * index.bin (docs/format.md §3): a 64-byte header, then one compressed body holding the chunk
- * table and the page map. decodeIndex is called only after the file's SHA-256 matched the
- * manifest, and still checks every field: a hash proves the bytes are the ones written, not
- * that the writer was right.
+ * table, the page map and (1.1) the disk-reference table. decodeIndex is called only after
+ * the file's SHA-256 matched the manifest, and still checks every field: a hash proves the
+ * bytes are the ones written, not that the writer was right.
  */
 import os from "node:os";
 import { DecodeError, InvalidCheckpointError } from "../errors.ts";
-import { CHECKPOINT_CHUNKS_MAX, INDEX_BYTES_MAX } from "../limits.ts";
+import { CHECKPOINT_CHUNKS_MAX, CHECKPOINT_DISK_REFS_MAX } from "../limits.ts";
 import { ChunkTable, checkChunkTable } from "./chunk-table.ts";
 import { type ChunkCodec, CodecId, codecById } from "./codec.ts";
+import { checkDiskRefs, DiskRefTable } from "./disk-refs.ts";
 import {
   CHUNK_ENTRY_BYTES,
+  DISK_REF_ENTRY_BYTES,
   FORMAT_MAJOR,
   FORMAT_MINOR,
+  INDEX_BODY_BYTES_MAX,
   INDEX_HEADER_BYTES,
   Magic,
+  Minor,
   PAGE_ENTRY_BYTES,
 } from "./format.ts";
 import { LeReader, LeWriter } from "./le-bytes.ts";
@@ -22,21 +26,35 @@ import { type BlockShape, checkPageMap, PageMap } from "./page-map.ts";
 
 const littleEndianHost = os.endianness() === "LE";
 
-/** Encodes the index; the body is compressed with `codec` when that makes it smaller. */
-export function encodeIndex(chunks: ChunkTable, pageMap: PageMap, codec: ChunkCodec): Uint8Array {
+const NO_DISK_REFS = new DiskRefTable(new Uint8Array(0));
+
+/**
+ * Encodes the index; the body is compressed with `codec` when that makes it smaller. Minor 1
+ * only when there are disk references: otherwise the file is exactly a 1.0 index.
+ */
+export function encodeIndex(
+  chunks: ChunkTable,
+  pageMap: PageMap,
+  codec: ChunkCodec,
+  diskRefs: DiskRefTable = NO_DISK_REFS,
+): Uint8Array {
   const map = new Uint8Array(
     pageMap.entries.buffer,
     pageMap.entries.byteOffset,
     pageMap.entries.byteLength,
   );
-  const raw = Buffer.concat([chunks.bytes, littleEndianHost ? map : Buffer.from(map).swap32()]);
+  const raw = Buffer.concat([
+    chunks.bytes,
+    littleEndianHost ? map : Buffer.from(map).swap32(),
+    diskRefs.bytes,
+  ]);
   const packed = codec.compress(raw);
   const [bodyCodec, body] =
     packed.byteLength < raw.byteLength ? [codec.id, packed] : [CodecId.none, raw];
   const h = new LeWriter(INDEX_HEADER_BYTES)
     .magic(Magic.index)
     .u16(FORMAT_MAJOR)
-    .u16(FORMAT_MINOR)
+    .u16(diskRefs.count > 0 ? Minor.diskLayers : Minor.base)
     .u32(0) // flags
     .u8(bodyCodec)
     .reserved(3)
@@ -45,7 +63,8 @@ export function encodeIndex(chunks: ChunkTable, pageMap: PageMap, codec: ChunkCo
     .u64(pageMap.entries.length)
     .u64(body.byteLength)
     .u64(raw.byteLength)
-    .reserved(16);
+    .u32(diskRefs.count)
+    .reserved(12);
   return Buffer.concat([h.bytes, body]);
 }
 
@@ -55,25 +74,39 @@ export interface IndexContext {
   readonly blocks: readonly BlockShape[];
   readonly chunkCount: number;
   readonly packBytes: number;
+  /** The manifest's minor version: the index's may not be newer. */
+  readonly minor: number;
+  /** The manifest's frozen layers (1.1), which disk references name. */
+  readonly layers: readonly { readonly id: string; readonly virtualBytes: number }[];
 }
 
 export interface DecodedIndex {
   readonly chunks: ChunkTable;
   readonly pageMap: PageMap;
+  readonly diskRefs: DiskRefTable;
 }
 
 export function decodeIndex(bytes: Uint8Array, ctx: IndexContext): DecodedIndex {
   const fail = (why: string, cause?: unknown) =>
     new InvalidCheckpointError(ctx.checkpoint, `index file "${ctx.file}" ${why}`, { cause });
   try {
-    const body = readBody(bytes, ctx, fail);
+    const { body, diskRefCount } = readBody(bytes, ctx, fail);
     const chunks = new ChunkTable(body.subarray(0, ctx.chunkCount * CHUNK_ENTRY_BYTES));
-    const chunkProblem = checkChunkTable(chunks, ctx.packBytes);
+    const chunkProblem = checkChunkTable(chunks, ctx.packBytes, diskRefCount);
     if (chunkProblem !== null) throw fail(`has a bad chunk table: ${chunkProblem}`);
-    const pageMap = new PageMap(ctx.blocks, entriesOf(body.subarray(chunks.bytes.byteLength)));
+    const mapBytes =
+      body.byteLength - chunks.bytes.byteLength - diskRefCount * DISK_REF_ENTRY_BYTES;
+    const mapEnd = chunks.bytes.byteLength + mapBytes;
+    const pageMap = new PageMap(
+      ctx.blocks,
+      entriesOf(body.subarray(chunks.bytes.byteLength, mapEnd)),
+    );
+    const diskRefs = new DiskRefTable(body.subarray(mapEnd));
+    const refProblem = checkDiskRefs(diskRefs, ctx.layers);
+    if (refProblem !== null) throw fail(`has a bad disk-reference table: ${refProblem}`);
     const mapProblem = checkPageMap(pageMap, chunks);
     if (mapProblem !== null) throw new InvalidCheckpointError(ctx.checkpoint, mapProblem);
-    return { chunks, pageMap };
+    return { chunks, pageMap, diskRefs };
   } catch (error) {
     if (error instanceof DecodeError) throw fail(`is malformed: ${error.message}`, error);
     throw error;
@@ -84,13 +117,13 @@ function readBody(
   bytes: Uint8Array,
   ctx: IndexContext,
   fail: (why: string, cause?: unknown) => Error,
-): Uint8Array {
+): { body: Uint8Array; diskRefCount: number } {
   const r = new LeReader(bytes);
   if (bytes.byteLength < INDEX_HEADER_BYTES) throw fail("is shorter than its header");
   if (r.magic() !== Magic.index) throw fail("is not a checkpoint index (bad magic)");
   const major = r.u16();
   const minor = r.u16();
-  if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR)
+  if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR || minor > ctx.minor)
     throw fail(`has unsupported version ${major}.${minor}`);
   const flags = r.u32();
   if (flags !== 0) throw fail(`has unknown flags 0x${flags.toString(16)}`);
@@ -101,7 +134,8 @@ function readBody(
   const pageCount = r.u64("page count");
   const storedBytes = r.u64("body length");
   const rawBytes = r.u64("raw body length");
-  r.reserved(16);
+  const diskRefCount = minor >= Minor.diskLayers ? r.u32() : 0;
+  r.reserved(minor >= Minor.diskLayers ? 12 : 16);
   const pages = ctx.blocks.reduce((n, b) => n + b.pageCount, 0);
   if (codec === null) throw fail("uses an unknown codec");
   if (chunkCount !== ctx.chunkCount || chunkCount > CHECKPOINT_CHUNKS_MAX) {
@@ -112,12 +146,16 @@ function readBody(
       `describes ${blockCount} blocks of ${pageCount} pages, the manifest ${ctx.blocks.length} of ${pages}`,
     );
   }
-  const expectedRaw = chunkCount * CHUNK_ENTRY_BYTES + pageCount * PAGE_ENTRY_BYTES;
-  if (rawBytes !== expectedRaw || rawBytes > INDEX_BYTES_MAX)
+  if (diskRefCount > CHECKPOINT_DISK_REFS_MAX) throw fail(`lists ${diskRefCount} disk references`);
+  const expectedRaw =
+    chunkCount * CHUNK_ENTRY_BYTES +
+    pageCount * PAGE_ENTRY_BYTES +
+    diskRefCount * DISK_REF_ENTRY_BYTES;
+  if (rawBytes !== expectedRaw || rawBytes > INDEX_BODY_BYTES_MAX)
     throw fail(`has a bad body length ${rawBytes}`);
   if (storedBytes !== r.remaining)
     throw fail(`body has ${r.remaining} bytes, its header says ${storedBytes}`);
-  return codec.decompress(r.slice(storedBytes), rawBytes);
+  return { body: codec.decompress(r.slice(storedBytes), rawBytes), diskRefCount };
 }
 
 /** Copies little-endian u32 entries into an aligned, host-order array. */

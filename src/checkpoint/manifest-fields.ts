@@ -12,7 +12,7 @@ import {
   RAM_BLOCK_NAME_BYTES_MAX,
   RAM_BLOCKS_MAX,
 } from "../limits.ts";
-import { FILE_NAME_PATTERN } from "./format.ts";
+import { FILE_NAME_PATTERN, Minor } from "./format.ts";
 import { isPlainObject, type JsonObject } from "./json-value.ts";
 import type {
   CheckpointStatistics,
@@ -21,6 +21,7 @@ import type {
   ManifestBody,
   RamBlockInfo,
 } from "./manifest.ts";
+import { layersAndDisks } from "./manifest-layers.ts";
 import { CHECKPOINT_NAME_PATTERN } from "./names.ts";
 
 type Fail = (why: string) => Error;
@@ -44,6 +45,12 @@ const STAT_KEYS: readonly (keyof CheckpointStatistics)[] = [
   "storedBytes",
   "compressionRatio",
   "writeMs",
+];
+/** Added in 1.1; a 1.0 manifest has none and reads them as 0. */
+const DISK_STAT_KEYS: readonly (keyof CheckpointStatistics)[] = [
+  "pagesDisk",
+  "diskRefs",
+  "diskRawBytes",
 ];
 
 /** Reads typed fields of one JSON object, failing with the field's full path. */
@@ -101,14 +108,37 @@ class Fields {
     return v;
   }
 
+  /** Fields of a nested value (an array item), named `path` in errors. */
+  at(value: unknown, path: string): Fields {
+    return new Fields(value, path, this.#fail);
+  }
+
+  /** `arr`, with an absent field read as []. */
+  optionalArr(key: string, max: number): unknown[] {
+    return this.#o[key] === undefined ? [] : this.arr(key, max);
+  }
+
+  /** A string, or null. */
+  strOrNull(key: string, ok: (s: string) => boolean): string | null {
+    return this.#o[key] === null ? null : this.str(key, ok);
+  }
+
+  /** `num`, with an absent field read as 0. */
+  optionalNum(key: string): number {
+    return this.#o[key] === undefined ? 0 : this.num(key);
+  }
+
   path(key: string): string {
     return this.#path ? `${this.#path}.${key}` : key;
   }
 }
 
-export function validateManifestBody(value: unknown, fail: Fail): ManifestBody {
+export { type Fail, Fields, SHA256_HEX };
+
+export function validateManifestBody(value: unknown, fail: Fail, minor: number): ManifestBody {
   const f = new Fields(value, "", fail);
   const stream = f.obj("stream");
+  const disk = minor >= Minor.diskLayers ? layersAndDisks(f, fail) : { layers: [], disks: [] };
   return {
     name: f.str("name", (s) => CHECKPOINT_NAME_PATTERN.test(s)),
     createdAt: f.str("createdAt", (s) => !Number.isNaN(Date.parse(s))),
@@ -124,6 +154,7 @@ export function validateManifestBody(value: unknown, fail: Fail): ManifestBody {
     index: fileRef(f.obj("index")),
     chunks: chunksInfo(f.obj("chunks")),
     statistics: statistics(f.obj("statistics")),
+    ...disk,
   };
 }
 
@@ -173,5 +204,6 @@ function chunksInfo(f: Fields): ChunksInfo {
 function statistics(f: Fields): CheckpointStatistics {
   const out: Record<string, number> = {};
   for (const key of STAT_KEYS) out[key] = f.num(key);
+  for (const key of DISK_STAT_KEYS) out[key] = f.optionalNum(key);
   return out as unknown as CheckpointStatistics;
 }

@@ -31,7 +31,12 @@ const body: ManifestBody = {
     storedBytes: 340,
     compressionRatio: 24.09,
     writeMs: 3,
+    pagesDisk: 0,
+    diskRefs: 0,
+    diskRawBytes: 0,
   },
+  layers: [],
+  disks: [],
 };
 
 test("a manifest decodes to what was encoded, with its version", () => {

@@ -1,7 +1,7 @@
 /**
  * The manifest (docs/format.md §2): the root of trust of a checkpoint.
  *
- *   snapwake-checkpoint 1.0\n
+ *   snapwake-checkpoint 1.<minor>\n
  *   sha256 <hex of sha256(line 1 ‖ body)> <body bytes>\n
  *   <JSON body>\n
  *
@@ -17,6 +17,7 @@ import {
   formatVersion,
   MANIFEST_HEADER_LINE_BYTES_MAX,
   MANIFEST_MAGIC,
+  Minor,
 } from "./format.ts";
 import type { JsonObject } from "./json-value.ts";
 import { validateManifestBody } from "./manifest-fields.ts";
@@ -43,6 +44,32 @@ export interface ChunksInfo {
   readonly chunkPagesMax: number;
 }
 
+/** A frozen disk layer the checkpoint depends on (1.1), in `<home>/layers/`. */
+export interface LayerInfo {
+  /** 16 hex digits. */
+  readonly id: string;
+  /** `<id>.qcow2` or `<id>.raw`. */
+  readonly file: string;
+  readonly format: "qcow2" | "raw";
+  /** Size of the file; checked when the checkpoint is opened. */
+  readonly bytes: number;
+  /** Guest-visible size of the disk. */
+  readonly virtualBytes: number;
+  /** SHA-256 over the header cluster, L1 and L2 tables; checked before any block is read. */
+  readonly metaSha256: string;
+  /** SHA-256 over (guest offset, SHA-256) of every non-zero block of the layer's own data. */
+  readonly contentSha256: string;
+  /** The id of the layer below, or null. */
+  readonly backing: string | null;
+}
+
+/** A VM drive whose disk state is the checkpoint's (1.1): its frozen chain, top first. */
+export interface DiskInfo {
+  /** Index into the VM spec's `disks`. */
+  readonly drive: number;
+  readonly layers: readonly string[];
+}
+
 /** docs/format.md §2.1. */
 export interface CheckpointStatistics {
   readonly pagesTotal: number;
@@ -60,6 +87,12 @@ export interface CheckpointStatistics {
   readonly storedBytes: number;
   readonly compressionRatio: number;
   readonly writeMs: number;
+  /** Page-map entries of kind disk duplicate (1.1; 0 before). */
+  readonly pagesDisk: number;
+  /** Entries of the disk-reference table: distinct page contents not stored. */
+  readonly diskRefs: number;
+  /** `diskRefs × 4096`: the uncompressed bytes left in the frozen layers. */
+  readonly diskRawBytes: number;
 }
 
 /** The JSON body, exactly as stored. */
@@ -75,6 +108,10 @@ export interface ManifestBody {
   readonly index: FileRef;
   readonly chunks: ChunksInfo;
   readonly statistics: CheckpointStatistics;
+  /** Frozen layers (1.1; empty in 1.0, where the field is absent). */
+  readonly layers: readonly LayerInfo[];
+  /** Drives whose state the checkpoint froze (1.1; empty in 1.0). */
+  readonly disks: readonly DiskInfo[];
 }
 
 /** A decoded manifest: its body plus the format version from line 1. */
@@ -86,12 +123,25 @@ export function sha256Hex(bytes: Uint8Array): string {
   return crypto.hash("sha256", bytes, "hex");
 }
 
+/** The version a checkpoint is written as: 1.1 only when it has frozen disk layers. */
+export function versionOf(body: ManifestBody): string {
+  return `${FORMAT_MAJOR}.${body.layers.length > 0 ? Minor.diskLayers : Minor.base}`;
+}
+
 export function encodeManifest(body: ManifestBody): Uint8Array {
-  const line1 = Buffer.from(`${MANIFEST_MAGIC}${formatVersion}\n`, "utf8");
-  const json = Buffer.from(`${JSON.stringify(body, null, 2)}\n`, "utf8");
+  const line1 = Buffer.from(`${MANIFEST_MAGIC}${versionOf(body)}\n`, "utf8");
+  const json = Buffer.from(`${JSON.stringify(jsonOf(body), null, 2)}\n`, "utf8");
   const hash = sha256Hex(Buffer.concat([line1, json]));
   const line2 = Buffer.from(`sha256 ${hash} ${json.byteLength}\n`, "utf8");
   return Buffer.concat([line1, line2, json]);
+}
+
+/** A 1.0 manifest has no layer fields at all: exactly what a 1.0 writer wrote. */
+function jsonOf(body: ManifestBody): object {
+  if (body.layers.length > 0) return body;
+  const { layers: _l, disks: _d, statistics, ...rest } = body;
+  const { pagesDisk: _p, diskRefs: _r, diskRawBytes: _b, ...stats } = statistics;
+  return { ...rest, statistics: stats };
 }
 
 /** Verifies and decodes a manifest; `checkpoint` names it in errors. */
@@ -133,7 +183,8 @@ export function decodeManifest(bytes: Uint8Array, checkpoint: string): Manifest 
       cause: error,
     });
   }
-  return { format, ...validateManifestBody(parsed, fail) };
+  const minor = Number(format.split(".")[1]);
+  return { format, ...validateManifestBody(parsed, fail, minor) };
 }
 
 /** Index of the `\n` ending the line that starts at `from`, or -1 if none within the limit. */

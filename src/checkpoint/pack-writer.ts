@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { CHUNK_PAGES_MAX, PACK_WRITE_BUFFER_BYTES, PAGE_SIZE_BYTES } from "../limits.ts";
-import { FORMAT_MAJOR, FORMAT_MINOR, Magic, PACK_HEADER_BYTES } from "./format.ts";
+import { FORMAT_MAJOR, FORMAT_MINOR, Magic, Minor, PACK_HEADER_BYTES } from "./format.ts";
 import { LeReader, LeWriter } from "./le-bytes.ts";
 import type { StoreIo, WritableFile } from "./store-io.ts";
 import { writeFully } from "./store-io.ts";
@@ -20,7 +20,7 @@ export function encodePackHeader(): Uint8Array {
   return new LeWriter(PACK_HEADER_BYTES)
     .magic(Magic.pack)
     .u16(FORMAT_MAJOR)
-    .u16(FORMAT_MINOR)
+    .u16(Minor.base)
     .u32(0) // flags
     .reserved(4).bytes;
 }

@@ -3,8 +3,14 @@
  * manifest order. PageMap answers "what is page p of block b" in O(1) and maps a global entry
  * index back to (block, page).
  *
- * Invariant (after checkPageMap): every entry is zero with a clean payload, or stored with a
- * chunk index inside the chunk table and a slot inside that chunk.
+ * Invariant (after checkPageMap): every entry is zero with a clean payload, or stored (kind 1,
+ * a pack chunk) or a disk duplicate (kind 2, a disk chunk) with a chunk index inside the chunk
+ * table and a slot inside that chunk.
+ *
+ * PageLocation deliberately has no third kind: a disk duplicate is located like a stored page,
+ * and readChunk(chunk)[slot] gives its verified bytes whichever kind of chunk holds it, so
+ * every restore path serves disk duplicates without knowing about them. ChunkTable.isDisk and
+ * CheckpointReader.diskRef tell them apart where that matters (statistics, inspect).
  */
 import assert from "node:assert/strict";
 import type { ChunkTable } from "./chunk-table.ts";
@@ -12,6 +18,7 @@ import { FILL_MASK, KIND_SHIFT, PageKind, SLOT_BITS, SLOT_MASK } from "./format.
 
 export type PageLocation =
   | { readonly kind: "zero"; readonly fill: number }
+  /** Read with readChunk(chunk)[slot]: a pack chunk, or a disk chunk (frozen layer blocks). */
   | { readonly kind: "stored"; readonly chunk: number; readonly slot: number };
 
 export interface BlockShape {
@@ -80,7 +87,10 @@ export class PageMap {
 export function decodeEntry(entry: number): PageLocation {
   const kind = entry >>> KIND_SHIFT;
   if (kind === PageKind.zero) return { kind: "zero", fill: entry & FILL_MASK };
-  assert(kind === PageKind.stored, "page map was checked when it was opened");
+  assert(
+    kind === PageKind.stored || kind === PageKind.diskDuplicate,
+    "page map was checked when it was opened",
+  );
   return {
     kind: "stored",
     chunk: (entry & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS,
@@ -98,11 +108,15 @@ export function checkPageMap(map: PageMap, chunks: ChunkTable): string | null {
       if ((e & ~FILL_MASK & ((1 << KIND_SHIFT) - 1)) !== 0) {
         return `page map entry for ${map.describe(i)} is a zero page with non-zero reserved bits`;
       }
-    } else if (kind === PageKind.stored) {
+    } else if (kind === PageKind.stored || kind === PageKind.diskDuplicate) {
       const chunk = (e & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS;
       const slot = e & SLOT_MASK;
       if (chunk >= chunks.count) {
         return `page map entry for ${map.describe(i)} points to chunk ${chunk} of ${chunks.count}`;
+      }
+      if (chunks.isDisk(chunk) !== (kind === PageKind.diskDuplicate)) {
+        const what = kind === PageKind.stored ? "stored page" : "disk duplicate";
+        return `page map entry for ${map.describe(i)} is a ${what} in the wrong kind of chunk ${chunk}`;
       }
       if (slot >= chunks.pageCount(chunk)) {
         const pages = chunks.pageCount(chunk);

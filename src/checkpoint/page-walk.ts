@@ -73,7 +73,10 @@ export async function walkChunks(
     problems.push(`and ${failed - problems.length} more bad chunks`);
 }
 
-/** Every page once: zero pages in address order, then stored pages chunk by chunk. */
+/**
+ * Every page once: zero pages in address order, then stored pages chunk by chunk (pack chunks,
+ * then disk chunks: blocks of frozen layers in layer and offset order).
+ */
 export async function visitPages(src: ChunkSource, visit: PageVisitor): Promise<void> {
   const map = src.pageMap;
   const entries = map.entries;
@@ -111,7 +114,7 @@ function reverseIndex(map: PageMap, chunkCount: number): { first: Uint32Array; r
   const chunkOf = (e: number) => (e & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS;
   let stored = 0;
   for (const e of entries) {
-    if (e >>> KIND_SHIFT !== PageKind.stored) continue;
+    if (e >>> KIND_SHIFT === PageKind.zero) continue; // stored or disk duplicate
     const slot = chunkOf(e) + 1;
     first[slot] = (first[slot] ?? 0) + 1;
     stored++;
@@ -121,7 +124,7 @@ function reverseIndex(map: PageMap, chunkCount: number): { first: Uint32Array; r
   const refs = new Uint32Array(stored);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] ?? 0;
-    if (e >>> KIND_SHIFT !== PageKind.stored) continue;
+    if (e >>> KIND_SHIFT === PageKind.zero) continue; // stored or disk duplicate
     const c = chunkOf(e);
     refs[next[c] ?? 0] = i;
     next[c] = (next[c] ?? 0) + 1;

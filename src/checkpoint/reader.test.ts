@@ -82,12 +82,12 @@ const cases: [string, (dir: string) => Promise<void>, RegExp][] = [
   [
     "newer major version",
     (dir) => rewriteManifest(dir, (b) => b, "2.0"),
-    /^format 2\.0 is not supported \(this snapwake reads 1\.0 to 1\.0\)$/,
+    /^format 2\.0 is not supported \(this snapwake reads 1\.0 to 1\.1\)$/,
   ],
   [
     "newer minor version",
-    (dir) => rewriteManifest(dir, (b) => b, "1.1"),
-    /^format 1\.1 is not supported/,
+    (dir) => rewriteManifest(dir, (b) => b, "1.2"),
+    /^format 1\.2 is not supported/,
   ],
   [
     "a bad field behind a valid hash",
@@ -110,9 +110,9 @@ const cases: [string, (dir: string) => Promise<void>, RegExp][] = [
     /^page map entry for block "ram0" page 3 has unknown kind 5$/,
   ],
   [
-    "reserved page-map kind (disk duplicate) in a 1.0 checkpoint",
+    "a disk duplicate in a checkpoint without disk chunks",
     (dir) => rewritePageMap(dir, (e) => e.set([(2 << KIND_SHIFT) >>> 0], 17)),
-    /^page map entry for block "rom" page 1 has unknown kind 2$/,
+    /^page map entry for block "rom" page 1 is a disk duplicate in the wrong kind of chunk 0$/,
   ],
   [
     "page map pointing past the chunk table",

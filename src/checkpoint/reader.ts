@@ -1,8 +1,13 @@
 /**
  * CheckpointReader: opens a checkpoint after checking it (manifest hash and version, every
- * file's presence and size, index hash, then every index entry, then the pack header) and reads
- * pages by chunk, each chunk verified (length, decompression, SHA-256) before any of its pages
- * is handed out.
+ * file's presence and size, index hash, then every index entry, then the pack header, and the
+ * presence and size of every frozen disk layer it names) and reads pages by chunk, each chunk
+ * verified (length, decompression, SHA-256) before any of its pages is handed out.
+ *
+ * Disk chunks (format 1.1) are read the same way: their pages are blocks of frozen disk
+ * layers (checkpoint-layers.ts), each checked against its recorded SHA-256. So readChunk and
+ * forEachPage give verified bytes whatever holds them, and pageKind() reports a disk duplicate
+ * as "stored" in its disk chunk; `diskRef` and `chunks.isDisk` tell them apart.
  *
  * Invariant: no byte reaches a caller unverified; a corrupt chunk is an InvalidCheckpointError
  * naming the chunk, never a wrong page.
@@ -11,16 +16,26 @@ import assert from "node:assert/strict";
 import { type FileHandle, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError, InvalidCheckpointError, NotFoundError } from "../errors.ts";
-import { INDEX_BYTES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { PAGE_SIZE_BYTES } from "../limits.ts";
 import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
+import { CheckpointLayers } from "./checkpoint-layers.ts";
 import { chunkHashOfPages } from "./chunk-hash.ts";
 import type { ChunkTable } from "./chunk-table.ts";
 import { codecById } from "./codec.ts";
 import { DEVICE_FILE_BYTES_MAX, type DeviceState, decodeDeviceState } from "./device-file.ts";
-import { INDEX_HEADER_BYTES, PACK_HEADER_BYTES } from "./format.ts";
-import { decodeIndex } from "./index-file.ts";
+import type { DiskRefTable } from "./disk-refs.ts";
+import {
+  DISK_CHUNK_CODEC,
+  diskEntry,
+  INDEX_BODY_BYTES_MAX,
+  INDEX_HEADER_BYTES,
+  KIND_SHIFT,
+  PACK_HEADER_BYTES,
+  PageKind,
+} from "./format.ts";
+import { decodeIndex, type IndexContext } from "./index-file.ts";
 import type { JsonValue } from "./json-value.ts";
-import type { Manifest, RamBlockInfo } from "./manifest.ts";
+import type { LayerInfo, Manifest, RamBlockInfo } from "./manifest.ts";
 import { sha256Hex } from "./manifest.ts";
 import { checkPackHeader } from "./pack-writer.ts";
 import type { PageLocation, PageMap } from "./page-map.ts";
@@ -39,6 +54,8 @@ export interface VerifyReport {
   readonly pages: number;
   readonly storedBytes: number;
   readonly rawBytes: number;
+  /** Pages read from frozen disk layers (disk chunks), each hash-checked. */
+  readonly diskPages: number;
   readonly deviceStateBytes: number;
   readonly ms: number;
 }
@@ -50,9 +67,12 @@ export class CheckpointReader {
   readonly blocks: readonly RamBlockInfo[];
   readonly chunks: ChunkTable;
   readonly pageMap: PageMap;
-  /** Every file of the checkpoint, manifest included. */
+  /** Disk references (1.1): blocks of frozen layers that disk chunks' pages are. */
+  readonly diskRefs: DiskRefTable;
+  /** Every file of the checkpoint, manifest included (not the frozen layers it names). */
   readonly bytesOnDisk: number;
   readonly #pack: FileHandle;
+  readonly #layers: CheckpointLayers;
   #closed = false;
 
   private constructor(name: string, dir: string, manifest: Manifest, index: Opened) {
@@ -62,8 +82,10 @@ export class CheckpointReader {
     this.blocks = manifest.ramBlocks;
     this.chunks = index.chunks;
     this.pageMap = index.pageMap;
+    this.diskRefs = index.diskRefs;
     this.bytesOnDisk = index.bytesOnDisk;
     this.#pack = index.pack;
+    this.#layers = index.layers;
   }
 
   /** Opens checkpoint `name` of `store`: NotFoundError if absent, InvalidCheckpointError if bad. */
@@ -71,15 +93,25 @@ export class CheckpointReader {
     const dir = store.dirOf(name);
     if ((await sizeOf(dir)) === null)
       throw new NotFoundError(`No checkpoint named "${name}" in ${store.checkpointsDir}`);
-    return CheckpointReader.openDir(dir, name);
+    return CheckpointReader.openDir(dir, name, store.layersDir);
   }
 
-  /** Opens the checkpoint in `dir` (e.g. a temp dir being verified), expected to be `name`. */
-  static async openDir(dir: string, name: string): Promise<CheckpointReader> {
+  /**
+   * Opens the checkpoint in `dir` (e.g. a temp dir being verified), expected to be `name`;
+   * its frozen disk layers (if any) are in `layersDir` (`<home>/layers`).
+   */
+  static async openDir(dir: string, name: string, layersDir?: string): Promise<CheckpointReader> {
     const manifest = await readManifestFile(dir, name);
     const bytesOnDisk = await checkFiles(dir, manifest, name);
     const index = await openIndexAndPack(dir, manifest, name);
-    return new CheckpointReader(name, dir, manifest, { ...index, bytesOnDisk });
+    const layers = new CheckpointLayers(name, layersDir ?? null, manifest.layers, index.diskRefs);
+    try {
+      await layers.checkPresent();
+    } catch (error) {
+      await index.pack.close();
+      throw error;
+    }
+    return new CheckpointReader(name, dir, manifest, { ...index, bytesOnDisk, layers });
   }
 
   /** The stream info stored at save time, with its configuration bytes. */
@@ -121,10 +153,14 @@ export class CheckpointReader {
     return this.decodeChunk(chunk, await this.readStoredChunk(chunk));
   }
 
-  /** The chunk's stored (compressed) bytes, unverified; pair with decodeChunk. */
+  /**
+   * The chunk's stored (compressed) bytes, unverified; pair with decodeChunk. For a disk chunk:
+   * its blocks, read from the frozen layers.
+   */
   async readStoredChunk(chunk: number): Promise<Uint8Array> {
     this.#assertOpen();
     const e = this.chunks.entry(chunk);
+    if (e.codec === DISK_CHUNK_CODEC) return this.#layers.read(e.offset, e.pageCount);
     const stored = Buffer.allocUnsafe(e.storedBytes);
     let done = 0;
     while (done < stored.byteLength) {
@@ -148,6 +184,9 @@ export class CheckpointReader {
   /** Decompresses and verifies a chunk read by readStoredChunk. */
   decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[] {
     const e = this.chunks.entry(chunk);
+    if (e.codec === DISK_CHUNK_CODEC) {
+      return this.#layers.verify(e.offset, stored, (slot) => this.#pageOf(diskEntry(chunk, slot)));
+    }
     const codec = codecById(e.codec);
     assert(codec !== null, "codec checked when the index was opened");
     let raw: Uint8Array;
@@ -182,17 +221,37 @@ export class CheckpointReader {
     await visitPages(this, visit);
   }
 
+  /** The frozen-layer block that page `pageIndex` of block `blockIndex` is, or null. */
+  diskRef(blockIndex: number, pageIndex: number): DiskRefInfo | null {
+    const e = this.pageMap.entries[this.pageMap.indexOf(blockIndex, pageIndex)] ?? 0;
+    if (e >>> KIND_SHIFT !== PageKind.diskDuplicate) return null;
+    const loc = this.pageMap.locate(blockIndex, pageIndex);
+    assert(loc.kind === "stored", "a disk duplicate is located in its disk chunk");
+    const ref = this.diskRefs.entry(this.chunks.entry(loc.chunk).offset + loc.slot);
+    const layer = this.manifest.layers[ref.layer];
+    assert(layer !== undefined, "disk references were checked against the layers");
+    return { layer, offsetBytes: ref.offsetBytes, sha256: Buffer.from(ref.sha256).toString("hex") };
+  }
+
+  /** "block "pc.ram" page 7": the first page whose entry is `entry`. */
+  #pageOf(entry: number): string {
+    const i = this.pageMap.entries.indexOf(entry);
+    return i < 0 ? "no page (an unreferenced block)" : this.pageMap.describe(i);
+  }
+
   /** Reads and checks every chunk and the device state; rejects with every problem found. */
   async verify(): Promise<VerifyReport> {
     const started = performance.now();
     const problems: string[] = [];
     let storedBytes = 0;
     let pages = 0;
+    let diskPages = 0;
     await walkChunks(
       this,
       null,
       (chunk, stored) => {
-        storedBytes += stored.byteLength;
+        if (this.chunks.isDisk(chunk)) diskPages += this.chunks.pageCount(chunk);
+        else storedBytes += stored.byteLength;
         pages += this.chunks.pageCount(chunk);
         this.decodeChunk(chunk, stored);
       },
@@ -217,6 +276,7 @@ export class CheckpointReader {
       pages,
       storedBytes,
       rawBytes: pages * PAGE_SIZE_BYTES,
+      diskPages,
       deviceStateBytes,
       ms,
     };
@@ -226,6 +286,7 @@ export class CheckpointReader {
     if (this.#closed) return;
     this.#closed = true;
     await this.#pack.close();
+    await this.#layers.close();
   }
 
   #assertOpen(): void {
@@ -233,32 +294,35 @@ export class CheckpointReader {
   }
 }
 
+/** A disk duplicate: which block of which frozen layer the page is. */
+export interface DiskRefInfo {
+  readonly layer: LayerInfo;
+  readonly offsetBytes: number;
+  readonly sha256: string;
+}
+
 interface Opened {
   readonly chunks: ChunkTable;
   readonly pageMap: PageMap;
+  readonly diskRefs: DiskRefTable;
   readonly pack: FileHandle;
   readonly bytesOnDisk: number;
+  readonly layers: CheckpointLayers;
 }
 
 async function openIndexAndPack(
   dir: string,
   manifest: Manifest,
   name: string,
-): Promise<Omit<Opened, "bytesOnDisk">> {
+): Promise<Omit<Opened, "bytesOnDisk" | "layers">> {
   const fail = (why: string) => new InvalidCheckpointError(name, why);
   const ref = manifest.index;
-  if (ref.bytes > INDEX_HEADER_BYTES + INDEX_BYTES_MAX)
+  if (ref.bytes > INDEX_HEADER_BYTES + INDEX_BODY_BYTES_MAX)
     throw fail(`index file "${ref.file}" is over its size limit`);
   const bytes = await readFile(join(dir, ref.file));
   if (sha256Hex(bytes) !== ref.sha256)
     throw fail(`index hash mismatch: "${ref.file}" was modified or corrupted`);
-  const { chunks, pageMap } = decodeIndex(bytes, {
-    checkpoint: name,
-    file: ref.file,
-    blocks: manifest.ramBlocks,
-    chunkCount: manifest.chunks.count,
-    packBytes: manifest.chunks.bytes,
-  });
+  const { chunks, pageMap, diskRefs } = decodeIndex(bytes, indexContext(manifest, name));
   const pack = await open(join(dir, manifest.chunks.file), "r");
   const header = Buffer.alloc(PACK_HEADER_BYTES);
   const { bytesRead } = await pack.read(header, 0, PACK_HEADER_BYTES, 0);
@@ -267,5 +331,18 @@ async function openIndexAndPack(
     await pack.close();
     throw fail(`pack file "${manifest.chunks.file}" ${problem}`);
   }
-  return { chunks, pageMap, pack };
+  return { chunks, pageMap, diskRefs, pack };
+}
+
+/** What decodeIndex checks the index against: the manifest's view of it. */
+export function indexContext(manifest: Manifest, name: string): IndexContext {
+  return {
+    checkpoint: name,
+    file: manifest.index.file,
+    blocks: manifest.ramBlocks,
+    chunkCount: manifest.chunks.count,
+    packBytes: manifest.chunks.bytes,
+    minor: Number(manifest.format.split(".")[1]),
+    layers: manifest.layers,
+  };
 }

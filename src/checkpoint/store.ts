@@ -8,12 +8,17 @@
  * fsynced and verified temp directory, so a crash leaves tmp/ leftovers, never a half
  * checkpoint; removal renames out of checkpoints/ first, so a crash mid-removal lists nothing
  * half-deleted. Names are validated before any path is built from them.
+ *
+ * Frozen disk layers (`<home>/layers/`, format 1.1) outlive any one checkpoint: several may
+ * share them. `remove` and `cleanTemp` delete only layers that no checkpoint's manifest, no
+ * running VM and no live snapwake process reaches (src/disk collectLayers).
  */
 import crypto from "node:crypto";
 import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
-import { type CheckpointListing, listingOf } from "./checkpoint-files.ts";
+import { type CheckpointListing, listingOf, readManifestFile } from "./checkpoint-files.ts";
 import { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 import { CheckpointReader } from "./reader.ts";
 import { errorCode, nodeStoreIo, type StoreIo } from "./store-io.ts";
@@ -48,6 +53,11 @@ export class CheckpointStore {
 
   get tempDir(): string {
     return join(this.home, "tmp");
+  }
+
+  /** Frozen disk layers that checkpoints reference (src/disk's LayerStore owns the folder). */
+  get layersDir(): string {
+    return join(this.home, "layers");
   }
 
   /** Directory of checkpoint `name` (validated; it need not exist). */
@@ -88,7 +98,10 @@ export class CheckpointStore {
     return listingOf(reader.manifest, reader.dir, reader.bytesOnDisk);
   }
 
-  /** Removes a checkpoint: unlisted atomically first, then deleted. NotFoundError if absent. */
+  /**
+   * Removes a checkpoint: unlisted atomically first, then deleted; then the frozen disk layers
+   * nothing uses any more. NotFoundError if absent.
+   */
   async remove(name: string): Promise<void> {
     const dir = this.dirOf(name);
     const doomed = `${await this.newTempPath()}.removing`;
@@ -101,11 +114,31 @@ export class CheckpointStore {
     }
     await syncDir(this.checkpointsDir);
     await rm(doomed, { recursive: true, force: true });
+    await this.collectLayers();
   }
 
   /**
-   * Removes leftovers of writes and removals whose process is gone; returns how many. Entries
-   * of live processes (this one included) are in use and kept.
+   * Deletes the frozen disk layers that no checkpoint, running VM or live snapwake process
+   * uses; returns their ids. A checkpoint whose manifest cannot be read keeps nothing alive:
+   * it could not be restored anyway.
+   */
+  async collectLayers(): Promise<string[]> {
+    const roots: string[] = [];
+    for (const name of await this.#entries(this.checkpointsDir)) {
+      if (!CHECKPOINT_NAME_PATTERN.test(name)) continue;
+      const manifest = await readManifestFile(this.dirOf(name), name).catch((error: unknown) => {
+        if (error instanceof InvalidCheckpointError) return null;
+        throw error;
+      });
+      for (const layer of manifest?.layers ?? []) roots.push(layer.id);
+    }
+    return collectLayers(this.home, roots);
+  }
+
+  /**
+   * Removes leftovers of writes and removals whose process is gone, and frozen disk layers
+   * nothing uses (`collectLayers`); returns how many items. Entries of live processes (this
+   * one included) are in use and kept.
    */
   async cleanTemp(): Promise<number> {
     let removed = 0;
@@ -117,7 +150,7 @@ export class CheckpointStore {
       await rm(join(this.tempDir, entry), { recursive: true, force: true });
       removed += 1;
     }
-    return removed;
+    return removed + (await this.collectLayers()).length;
   }
 
   /** A fresh path under tmp/ named after this process (the directories exist afterwards). */

@@ -12,6 +12,7 @@ import { zstdCodec } from "./codec.ts";
 import { FileName, MANIFEST_MAGIC } from "./format.ts";
 import { decodeIndex, encodeIndex } from "./index-file.ts";
 import { decodeManifest, encodeManifest, type ManifestBody, sha256Hex } from "./manifest.ts";
+import { indexContext } from "./reader.ts";
 import { CheckpointStore } from "./store.ts";
 import type { StoreIo } from "./store-io.ts";
 import { beginCheckpoint } from "./writer.ts";
@@ -118,15 +119,9 @@ export async function rewritePageMap(
   const name = dir.split("/").pop() ?? "";
   const manifest = decodeManifest(await readFile(join(dir, FileName.manifest)), name);
   const indexPath = join(dir, manifest.index.file);
-  const decoded = decodeIndex(await readFile(indexPath), {
-    checkpoint: name,
-    file: manifest.index.file,
-    blocks: manifest.ramBlocks,
-    chunkCount: manifest.chunks.count,
-    packBytes: manifest.chunks.bytes,
-  });
+  const decoded = decodeIndex(await readFile(indexPath), indexContext(manifest, name));
   edit(decoded.pageMap.entries);
-  const index = encodeIndex(decoded.chunks, decoded.pageMap, zstdCodec(1));
+  const index = encodeIndex(decoded.chunks, decoded.pageMap, zstdCodec(1), decoded.diskRefs);
   await writeFile(indexPath, index);
   await rewriteManifest(dir, (body) => ({
     ...body,

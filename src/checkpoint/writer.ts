@@ -18,8 +18,10 @@ import { ChunkPacker } from "./chunk-packer.ts";
 import { ZSTD_LEVEL_DEFAULT, ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN, zstdCodec } from "./codec.ts";
 import { commitFiles, type WriterSnapshot } from "./commit.ts";
 import type { DeviceState } from "./device-file.ts";
+import { type DiskBlockSource, DiskPages } from "./disk-pages.ts";
 import { FileName, zeroEntry } from "./format.ts";
 import { toJsonObject } from "./json-value.ts";
+import type { DiskInfo, LayerInfo } from "./manifest.ts";
 import { checkCheckpointName } from "./names.ts";
 import { PackWriter } from "./pack-writer.ts";
 import { PageMap } from "./page-map.ts";
@@ -39,6 +41,11 @@ export interface BeginOptions {
   readonly compressionLevel?: number;
   /** Clock for `createdAt`; tests pin it. Default: the system clock. */
   readonly now?: () => Date;
+  /**
+   * Frozen disk layers to find duplicate pages in (format 1.1). Pages equal to one of their
+   * blocks are referenced, not stored; `setDisks` must then name every layer referenced.
+   */
+  readonly diskBlocks?: DiskBlockSource;
 }
 
 type State = "open" | "committing" | "committed" | "failed" | "aborted";
@@ -80,6 +87,7 @@ export async function beginCheckpoint(
       pack,
       meta,
       started: performance.now(),
+      disk: opts.diskBlocks === undefined ? null : new DiskPages(opts.diskBlocks),
     });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
@@ -105,6 +113,7 @@ export interface WriterInit {
   readonly pack: PackWriter;
   readonly meta: WriterSnapshot["meta"];
   readonly started: number;
+  readonly disk: DiskPages | null;
 }
 
 /** Writes one checkpoint; created by beginCheckpoint, finished by commit or abort. */
@@ -115,6 +124,7 @@ export class CheckpointWriter {
   #map: PageMap | null = null;
   #seen = new Uint8Array(0);
   #device: DeviceState | null = null;
+  #layers: { layers: readonly LayerInfo[]; disks: readonly DiskInfo[] } = { layers: [], disks: [] };
   #counts = { received: 0, seen: 0, stale: 0 };
   #state: State = "open";
   /** A backpressure Promise returned by putPage has not settled yet. */
@@ -151,7 +161,55 @@ export class CheckpointWriter {
       entries[index] = zeroEntry(0);
       return;
     }
-    entries[index] = this.#guard(() => this.#packer.add(data));
+    const packer = this.#packer;
+    const digest = packer.digest(data);
+    const existing = packer.existing(digest);
+    if (existing >= 0) {
+      entries[index] = existing;
+      return;
+    }
+    const disk = this.#init.disk;
+    const known = disk?.known(digest) ?? -1;
+    if (known >= 0) {
+      entries[index] = known;
+      return;
+    }
+    const candidate = disk?.candidate(digest) ?? null;
+    if (disk && candidate !== null) return this.#confirm(disk, index, data, digest, candidate);
+    entries[index] = this.#guard(() => packer.store(data, digest));
+    return this.#sealIfFull();
+  }
+
+  /** Reads a candidate disk block; the page becomes a reference if equal, else it is stored. */
+  async #confirm(
+    disk: DiskPages,
+    index: number,
+    data: Uint8Array,
+    digest: Uint8Array,
+    candidate: { layer: string; offsetBytes: number },
+  ): Promise<void> {
+    const page = Buffer.from(data); // `data` is only valid during putPage
+    const key = Buffer.from(digest);
+    this.#waiting = true;
+    let entry: number;
+    try {
+      entry = await disk.confirm(page, key, candidate);
+    } catch (error) {
+      this.#waiting = false;
+      return this.#fail(error, "reading a frozen disk layer");
+    }
+    this.#waiting = false;
+    const entries = (this.#map as PageMap).entries;
+    if (entry >= 0) {
+      entries[index] = entry;
+      return;
+    }
+    entries[index] = this.#guard(() => this.#packer.store(page, key));
+    return this.#sealIfFull();
+  }
+
+  /** Seals a full open chunk; a Promise means wait (pack write backpressure). */
+  #sealIfFull(): void | Promise<void> {
     if (!this.#packer.full) return;
     const wait = this.#guard(() => this.#packer.seal());
     if (wait === undefined) return;
@@ -172,6 +230,22 @@ export class CheckpointWriter {
     const index = this.#receive(blockIndex, pageIndex);
     if (!Number.isInteger(fill) || fill < 0 || fill > 0xff) assert.fail(`fill ${fill} is a byte`);
     (this.#map as PageMap).entries[index] = zeroEntry(fill);
+  }
+
+  /**
+   * The frozen disk layers this checkpoint depends on and each drive's chain (top first);
+   * called before commit when the VM has frozen disks. Every referenced layer must be listed.
+   */
+  setDisks(layers: readonly LayerInfo[], disks: readonly DiskInfo[]): void {
+    this.#checkOpen();
+    const ids = new Set(layers.map((l) => l.id));
+    const missing = this.#init.disk?.refs.layerIds.find((id) => !ids.has(id));
+    if (missing !== undefined)
+      throw new UsageError(`setDisks: referenced layer ${missing} is missing`);
+    if (disks.some((d) => d.layers.some((id) => !ids.has(id)))) {
+      throw new UsageError("setDisks: a drive's chain names a layer that is not listed");
+    }
+    this.#layers = { layers: [...layers], disks: [...disks] };
   }
 
   /** The device state blob; called once. The bytes are copied. */
@@ -213,6 +287,7 @@ export class CheckpointWriter {
         pageMap: this.#map,
         device: this.#device,
         counts: { ...this.#counts },
+        layers: this.#layers,
       });
       this.#state = "committed";
       return listing;
