@@ -2,13 +2,15 @@
 import type { Context } from "../context.ts";
 import { agentCommand } from "./agent.ts";
 import { gcCommand, inspectCommand, lsCommand, rmCommand } from "./catalogue.ts";
-import { restoreCommand, saveCommand } from "./checkpoint.ts";
+import { restoreCommand, saveCommand, serveRestoreCommand } from "./checkpoint.ts";
 import { streamInspectCommand } from "./stream.ts";
 import { vmLsCommand, vmStartCommand, vmStopCommand } from "./vm.ts";
 
 export interface Command {
   /** One line for `snapwake help`. */
   readonly usage: string;
+  /** Internal commands snapwake runs itself; not listed by `snapwake help`. */
+  readonly hidden?: boolean;
   run(ctx: Context, args: readonly string[]): Promise<void>;
 }
 
@@ -24,10 +26,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   gc: gcCommand,
   "stream inspect": streamInspectCommand,
   agent: agentCommand,
+  "__serve-restore": serveRestoreCommand,
 };
 
 export function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  snapwake ${name} ${c.usage}`);
+  const lines = Object.entries(COMMANDS)
+    .filter(([, c]) => c.hidden !== true)
+    .map(([name, c]) => `  snapwake ${name} ${c.usage}`);
   return [
     "snapwake: checkpoint QEMU VMs into small verified files and restore them fast",
     "",
