@@ -1,17 +1,20 @@
 /**
- * Public surface of src/checkpoint: checkpoint format 1.0 (docs/format.md) and the local store
+ * Public surface of src/checkpoint: checkpoint format 1.1 (docs/format.md) and the local store
  * (docs/adr/0003-store-layout-and-atomicity.md).
  */
 export type { CheckpointListing } from "./checkpoint-files.ts";
 export { type ChunkCodec, CodecId } from "./codec.ts";
 export { type CheckpointDescription, describeCheckpoint, formatCheckpoint } from "./describe.ts";
 export type { DeviceState } from "./device-file.ts";
+export type { DiskBlockSource } from "./disk-pages.ts";
 export { FORMAT_MAJOR, FORMAT_MINOR, formatVersion } from "./format.ts";
 export type { JsonObject, JsonValue } from "./json-value.ts";
 export type {
   CheckpointStatistics,
   ChunksInfo,
+  DiskInfo,
   FileRef,
+  LayerInfo,
   Manifest,
   RamBlockInfo,
 } from "./manifest.ts";
@@ -19,7 +22,12 @@ export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 export type { PageLocation } from "./page-map.ts";
 export type { PageVisitor } from "./page-walk.ts";
 export type { RamBlockInput } from "./ram-blocks.ts";
-export { CheckpointReader, type StoredStream, type VerifyReport } from "./reader.ts";
+export {
+  CheckpointReader,
+  type DiskRefInfo,
+  type StoredStream,
+  type VerifyReport,
+} from "./reader.ts";
 export { CheckpointStore, type InvalidListing, type StoreOptions } from "./store.ts";
 export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
 export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";

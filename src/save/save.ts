@@ -1,6 +1,9 @@
 /**
  * Saves a running managed VM into a checkpoint: QEMU migrates (precopy) into snapwake's
  * receiver over a Unix socket; pages go straight into the checkpoint writer as they arrive.
+ * Writable disks are frozen (disk-freeze.ts): before the migration, so pages equal to a disk
+ * block become disk references, and again in the pre-switchover pause, so the checkpoint's
+ * disk state is the one of its memory snapshot.
  *
  * Invariants: a checkpoint is listed only after commit() verified it; any failure (QEMU died,
  * a stream we cannot parse, a full disk) aborts the writer so nothing is listed, cancels the
@@ -16,6 +19,7 @@ import {
   CheckpointStore,
   type CheckpointWriter,
 } from "../checkpoint/index.ts";
+import type { DiskDuplicates } from "../disk/index.ts";
 import { NotFoundError, QemuError, UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
@@ -29,7 +33,8 @@ import {
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import { type ManagedVm, openVm } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
-import { prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
+import { DiskFreezer } from "./disk-freeze.ts";
+import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
 export type AfterSave = "continue" | "pause" | "stop";
@@ -72,19 +77,33 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   const server = createServer();
   let wasRunning = false;
   let writer: CheckpointWriter | null = null;
+  let duplicates: DiskDuplicates | null = null;
   try {
     await listen(server, socketPath);
+    const freezer = await DiskFreezer.forVm(opts.home, vm);
+    wasRunning = await prepareSourceForSave(vm.qmp, { freezeAtSwitchover: freezer !== null });
+    if (freezer !== null) {
+      opts.onProgress?.({ phase: "freezing disks", doneBytes: 0, totalBytes: null });
+      await freezer.freeze();
+      await freezer.seal();
+      duplicates = await freezer.duplicates();
+    }
     const connection = acceptOne(server, vm.qmp);
-    wasRunning = await prepareSourceForSave(vm.qmp);
     await vm.qmp.execute("migrate", { uri: `unix:${socketPath}` });
     const socket = await connection;
-    const sink = new CheckpointSink(store, opts, vm);
+    const sink = new CheckpointSink(store, opts, vm, duplicates);
     const receiving = readMigrationStream(socket, sink, {
       returnPath: (bytes) => void socket.write(bytes),
     });
-    const [stream] = await Promise.all([receiving, waitMigrationCompleted(vm.qmp)]);
+    const atSwitchover = wasRunning ? freezer : null;
+    const [stream] = await Promise.all([receiving, waitMigrationCompleted(vm.qmp, atSwitchover)]);
     writer = sink.writer;
     if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
+    if (freezer !== null) {
+      await freezer.seal();
+      const { layers, disks } = await freezer.chains();
+      writer.setDisks(layers, disks);
+    }
     opts.onProgress?.({ phase: "verifying", doneBytes: stream.streamBytes, totalBytes: null });
     const checkpoint = await writer.commit();
     writer = null;
@@ -106,6 +125,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     throw error;
   } finally {
     server.close();
+    await duplicates?.close();
     await rm(dir, { recursive: true, force: true });
     if (!borrowed) vm.qmp.close();
   }
@@ -124,11 +144,18 @@ class CheckpointSink {
   readonly #store: CheckpointStore;
   readonly #opts: SaveOptions;
   readonly #vm: ManagedVm;
+  readonly #duplicates: DiskDuplicates | null;
 
-  constructor(store: CheckpointStore, opts: SaveOptions, vm: ManagedVm) {
+  constructor(
+    store: CheckpointStore,
+    opts: SaveOptions,
+    vm: ManagedVm,
+    duplicates: DiskDuplicates | null,
+  ) {
     this.#store = store;
     this.#opts = opts;
     this.#vm = vm;
+    this.#duplicates = duplicates;
   }
 
   configuration(config: { machine: string; raw: Uint8Array }): void {
@@ -148,6 +175,7 @@ class CheckpointSink {
       ...(this.#opts.compressionLevel === undefined
         ? {}
         : { compressionLevel: this.#opts.compressionLevel }),
+      ...(this.#duplicates === null ? {} : { diskBlocks: this.#duplicates }),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
@@ -228,8 +256,17 @@ function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
   });
 }
 
-/** Resolves when QEMU reports the migration completed; failed or cancelled throws. */
-async function waitMigrationCompleted(qmp: QmpClient): Promise<void> {
+/**
+ * Resolves when QEMU reports the migration completed; failed or cancelled throws. With a
+ * freezer, the migration pauses in pre-switchover (vCPUs stopped): the disks are frozen there,
+ * at exactly the memory snapshot point, and the migration continues.
+ */
+async function waitMigrationCompleted(qmp: QmpClient, freezer: DiskFreezer | null): Promise<void> {
+  if (freezer !== null) {
+    await qmp.waitForMigration({ until: (info) => info.status === "pre-switchover" });
+    await freezer.freeze();
+    await continueMigration(qmp);
+  }
   await qmp.waitForMigration();
 }
 

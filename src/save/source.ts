@@ -2,8 +2,9 @@
  * The QEMU side of a save: migration settings that keep the stream in the subset snapwake
  * parses, and putting the source VM back the way it was.
  */
+import { QemuError } from "../errors.ts";
 import { MIGRATE_MAX_BANDWIDTH_BYTES_PER_S } from "../limits.ts";
-import type { QmpClient } from "../qemu/qmp/index.ts";
+import type { MigrationCapabilityStatus, QmpClient } from "../qemu/qmp/index.ts";
 
 /**
  * Capabilities that change the stream into something the receiver rejects (xbzrle, compress,
@@ -20,15 +21,25 @@ const CAPABILITIES_OFF = [
   "postcopy-preempt",
 ] as const;
 
+export interface PrepareOptions {
+  /**
+   * The save freezes disks at the memory snapshot point: when the VM runs, the migration
+   * pauses in "pre-switchover" (vCPUs stopped, disks still active) until `continueMigration`.
+   * Set (or cleared) on every save: QEMU keeps capabilities between migrations.
+   */
+  readonly freezeAtSwitchover: boolean;
+}
+
 /** Sets up migration for a save; returns whether the VM was running before. */
-export async function prepareSourceForSave(qmp: QmpClient): Promise<boolean> {
+export async function prepareSourceForSave(qmp: QmpClient, opts: PrepareOptions): Promise<boolean> {
   const status = await qmp.execute("query-status", {});
   const present = await qmp.execute("query-migrate-capabilities", {});
   const known = new Set(present.map((c) => c.capability));
-  const capabilities = CAPABILITIES_OFF.filter((c) => known.has(c)).map((capability) => ({
-    capability,
-    state: false,
-  }));
+  const capabilities: MigrationCapabilityStatus[] = CAPABILITIES_OFF.filter((c) =>
+    known.has(c),
+  ).map((capability) => ({ capability, state: false }));
+  const pause = opts.freezeAtSwitchover && status.running;
+  capabilities.push({ capability: "pause-before-switchover", state: pause });
   await qmp.execute("migrate-set-capabilities", { capabilities });
   // QEMU's default of 128 MiB/s would make a local save needlessly slow.
   await qmp.execute("migrate-set-parameters", {
@@ -42,4 +53,17 @@ export async function resumeIfWasRunning(qmp: QmpClient, wasRunning: boolean): P
   if (!wasRunning) return;
   const status = await qmp.execute("query-status", {});
   if (!status.running) await qmp.execute("cont", {});
+}
+
+/**
+ * Lets a migration paused in "pre-switchover" finish. QEMU 7.2's QMP `migrate-continue` is
+ * not in the typed command map (src/qemu/qmp/commands.ts); its HMP twin does the same and
+ * answers an empty string, or the error text.
+ */
+export async function continueMigration(qmp: QmpClient): Promise<void> {
+  const out = await qmp.execute("human-monitor-command", {
+    "command-line": "migrate_continue pre-switchover",
+  });
+  if (out.trim() !== "")
+    throw new QemuError(`QEMU refused to continue the migration: ${out.trim()}`);
 }
