@@ -1,11 +1,17 @@
 /**
  * The restore target: a new managed QEMU started from the checkpoint's recorded VM spec,
  * waiting for an incoming migration. Shared by every restore mode.
+ *
+ * A drive whose disk state the checkpoint froze (format 1.1) gets a fresh qcow2 overlay over
+ * the frozen chain, in `<home>/layers/`: the chain is checked first (each layer's size and
+ * metadata hash), so QEMU never starts on a disk that is not the checkpoint's; the VM's hold
+ * file then names the overlay, which keeps the chain from gc while the VM runs.
  */
-import type { CheckpointReader } from "../checkpoint/index.ts";
+import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
+import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
 import { InvalidCheckpointError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
-import { type ManagedVm, parseVmSpec, startVm } from "../vm/index.ts";
+import { killVm, type ManagedVm, parseVmSpec, startVm, type VmSpec } from "../vm/index.ts";
 
 /** What a caller keeps of a restored VM once the restore returns. */
 export interface RestoredVm {
@@ -28,10 +34,91 @@ export async function startRestoreTarget(
   const spec = parseVmSpec(vmName === undefined ? recorded : { ...recorded, name: vmName }, {
     baseDir: "/",
   });
-  return startVm(home, spec, { incoming: "defer" });
+  const store = new LayerStore(home);
+  const overlays = await freshOverlays(store, reader);
+  try {
+    const disks = withOverlays(spec, overlays, store, reader.name);
+    const vm = await startVm(home, disks, { incoming: "defer" });
+    try {
+      await writeHold(vm.stateDir, overlays);
+    } catch (error) {
+      await killVm(home, vm);
+      throw error;
+    }
+    for (const o of overlays) await store.release(o.active);
+    return vm;
+  } catch (error) {
+    for (const o of overlays) await store.discard(o.active, "qcow2");
+    throw error;
+  }
 }
 
 /** Waits until the destination QEMU has loaded the whole incoming stream. */
 export async function waitIncomingDone(qmp: QmpClient): Promise<void> {
   await qmp.waitForMigration(); // failed or cancelled throws QemuError with QEMU's reason
+}
+
+/** Checks each frozen chain, then makes one empty overlay per drive over its top layer. */
+async function freshOverlays(
+  store: LayerStore,
+  reader: CheckpointReader,
+): Promise<{ drive: number; active: string }[]> {
+  const { layers, disks } = reader.manifest;
+  const byId = new Map(layers.map((l) => [l.id, l]));
+  for (const layer of layers) await checkLayer(store, reader.name, layer);
+  const overlays: { drive: number; active: string }[] = [];
+  try {
+    for (const disk of disks) {
+      const top = topOf(disk, byId);
+      overlays.push({ drive: disk.drive, active: await store.createOverlay(top) });
+    }
+  } catch (error) {
+    for (const o of overlays) await store.discard(o.active, "qcow2");
+    throw error;
+  }
+  return overlays;
+}
+
+async function checkLayer(store: LayerStore, checkpoint: string, layer: LayerInfo): Promise<void> {
+  try {
+    await (await store.openLayer(layer)).close();
+  } catch (error) {
+    if (!(error instanceof DiskLayerError)) throw error;
+    throw new InvalidCheckpointError(
+      checkpoint,
+      `frozen disk layer ${layer.id} ("${layer.file}") cannot be used: ${error.reason}`,
+      { cause: error },
+    );
+  }
+}
+
+function topOf(disk: DiskInfo, byId: Map<string, LayerInfo>): LayerInfo {
+  const top = byId.get(disk.layers[0] ?? "");
+  if (top === undefined)
+    throw new RangeError("the manifest's disks were checked against its layers");
+  return top;
+}
+
+/** The spec with each frozen drive on its new overlay (writable qcow2). */
+function withOverlays(
+  spec: VmSpec,
+  overlays: readonly { drive: number; active: string }[],
+  store: LayerStore,
+  checkpoint: string,
+): VmSpec {
+  const stray = overlays.find((o) => o.drive >= spec.disks.length);
+  if (stray !== undefined) {
+    throw new InvalidCheckpointError(checkpoint, `its disk ${stray.drive} is not in its VM spec`);
+  }
+  const disks = spec.disks.map((disk, i) => {
+    const o = overlays.find((x) => x.drive === i);
+    if (o === undefined) return disk;
+    return {
+      ...disk,
+      path: store.pathOf(o.active, "qcow2"),
+      format: "qcow2" as const,
+      readonly: false,
+    };
+  });
+  return { ...spec, disks };
 }
