@@ -3,6 +3,7 @@
  * Shared by the integration tests, the demo and the bench.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import {
   type AgentClient,
   type GuestParams,
@@ -21,11 +22,27 @@ export interface TestGuestOptions {
   /** Guest RAM; must exceed params.memMiB by ~100 MiB (kernel, page cache). */
   readonly memoryMiB: number;
   readonly params?: Partial<GuestParams>;
+  /**
+   * The data disk as a writable qcow2 image at this path (made from the built raw image by
+   * `qemuDataDisk`), so a save freezes it; default: the built raw image, read-only. The guest
+   * mounts it read-only either way, and reads its files into the page cache at boot.
+   */
+  readonly qcow2DataDisk?: string;
 }
 
-/** The VM spec of the test guest: Debian kernel, busybox initramfs, read-only data disk. */
+/** Converts the built raw data disk into a fresh qcow2 image at `path` (qemu-img convert). */
+export function makeQcow2DataDisk(path: string): void {
+  const raw = guestArtifacts().dataDisk;
+  execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, path]);
+}
+
+/** The VM spec of the test guest: Debian kernel, busybox initramfs, its data disk. */
 export function testGuestSpec(opts: TestGuestOptions): VmSpec {
   const a = guestArtifacts();
+  const disk =
+    opts.qcow2DataDisk === undefined
+      ? { path: a.dataDisk, format: "raw", readonly: true }
+      : { path: opts.qcow2DataDisk, format: "qcow2", readonly: false };
   return parseVmSpec(
     {
       name: opts.name,
@@ -35,7 +52,7 @@ export function testGuestSpec(opts: TestGuestOptions): VmSpec {
       kernel: a.kernel,
       initrd: a.initrd,
       append: kernelAppend(opts.params),
-      disks: [{ path: a.dataDisk, format: "raw", readonly: true }],
+      disks: [disk],
       agent: true,
     },
     { baseDir: a.dir },
