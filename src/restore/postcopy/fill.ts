@@ -41,7 +41,9 @@ export function watchSession(s: Session): Promise<number | null> {
   const shut = readReturnPath(s.channel, s.server);
   shut.catch((error: unknown) => s.server.fail(asError(error)));
   s.channel.closed.then((cause) => s.server.fail(channelClosed(s, cause)));
-  s.vm.exited.then((code) => s.server.fail(new QemuError(`the restoring QEMU exited (${code})`)));
+  s.vm.exited.then((code) =>
+    s.server.fail(new QemuError(`The restoring QEMU exited (${code ?? "killed by a signal"})`)),
+  );
   return shut;
 }
 

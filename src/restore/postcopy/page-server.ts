@@ -31,6 +31,7 @@ import type { MigrationStreamWriter } from "../../qemu/migration/index.ts";
 import type { ChunkCache } from "./chunk-cache.ts";
 import type { FillOrder, PageKinds } from "./fill-order.ts";
 import type { Placement } from "./placement.ts";
+import { RequestQueue } from "./request-queue.ts";
 import { LatencyRecorder, RequestTrace } from "./trace.ts";
 
 /** The socket as the server sees it: how much is queued, and a wait for it to drain. */
@@ -73,13 +74,6 @@ export interface PageServerStats {
   readonly pagesSent: number;
 }
 
-interface Request {
-  readonly g: number;
-  readonly block: number;
-  readonly page: number;
-  readonly receivedMs: number;
-}
-
 type Counter = "servedOnRequest" | "zeroPagesAnswered" | "pushedForLocality" | "pushedInBackground";
 
 export class PageServer {
@@ -89,8 +83,7 @@ export class PageServer {
   readonly #now: () => number;
   readonly #blockIndex: ReadonlyMap<string, number>;
   readonly #filledZero: ReadonlySet<number>;
-  #queue: Request[] = [];
-  #queueHead = 0;
+  readonly #queue = new RequestQueue();
   readonly #locality: { chunk: number; next: number }[] = [];
   #bgChunk = 0;
   #bgNext = 0;
@@ -167,13 +160,11 @@ export class PageServer {
     } else if (this.#ended) {
       // Only zero pages can be unsent now; QEMU's cleanup after EOF maps them as zero pages.
       this.#n.requestsAfterEnd += 1;
-    } else if (this.#queue.length - this.#queueHead >= RESTORE_REQUESTS_QUEUED_MAX) {
+    } else if (!this.#queue.push({ g, block, page, receivedMs })) {
       this.fail(new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`));
     } else {
-      this.#queue.push({ g, block, page, receivedMs });
       const where = this.#d.source.pageKind(block, page);
-      const queued = this.#queue.length - this.#queueHead;
-      if (where.kind === "stored" && queued <= RESTORE_REQUEST_READAHEAD_MAX) {
+      if (where.kind === "stored" && this.#queue.length <= RESTORE_REQUEST_READAHEAD_MAX) {
         this.#d.cache.prefetch(where.chunk); // read in parallel with the requests before it
       }
       this.#signal();
@@ -214,12 +205,8 @@ export class PageServer {
   }
 
   async #serveNext(): Promise<void> {
-    const r = this.#queue[this.#queueHead++];
+    const r = this.#queue.shift();
     assert(r !== undefined, "a queued request");
-    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#queueHead);
-      this.#queueHead = 0;
-    }
     if (this.#d.placement.isSent(r.g)) {
       this.#n.requestsIgnored += 1;
       return;
@@ -350,7 +337,7 @@ export class PageServer {
   }
 
   #hasRequests(): boolean {
-    return this.#queueHead < this.#queue.length;
+    return this.#queue.length > 0;
   }
 
   #throwIfFailed(): void {
