@@ -49,23 +49,28 @@ export class CheckpointLayers {
     }
   }
 
-  /** The raw blocks of references first .. first + count − 1, back to back (unverified). */
+  /**
+   * The raw blocks of references first .. first + count − 1, back to back (unverified). The
+   * references are sorted by (layer, offset), so each layer's share is one batched read.
+   */
   async read(first: number, count: number): Promise<Uint8Array> {
     const out = Buffer.allocUnsafe(count * PAGE_SIZE_BYTES);
-    for (let k = 0; k < count; k++) {
-      const ref = this.#refs.entry(first + k);
-      const file = await this.#file(ref.layer);
-      try {
-        out.set(await file.readBlock(ref.offsetBytes), k * PAGE_SIZE_BYTES);
-      } catch (error) {
-        const layer = this.#layerAt(ref.layer);
-        const why = error instanceof Error ? error.message : String(error);
-        throw this.#fail(
-          layer,
-          `cannot give its block at guest offset ${ref.offsetBytes}: ${why}`,
-          error,
-        );
+    for (let k = 0; k < count; ) {
+      const layerIndex = this.#refs.entry(first + k).layer;
+      const offsets: number[] = [];
+      while (k + offsets.length < count) {
+        const ref = this.#refs.entry(first + k + offsets.length);
+        if (ref.layer !== layerIndex) break;
+        offsets.push(ref.offsetBytes);
       }
+      const file = await this.#file(layerIndex);
+      try {
+        out.set(await file.readBlocks(offsets), k * PAGE_SIZE_BYTES);
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        throw this.#fail(this.#layerAt(layerIndex), `cannot give its blocks: ${why}`, error);
+      }
+      k += offsets.length;
     }
     return out;
   }
