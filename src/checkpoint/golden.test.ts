@@ -1,5 +1,5 @@
 /**
- * Every format version this reader accepts has a golden fixture (docs/format.md §6). The 1.0
+ * Every format version this reader accepts has a golden fixture (docs/format.md §6). Each
  * fixture must open, verify and read back as the small checkpoint the tests write today; and
  * today's writer must still produce the same page map, chunk hashes, device file and pack
  * header, so an encoding change cannot slip in without a version bump. Compressed bytes are not
@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { FileName } from "./format.ts";
 import { CheckpointReader } from "./reader.ts";
 import { tempStore, writeSmall } from "./test-support.ts";
+import { SMALL_LAYER_ID, writeSmallLayer, writeSmallWithDisk } from "./test-support-disk.ts";
 
 const GOLDEN = "golden-1.0";
 
@@ -57,6 +58,43 @@ test("the 1.0 golden fixture opens, verifies and equals what the writer produces
       }
     } finally {
       await golden.close();
+      await today.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("the 1.1 golden fixture (disk references) opens, verifies and equals today's writer", async () => {
+  const t = await tempStore();
+  try {
+    const golden = "golden-1.1";
+    const goldenDir = t.store.dirOf(golden);
+    await cp(join(import.meta.dirname, "testdata", golden), goldenDir, { recursive: true });
+    const fixtureLayers = join(import.meta.dirname, "testdata", `${golden}-layers`);
+    const layerFile = `${SMALL_LAYER_ID}.raw`;
+    const fixtureLayer = await readFile(join(fixtureLayers, layerFile));
+    const layer = await writeSmallLayer(t.home); // today's layer, where the fixture expects it
+    assert.deepEqual(await readFile(join(t.store.layersDir, layerFile)), fixtureLayer);
+    const fresh = await writeSmallWithDisk(t.store, layer, "today");
+    const old = await CheckpointReader.open(t.store, golden);
+    const today = await CheckpointReader.open(t.store, "today");
+    try {
+      assert.equal(old.manifest.format, "1.1");
+      assert.equal((await old.verify()).diskPages, 4);
+      assert.deepEqual(await pagesOf(old), await pagesOf(today));
+      assert.deepEqual(today.pageMap.entries, old.pageMap.entries, "page map as in 1.1");
+      assert.deepEqual(chunkIds(today), chunkIds(old), "chunk contents and hashes as in 1.1");
+      assert.deepEqual(today.manifest.layers, old.manifest.layers);
+      assert.deepEqual(today.manifest.disks, old.manifest.disks);
+      assert.deepEqual(Buffer.from(today.diskRefs.bytes), Buffer.from(old.diskRefs.bytes));
+      const header = async (dir: string) =>
+        (await readFile(join(dir, FileName.index))).subarray(0, 64);
+      const [a, b] = [await header(goldenDir), await header(fresh.dir)];
+      assert.deepEqual(a.subarray(0, 32), b.subarray(0, 32), "index header up to the body lengths");
+      assert.deepEqual(a.subarray(48), b.subarray(48), "diskRefs and reserved");
+    } finally {
+      await old.close();
       await today.close();
     }
   } finally {
