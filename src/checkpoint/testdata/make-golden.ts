@@ -1,9 +1,9 @@
 /**
- * Writes the golden fixture of one format version: the tests' small checkpoint (1.0), or the
- * small checkpoint with disk references and its frozen layer (1.1: golden-1.1/ and
- * golden-1.1-layers/). Run once per format version and commit the result
- * (node src/checkpoint/testdata/make-golden.ts 1.1); never regenerate an existing version's
- * fixture: it is what old files look like.
+ * Writes the golden fixture of the newest format version: for 1.1, the small checkpoint with
+ * disk references and its frozen layer (golden-1.1/ and golden-1.1-layers/; 1.0's was the
+ * tests' small checkpoint). Run once per format version and commit the result
+ * (node src/checkpoint/testdata/make-golden.ts); never regenerate an existing version's
+ * fixture: it is what old files look like (the mkdir refuses an existing one).
  */
 import { cp, mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { formatVersion } from "../format.ts";
 import { tempStore, writeSmall } from "../test-support.ts";
 import { writeSmallLayer, writeSmallWithDisk } from "../test-support-disk.ts";
 
-const version = process.argv[2] ?? formatVersion;
+const version: string = formatVersion;
 const name = `golden-${version}`;
 const t = await tempStore();
 try {
