@@ -174,3 +174,7 @@ export const QEMU_IMG_TIMEOUT_MS = 60_000;
 assert(LAYER_READ_BYTES % PAGE_SIZE_BYTES === 0, "index reads are whole blocks");
 /** Disk references in one checkpoint: each is a distinct page content, so at most one a page. */
 export const CHECKPOINT_DISK_REFS_MAX = CHECKPOINT_PAGES_MAX;
+/** A profiling trace longer than 10 minutes is no longer a start-up working set. */
+export const PROFILE_SECONDS_MAX = 600;
+/** `inspect --restores` lists the newest 1000 restore records. */
+export const RESTORE_RECORDS_LISTED_MAX = 1000;

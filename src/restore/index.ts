@@ -12,5 +12,15 @@ export {
   restoresDir,
   type TraceRecord,
 } from "./postcopy/index.ts";
+export {
+  type ContinueResult,
+  type LearnedWorkingSet,
+  learnFromTrace,
+  type ProfileOptions,
+  type ProfileResult,
+  profile,
+  saveAndContinue,
+} from "./profile.ts";
+export { listRestoreRecords, type RestoreSummary } from "./records.ts";
 export { type RestoreMode, type RestoreOptions, type RestoreResult, restore } from "./restore.ts";
 export type { RestoredVm } from "./target.ts";

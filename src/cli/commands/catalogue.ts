@@ -5,7 +5,9 @@ import {
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
+import { listRestoreRecords } from "../../restore/index.ts";
 import { removeWorkingSets } from "../../wss/index.ts";
+import type { Context } from "../context.ts";
 import type { Command } from "./index.ts";
 import { parse } from "./parse.ts";
 
@@ -29,9 +31,14 @@ export const lsCommand: Command = {
 };
 
 export const inspectCommand: Command = {
-  usage: "CHECKPOINT [--verify]   describe a checkpoint (--verify reads and checks every chunk)",
+  usage:
+    "CHECKPOINT [--verify] [--restores]   describe a checkpoint (--verify reads and checks " +
+    "every chunk; --restores lists its lazy/partial restores and their measures)",
   async run(ctx, args) {
-    const p = parse(args, { verify: { type: "boolean" } }, ["checkpoint"]);
+    const p = parse(args, { verify: { type: "boolean" }, restores: { type: "boolean" } }, [
+      "checkpoint",
+    ]);
+    if (p.flag("restores")) return inspectRestores(ctx, p.arg(0));
     const reader = await CheckpointReader.open(new CheckpointStore({ home: ctx.home }), p.arg(0));
     try {
       const desc = describeCheckpoint(reader);
@@ -64,3 +71,23 @@ export const gcCommand: Command = {
     ctx.result({ removedTemp: removed }, `removed ${removed} abandoned temporary item(s)`);
   },
 };
+
+async function inspectRestores(ctx: Context, checkpoint: string): Promise<void> {
+  await new CheckpointStore({ home: ctx.home }).stat(checkpoint);
+  const { restores, unreadable } = await listRestoreRecords(ctx.home, checkpoint);
+  const rows = restores.map(({ record: r }) => {
+    const f = r.report;
+    const figures =
+      f === null
+        ? `failed: ${r.error?.message ?? "unknown"}`
+        : `prefetched ${f.pagesPrefetched}, lazy ${f.lazyRequests}, pushed ${f.pagesPushed}, ` +
+          `p50/p99 ${f.serviceLatency.p50Ms.toFixed(2)}/${f.serviceLatency.p99Ms.toFixed(2)} ms, ` +
+          `full fill ${(f.timeToFullFillMs / 1000).toFixed(2)} s`;
+    return `${r.startedAt}  ${r.vm}  ${r.mode}  ${figures}`;
+  });
+  const human = [
+    restores.length === 0 ? `no lazy or partial restores of "${checkpoint}" yet` : rows.join("\n"),
+    ...unreadable.map((f) => `unreadable record: ${f}`),
+  ].join("\n");
+  ctx.result({ checkpoint, restores, unreadable }, human);
+}

@@ -22,6 +22,7 @@ import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Command } from "./index.ts";
 import { choice, type Parsed, parse } from "./parse.ts";
+import { saveContinue } from "./profile.ts";
 
 const MIB = 2 ** 20;
 const MODES = ["eager", "lazy", "partial", "auto"] as const;
@@ -29,12 +30,29 @@ const MODES = ["eager", "lazy", "partial", "auto"] as const;
 const REPORT_FD = 3;
 
 export const saveCommand: Command = {
-  usage: "VM --name CHECKPOINT [--after continue|pause|stop]   checkpoint a running managed VM",
+  usage:
+    "VM --name CHECKPOINT [--after continue|pause|stop | --continue [--seconds N]]   checkpoint " +
+    "a running managed VM (--continue: it goes on as a traced lazy restore of the checkpoint)",
   async run(ctx, args) {
-    const p = parse(args, { name: { type: "string" }, after: { type: "string" } }, ["vm"]);
+    const p = parse(
+      args,
+      {
+        name: { type: "string" },
+        after: { type: "string" },
+        continue: { type: "boolean" },
+        seconds: { type: "string" },
+      },
+      ["vm"],
+    );
     const vm = p.arg(0);
     const name =
       p.str("name") ?? `${vm}@${new Date().toISOString().replace(/[:]/g, "-").slice(0, 19)}`;
+    if (p.flag("continue")) {
+      if (p.str("after") !== undefined)
+        throw new UsageError("--continue and --after exclude each other");
+      await saveContinue(ctx, p, vm, name);
+      return;
+    }
     const after = choice(
       p.str("after"),
       ["continue", "pause", "stop"] as const,

@@ -3,6 +3,7 @@ import type { Context } from "../context.ts";
 import { agentCommand } from "./agent.ts";
 import { gcCommand, inspectCommand, lsCommand, rmCommand } from "./catalogue.ts";
 import { restoreCommand, saveCommand, serveRestoreCommand } from "./checkpoint.ts";
+import { profileCommand } from "./profile.ts";
 import { streamInspectCommand } from "./stream.ts";
 import { vmLsCommand, vmStartCommand, vmStopCommand } from "./vm.ts";
 
@@ -20,6 +21,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   "vm stop": vmStopCommand,
   save: saveCommand,
   restore: restoreCommand,
+  profile: profileCommand,
   ls: lsCommand,
   inspect: inspectCommand,
   rm: rmCommand,
