@@ -1,42 +1,84 @@
 /**
- * `npm run bench`: side-by-side tables of snapwake against QEMU's own save/restore, measured in
- * one run on one booted guest, written as JSON to build/bench/. Sizes are parameters:
- *   npm run bench -- [--memory-mib 1024] [--work-mib 384]
+ * `npm run bench -- [save|restore|all] [options]`: side-by-side tables of snapwake against
+ * QEMU's own save/restore, each measured in one run on one booted guest, written as JSON to
+ * build/bench/. Only ratios within one run mean anything on shared machines.
+ *   save     checkpoint bytes, save time, eager restore time vs QEMU's migrate/-incoming
+ *   restore  TTR, restore overhead and the VEE'11 table: QEMU, eager, lazy, partial (trace/write set)
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { formatComparison, runComparison } from "./lib/compare.ts";
+import { formatRestoreBench, runRestoreBench } from "./lib/restore-modes.ts";
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
   options: {
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
+    "trace-seconds": { type: "string", default: "3" },
     out: { type: "string", default: "build/bench" },
   },
 });
+const which = positionals[0] ?? "all";
+if (!["save", "restore", "all"].includes(which)) {
+  console.error(`bench: unknown bench "${which}": use save, restore or all`);
+  process.exit(2);
+}
 const memoryMiB = Number(values["memory-mib"]);
 const memMiB = Number(values["work-mib"]);
-const work = await mkdtemp(join(tmpdir(), "snapwake-bench-"));
-try {
-  const result = await runComparison({
-    home: join(work, "home"),
-    workDir: work,
-    memoryMiB,
-    memMiB,
-    log: (line) => console.error(`bench: ${line}`),
-  });
+const log = (line: string) => console.error(`bench: ${line}`);
+await mkdir(values.out, { recursive: true });
+
+async function inScratch<T>(run: (work: string) => Promise<T>): Promise<T> {
+  const work = await mkdtemp(join(tmpdir(), "snapwake-bench-"));
+  try {
+    return await run(work);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function writeJson(name: string, value: unknown): Promise<void> {
+  const file = join(values.out, name);
+  await writeFile(
+    file,
+    `${JSON.stringify({ at: new Date().toISOString(), ...(value as object) }, null, 2)}\n`,
+  );
+  console.log(`JSON: ${file}\n`);
+}
+
+if (which === "save" || which === "all") {
+  const result = await inScratch((work) =>
+    runComparison({ home: join(work, "home"), workDir: work, memoryMiB, memMiB, log }),
+  );
   console.log(
     `\nsnapwake vs QEMU's own save/restore (eager), one run\n\n${formatComparison(result)}\n`,
   );
-  await mkdir(values.out, { recursive: true });
-  const file = join(values.out, "save-restore.json");
-  await writeFile(
-    file,
-    `${JSON.stringify({ at: new Date().toISOString(), ...result }, null, 2)}\n`,
-  );
-  console.log(`JSON: ${file}`);
-} finally {
-  await rm(work, { recursive: true, force: true });
+  await writeJson("save-restore.json", result);
+}
+
+if (which === "restore" || which === "all") {
+  const workloads = [
+    { name: "small hot set (2%)", params: { memMiB, hotPct: 2, hotRate: 2000 } },
+    { name: "large hot set (25%)", params: { memMiB, hotPct: 25, hotRate: 4000 } },
+  ];
+  const results = [];
+  for (const w of workloads) {
+    const result = await inScratch((work) =>
+      runRestoreBench({
+        home: join(work, "home"),
+        workDir: work,
+        memoryMiB,
+        params: w.params,
+        traceSeconds: Number(values["trace-seconds"]),
+        workMiB: 64,
+        log,
+      }),
+    );
+    console.log(`\nrestore modes, ${w.name} workload, one run\n\n${formatRestoreBench(result)}\n`);
+    results.push({ workload: w.name, ...result });
+  }
+  await writeJson("restore.json", { workloads: results });
 }
