@@ -17,6 +17,8 @@ const BLOCKS = [
   { name: "pc.rom", lengthBytes: 3 * PAGE_SIZE_BYTES, pageCount: 3 },
 ];
 const RAM = { sectionId: 2, instanceId: 0, versionId: 4 };
+/** A server that never finishes fails the test instead of hanging it. */
+const LIMIT = { timeout: 10_000 };
 
 /** Every 5th page is zero (page 10 of pc.ram with fill 7); others stored 8 to a chunk. */
 function fakeCheckpoint() {
@@ -88,50 +90,58 @@ async function readBack(out: readonly Uint8Array[]) {
   return records;
 }
 
-test("requests are served first, every non-zero page goes exactly once, then END and EOF", async () => {
-  const { source, placement, order, server, out } = setUp();
-  server.begin();
-  server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // stored
-  server.request("pc.ram", 20 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // zero, fill 0
-  await server.run();
-  const records = await readBack(out);
-  assert.deepEqual(
-    records.slice(0, 2).map((r) => [r.block, r.page]),
-    [
-      [0, 33],
-      [0, 20],
-    ],
-  );
-  const keys = records.map((r) => `${r.block}:${r.page}`);
-  assert.equal(new Set(keys).size, keys.length, "no page twice");
-  assert.equal(placement.countSent(), records.length);
-  for (const r of records) {
-    const where = source.pageKind(r.block, r.page);
-    if (where.kind === "zero") assert.equal(r.fill, where.fill);
-    else assert.deepEqual(r.data, source.contentOf(where.chunk, where.slot));
-  }
-  const zeroSent = records.filter((r) => r.fill !== null).map((r) => `${r.block}:${r.page}`);
-  assert.deepEqual(zeroSent.sort(), ["0:10", "0:20"], "fill-0 zero pages only when asked");
-  assert.equal(records.length, order.storedPages + 2);
-  const s = server.stats;
-  assert.deepEqual([s.requests, s.servedOnRequest, s.zeroPagesAnswered], [2, 1, 1]);
-  assert.equal(s.pushedForLocality + s.pushedInBackground + 2, records.length);
-  assert.ok(s.pushedForLocality > 0, "the requested page's chunk was pushed next");
-  assert.equal(server.remaining, 0);
-});
+test(
+  "requests are served first, every non-zero page goes exactly once, then END and EOF",
+  LIMIT,
+  async () => {
+    const { source, placement, order, server, out } = setUp();
+    server.begin();
+    server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // stored
+    server.request("pc.ram", 20 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // zero, fill 0
+    await server.run();
+    const records = await readBack(out);
+    assert.deepEqual(
+      records.slice(0, 2).map((r) => [r.block, r.page]),
+      [
+        [0, 33],
+        [0, 20],
+      ],
+    );
+    const keys = records.map((r) => `${r.block}:${r.page}`);
+    assert.equal(new Set(keys).size, keys.length, "no page twice");
+    assert.equal(placement.countSent(), records.length);
+    for (const r of records) {
+      const where = source.pageKind(r.block, r.page);
+      if (where.kind === "zero") assert.equal(r.fill, where.fill);
+      else assert.deepEqual(r.data, source.contentOf(where.chunk, where.slot));
+    }
+    const zeroSent = records.filter((r) => r.fill !== null).map((r) => `${r.block}:${r.page}`);
+    assert.deepEqual(zeroSent.sort(), ["0:10", "0:20"], "fill-0 zero pages only when asked");
+    assert.equal(records.length, order.storedPages + 2);
+    const s = server.stats;
+    assert.deepEqual([s.requests, s.servedOnRequest, s.zeroPagesAnswered], [2, 1, 1]);
+    assert.equal(s.pushedForLocality + s.pushedInBackground + 2, records.length);
+    assert.ok(s.pushedForLocality > 0, "the requested page's chunk was pushed next");
+    assert.equal(server.remaining, 0);
+  },
+);
 
-test("a request for a page already sent is traced as in flight and not answered", async () => {
-  const { placement, server } = setUp();
-  placement.markSent(placement.index(1, 1)); // as if sent in precopy
-  server.begin();
-  server.request("pc.rom", PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
-  assert.deepEqual(server.trace.records[0]?.inFlight, true);
-  await server.run();
-  assert.equal(server.stats.requestsIgnored, 1);
-  assert.equal(server.stats.servedOnRequest, 0);
-});
+test(
+  "a request for a page already sent is traced as in flight and not answered",
+  LIMIT,
+  async () => {
+    const { placement, server } = setUp();
+    placement.markSent(placement.index(1, 1)); // as if sent in precopy
+    server.begin();
+    server.request("pc.rom", PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+    assert.deepEqual(server.trace.records[0]?.inFlight, true);
+    await server.run();
+    assert.equal(server.stats.requestsIgnored, 1);
+    assert.equal(server.stats.servedOnRequest, 0);
+  },
+);
 
-test("a malformed request or fail() stops the run with the reason", async () => {
+test("a malformed request or fail() stops the run with the reason", LIMIT, async () => {
   for (const [block, start, length, why] of [
     ["nope", 0, PAGE_SIZE_BYTES, /not a 4 KiB page of a known block/],
     ["pc.rom", 3 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES, /past the end of its block/],
