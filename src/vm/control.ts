@@ -105,7 +105,9 @@ async function endVm(
       return;
     }
     const { paths, pid } = record;
-    if (handle !== undefined && handle.pid !== pid) return;
+    // Another VM of that name replaced ours: leave it alone. A QEMU that already exited and
+    // removed its pid file (pid undefined) is ours, dead: fall through to remove its state.
+    if (handle !== undefined && pid !== undefined && handle.pid !== pid) return;
     if (record.alive && pid !== undefined) {
       await end(pid, paths, handle);
       const exited = handle?.exited ?? new Promise<never>(() => {});
