@@ -178,3 +178,7 @@ export const CHECKPOINT_DISK_REFS_MAX = CHECKPOINT_PAGES_MAX;
 export const PROFILE_SECONDS_MAX = 600;
 /** `inspect --restores` lists the newest 1000 restore records. */
 export const RESTORE_RECORDS_LISTED_MAX = 1000;
+/** A layout's `source` label in the manifest (e.g. "trace"): a short word, not a document. */
+export const LAYOUT_SOURCE_BYTES_MAX = 64;
+/** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
+export const RELAYOUT_CHUNK_CACHE_MAX = 64;

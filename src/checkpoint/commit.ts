@@ -22,6 +22,7 @@ import {
   type DiskInfo,
   encodeManifest,
   type LayerInfo,
+  type LayoutInfo,
   type ManifestBody,
   sha256Hex,
   versionOf,
@@ -44,6 +45,10 @@ export interface WriterSnapshot {
     readonly configuration: Uint8Array;
     readonly level: number;
     readonly createdAt: string;
+    /** The manifest's optional `layout` (relayout). */
+    readonly layout: LayoutInfo | null;
+    /** Publish by replacing the listed checkpoint of this name (relayout). */
+    readonly replace: boolean;
   };
   readonly started: number;
   readonly packer: ChunkPacker;
@@ -131,6 +136,7 @@ function manifestBody(
     ),
     layers: s.layers.layers,
     disks: s.layers.disks,
+    ...(s.meta.layout === null ? {} : { layout: s.meta.layout }),
   };
 }
 
@@ -204,6 +210,7 @@ function bytesOf(a: Uint32Array): Buffer {
 }
 
 async function publish(s: WriterSnapshot, finalDir: string): Promise<void> {
+  if (s.meta.replace) return s.store.replace(s.name, s.dir);
   try {
     await rename(s.dir, finalDir);
   } catch (error) {

@@ -15,6 +15,7 @@ export type {
   DiskInfo,
   FileRef,
   LayerInfo,
+  LayoutInfo,
   Manifest,
   RamBlockInfo,
 } from "./manifest.ts";
@@ -28,6 +29,12 @@ export {
   type StoredStream,
   type VerifyReport,
 } from "./reader.ts";
+export {
+  type LayoutPage,
+  type RelayoutOptions,
+  type RelayoutResult,
+  relayoutCheckpoint,
+} from "./relayout.ts";
 export { CheckpointStore, type InvalidListing, type StoreOptions } from "./store.ts";
 export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
 export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";

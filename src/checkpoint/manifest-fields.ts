@@ -7,6 +7,7 @@ import {
   CHECKPOINT_CHUNKS_MAX,
   CHECKPOINT_PAGES_MAX,
   CHUNK_PAGES_MAX,
+  LAYOUT_SOURCE_BYTES_MAX,
   PAGE_SIZE_BYTES,
   RAM_BLOCK_BYTES_MAX,
   RAM_BLOCK_NAME_BYTES_MAX,
@@ -18,6 +19,7 @@ import type {
   CheckpointStatistics,
   ChunksInfo,
   FileRef,
+  LayoutInfo,
   ManifestBody,
   RamBlockInfo,
 } from "./manifest.ts";
@@ -118,6 +120,11 @@ class Fields {
     return this.#o[key] === undefined ? [] : this.arr(key, max);
   }
 
+  /** `obj`, or null when the field is absent. */
+  optionalObj(key: string): Fields | null {
+    return this.#o[key] === undefined ? null : this.obj(key);
+  }
+
   /** A string, or null. */
   strOrNull(key: string, ok: (s: string) => boolean): string | null {
     return this.#o[key] === null ? null : this.str(key, ok);
@@ -155,6 +162,23 @@ export function validateManifestBody(value: unknown, fail: Fail, minor: number):
     chunks: chunksInfo(f.obj("chunks")),
     statistics: statistics(f.obj("statistics")),
     ...disk,
+    ...layoutOf(f),
+  };
+}
+
+/** The optional `layout` (§2.3): a kind this reader does not know is ignored, like any field. */
+function layoutOf(f: Fields): { layout?: LayoutInfo } {
+  const raw = f.optionalObj("layout");
+  if (raw === null || raw.str("kind", () => true) !== "access-order") return {};
+  return {
+    layout: {
+      kind: "access-order",
+      workingSetPages: raw.int("workingSetPages", 0, CHECKPOINT_PAGES_MAX),
+      source: raw.str(
+        "source",
+        (s) => s.length > 0 && Buffer.byteLength(s) <= LAYOUT_SOURCE_BYTES_MAX,
+      ),
+    },
   };
 }
 

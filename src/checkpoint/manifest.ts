@@ -95,6 +95,19 @@ export interface CheckpointStatistics {
   readonly diskRawBytes: number;
 }
 
+/**
+ * How the pack's chunks are ordered, when a relayout chose it (docs/format.md §2.3). Optional
+ * and informative: it changes no byte a reader decodes, so it needs no version bump.
+ */
+export interface LayoutInfo {
+  /** The working set first, in first-access order, then the other pages in the old pack order. */
+  readonly kind: "access-order";
+  /** Stored pages of the access order placed first (they fill the first chunks). */
+  readonly workingSetPages: number;
+  /** Where the order came from, e.g. "trace" (a profiling restore's working set). */
+  readonly source: string;
+}
+
 /** The JSON body, exactly as stored. */
 export interface ManifestBody {
   readonly name: string;
@@ -112,6 +125,8 @@ export interface ManifestBody {
   readonly layers: readonly LayerInfo[];
   /** Drives whose state the checkpoint froze (1.1; empty in 1.0). */
   readonly disks: readonly DiskInfo[];
+  /** Absent unless a relayout ordered the pack (informative; older readers ignore it). */
+  readonly layout?: LayoutInfo;
 }
 
 /** A decoded manifest: its body plus the format version from line 1. */

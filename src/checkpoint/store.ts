@@ -12,6 +12,13 @@
  * Frozen disk layers (`<home>/layers/`, format 1.1) outlive any one checkpoint: several may
  * share them. `remove` and `cleanTemp` delete only layers that no checkpoint's manifest, no
  * running VM and no live snapwake process reaches (src/disk collectLayers).
+ *
+ * Replacement (relayout): the old directory is renamed aside to `tmp/<pid>-<rand>.replaced-<name>`,
+ * the new verified one renamed in, the old deleted. Two renames cannot be one, so a crash
+ * between them lists neither; the old copy is then whole under tmp/, and `cleanTemp` renames
+ * it back (or, if the new one made it in, deletes it): after recovery the old or the new is
+ * listed, never neither nor half of one. A process reading the old checkpoint keeps its open
+ * files valid (Linux rename/unlink); a file it opens by path later sees the new one.
  */
 import crypto from "node:crypto";
 import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
@@ -36,7 +43,7 @@ export interface InvalidListing {
   readonly error: InvalidCheckpointError;
 }
 
-const TEMP_NAME = /^([0-9]{1,10})-[0-9a-f]{16}(\.removing)?$/;
+const TEMP_NAME = /^([0-9]{1,10})-[0-9a-f]{16}(\.removing|\.replaced-(.+))?$/;
 
 export class CheckpointStore {
   readonly home: string;
@@ -147,10 +154,50 @@ export class CheckpointStore {
       if (m === null) continue; // not ours
       const pid = Number(m[1]);
       if (pid === process.pid || processAlive(pid)) continue;
+      if (m[3] !== undefined && (await this.#putBack(join(this.tempDir, entry), m[3]))) {
+        removed += 1;
+        continue;
+      }
       await rm(join(this.tempDir, entry), { recursive: true, force: true });
       removed += 1;
     }
     return removed + (await this.collectLayers()).length;
+  }
+
+  /**
+   * Replaces listed checkpoint `name` with the verified checkpoint in `newDir` (under tmp/):
+   * old renamed aside, new renamed in, old deleted (see the header for crashes in between).
+   */
+  async replace(name: string, newDir: string): Promise<void> {
+    const dir = this.dirOf(name);
+    const aside = `${await this.newTempPath()}.replaced-${name}`;
+    try {
+      await rename(dir, aside);
+    } catch (error) {
+      if (errorCode(error) === "ENOENT")
+        throw new NotFoundError(`No checkpoint named "${name}" in ${this.checkpointsDir}`);
+      throw error;
+    }
+    try {
+      await rename(newDir, dir);
+    } catch (error) {
+      await rename(aside, dir); // put the old one back: it stays listed
+      throw error;
+    }
+    await syncDir(this.checkpointsDir);
+    await rm(aside, { recursive: true, force: true });
+  }
+
+  /** A crashed replacement's old copy goes back if nothing took its name; true if it did. */
+  async #putBack(aside: string, name: string): Promise<boolean> {
+    if (!CHECKPOINT_NAME_PATTERN.test(name)) return false;
+    try {
+      await rename(aside, this.dirOf(name)); // fails (ENOTEMPTY/EEXIST) when the new one is in
+    } catch {
+      return false;
+    }
+    await syncDir(this.checkpointsDir);
+    return true;
   }
 
   /** A fresh path under tmp/ named after this process (the directories exist afterwards). */

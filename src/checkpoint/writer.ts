@@ -21,7 +21,7 @@ import type { DeviceState } from "./device-file.ts";
 import { type DiskBlockSource, DiskPages } from "./disk-pages.ts";
 import { FileName, zeroEntry } from "./format.ts";
 import { toJsonObject } from "./json-value.ts";
-import type { DiskInfo, LayerInfo } from "./manifest.ts";
+import type { DiskInfo, LayerInfo, LayoutInfo } from "./manifest.ts";
 import { checkCheckpointName } from "./names.ts";
 import { PackWriter } from "./pack-writer.ts";
 import { PageMap } from "./page-map.ts";
@@ -46,6 +46,13 @@ export interface BeginOptions {
    * blocks are referenced, not stored; `setDisks` must then name every layer referenced.
    */
   readonly diskBlocks?: DiskBlockSource;
+  /** Recorded as the manifest's `layout` (a relayout's access order, docs/format.md §2.3). */
+  readonly layout?: LayoutInfo;
+  /**
+   * Commit replaces the listed checkpoint of this name instead of refusing it (relayout only):
+   * the old directory is renamed aside, the new one in, then the old deleted (store.replace).
+   */
+  readonly replace?: boolean;
 }
 
 type State = "open" | "committing" | "committed" | "failed" | "aborted";
@@ -74,8 +81,10 @@ export async function beginCheckpoint(
     configuration: configuration.slice(),
     level,
     createdAt: (opts.now?.() ?? new Date()).toISOString(),
+    layout: opts.layout ?? null,
+    replace: opts.replace === true,
   };
-  await refuseTakenName(store, opts.name);
+  if (!meta.replace) await refuseTakenName(store, opts.name);
   const dir = await store.newTempPath();
   try {
     await mkdir(dir);
