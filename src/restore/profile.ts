@@ -8,8 +8,11 @@
  *
  * Background fill is held back for the trace window, so the guest's own requests, not the
  * fill order, decide what is traced. Each new trace refines the kept working set (union at
- * earliest first access, bounded: REAP-style).
+ * earliest first access, bounded: REAP-style), and the checkpoint is then rewritten with that
+ * working set packed first (Halite locality layout, relayoutCheckpoint), so a partial restore
+ * reads it from a few chunks instead of most of the pack.
  */
+import { CheckpointStore, type RelayoutResult, relayoutCheckpoint } from "../checkpoint/index.ts";
 import { UsageError } from "../errors.ts";
 import { PROFILE_SECONDS_MAX } from "../limits.ts";
 import { type SaveOptions, type SaveResult, save } from "../save/index.ts";
@@ -30,6 +33,8 @@ export interface LearnedWorkingSet {
   /** The refined working set now kept for the checkpoint. */
   readonly workingSet: WorkingSet;
   readonly file: string;
+  /** The locality relayout that followed: chunks holding the working set before and after. */
+  readonly relayout: RelayoutResult;
 }
 
 export interface ProfileOptions {
@@ -105,7 +110,13 @@ export async function learnFromTrace(
     (await loadWorkingSet(home, checkpoint, "trace"));
   const workingSet = kept === null ? traced : refineWorkingSet(kept, traced);
   const file = await saveWorkingSet(home, checkpoint, workingSet);
-  return { tracedPages: traced.pages.length, workingSet, file };
+  const relayout = await relayoutCheckpoint(
+    new CheckpointStore({ home }),
+    checkpoint,
+    workingSet.pages,
+    { source: workingSet.source },
+  );
+  return { tracedPages: traced.pages.length, workingSet, file, relayout };
 }
 
 function traceWindowMs(seconds: number): number {

@@ -3,7 +3,7 @@ import type { Context } from "../context.ts";
 import { agentCommand } from "./agent.ts";
 import { gcCommand, inspectCommand, lsCommand, rmCommand } from "./catalogue.ts";
 import { restoreCommand, saveCommand, serveRestoreCommand } from "./checkpoint.ts";
-import { profileCommand } from "./profile.ts";
+import { profileCommand, relayoutCommand } from "./profile.ts";
 import { streamInspectCommand } from "./stream.ts";
 import { vmLsCommand, vmStartCommand, vmStopCommand } from "./vm.ts";
 
@@ -22,6 +22,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   save: saveCommand,
   restore: restoreCommand,
   profile: profileCommand,
+  relayout: relayoutCommand,
   ls: lsCommand,
   inspect: inspectCommand,
   rm: rmCommand,

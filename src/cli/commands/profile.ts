@@ -1,9 +1,18 @@
 /**
  * `snapwake profile` and `snapwake save --continue`: working sets by memory tracing (VEE'11).
  * Both serve a lazy restore in the foreground until its fill is done, then keep the traced
- * working set beside the checkpoint (`snapwake restore` then defaults to partial with it).
+ * working set beside the checkpoint (`snapwake restore` then defaults to partial with it) and
+ * rewrite the checkpoint with that working set packed first (locality layout). `snapwake
+ * relayout` does the rewrite alone, with the working set already kept.
  */
+import {
+  CheckpointStore,
+  type RelayoutResult,
+  relayoutCheckpoint,
+} from "../../checkpoint/index.ts";
+import { UsageError } from "../../errors.ts";
 import { profile, saveAndContinue } from "../../restore/index.ts";
+import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Command } from "./index.ts";
 import { type Parsed, parse } from "./parse.ts";
@@ -37,11 +46,13 @@ export const profileCommand: Command = {
       source: r.workingSet.source,
       file: r.file,
       lazyRequests: r.fill.lazyRequests,
+      ...relayoutFigures(r.relayout),
     };
     ctx.result(
       out,
       `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in the first ${seconds(p)} s; ` +
-        `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}`,
+        `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
+        relayoutLine(r.relayout),
     );
   },
 };
@@ -73,7 +84,48 @@ export async function saveContinue(
       tracedPages: learned.tracedPages,
       workingSetPages: learned.workingSet.pages.length,
       file: learned.file,
+      ...relayoutFigures(learned.relayout),
     },
-    `working set of "${name}": ${learned.workingSet.pages.length} pages (${learned.tracedPages} traced)`,
+    `working set of "${name}": ${learned.workingSet.pages.length} pages ` +
+      `(${learned.tracedPages} traced); ${relayoutLine(learned.relayout)}`,
+  );
+}
+
+export const relayoutCommand: Command = {
+  usage:
+    "CHECKPOINT   rewrite a checkpoint with its kept working set packed first (locality layout)",
+  async run(ctx, args) {
+    const p = parse(args, {}, ["checkpoint"]);
+    const ws = await loadWorkingSet(ctx.home, p.arg(0));
+    if (ws === null) {
+      throw new UsageError(
+        `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
+      );
+    }
+    const store = new CheckpointStore({ home: ctx.home });
+    const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
+    ctx.result(
+      { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
+      `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+    );
+  },
+};
+
+function relayoutFigures(r: RelayoutResult) {
+  return {
+    layoutWorkingSetPages: r.workingSetPages,
+    chunksBefore: r.chunksBefore,
+    chunksAfter: r.chunksAfter,
+    prefetchPagesBefore: r.prefetchPagesBefore,
+    prefetchPagesAfter: r.prefetchPagesAfter,
+    relayoutMs: r.ms,
+  };
+}
+
+function relayoutLine(r: RelayoutResult): string {
+  return (
+    `the working set's ${r.workingSetPages} stored pages now sit in ${r.chunksAfter} chunk(s) ` +
+    `(${r.prefetchPagesAfter} pages to prefetch), before ${r.chunksBefore} ` +
+    `(${r.prefetchPagesBefore} pages)`
   );
 }
