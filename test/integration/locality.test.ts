@@ -1,0 +1,118 @@
+/**
+ * Real QEMU, real guest: the locality layout (Halite). The default test guest has a random hot
+ * writer, so its traced working set is scattered over most chunks and a chunk-unit partial
+ * restore prefetches most of the pack. After the profile path (learnFromTrace) relays the
+ * checkpoint out by that working set, the same partial restore prefetches a few chunks, the
+ * guest still asks for few pages, and it verifies every page and file.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
+import { baselineLatency, timeToResponsive } from "../../src/guest/index.ts";
+import { type FillReport, learnFromTrace, restore } from "../../src/restore/index.ts";
+import { save } from "../../src/save/index.ts";
+import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { loadWorkingSet, type WorkingSetPage, workingSetFromTrace } from "../../src/wss/index.ts";
+import { bootTestGuest } from "../support/test-guest.ts";
+
+/** The default test guest (hot writer on) with a 160 MiB workload. */
+const GUEST = { memoryMiB: 384, params: { memMiB: 160 } } as const;
+const CHECKPOINT = "loc-a@1";
+/** The profiling restore's background waits this long, so its trace sees the working set. */
+const PROFILE_MS = 3_000;
+const LIMIT = { timeout: 600_000 };
+
+let home = "";
+let baselineMs = 1;
+
+before(async () => {
+  home = await mkdtemp(join(tmpdir(), "snapwake-locality-"));
+  const { vm, agent } = await bootTestGuest(home, { name: "loc-a", ...GUEST });
+  baselineMs = await baselineLatency(agent);
+  agent.close();
+  await save({ home, vm, name: CHECKPOINT, after: "pause" });
+  await killVm(home, vm);
+});
+
+after(async () => {
+  for (const vm of await listVms(home)) await killVm(home, vm.name);
+  await rm(home, { recursive: true, force: true });
+});
+
+interface Partial {
+  readonly report: FillReport;
+  readonly ttrMs: number;
+}
+
+/** A partial restore with `workingSet`: TTR, then the fill, then the guest verifies itself. */
+async function partial(vmName: string, workingSet: readonly WorkingSetPage[]): Promise<Partial> {
+  const startedAt = performance.now();
+  const r = await restore({ home, checkpoint: CHECKPOINT, mode: "partial", workingSet, vmName });
+  assert.equal(r.mode, "partial");
+  assert.ok(r.vm.agentSocket !== null);
+  const ttr = await timeToResponsive(r.vm.agentSocket, {
+    startedAt,
+    baselineMs,
+    budgetMs: 120_000,
+  });
+  try {
+    const report = await r.fill;
+    assert.equal(report.pagesPlaced, report.pagesSent, "every page placed once");
+    const verify = await ttr.agent.verify({ timeoutMs: 120_000 });
+    assert.equal(verify.bad, 0, "no page differs after the restore");
+    assert.equal(verify.pages, GUEST.params.memMiB * 256);
+    const files = await ttr.agent.files({ timeoutMs: 120_000 });
+    assert.equal(files.bad, 0, "every cached data file still checksums");
+    return { report, ttrMs: ttr.ttrMs };
+  } finally {
+    ttr.agent.close();
+    await stopVm(home, vmName);
+  }
+}
+
+test(
+  "a relayout by the traced working set cuts partial restore's prefetch fivefold or more",
+  LIMIT,
+  async () => {
+    const prof = await restore({
+      home,
+      checkpoint: CHECKPOINT,
+      mode: "lazy",
+      vmName: "loc-prof",
+      backgroundDelayMs: PROFILE_MS,
+    });
+    const traced = await prof.fill;
+    await stopVm(home, "loc-prof");
+    const workingSet = workingSetFromTrace(traced.trace.filter((t) => t.tMs <= PROFILE_MS)).pages;
+    assert.ok(workingSet.length > 0);
+
+    const old = await partial("loc-before", workingSet);
+    const learned = await learnFromTrace(home, CHECKPOINT, traced, PROFILE_MS);
+    const kept = await loadWorkingSet(home, CHECKPOINT);
+    assert.ok(kept !== null, "the working set is kept");
+    const now = await partial("loc-after", kept.pages);
+
+    const r = learned.relayout;
+    const figures =
+      `working set ${workingSet.length} pages; prefetched ${old.report.pagesPrefetched} → ` +
+      `${now.report.pagesPrefetched}; chunks ${r.chunksBefore} → ${r.chunksAfter}; lazy ` +
+      `requests ${old.report.lazyRequests} → ${now.report.lazyRequests}; TTR ` +
+      `${Math.round(old.ttrMs)} → ${Math.round(now.ttrMs)} ms; relayout ${r.ms} ms`;
+    process.stderr.write(`locality: ${figures}\n`);
+    assert.ok(r.chunksAfter < r.chunksBefore, figures);
+    assert.ok(now.report.pagesPrefetched * 5 <= old.report.pagesPrefetched, figures);
+    assert.ok(now.report.pagesPrefetched >= r.workingSetPages, figures);
+    assert.ok(now.report.lazyRequests <= Math.max(200, traced.lazyRequests), figures);
+
+    const reader = await CheckpointReader.open(new CheckpointStore({ home }), CHECKPOINT);
+    try {
+      assert.equal(reader.manifest.layout?.kind, "access-order");
+      await reader.verify();
+    } finally {
+      await reader.close();
+    }
+  },
+);
