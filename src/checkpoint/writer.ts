@@ -301,7 +301,13 @@ export class CheckpointWriter {
       this.#state = "committed";
       return listing;
     } catch (error) {
-      return this.#fail(error, "committing");
+      try {
+        this.#fail(error, "committing");
+      } catch (wrapped) {
+        // A failed commit returns only once its temp directory is gone: nothing lingers.
+        await this.#cleanup;
+        throw wrapped;
+      }
     }
   }
 
