@@ -40,6 +40,11 @@ export interface ModeResult {
   readonly pushed: number | null;
   readonly fullFillMs: number | null;
   readonly p99ServiceMs: number | null;
+  /**
+   * Working-set pages among the distinct pages the pure lazy restore's guest requested in its
+   * first traceSeconds: the VEE'11 table's "accesses that hit prefetched pages".
+   */
+  readonly workingSetHits: number | null;
 }
 
 export interface RestoreBenchResult {
@@ -93,7 +98,9 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
     ttr.agent.close();
     const fill = restored.fill === undefined ? null : await restored.fill;
     await stopVm(o.home, restored.name);
-    const result: ModeResult = {
+    const result: ModeResult & { trace: FillReport["trace"] } = {
+      trace: fill?.trace ?? [],
+      workingSetHits: null,
       mode,
       ttrMs: ttr.ttrMs,
       firstPingMs: ttr.firstPingMs,
@@ -110,6 +117,8 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
   };
 
   const modes: ModeResult[] = [];
+  let lazyAccessed = new Set<string>();
+  const windowMs = o.traceSeconds * 1000;
   modes.push(
     await measure("QEMU -incoming", async () => {
       const r = await qemuRestore(o.home, spec("rb-q"), file);
@@ -128,21 +137,28 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
     ["partial (trace)", trace],
     ["partial (write set)", writeSet],
   ] as const) {
-    modes.push(
-      await measure(mode, async () => {
-        const r =
-          ws === null
-            ? await restore({ home: o.home, checkpoint: "rb@1", mode: "lazy", vmName: "rb-l" })
-            : await restore({
-                home: o.home,
-                checkpoint: "rb@1",
-                mode: "partial",
-                vmName: "rb-p",
-                workingSet: ws,
-              });
-        return { agentSocket: r.vm.agentSocket, name: r.vm.name, fill: r.fill };
-      }),
-    );
+    const { trace: traced, ...measured } = await measure(mode, async () => {
+      const r =
+        ws === null
+          ? await restore({ home: o.home, checkpoint: "rb@1", mode: "lazy", vmName: "rb-l" })
+          : await restore({
+              home: o.home,
+              checkpoint: "rb@1",
+              mode: "partial",
+              vmName: "rb-p",
+              workingSet: ws,
+            });
+      return { agentSocket: r.vm.agentSocket, name: r.vm.name, fill: r.fill };
+    });
+    if (ws === null) {
+      lazyAccessed = new Set(
+        traced.filter((t) => t.tMs <= windowMs).map((t) => `${t.block}:${t.page}`),
+      );
+      modes.push(measured);
+    } else {
+      const hits = ws.filter((p) => lazyAccessed.has(`${p.block}:${p.page}`)).length;
+      modes.push({ ...measured, workingSetHits: hits });
+    }
   }
   return {
     memoryMiB: o.memoryMiB,
@@ -180,6 +196,7 @@ export function formatRestoreBench(r: RestoreBenchResult): string {
     "pushed",
     "full fill",
     "p99 req",
+    "WS hits",
   ];
   const rows = r.modes.map((m) => [
     m.mode,
@@ -192,6 +209,7 @@ export function formatRestoreBench(r: RestoreBenchResult): string {
     n(m.pushed),
     m.fullFillMs === null ? "–" : sec(m.fullFillMs),
     m.p99ServiceMs === null ? "–" : `${m.p99ServiceMs.toFixed(2)} ms`,
+    n(m.workingSetHits),
   ]);
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]?.length ?? 0)));
