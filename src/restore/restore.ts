@@ -4,36 +4,22 @@
  * partial when a working set is given, else lazy.
  */
 import { UsageError } from "../errors.ts";
-import type { ProgressListener } from "../progress.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
 import {
-  type ConnectChannel,
-  type PageRef,
+  type PostcopyRestoreOptions,
   type PostcopyRestoreResult,
   restorePostcopy,
 } from "./postcopy/index.ts";
 
 export type RestoreMode = "eager" | "lazy" | "partial" | "auto";
 
-export interface RestoreOptions {
-  readonly home: string;
-  readonly checkpoint: string;
-  /** Default "eager". */
+/**
+ * The postcopy options (documented on PostcopyRestoreOptions) with any mode; eager uses
+ * home, checkpoint, vmName and onProgress. Default mode "eager".
+ */
+export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
   readonly mode?: RestoreMode;
-  /** Name of the new managed VM; default: the saved VM's name. */
-  readonly vmName?: string;
-  /** Pages to send before the guest runs (partial; auto picks partial when given). */
-  readonly workingSet?: readonly PageRef[];
-  /** Partial: "chunk" (default) also sends the other pages of a working-set page's chunk. */
-  readonly prefetchUnit?: "page" | "chunk";
-  /** Lazy/partial: background fill waits this long after RUN (profiling restores). */
-  readonly backgroundDelayMs?: number;
-  readonly onProgress?: ProgressListener;
-  /** Lazy/partial: write the restore record (report and trace); default true. */
-  readonly record?: boolean;
-  /** Lazy/partial: opens the migration socket; tests wrap it to break the channel. */
-  readonly connectChannel?: ConnectChannel;
-}
+};
 
 /** eager: done when it returns. lazy/partial: the guest runs; `fill` settles when all is in. */
 export type RestoreResult = EagerRestoreResult | PostcopyRestoreResult;
