@@ -2,7 +2,6 @@
  * The QEMU side of a save: migration settings that keep the stream in the subset snapwake
  * parses, and putting the source VM back the way it was.
  */
-import { QemuError } from "../errors.ts";
 import { MIGRATE_MAX_BANDWIDTH_BYTES_PER_S } from "../limits.ts";
 import type { MigrationCapabilityStatus, QmpClient } from "../qemu/qmp/index.ts";
 
@@ -61,9 +60,5 @@ export async function resumeIfWasRunning(qmp: QmpClient, wasRunning: boolean): P
  * answers an empty string, or the error text.
  */
 export async function continueMigration(qmp: QmpClient): Promise<void> {
-  const out = await qmp.execute("human-monitor-command", {
-    "command-line": "migrate_continue pre-switchover",
-  });
-  if (out.trim() !== "")
-    throw new QemuError(`QEMU refused to continue the migration: ${out.trim()}`);
+  await qmp.execute("migrate-continue", { state: "pre-switchover" });
 }

@@ -171,6 +171,8 @@ export interface QmpCommands {
   "query-migrate": { args: Empty; returns: MigrationInfo };
   /** Spelled with an underscore in QEMU's schema, unlike its neighbours. */
   migrate_cancel: { args: Empty; returns: Empty };
+  /** Leaves the pause of capability pause-before-switchover; state must be "pre-switchover". */
+  "migrate-continue": { args: { state: MigrationStatus }; returns: Empty };
   "migrate-start-postcopy": { args: Empty; returns: Empty };
   /** HMP passthrough, e.g. `info ramblock`; the reply is HMP's text output. */
   "human-monitor-command": {
