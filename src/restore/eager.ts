@@ -51,6 +51,7 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
       const socket = await openIncoming(vm);
       const counts = await sendCheckpoint(reader, socket, device, opts.onProgress);
       await waitIncomingDone(vm.qmp);
+      await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
       socket.destroy();
       return { vm: summarize(vm), mode: "eager", wallMs: performance.now() - started, ...counts };
     } catch (error) {
@@ -108,6 +109,13 @@ async function sendCheckpoint(
   await writer.flush();
   socket.end();
   return { dataPages, zeroPages, streamBytes: writer.bytesWritten };
+}
+
+/** QEMU restores the run state it saved; a guest paused only for its save runs again. */
+async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promise<void> {
+  if (!guestRunning) return;
+  const status = await vm.qmp.execute("query-status", {});
+  if (!status.running) await vm.qmp.execute("cont", {});
 }
 
 function summarize(vm: ManagedVm): RestoredVm {

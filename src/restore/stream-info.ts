@@ -8,6 +8,11 @@ export interface ReplayInfo {
   readonly configuration: Uint8Array;
   /** The RAM section's id, instance and version as the saving QEMU numbered them. */
   readonly ram: RamSectionInfo;
+  /**
+   * The guest ran when it was saved. A non-live save pauses it first, so QEMU's device state
+   * says "paused"; the restore then resumes it. Absent in older checkpoints: false.
+   */
+  readonly guestRunning: boolean;
 }
 
 export function replayInfo(reader: CheckpointReader): ReplayInfo {
@@ -33,5 +38,6 @@ export function replayInfo(reader: CheckpointReader): ReplayInfo {
       instanceId: field("instanceId"),
       versionId: field("versionId"),
     },
+    guestRunning: stream.guestRunning === true,
   };
 }

@@ -57,6 +57,12 @@ export interface SaveOptions {
    * for measuring what the references save.
    */
   readonly diskDuplicates?: boolean;
+  /**
+   * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
+   * guest for the whole save: one pass, no write set, and no exposure to QEMU 7.2 TCG's rare
+   * inconsistent live snapshots under heavy dirty rates (README, "Known issue").
+   */
+  readonly live?: boolean;
   readonly onProgress?: ProgressListener;
 }
 
@@ -87,7 +93,11 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   try {
     await listen(server, socketPath);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    wasRunning = await prepareSourceForSave(vm.qmp, { freezeAtSwitchover: freezer !== null });
+    const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));
+    const runsDuringSave = await prepareSourceForSave(vm.qmp, {
+      freezeAtSwitchover: freezer !== null,
+    });
+    wasRunning = runsDuringSave || stoppedForSave;
     if (freezer !== null) {
       opts.onProgress?.({ phase: "freezing disks", doneBytes: 0, totalBytes: null });
       await freezer.freeze();
@@ -97,11 +107,11 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     const connection = acceptOne(server, vm.qmp);
     await vm.qmp.execute("migrate", { uri: `unix:${socketPath}` });
     const socket = await connection;
-    const sink = new CheckpointSink(store, opts, vm, duplicates);
+    const sink = new CheckpointSink(store, opts, vm, duplicates, wasRunning);
     const receiving = readMigrationStream(socket, sink, {
       returnPath: (bytes) => void socket.write(bytes),
     });
-    const atSwitchover = wasRunning ? freezer : null;
+    const atSwitchover = runsDuringSave ? freezer : null;
     const [stream] = await Promise.all([receiving, waitMigrationCompleted(vm.qmp, atSwitchover)]);
     writer = sink.writer;
     if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
@@ -151,13 +161,17 @@ class CheckpointSink {
   readonly #opts: SaveOptions;
   readonly #vm: ManagedVm;
   readonly #duplicates: DiskDuplicates | null;
+  /** The guest ran when the save began: a restore resumes it even if QEMU saved it paused. */
+  readonly #guestRunning: boolean;
 
   constructor(
     store: CheckpointStore,
     opts: SaveOptions,
     vm: ManagedVm,
     duplicates: DiskDuplicates | null,
+    guestRunning: boolean,
   ) {
+    this.#guestRunning = guestRunning;
     this.#store = store;
     this.#opts = opts;
     this.#vm = vm;
@@ -177,7 +191,12 @@ class CheckpointSink {
       name: this.#opts.name,
       vm: { ...this.#vm.spec, machine: this.#machine || this.#vm.spec.machine },
       qemu: { version: version.qemu, package: version.package, args: this.#vm.args },
-      stream: { configuration: this.#configuration, machine: this.#machine, ram },
+      stream: {
+        configuration: this.#configuration,
+        machine: this.#machine,
+        ram,
+        guestRunning: this.#guestRunning,
+      },
       ...(this.#opts.compressionLevel === undefined
         ? {}
         : { compressionLevel: this.#opts.compressionLevel }),
@@ -242,6 +261,13 @@ function listen(server: Server, path: string): Promise<void> {
     server.once("error", reject);
     server.listen(path, () => resolve());
   });
+}
+
+/** Pauses the guest for a non-live save; true if it was running. */
+async function stopIfRunning(qmp: QmpClient): Promise<boolean> {
+  const status = await qmp.execute("query-status", {});
+  if (status.running) await qmp.execute("stop", {});
+  return status.running;
 }
 
 /** The first connection on the server, or a QemuError if QEMU dies or never connects. */

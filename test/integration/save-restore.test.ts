@@ -59,6 +59,23 @@ test("save, kill, eager restore: the guest verifies all its memory and files and
   }
 });
 
+test("a non-live save pauses the guest only for the save; its checkpoint restores clean", async () => {
+  const { vm, agent } = await bootTestGuest(home, { name: "guest-s", ...GUEST });
+  agent.close();
+  const saved = await save({ home, vm, name: "guest-s@1", live: false });
+  assert.equal(saved.writeSetPages, 0, "a paused guest writes nothing during the save");
+  assert.equal((await vm.qmp.execute("query-status", {})).running, true, "the guest runs again");
+  await killVm(home, vm);
+  const restored = await restore({ home, checkpoint: "guest-s@1", vmName: "guest-s2" });
+  const back = await connectAgent(restored.vm);
+  try {
+    assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0);
+  } finally {
+    back.close();
+    await stopVm(home, restored.vm.name);
+  }
+});
+
 test("a checkpoint with a corrupt chunk fails to restore with a clear error and starts no guest", async () => {
   const store = new CheckpointStore({ home });
   await corruptOneChunk(store, "guest-a@1");

@@ -31,7 +31,8 @@ const REPORT_FD = 3;
 
 export const saveCommand: Command = {
   usage:
-    "VM --name CHECKPOINT [--after continue|pause|stop | --continue [--seconds N]]   checkpoint " +
+    "VM --name CHECKPOINT [--stop-first] [--after continue|pause|stop | --continue [--seconds N]]   " +
+    "checkpoint " +
     "a running managed VM (--continue: it goes on as a traced lazy restore of the checkpoint)",
   async run(ctx, args) {
     const p = parse(
@@ -41,6 +42,7 @@ export const saveCommand: Command = {
         after: { type: "string" },
         continue: { type: "boolean" },
         seconds: { type: "string" },
+        "stop-first": { type: "boolean" },
       },
       ["vm"],
     );
@@ -64,6 +66,7 @@ export const saveCommand: Command = {
       vm,
       name,
       after,
+      live: !p.flag("stop-first"),
       onProgress: (x) => ctx.progress(x),
     });
     ctx.done();
