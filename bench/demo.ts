@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
 
 const work = await mkdtemp(join(tmpdir(), "snapwake-demo-"));
@@ -25,5 +26,7 @@ try {
     process.exitCode = 1;
   }
 } finally {
+  const home = join(work, "home");
+  for (const vm of await listVms(home).catch(() => [])) await killVm(home, vm.name);
   await rm(work, { recursive: true, force: true });
 }

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
 import { formatRestoreBench, runRestoreBench } from "./lib/restore-modes.ts";
 
@@ -36,6 +37,9 @@ async function inScratch<T>(run: (work: string) => Promise<T>): Promise<T> {
   try {
     return await run(work);
   } finally {
+    // A failed run must not leave its guests burning a core after their home is gone.
+    const home = join(work, "home");
+    for (const vm of await listVms(home).catch(() => [])) await killVm(home, vm.name);
     await rm(work, { recursive: true, force: true });
   }
 }
