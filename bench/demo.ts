@@ -19,9 +19,10 @@ try {
     log: (line) => console.error(`demo: ${line}`),
   });
   console.log(
-    `\nsnapwake demo: save → kill → eager restore → guest verifies\n\n${formatComparison(result)}\n`,
+    `\nsnapwake demo: save → kill → eager and lazy restore → guest verifies\n\n${formatComparison(result)}\n`,
   );
-  if (result.verify.bad !== 0 || result.verify.filesBad !== 0) {
+  const bad = result.verify.bad + result.verify.filesBad + result.snapwake.lazyVerifyBad;
+  if (bad !== 0) {
     console.error("demo: the restored guest found bad pages or files");
     process.exitCode = 1;
   }
