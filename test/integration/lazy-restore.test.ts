@@ -6,7 +6,7 @@
  * met while serving stops and kills the guest, a broken channel is detected and reported.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -23,6 +23,7 @@ import {
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { workingSetFromTrace } from "../../src/wss/index.ts";
+import { flipBit } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 /** A quiet guest right after boot (no hot writer): what it touches after a restore repeats. */
@@ -286,18 +287,7 @@ async function withCorruptChunk(chunk: number, run: () => Promise<void>): Promis
     ...reader.chunks.entry(chunk),
     pack: join(reader.dir, reader.manifest.chunks.file),
   }));
-  const flip = async () => {
-    const file = await open(pack, "r+");
-    try {
-      const at = offset + Math.floor(storedBytes / 2);
-      const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, at);
-      byte[0] = (byte[0] ?? 0) ^ 0x10;
-      await file.write(byte, 0, 1, at);
-    } finally {
-      await file.close();
-    }
-  };
+  const flip = () => flipBit(pack, offset + Math.floor(storedBytes / 2));
   await flip();
   try {
     await run();
