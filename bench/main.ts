@@ -4,7 +4,9 @@
  * build/bench/. Only ratios within one run mean anything on shared machines.
  *   save     checkpoint bytes, save time, eager restore time vs QEMU's migrate/-incoming
  *   restore  TTR, restore overhead and the VEE'11 table: QEMU, eager, lazy, partial (trace/write set)
+ *   space    disk-duplicate exclusion on a page-cache-heavy guest (bench/disk-dedup.ts)
  */
+import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,8 +25,8 @@ const { values, positionals } = parseArgs({
   },
 });
 const which = positionals[0] ?? "all";
-if (!["save", "restore", "all"].includes(which)) {
-  console.error(`bench: unknown bench "${which}": use save, restore or all`);
+if (!["save", "restore", "space", "all"].includes(which)) {
+  console.error(`bench: unknown bench "${which}": use save, restore, space or all`);
   process.exit(2);
 }
 const memoryMiB = Number(values["memory-mib"]);
@@ -85,4 +87,12 @@ if (which === "restore" || which === "all") {
     results.push({ workload: w.name, ...result });
   }
   await writeJson("restore.json", { workloads: results });
+}
+
+if (which === "space" || which === "all") {
+  // Its own process: the space bench is a standalone script with its own options.
+  const run = spawnSync(process.execPath, [join(import.meta.dirname, "disk-dedup.ts")], {
+    stdio: "inherit",
+  });
+  if (run.status !== 0) process.exitCode = run.status ?? 1;
 }
