@@ -1,31 +1,13 @@
 /** What `snapwake inspect` shows of a checkpoint: a JSON-able summary and its text form. */
 import type { JsonObject } from "./json-value.ts";
-import type {
-  CheckpointStatistics,
-  ChunksInfo,
-  DiskInfo,
-  FileRef,
-  LayerInfo,
-  RamBlockInfo,
-} from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
 import type { CheckpointReader } from "./reader.ts";
 
-export interface CheckpointDescription {
-  readonly name: string;
+/** The manifest as inspect shows it: configuration bytes counted, not inlined as base64. */
+export interface CheckpointDescription
+  extends Omit<Manifest, "stream" | "pageSizeBytes" | "layout"> {
   readonly dir: string;
-  readonly format: string;
-  readonly createdAt: string;
-  readonly vm: JsonObject;
-  readonly qemu: JsonObject;
   readonly stream: { readonly configurationBytes: number; readonly info: JsonObject };
-  readonly ramBlocks: readonly RamBlockInfo[];
-  readonly deviceState: FileRef;
-  readonly index: FileRef;
-  readonly chunks: ChunksInfo;
-  readonly statistics: CheckpointStatistics;
-  /** Frozen disk layers the checkpoint depends on (1.1), and each drive's chain. */
-  readonly layers: readonly LayerInfo[];
-  readonly disks: readonly DiskInfo[];
   /** All files on disk, manifest included (not the frozen layers). */
   readonly bytesOnDisk: number;
 }
