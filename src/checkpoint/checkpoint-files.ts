@@ -55,7 +55,10 @@ export async function readManifestFile(dir: string, checkpoint: string): Promise
   return manifest;
 }
 
-/** Checks every file the manifest names is there with its size; returns the total on disk. */
+/**
+ * Checks every file the manifest names is there with its size (shared packs too); returns the
+ * bytes of the checkpoint's own files: a shared pack is counted by the checkpoint that wrote it.
+ */
 export async function checkFiles(
   dir: string,
   manifest: Manifest,
@@ -67,14 +70,16 @@ export async function checkFiles(
     ["device state", manifest.deviceState.file, manifest.deviceState.bytes],
   ];
   let total = (await sizeOf(join(dir, FileName.manifest))) ?? 0;
-  for (const [what, file, expected] of files) {
+  const own = files.length;
+  for (const p of manifest.packs) files.push(["shared pack", p.file, p.bytes]);
+  for (const [i, [what, file, expected]] of files.entries()) {
     const size = await sizeOf(join(dir, file));
     const fail = (why: string) =>
       new InvalidCheckpointError(checkpoint, `${what} file "${file}" ${why}`);
     if (size === null) throw fail("is missing");
     if (size < expected) throw fail(`is truncated: ${size} of ${expected} bytes`);
     if (size > expected) throw fail(`has ${size} bytes, expected ${expected}`);
-    total += size;
+    if (i < own) total += size;
   }
   return total;
 }

@@ -15,8 +15,8 @@ export interface ChunkEntry {
   readonly storedBytes: number;
   readonly pageCount: number;
   readonly codec: number;
-  /** Reserved byte: 0 in v1. */
-  readonly reserved?: number;
+  /** 0: the checkpoint's own pack; k ≥ 1: the manifest's `packs[k - 1]` (1.2). */
+  readonly pack?: number;
   readonly sha256: Uint8Array;
 }
 
@@ -40,13 +40,18 @@ export class ChunkTable {
       storedBytes: this.#view.getUint32(at + 8, true),
       pageCount: this.#view.getUint16(at + 12, true),
       codec: this.#view.getUint8(at + 14),
-      reserved: this.#view.getUint8(at + 15),
+      pack: this.#view.getUint8(at + 15),
       sha256: this.bytes.subarray(at + 16, at + 16 + SHA256_BYTES),
     };
   }
 
   pageCount(chunk: number): number {
     return this.#view.getUint16(chunk * CHUNK_ENTRY_BYTES + 12, true);
+  }
+
+  /** The pack holding `chunk`: 0 its own, k ≥ 1 the manifest's `packs[k - 1]` (1.2). */
+  packOf(chunk: number): number {
+    return this.#view.getUint8(chunk * CHUNK_ENTRY_BYTES + 15);
   }
 
   /** Whether `chunk` is a disk chunk (1.1): its pages are blocks of frozen layers. */
@@ -56,19 +61,27 @@ export class ChunkTable {
 }
 
 /**
- * Why the table cannot describe the chunks of a pack of `packBytes` and a disk-reference table
- * of `diskRefs` entries, or null if it can: pack chunks are back to back from the pack header
- * to the end of the file; disk chunks follow them and cover the references in order.
+ * Why the table cannot describe the chunks of a pack of `packBytes`, shared packs of
+ * `sharedPackBytes` (1.2) and a disk-reference table of `diskRefs` entries, or null if it can:
+ * own-pack chunks come first, back to back from the pack header to the end of the file; then
+ * chunks of shared packs, each inside its pack; then disk chunks covering the references in order.
  */
-export function checkChunkTable(table: ChunkTable, packBytes: number, diskRefs = 0): string | null {
+export function checkChunkTable(
+  table: ChunkTable,
+  packBytes: number,
+  diskRefs = 0,
+  sharedPackBytes: readonly number[] = [],
+): string | null {
   let expected = PACK_HEADER_BYTES;
   let nextRef = 0;
+  let shared = false;
   for (let i = 0; i < table.count; i++) {
     const e = table.entry(i);
     if (e.pageCount < 1 || e.pageCount > CHUNK_PAGES_MAX)
       return `chunk ${i} has ${e.pageCount} pages`;
-    if (e.reserved !== 0) return `chunk ${i} has non-zero reserved bits`;
+    const pack = e.pack ?? 0;
     if (e.codec === DISK_CHUNK_CODEC) {
+      if (pack !== 0) return `disk chunk ${i} names pack ${pack}`;
       if (e.offset !== nextRef || e.storedBytes !== 0 || nextRef + e.pageCount > diskRefs) {
         return `disk chunk ${i} does not cover disk references ${nextRef}.. of ${diskRefs}`;
       }
@@ -76,14 +89,24 @@ export function checkChunkTable(table: ChunkTable, packBytes: number, diskRefs =
       continue;
     }
     if (nextRef > 0) return `chunk ${i} is a pack chunk after a disk chunk`;
-    const rawBytes = e.pageCount * PAGE_SIZE_BYTES;
-    if (e.offset !== expected) return `chunk ${i} starts at byte ${e.offset}, expected ${expected}`;
     if (codecById(e.codec) === null) return `chunk ${i} uses unknown codec ${e.codec}`;
+    const rawBytes = e.pageCount * PAGE_SIZE_BYTES;
     const sizeOk =
       e.codec === 0 ? e.storedBytes === rawBytes : e.storedBytes >= 1 && e.storedBytes < rawBytes;
     if (!sizeOk)
       return `chunk ${i} has an impossible stored length ${e.storedBytes} for ${e.pageCount} pages`;
-    expected += e.storedBytes;
+    if (pack === 0) {
+      if (shared) return `chunk ${i} of the own pack comes after a shared pack's chunk`;
+      if (e.offset !== expected)
+        return `chunk ${i} starts at byte ${e.offset}, expected ${expected}`;
+      expected += e.storedBytes;
+      continue;
+    }
+    shared = true;
+    const bytes = sharedPackBytes[pack - 1];
+    if (bytes === undefined) return `chunk ${i} names pack ${pack} of ${sharedPackBytes.length}`;
+    if (e.offset < PACK_HEADER_BYTES || e.offset + e.storedBytes > bytes)
+      return `chunk ${i} lies outside shared pack ${pack} (${bytes} bytes)`;
   }
   if (expected !== packBytes)
     return `chunks end at byte ${expected} but the pack has ${packBytes} bytes`;
@@ -109,6 +132,7 @@ export class ChunkTableBuilder {
     this.#view.setUint32(at + 8, e.storedBytes, true);
     this.#view.setUint16(at + 12, e.pageCount, true);
     this.#view.setUint8(at + 14, e.codec);
+    this.#view.setUint8(at + 15, e.pack ?? 0);
     this.#bytes.set(e.sha256, at + 16);
     return this.#count++;
   }

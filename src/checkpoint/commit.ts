@@ -14,7 +14,7 @@ import type { ChunkTable } from "./chunk-table.ts";
 import { zstdCodec } from "./codec.ts";
 import { type DeviceState, encodeDeviceState } from "./device-file.ts";
 import { type DiskPages, placeDiskRefs } from "./disk-place.ts";
-import { FileName, KIND_SHIFT, PAYLOAD_MASK, PageKind } from "./format.ts";
+import { FileName, KIND_SHIFT, PAYLOAD_MASK, PageKind, SLOT_BITS } from "./format.ts";
 import { encodeIndex } from "./index-file.ts";
 import type { JsonObject } from "./json-value.ts";
 import {
@@ -24,12 +24,14 @@ import {
   type LayerInfo,
   type LayoutInfo,
   type ManifestBody,
+  type ParentInfo,
   sha256Hex,
   versionOf,
 } from "./manifest.ts";
 import type { PackWriter } from "./pack-writer.ts";
 import type { PageMap } from "./page-map.ts";
 import { CheckpointReader } from "./reader.ts";
+import type { PlacedShared, SharedPages } from "./shared-pages.ts";
 import { type CheckpointStore, syncDir } from "./store.ts";
 import { CheckpointWriteError, errorCode, writeWholeFile } from "./store-io.ts";
 
@@ -49,6 +51,8 @@ export interface WriterSnapshot {
     readonly layout: LayoutInfo | null;
     /** Publish by replacing the listed checkpoint of this name (relayout). */
     readonly replace: boolean;
+    /** The manifest's optional `parent` (incremental save). */
+    readonly parent: ParentInfo | null;
   };
   readonly started: number;
   readonly packer: ChunkPacker;
@@ -56,6 +60,7 @@ export interface WriterSnapshot {
   readonly device: DeviceState;
   readonly counts: { readonly received: number; readonly seen: number; readonly stale: number };
   readonly disk: DiskPages | null;
+  readonly shared: SharedPages | null;
   readonly layers: { readonly layers: readonly LayerInfo[]; readonly disks: readonly DiskInfo[] };
 }
 
@@ -72,6 +77,12 @@ async function step<T>(name: string, action: string, fn: () => Promise<T>): Prom
 export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing> {
   const io = s.store.io;
   const packBytes = await step(s.name, `writing ${FileName.pack}`, () => s.pack.finish());
+  const ownChunks = s.packer.table.count;
+  const shared = (await s.shared?.place(s.pageMap, (e) => s.packer.table.append(e))) ?? {
+    packs: [],
+    chunks: 0,
+    storedBytes: 0,
+  };
   const diskRefs = placeDiskRefs(s);
   const chunks = s.packer.table.table();
   const index = encodeIndex(chunks, s.pageMap, zstdCodec(s.meta.level), diskRefs);
@@ -82,7 +93,7 @@ export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing>
   await step(s.name, `writing ${FileName.device}`, () =>
     writeWholeFile(io, join(s.dir, FileName.device), device),
   );
-  const body = manifestBody(s, chunks, { pack: packBytes, index, device });
+  const body = manifestBody(s, chunks, { pack: packBytes, index, device }, { ownChunks, shared });
   const manifest = encodeManifest(body);
   await step(s.name, `writing ${FileName.manifest}`, async () => {
     await writeWholeFile(io, join(s.dir, FileName.manifest), manifest);
@@ -95,10 +106,16 @@ export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing>
   return listingOf({ format: versionOf(body), ...body }, finalDir, bytes);
 }
 
+interface Placement {
+  readonly ownChunks: number;
+  readonly shared: PlacedShared;
+}
+
 function manifestBody(
   s: WriterSnapshot,
   chunks: ChunkTable,
   files: { pack: number; index: Uint8Array; device: Uint8Array },
+  placed: Placement,
 ): ManifestBody {
   return {
     name: s.name,
@@ -133,10 +150,13 @@ function manifestBody(
       s,
       chunks,
       files.pack + files.index.byteLength + files.device.byteLength,
+      placed,
     ),
     layers: s.layers.layers,
     disks: s.layers.disks,
     ...(s.meta.layout === null ? {} : { layout: s.meta.layout }),
+    packs: placed.shared.packs,
+    ...(s.meta.parent === null ? {} : { parent: s.meta.parent }),
   };
 }
 
@@ -144,11 +164,14 @@ function statistics(
   s: WriterSnapshot,
   chunks: ChunkTable,
   storedBytes: number,
+  placed: Placement,
 ): CheckpointStatistics {
+  const sharedEnd = placed.ownChunks + placed.shared.chunks;
   const entries = s.pageMap.entries;
   const referenced = new Uint8Array(Math.ceil((chunks.count * CHUNK_PAGES_MAX) / 8));
   let zero = 0;
   let disk = 0;
+  let shared = 0;
   let distinct = 0;
   for (const e of entries) {
     const kind = e >>> KIND_SHIFT;
@@ -156,6 +179,10 @@ function statistics(
     if (kind === PageKind.diskDuplicate) disk++;
     if (kind !== PageKind.stored) continue;
     const slot = e & PAYLOAD_MASK; // chunk << 6 | slot: a unique slot number
+    if (slot >>> SLOT_BITS >= placed.ownChunks) {
+      if (slot >>> SLOT_BITS < sharedEnd) shared++;
+      continue;
+    }
     const bit = 1 << (slot & 7);
     const byte = referenced[slot >>> 3] ?? 0;
     if ((byte & bit) === 0) distinct++;
@@ -182,6 +209,9 @@ function statistics(
     pagesDisk: disk,
     diskRefs,
     diskRawBytes: diskRefs * PAGE_SIZE_BYTES,
+    pagesShared: shared,
+    sharedChunks: placed.shared.chunks,
+    sharedStoredBytes: placed.shared.storedBytes,
   };
 }
 

@@ -8,8 +8,10 @@ export interface CheckpointDescription
   extends Omit<Manifest, "stream" | "pageSizeBytes" | "layout"> {
   readonly dir: string;
   readonly stream: { readonly configurationBytes: number; readonly info: JsonObject };
-  /** All files on disk, manifest included (not the frozen layers). */
+  /** The checkpoint's own files, manifest included (not frozen layers nor shared packs). */
   readonly bytesOnDisk: number;
+  /** Shared packs' files (1.2): stored once, by the checkpoint that wrote them. */
+  readonly sharedPackBytes: number;
 }
 
 export function describeCheckpoint(reader: CheckpointReader): CheckpointDescription {
@@ -33,7 +35,10 @@ export function describeCheckpoint(reader: CheckpointReader): CheckpointDescript
     statistics: stats,
     layers: m.layers,
     disks: m.disks,
+    packs: m.packs,
+    ...(m.parent === undefined ? {} : { parent: m.parent }),
     bytesOnDisk: reader.bytesOnDisk,
+    sharedPackBytes: m.packs.reduce((n, p) => n + p.bytes, 0),
   };
 }
 
@@ -70,6 +75,7 @@ export function formatCheckpoint(d: CheckpointDescription): string {
     `  chunks   ${d.chunks.count}, ${size(d.chunks.bytes)} stored, ${size(s.chunkRawBytes)} raw ` +
       `(${d.chunks.codec} level ${d.chunks.level}, up to ${d.chunks.chunkPagesMax} pages each)`,
     ...diskLines(d),
+    ...sharedLines(d),
     `  written  in ${s.writeMs} ms`,
   ].join("\n");
 }
@@ -88,5 +94,19 @@ function diskLines(d: CheckpointDescription): string[] {
       `${size(s.diskRawBytes)} not stored`,
     `  layers   ${d.layers.length} frozen, top first:`,
     ...chains,
+  ];
+}
+
+/** The parent and the shared packs, for an incremental (1.2) checkpoint. */
+function sharedLines(d: CheckpointDescription): string[] {
+  const s = d.statistics;
+  const parent =
+    d.parent === undefined ? [] : [`  parent   ${d.parent.name} (${d.parent.createdAt})`];
+  if (d.packs.length === 0) return parent;
+  return [
+    ...parent,
+    `  shared   ${s.pagesShared} pages in ${s.sharedChunks} chunks of ${d.packs.length} ` +
+      `earlier pack(s), not stored again (${size(s.sharedStoredBytes)} of them read on restore)`,
+    ...d.packs.map((p) => `           ${p.file} ${size(p.bytes)}, written by ${p.writtenBy}`),
   ];
 }

@@ -1,5 +1,5 @@
 /**
- * Constants and fixed layouts of checkpoint format 1.1, mirroring docs/format.md (the spec).
+ * Constants and fixed layouts of checkpoint format 1.2, mirroring docs/format.md (the spec).
  * Everything here is a fact about bytes on disk; changing any value is a format change
  * (see "Versioning" in the spec).
  */
@@ -14,14 +14,14 @@ import {
 
 /** The newest version this code reads and writes (major must match; any minor up to this). */
 export const FORMAT_MAJOR = 1;
-export const FORMAT_MINOR = 1;
+export const FORMAT_MINOR = 2;
 export const formatVersion = `${FORMAT_MAJOR}.${FORMAT_MINOR}`;
 /**
  * Minor versions and what each adds. A checkpoint is written with the lowest minor that
  * describes it, so one without disk layers stays readable by 1.0 readers; files whose layout
  * did not change (pack, device state) always carry minor 0.
  */
-export const Minor = { base: 0, diskLayers: 1 } as const;
+export const Minor = { base: 0, diskLayers: 1, sharedPacks: 2 } as const;
 
 /** Manifest line 1 is `snapwake-checkpoint <major>.<minor>\n`. */
 export const MANIFEST_MAGIC = "snapwake-checkpoint ";
@@ -43,10 +43,22 @@ export const Magic = { index: "SWIX", pack: "SWPK", device: "SWDS" } as const;
 
 /** index.bin: 64-byte header, then the (compressed) body. */
 export const INDEX_HEADER_BYTES = 64;
-/** One chunk-table entry: offset u64 | storedBytes u32 | pageCount u16 | codec u8 | rsvd u8 | sha256. */
+/**
+ * One chunk-table entry: offset u64 | storedBytes u32 | pageCount u16 | codec u8 | pack u8 |
+ * sha256. The pack byte (1.2; reserved 0 before) is 0 for the checkpoint's own pack, k ≥ 1 for
+ * the manifest's `packs[k - 1]`: another checkpoint's pack this one shares (a parent's).
+ */
 export const CHUNK_ENTRY_BYTES = 48;
 /** One page-map entry: kind (3 bits) | payload (29 bits), a u32. */
 export const PAGE_ENTRY_BYTES = 4;
+/** The most other packs one checkpoint's chunks may name (the pack byte's range). */
+export const SHARED_PACKS_MAX = 255;
+/** A shared pack's file name in the checkpoint directory: a hard link to the pack it shares. */
+export function sharedPackFile(id: string): string {
+  return `pack-${id}.pack`;
+}
+/** A pack's identity: 16 lowercase hex digits (1.2 manifests record it as `chunks.id`). */
+export const PACK_ID_PATTERN = /^[0-9a-f]{16}$/;
 /** chunks.pack: 16-byte header, then the chunks back to back. */
 export const PACK_HEADER_BYTES = 16;
 /** device.bin: 32-byte header, then sections and vmdescription. */

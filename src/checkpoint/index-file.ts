@@ -78,6 +78,8 @@ export interface IndexContext {
   readonly minor: number;
   /** The manifest's frozen layers (1.1), which disk references name. */
   readonly layers: readonly { readonly id: string; readonly virtualBytes: number }[];
+  /** The sizes of the manifest's shared packs (1.2), which chunks may name. */
+  readonly sharedPackBytes: readonly number[];
 }
 
 export interface DecodedIndex {
@@ -92,7 +94,7 @@ export function decodeIndex(bytes: Uint8Array, ctx: IndexContext): DecodedIndex 
   try {
     const { body, diskRefCount } = readBody(bytes, ctx, fail);
     const chunks = new ChunkTable(body.subarray(0, ctx.chunkCount * CHUNK_ENTRY_BYTES));
-    const chunkProblem = checkChunkTable(chunks, ctx.packBytes, diskRefCount);
+    const chunkProblem = checkChunkTable(chunks, ctx.packBytes, diskRefCount, ctx.sharedPackBytes);
     if (chunkProblem !== null) throw fail(`has a bad chunk table: ${chunkProblem}`);
     const mapBytes =
       body.byteLength - chunks.bytes.byteLength - diskRefCount * DISK_REF_ENTRY_BYTES;

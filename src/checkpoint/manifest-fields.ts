@@ -13,7 +13,14 @@ import {
   RAM_BLOCK_NAME_BYTES_MAX,
   RAM_BLOCKS_MAX,
 } from "../limits.ts";
-import { FILE_NAME_PATTERN, Minor } from "./format.ts";
+import {
+  FILE_NAME_PATTERN,
+  Minor,
+  PACK_HEADER_BYTES,
+  PACK_ID_PATTERN,
+  SHARED_PACKS_MAX,
+  sharedPackFile,
+} from "./format.ts";
 import { isPlainObject, type JsonObject } from "./json-value.ts";
 import type {
   CheckpointStatistics,
@@ -21,7 +28,9 @@ import type {
   FileRef,
   LayoutInfo,
   ManifestBody,
+  ParentInfo,
   RamBlockInfo,
+  SharedPackInfo,
 } from "./manifest.ts";
 import { layersAndDisks } from "./manifest-layers.ts";
 import { CHECKPOINT_NAME_PATTERN } from "./names.ts";
@@ -53,6 +62,10 @@ const DISK_STAT_KEYS: readonly (keyof CheckpointStatistics)[] = [
   "pagesDisk",
   "diskRefs",
   "diskRawBytes",
+  // 1.2; absent before, read as 0
+  "pagesShared",
+  "sharedChunks",
+  "sharedStoredBytes",
 ];
 
 /** Reads typed fields of one JSON object, failing with the field's full path. */
@@ -163,6 +176,36 @@ export function validateManifestBody(value: unknown, fail: Fail, minor: number):
     statistics: statistics(f.obj("statistics")),
     ...disk,
     ...layoutOf(f),
+    packs: minor >= Minor.sharedPacks ? sharedPacks(f, fail) : [],
+    ...parentOf(f),
+  };
+}
+
+function sharedPacks(f: Fields, fail: Fail): SharedPackInfo[] {
+  const packs = f.arr("packs", SHARED_PACKS_MAX).map((v, i) => {
+    const p = f.at(v, `packs[${i}]`);
+    const id = p.str("id", (s) => PACK_ID_PATTERN.test(s));
+    return {
+      id,
+      file: p.str("file", (s) => s === sharedPackFile(id)),
+      bytes: p.int("bytes", PACK_HEADER_BYTES, Number.MAX_SAFE_INTEGER),
+      writtenBy: p.str("writtenBy", (s) => CHECKPOINT_NAME_PATTERN.test(s)),
+    };
+  });
+  if (new Set(packs.map((p) => p.id)).size !== packs.length)
+    throw fail("manifest lists a shared pack twice");
+  return packs;
+}
+
+/** The optional, informative `parent`. */
+function parentOf(f: Fields): { parent?: ParentInfo } {
+  const raw = f.optionalObj("parent");
+  if (raw === null) return {};
+  return {
+    parent: {
+      name: raw.str("name", (s) => CHECKPOINT_NAME_PATTERN.test(s)),
+      createdAt: raw.str("createdAt", (s) => !Number.isNaN(Date.parse(s))),
+    },
   };
 }
 

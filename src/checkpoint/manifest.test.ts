@@ -34,9 +34,13 @@ const body: ManifestBody = {
     pagesDisk: 0,
     diskRefs: 0,
     diskRawBytes: 0,
+    pagesShared: 0,
+    sharedChunks: 0,
+    sharedStoredBytes: 0,
   },
   layers: [],
   disks: [],
+  packs: [],
 };
 
 test("a manifest decodes to what was encoded, with its version", () => {

@@ -70,6 +70,27 @@ export interface DiskInfo {
   readonly layers: readonly string[];
 }
 
+/**
+ * Another checkpoint's pack this one shares (1.2): a hard link `pack-<id>.pack` in the
+ * checkpoint's directory, so it lives as long as any checkpoint linking it (ADR 0007).
+ */
+export interface SharedPackInfo {
+  /** 16 hex digits: the pack's identity (packIdOf of the checkpoint that wrote it). */
+  readonly id: string;
+  /** `pack-<id>.pack`. */
+  readonly file: string;
+  /** Size of the file; checked when the checkpoint is opened. */
+  readonly bytes: number;
+  /** The checkpoint that wrote the pack (informative: it may be gone). */
+  readonly writtenBy: string;
+}
+
+/** The checkpoint an incremental save started from (informative: it may be gone since). */
+export interface ParentInfo {
+  readonly name: string;
+  readonly createdAt: string;
+}
+
 /** docs/format.md §2.1. */
 export interface CheckpointStatistics {
   readonly pagesTotal: number;
@@ -93,6 +114,12 @@ export interface CheckpointStatistics {
   readonly diskRefs: number;
   /** `diskRefs × 4096`: the uncompressed bytes left in the frozen layers. */
   readonly diskRawBytes: number;
+  /** Non-zero pages whose content is in a shared pack, not stored again (1.2; 0 before). */
+  readonly pagesShared: number;
+  /** Chunk-table entries of shared packs (1.2; 0 before). */
+  readonly sharedChunks: number;
+  /** Stored bytes of those chunks: what reading them costs, not what this checkpoint adds. */
+  readonly sharedStoredBytes: number;
 }
 
 /**
@@ -127,6 +154,10 @@ export interface ManifestBody {
   readonly disks: readonly DiskInfo[];
   /** Absent unless a relayout ordered the pack (informative; older readers ignore it). */
   readonly layout?: LayoutInfo;
+  /** Other checkpoints' packs the chunk table names (1.2; empty before, field absent). */
+  readonly packs: readonly SharedPackInfo[];
+  /** Absent unless saved incrementally (informative; older readers ignore it). */
+  readonly parent?: ParentInfo;
 }
 
 /** A decoded manifest: its body plus the format version from line 1. */
@@ -138,9 +169,23 @@ export function sha256Hex(bytes: Uint8Array): string {
   return crypto.hash("sha256", bytes, "hex");
 }
 
-/** The version a checkpoint is written as: 1.1 only when it has frozen disk layers. */
+/** The version a checkpoint is written as: the lowest whose features it uses. */
 export function versionOf(body: ManifestBody): string {
-  return `${FORMAT_MAJOR}.${body.layers.length > 0 ? Minor.diskLayers : Minor.base}`;
+  return `${FORMAT_MAJOR}.${minorOf(body)}`;
+}
+
+function minorOf(body: ManifestBody): number {
+  if (body.packs.length > 0) return Minor.sharedPacks;
+  return body.layers.length > 0 ? Minor.diskLayers : Minor.base;
+}
+
+/**
+ * The identity of a checkpoint's own pack: the first 16 hex digits of its index's SHA-256,
+ * which names every chunk's offset, length and hash. Derived, so 1.0 and 1.1 checkpoints
+ * (which record none) have one too, and a relayout's new pack gets a new one.
+ */
+export function packIdOf(manifest: Pick<ManifestBody, "index">): string {
+  return manifest.index.sha256.slice(0, 16);
 }
 
 export function encodeManifest(body: ManifestBody): Uint8Array {
@@ -151,12 +196,19 @@ export function encodeManifest(body: ManifestBody): Uint8Array {
   return Buffer.concat([line1, line2, json]);
 }
 
-/** A 1.0 manifest has no layer fields at all: exactly what a 1.0 writer wrote. */
+/**
+ * Each version's fields only: a 1.0 manifest has no layer fields at all, a 1.1 one no pack
+ * fields, exactly what a writer of that version wrote.
+ */
 function jsonOf(body: ManifestBody): object {
-  if (body.layers.length > 0) return body;
-  const { layers: _l, disks: _d, statistics, ...rest } = body;
-  const { pagesDisk: _p, diskRefs: _r, diskRawBytes: _b, ...stats } = statistics;
-  return { ...rest, statistics: stats };
+  const minor = minorOf(body);
+  if (minor >= Minor.sharedPacks) return body;
+  const { packs: _k, statistics, ...rest } = body;
+  const { pagesShared: _s, sharedChunks: _c, sharedStoredBytes: _y, ...stats11 } = statistics;
+  if (minor === Minor.diskLayers) return { ...rest, statistics: stats11 };
+  const { layers: _l, disks: _d, ...rest10 } = rest;
+  const { pagesDisk: _p, diskRefs: _r, diskRawBytes: _b, ...stats10 } = stats11;
+  return { ...rest10, statistics: stats10 };
 }
 
 /** Verifies and decodes a manifest; `checkpoint` names it in errors. */

@@ -13,13 +13,14 @@
  * naming the chunk, never a wrong page.
  */
 import assert from "node:assert/strict";
-import { type FileHandle, open, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError, InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
 import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
 import { CheckpointLayers } from "./checkpoint-layers.ts";
-import { chunkHashOfPages } from "./chunk-hash.ts";
+import { CheckpointPacks } from "./checkpoint-packs.ts";
+import { chunkHashOfDigests, PAGE_DIGEST_BYTES, writePageDigest } from "./chunk-hash.ts";
 import type { ChunkTable } from "./chunk-table.ts";
 import { codecById } from "./codec.ts";
 import { DEVICE_FILE_BYTES_MAX, type DeviceState, decodeDeviceState } from "./device-file.ts";
@@ -30,14 +31,12 @@ import {
   INDEX_BODY_BYTES_MAX,
   INDEX_HEADER_BYTES,
   KIND_SHIFT,
-  PACK_HEADER_BYTES,
   PageKind,
 } from "./format.ts";
 import { decodeIndex, type IndexContext } from "./index-file.ts";
 import type { JsonValue } from "./json-value.ts";
 import type { LayerInfo, Manifest, RamBlockInfo } from "./manifest.ts";
 import { sha256Hex } from "./manifest.ts";
-import { checkPackHeader } from "./pack-writer.ts";
 import type { PageLocation, PageMap } from "./page-map.ts";
 import { type PageVisitor, visitPages, walkChunks } from "./page-walk.ts";
 import type { CheckpointStore } from "./store.ts";
@@ -71,7 +70,7 @@ export class CheckpointReader {
   readonly diskRefs: DiskRefTable;
   /** Every file of the checkpoint, manifest included (not the frozen layers it names). */
   readonly bytesOnDisk: number;
-  readonly #pack: FileHandle;
+  readonly #packs: CheckpointPacks;
   readonly #layers: CheckpointLayers;
   #closed = false;
 
@@ -84,7 +83,7 @@ export class CheckpointReader {
     this.pageMap = index.pageMap;
     this.diskRefs = index.diskRefs;
     this.bytesOnDisk = index.bytesOnDisk;
-    this.#pack = index.pack;
+    this.#packs = index.packs;
     this.#layers = index.layers;
   }
 
@@ -108,7 +107,7 @@ export class CheckpointReader {
     try {
       await layers.checkPresent();
     } catch (error) {
-      await index.pack.close();
+      await index.packs.close();
       throw error;
     }
     return new CheckpointReader(name, dir, manifest, { ...index, bytesOnDisk, layers });
@@ -161,34 +160,32 @@ export class CheckpointReader {
     this.#assertOpen();
     const e = this.chunks.entry(chunk);
     if (e.codec === DISK_CHUNK_CODEC) return this.#layers.read(e.offset, e.pageCount);
-    const stored = Buffer.allocUnsafe(e.storedBytes);
-    let done = 0;
-    while (done < stored.byteLength) {
-      const { bytesRead } = await this.#pack.read(
-        stored,
-        done,
-        stored.byteLength - done,
-        e.offset + done,
-      );
-      if (bytesRead === 0) {
-        throw new InvalidCheckpointError(
-          this.name,
-          `pack file "${this.manifest.chunks.file}" ends inside chunk ${chunk}`,
-        );
-      }
-      done += bytesRead;
-    }
-    return stored;
+    return this.#packs.read(chunk, e.pack ?? 0, e.offset, e.storedBytes);
   }
 
   /** Decompresses and verifies a chunk read by readStoredChunk. */
   decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[] {
+    return this.decodeChunkWithDigests(chunk, stored).pages;
+  }
+
+  /**
+   * decodeChunk, also giving the SHA-256 of each page (slot order, 32 bytes each) that the
+   * hash check computed: an incremental save indexes a parent's pages with them.
+   */
+  decodeChunkWithDigests(
+    chunk: number,
+    stored: Uint8Array,
+  ): { pages: Uint8Array[]; digests: Buffer } {
     const e = this.chunks.entry(chunk);
     if (e.codec === DISK_CHUNK_CODEC) {
-      return this.#layers.verify(e.offset, stored, (slot) => this.#pageOf(diskEntry(chunk, slot)));
+      const pages = this.#layers.verify(e.offset, stored, (slot) =>
+        this.#pageOf(diskEntry(chunk, slot)),
+      );
+      return { pages, digests: pageDigests(pages) };
     }
     const codec = codecById(e.codec);
     assert(codec !== null, "codec checked when the index was opened");
+    const where = this.#chunkName(chunk, e.pack ?? 0);
     let raw: Uint8Array;
     try {
       raw = codec.decompress(stored, e.pageCount * PAGE_SIZE_BYTES);
@@ -196,19 +193,30 @@ export class CheckpointReader {
       if (!(error instanceof DecodeError)) throw error;
       throw new InvalidCheckpointError(
         this.name,
-        `chunk ${chunk} does not decompress: ${error.message}`,
-        { cause: error },
+        `${where} does not decompress: ${error.message}`,
+        {
+          cause: error,
+        },
       );
     }
-    if (!chunkHashOfPages(raw).equals(e.sha256)) {
-      throw new InvalidCheckpointError(
-        this.name,
-        `chunk ${chunk} fails its hash check (its pages are corrupt)`,
-      );
-    }
-    return Array.from({ length: e.pageCount }, (_, s) =>
+    const pages = Array.from({ length: e.pageCount }, (_, s) =>
       raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
     );
+    const digests = pageDigests(pages);
+    if (!chunkHashOfDigests(digests).equals(e.sha256)) {
+      throw new InvalidCheckpointError(
+        this.name,
+        `${where} fails its hash check (its pages are corrupt)`,
+      );
+    }
+    return { pages, digests };
+  }
+
+  /** "chunk 3", or for a shared pack's chunk "chunk 3 (shared pack "pack-….pack" of c1)". */
+  #chunkName(chunk: number, pack: number): string {
+    const shared = pack === 0 ? undefined : this.manifest.packs[pack - 1];
+    if (shared === undefined) return `chunk ${chunk}`;
+    return `chunk ${chunk} (shared pack "${shared.file}", written by ${shared.writtenBy})`;
   }
 
   /**
@@ -285,7 +293,7 @@ export class CheckpointReader {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#pack.close();
+    await this.#packs.close();
     await this.#layers.close();
   }
 
@@ -305,7 +313,7 @@ interface Opened {
   readonly chunks: ChunkTable;
   readonly pageMap: PageMap;
   readonly diskRefs: DiskRefTable;
-  readonly pack: FileHandle;
+  readonly packs: CheckpointPacks;
   readonly bytesOnDisk: number;
   readonly layers: CheckpointLayers;
 }
@@ -323,15 +331,14 @@ async function openIndexAndPack(
   if (sha256Hex(bytes) !== ref.sha256)
     throw fail(`index hash mismatch: "${ref.file}" was modified or corrupted`);
   const { chunks, pageMap, diskRefs } = decodeIndex(bytes, indexContext(manifest, name));
-  const pack = await open(join(dir, manifest.chunks.file), "r");
-  const header = Buffer.alloc(PACK_HEADER_BYTES);
-  const { bytesRead } = await pack.read(header, 0, PACK_HEADER_BYTES, 0);
-  const problem = checkPackHeader(header.subarray(0, bytesRead));
-  if (problem !== null) {
-    await pack.close();
-    throw fail(`pack file "${manifest.chunks.file}" ${problem}`);
-  }
-  return { chunks, pageMap, diskRefs, pack };
+  return { chunks, pageMap, diskRefs, packs: await CheckpointPacks.open(dir, manifest, name) };
+}
+
+/** SHA-256 of each page, back to back. */
+function pageDigests(pages: readonly Uint8Array[]): Buffer {
+  const out = Buffer.allocUnsafe(pages.length * PAGE_DIGEST_BYTES);
+  for (const [s, page] of pages.entries()) writePageDigest(page, out, s * PAGE_DIGEST_BYTES);
+  return out;
 }
 
 /** What decodeIndex checks the index against: the manifest's view of it. */
@@ -344,5 +351,6 @@ export function indexContext(manifest: Manifest, name: string): IndexContext {
     packBytes: manifest.chunks.bytes,
     minor: Number(manifest.format.split(".")[1]),
     layers: manifest.layers,
+    sharedPackBytes: manifest.packs.map((p) => p.bytes),
   };
 }

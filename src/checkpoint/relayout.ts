@@ -10,7 +10,8 @@
  * old deleted; store.ts says what a crash in between leaves and how `cleanTemp` recovers).
  * Everything but the chunk order, the index, the statistics and the manifest's `layout` is
  * carried over: createdAt, VM spec, QEMU info, stream info, RAM blocks, device state, zero
- * pages and disk references (a disk duplicate stays a reference to the same layer block).
+ * pages, disk references (a disk duplicate stays a reference to the same layer block), and
+ * pages in shared packs (format 1.2: they stay shared, only the checkpoint's own pack is new).
  *
  * Invariants: memory holds the page map, the order, and at most RELAYOUT_CHUNK_CACHE_MAX
  * decoded chunks; a failure before the swap leaves the old checkpoint listed and untouched.
@@ -75,6 +76,9 @@ export async function relayoutCheckpoint(
       layout: { kind: "access-order", workingSetPages: ws.length, source: opts.source ?? "trace" },
       replace: true,
       ...(old.manifest.layers.length > 0 ? { diskBlocks: diskSource(old, feeding) } : {}),
+      // Pages in packs it shares stay shared: only its own pack is rewritten.
+      ...(old.manifest.packs.length > 0 ? { shareFrom: { reader: old, ownPack: false } } : {}),
+      ...(old.manifest.parent === undefined ? {} : { parent: old.manifest.parent }),
     });
     await copyPages(old, writer, ws, feeding);
     if (old.manifest.layers.length > 0) writer.setDisks(old.manifest.layers, old.manifest.disks);

@@ -4,7 +4,7 @@
  * node:fs directly.
  */
 import { open } from "node:fs/promises";
-import { InvalidCheckpointError } from "../errors.ts";
+import { InvalidCheckpointError, UsageError } from "../errors.ts";
 
 /** The subset of fs.promises.FileHandle the writer uses. */
 export interface WritableFile {
@@ -83,4 +83,13 @@ export async function writeWholeFile(io: StoreIo, path: string, bytes: Uint8Arra
   } finally {
     await file.close();
   }
+}
+
+/** Typed errors pass through; system errors (ENOSPC, EIO…) become CheckpointWriteError. */
+export function wrapWriteError(name: string, action: string, error: unknown): unknown {
+  if (!(error instanceof Error) || error.name === "AssertionError") return error;
+  if (error instanceof CheckpointWriteError || error instanceof UsageError) return error;
+  if (error.name === "InvalidCheckpointError")
+    return new CheckpointWriteError(name, "verifying what was written", error);
+  return new CheckpointWriteError(name, action, error);
 }

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { NotFoundError, UsageError } from "../errors.ts";
+import { InvalidCheckpointError, NotFoundError, UsageError } from "../errors.ts";
 import { DEVICE_STATE_BYTES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 import type { CheckpointListing } from "./checkpoint-files.ts";
 import { ChunkPacker } from "./chunk-packer.ts";
@@ -21,13 +21,15 @@ import type { DeviceState } from "./device-file.ts";
 import { type DiskBlockSource, DiskPages } from "./disk-pages.ts";
 import { FileName, zeroEntry } from "./format.ts";
 import { toJsonObject } from "./json-value.ts";
-import type { DiskInfo, LayerInfo, LayoutInfo } from "./manifest.ts";
+import type { DiskInfo, LayerInfo, LayoutInfo, ParentInfo } from "./manifest.ts";
 import { checkCheckpointName } from "./names.ts";
 import { PackWriter } from "./pack-writer.ts";
 import { PageMap } from "./page-map.ts";
 import { checkRamBlocks, type RamBlockInput } from "./ram-blocks.ts";
+import type { CheckpointReader } from "./reader.ts";
+import { SharedPages } from "./shared-pages.ts";
 import type { CheckpointStore } from "./store.ts";
-import { CheckpointWriteError } from "./store-io.ts";
+import { CheckpointWriteError, wrapWriteError } from "./store-io.ts";
 
 export interface BeginOptions {
   readonly name: string;
@@ -48,6 +50,15 @@ export interface BeginOptions {
   readonly diskBlocks?: DiskBlockSource;
   /** Recorded as the manifest's `layout` (a relayout's access order, docs/format.md §2.3). */
   readonly layout?: LayoutInfo;
+  /**
+   * Incremental (format 1.2): pages whose content this checkpoint holds are not stored again
+   * but shared with it (ADR 0007). `ownPack: false` shares only the packs it shares in turn
+   * (a relayout of an incremental checkpoint). The caller keeps the reader open until begin
+   * returns; it may close it then.
+   */
+  readonly shareFrom?: { readonly reader: CheckpointReader; readonly ownPack: boolean };
+  /** Recorded as the manifest's `parent` (informative lineage). */
+  readonly parent?: ParentInfo;
   /**
    * Commit replaces the listed checkpoint of this name instead of refusing it (relayout only):
    * the old directory is renamed aside, the new one in, then the old deleted (store.replace).
@@ -83,11 +94,16 @@ export async function beginCheckpoint(
     createdAt: (opts.now?.() ?? new Date()).toISOString(),
     layout: opts.layout ?? null,
     replace: opts.replace === true,
+    parent: opts.parent ?? null,
   };
   if (!meta.replace) await refuseTakenName(store, opts.name);
   const dir = await store.newTempPath();
   try {
     await mkdir(dir);
+    const shared =
+      opts.shareFrom === undefined
+        ? null
+        : await SharedPages.index(opts.shareFrom.reader, dir, opts.shareFrom);
     const pack = await PackWriter.create(store.io, join(dir, FileName.pack));
     return new CheckpointWriter({
       store,
@@ -97,9 +113,11 @@ export async function beginCheckpoint(
       meta,
       started: performance.now(),
       disk: opts.diskBlocks === undefined ? null : new DiskPages(opts.diskBlocks),
+      shared,
     });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
+    if (error instanceof UsageError || error instanceof InvalidCheckpointError) throw error;
     throw new CheckpointWriteError(opts.name, `creating ${dir}`, error);
   }
 }
@@ -123,6 +141,7 @@ export interface WriterInit {
   readonly meta: WriterSnapshot["meta"];
   readonly started: number;
   readonly disk: DiskPages | null;
+  readonly shared: SharedPages | null;
 }
 
 /** Writes one checkpoint; created by beginCheckpoint, finished by commit or abort. */
@@ -175,6 +194,11 @@ export class CheckpointWriter {
     const existing = packer.existing(digest);
     if (existing >= 0) {
       entries[index] = existing;
+      return;
+    }
+    const shared = this.#init.shared?.find(digest) ?? -1;
+    if (shared >= 0) {
+      entries[index] = shared;
       return;
     }
     const disk = this.#init.disk;
@@ -369,13 +393,4 @@ export class CheckpointWriter {
     // A directory we cannot remove stays under tmp/, which is never listed; cleanTemp retries.
     await rm(this.#init.dir, { recursive: true, force: true }).catch(() => undefined);
   }
-}
-
-/** Typed errors pass through; system errors (ENOSPC, EIO…) become CheckpointWriteError. */
-function wrapWriteError(name: string, action: string, error: unknown): unknown {
-  if (!(error instanceof Error) || error.name === "AssertionError") return error;
-  if (error instanceof CheckpointWriteError || error instanceof UsageError) return error;
-  if (error.name === "InvalidCheckpointError")
-    return new CheckpointWriteError(name, "verifying what was written", error);
-  return new CheckpointWriteError(name, action, error);
 }

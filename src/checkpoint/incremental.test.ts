@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { PAGE_SIZE_BYTES } from "../limits.ts";
+import { FileName, sharedPackFile } from "./format.ts";
+import { packIdOf } from "./manifest.ts";
+import { CheckpointReader } from "./reader.ts";
+import { relayoutCheckpoint } from "./relayout.ts";
+import type { CheckpointStore } from "./store.ts";
+import { flipBit, prng, randomBytes, rewriteManifest, tempStore } from "./test-support.ts";
+import { beginCheckpoint } from "./writer.ts";
+
+const PAGES = 256; // four full chunks
+
+/** Writes `pages` (null: zero) as checkpoint `name`, sharing with `parent` when given. */
+async function write(
+  store: CheckpointStore,
+  name: string,
+  pages: readonly (Uint8Array | null)[],
+  parent?: string,
+): Promise<void> {
+  const source = parent === undefined ? null : await CheckpointReader.open(store, parent);
+  const w = await beginCheckpoint(store, {
+    name,
+    vm: { name: "vm1" },
+    qemu: { version: "7.2.22" },
+    stream: { configuration: Uint8Array.of(1) },
+    ...(source === null
+      ? {}
+      : {
+          shareFrom: { reader: source, ownPack: true },
+          parent: { name: source.name, createdAt: source.manifest.createdAt },
+        }),
+  }).finally(() => source?.close());
+  w.setRamBlocks([{ name: "pc.ram", lengthBytes: pages.length * PAGE_SIZE_BYTES }]);
+  for (const [i, page] of pages.entries()) {
+    if (page === null) w.putZero(0, i, 0);
+    else await w.putPage(0, i, page);
+  }
+  w.setDeviceState({ sections: Buffer.from(name), vmdescription: null });
+  await w.commit();
+}
+
+/** Reads every page of `name` and compares it with `expected`. */
+async function assertPages(
+  store: CheckpointStore,
+  name: string,
+  expected: readonly (Uint8Array | null)[],
+): Promise<void> {
+  const r = await CheckpointReader.open(store, name);
+  try {
+    await r.verify();
+    let seen = 0;
+    await r.forEachPage((_b, p, data) => {
+      seen++;
+      const want = expected[p] ?? null;
+      if (want === null) assert.equal(data, null, `${name} page ${p} is zero`);
+      else assert.ok(data !== null && Buffer.from(data).equals(want), `${name} page ${p}`);
+    });
+    assert.equal(seen, expected.length);
+  } finally {
+    await r.close();
+  }
+}
+
+async function manifestOf(store: CheckpointStore, name: string) {
+  const r = await CheckpointReader.open(store, name);
+  await r.close();
+  return r.manifest;
+}
+
+function chain() {
+  const rand = prng(11);
+  const page = () => randomBytes(rand, PAGE_SIZE_BYTES);
+  const c1 = Array.from({ length: PAGES }, (_, i) => (i % 16 === 15 ? null : page()));
+  const c2 = c1.map((p, i) => (i < 8 ? page() : p)); // pages 0–7 changed
+  // c3: pages 8–11 changed, page 200 holds what page 3 held in c1 only (c1's pack, via c2)
+  const c3 = c2.map((p, i) => (i >= 8 && i < 12 ? page() : i === 200 ? (c1[3] ?? null) : p));
+  return { c1, c2, c3 };
+}
+
+test("a chain of three incremental checkpoints stores each change once and reads bit-exact", async () => {
+  const t = await tempStore();
+  try {
+    const { c1, c2, c3 } = chain();
+    await write(t.store, "c1", c1);
+    await write(t.store, "c2", c2, "c1");
+    await write(t.store, "c3", c3, "c2");
+    for (const [name, pages] of [
+      ["c1", c1],
+      ["c2", c2],
+      ["c3", c3],
+    ] as const)
+      await assertPages(t.store, name, pages);
+    const m1 = await manifestOf(t.store, "c1");
+    const m2 = await manifestOf(t.store, "c2");
+    const m3 = await manifestOf(t.store, "c3");
+    assert.equal(m1.format, "1.0");
+    assert.equal(m2.format, "1.2");
+    assert.deepEqual(m2.parent, { name: "c1", createdAt: m1.createdAt });
+    assert.equal(m2.statistics.pagesUnique, 8, "only the 8 changed pages are stored");
+    assert.equal(m2.statistics.pagesShared, PAGES - PAGES / 16 - 8);
+    assert.equal(m3.statistics.pagesUnique, 4, "page 200 is c1's page 3: shared, not stored");
+    assert.deepEqual(
+      m3.packs.map((p) => [p.id, p.writtenBy]),
+      [
+        [packIdOf(m2), "c2"],
+        [packIdOf(m1), "c1"],
+      ],
+    );
+    assert.ok(m3.statistics.storedBytes < m1.statistics.storedBytes / 10);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("removing the middle of a chain keeps the last restorable; the last link frees a pack", async () => {
+  const t = await tempStore();
+  try {
+    const { c1, c2, c3 } = chain();
+    await write(t.store, "c1", c1);
+    await write(t.store, "c2", c2, "c1");
+    await write(t.store, "c3", c3, "c2");
+    const m2 = await manifestOf(t.store, "c2");
+    const c2Pack = join(t.store.dirOf("c3"), sharedPackFile(packIdOf(m2)));
+    assert.equal((await stat(c2Pack)).nlink, 2, "c2's pack: its own file and c3's link");
+    await t.store.remove("c2");
+    await t.store.cleanTemp();
+    assert.equal((await stat(c2Pack)).nlink, 1, "c3 alone keeps c2's pack");
+    await assertPages(t.store, "c3", c3);
+    await assertPages(t.store, "c1", c1);
+    await t.store.remove("c1");
+    await assertPages(t.store, "c3", c3);
+    await t.store.remove("c3");
+    await t.store.cleanTemp();
+    assert.deepEqual(await readdir(t.store.checkpointsDir), []);
+    assert.deepEqual(await readdir(t.store.tempDir), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a corrupt shared pack fails the child's read, naming the pack and who wrote it", async () => {
+  const t = await tempStore();
+  try {
+    const { c1, c2 } = chain();
+    await write(t.store, "c1", c1);
+    await write(t.store, "c2", c2, "c1");
+    // A hard link is the same file: damaging c1's pack damages what c2 reads.
+    await flipBit(t.store.dirOf("c1"), FileName.pack, 16 + 3 * PAGE_SIZE_BYTES + 9);
+    const r = await CheckpointReader.open(t.store, "c2");
+    try {
+      await assert.rejects(
+        r.verify(),
+        /chunk \d+ \(shared pack "pack-[0-9a-f]{16}\.pack", written by c1\) (fails its hash check|does not decompress)/,
+      );
+    } finally {
+      await r.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a shared pack that is missing or of the wrong size is refused at open", async () => {
+  const t = await tempStore();
+  try {
+    const { c1, c2 } = chain();
+    await write(t.store, "c1", c1);
+    await write(t.store, "c2", c2, "c1");
+    await rewriteManifest(t.store.dirOf("c2"), (b) => ({
+      ...b,
+      packs: b.packs.map((p) => ({ ...p, bytes: p.bytes + 1 })),
+    }));
+    await assert.rejects(
+      CheckpointReader.open(t.store, "c2"),
+      /shared pack file "pack-[0-9a-f]{16}\.pack" is truncated/,
+    );
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a relayout of an incremental checkpoint keeps sharing its parent's pages", async () => {
+  const t = await tempStore();
+  try {
+    const { c1, c2 } = chain();
+    await write(t.store, "c1", c1);
+    await write(t.store, "c2", c2, "c1");
+    const before = await manifestOf(t.store, "c2");
+    const order = [5, 100, 3].map((page) => ({ block: 0, page }));
+    await relayoutCheckpoint(t.store, "c2", order);
+    const after = await manifestOf(t.store, "c2");
+    assert.equal(after.statistics.pagesShared, before.statistics.pagesShared);
+    assert.equal(after.statistics.pagesUnique, 8);
+    assert.deepEqual(after.parent, before.parent);
+    await assertPages(t.store, "c2", c2);
+  } finally {
+    await t.cleanup();
+  }
+});

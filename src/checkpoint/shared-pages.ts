@@ -1,0 +1,181 @@
+/**
+ * Pages an incremental checkpoint shares with the checkpoint it starts from (format 1.2,
+ * ADR 0007). Before the save, every pack chunk of the source (its own and the packs it shares
+ * in turn) is read, verified and indexed by page SHA-256; the source's packs are hard-linked
+ * into the new checkpoint's temp directory at once, so removing the source meanwhile cannot
+ * take them away. A saved page whose digest is indexed is not stored again: its page-map entry
+ * is provisional (kind "parent", payload = source chunk << 6 | slot) until commit places the
+ * source chunks it used after the checkpoint's own chunks (placeSharedChunks) and unlinks the
+ * packs no page uses.
+ *
+ * Invariant: a shared page's bytes were verified (chunk hash) when they were indexed, and are
+ * verified again by every read of the new checkpoint, which lists the same chunk hash.
+ */
+import assert from "node:assert/strict";
+import { link, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { UsageError } from "../errors.ts";
+import { PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
+import type { ChunkEntry } from "./chunk-table.ts";
+import { DedupIndex } from "./dedup-index.ts";
+import {
+  KIND_SHIFT,
+  PAYLOAD_MASK,
+  PageKind,
+  SHARED_PACKS_MAX,
+  SLOT_BITS,
+  SLOT_MASK,
+  sharedPackFile,
+  storedEntry,
+} from "./format.ts";
+import { packIdOf, type SharedPackInfo } from "./manifest.ts";
+import type { PageMap } from "./page-map.ts";
+import { walkChunks } from "./page-walk.ts";
+import type { CheckpointReader } from "./reader.ts";
+
+/** A checkpoint pack the new checkpoint may name: where it is linked, and what it is. */
+interface SourcePack extends SharedPackInfo {
+  /** The pack's file in the source checkpoint's directory. */
+  readonly sourcePath: string;
+}
+
+/** What commit needs of the shared pages: the chunk-table entries and the manifest's packs. */
+export interface PlacedShared {
+  readonly packs: readonly SharedPackInfo[];
+  readonly chunks: number;
+  readonly storedBytes: number;
+}
+
+export class SharedPages {
+  readonly #index = new DedupIndex();
+  /** Source chunk-table entries of pack chunks, by source chunk number. */
+  readonly #chunks: ChunkEntry[] = [];
+  /** Per source chunk: which of `#packs` holds it. */
+  readonly #packOf: number[] = [];
+  readonly #used: Uint8Array;
+  readonly #packs: readonly SourcePack[];
+  readonly #dir: string;
+  /** Pages of the new checkpoint found in the source (each a page not stored again). */
+  hits = 0;
+
+  private constructor(dir: string, packs: readonly SourcePack[], chunkCount: number) {
+    this.#dir = dir;
+    this.#packs = packs;
+    this.#used = new Uint8Array(chunkCount);
+  }
+
+  /**
+   * Indexes the pages of `source` (all its pack chunks, or with `ownPack: false` only those of
+   * the packs it shares) and links its packs into `dir`, the new checkpoint's temp directory.
+   */
+  static async index(
+    source: CheckpointReader,
+    dir: string,
+    opts: { readonly ownPack: boolean },
+  ): Promise<SharedPages> {
+    const m = source.manifest;
+    const all: SourcePack[] = [
+      {
+        id: packIdOf(m),
+        file: sharedPackFile(packIdOf(m)),
+        bytes: m.chunks.bytes,
+        writtenBy: source.name,
+        sourcePath: join(source.dir, m.chunks.file),
+      },
+      ...m.packs.map((p) => ({ ...p, sourcePath: join(source.dir, p.file) })),
+    ];
+    // A source at the limit drops its oldest shared pack: those pages are stored again.
+    const usable = (k: number) => (k > 0 || opts.ownPack) && k < SHARED_PACKS_MAX;
+    const packs = all.filter((_, k) => usable(k));
+    const shared = new SharedPages(dir, packs, source.chunks.count);
+    for (const p of packs) await linkPack(p.sourcePath, join(dir, p.file), source.name);
+    await walkChunks(
+      source,
+      (c) => !source.chunks.isDisk(c) && usable(source.chunks.packOf(c)),
+      (chunk, stored) => {
+        const { digests } = source.decodeChunkWithDigests(chunk, stored);
+        shared.#add(
+          chunk,
+          source.chunks.entry(chunk),
+          packs.indexOf(all[source.chunks.packOf(chunk)] as SourcePack),
+          digests,
+        );
+      },
+      null,
+    );
+    return shared;
+  }
+
+  #add(chunk: number, entry: ChunkEntry, pack: number, digests: Buffer): void {
+    assert(pack >= 0, "an indexed chunk's pack is linked");
+    this.#chunks[chunk] = { ...entry, sha256: Buffer.from(entry.sha256) };
+    this.#packOf[chunk] = pack;
+    for (let slot = 0; slot < entry.pageCount; slot++) {
+      const digest = digests.subarray(slot * PAGE_DIGEST_BYTES, (slot + 1) * PAGE_DIGEST_BYTES);
+      if (this.#index.get(digest) < 0) this.#index.addLast(provisional(chunk, slot));
+    }
+  }
+
+  /** The provisional entry of a page whose content the source holds, or -1. */
+  find(digest: Uint8Array): number {
+    const entry = this.#index.get(digest);
+    if (entry < 0) return -1;
+    this.hits += 1;
+    return entry;
+  }
+
+  /**
+   * Appends the source chunks that pages still use to the chunk table (after the checkpoint's
+   * own chunks, by pack and offset), rewrites those pages' entries, and unlinks the packs no
+   * chunk uses. Returns the manifest's `packs` (in pack-byte order) and counts.
+   */
+  async place(map: PageMap, append: (e: ChunkEntry) => number): Promise<PlacedShared> {
+    const entries = map.entries;
+    for (const e of entries) {
+      if (e >>> KIND_SHIFT === PageKind.parent) this.#used[(e & PAYLOAD_MASK) >>> SLOT_BITS] = 1;
+    }
+    const used = [...this.#used.keys()].filter((c) => this.#used[c] === 1);
+    const packOf = (c: number) => this.#packOf[c] ?? -1;
+    const offsetOf = (c: number) => this.#chunks[c]?.offset ?? 0;
+    used.sort((a, b) => packOf(a) - packOf(b) || offsetOf(a) - offsetOf(b));
+    const listed = [...new Set(used.map(packOf))];
+    const newIndex = new Map<number, number>();
+    let storedBytes = 0;
+    for (const c of used) {
+      const e = this.#chunks[c] as ChunkEntry;
+      newIndex.set(c, append({ ...e, pack: listed.indexOf(packOf(c)) + 1 }));
+      storedBytes += e.storedBytes;
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] ?? 0;
+      if (e >>> KIND_SHIFT !== PageKind.parent) continue;
+      const chunk = newIndex.get((e & PAYLOAD_MASK) >>> SLOT_BITS) ?? -1;
+      assert(chunk >= 0, "every shared chunk a page uses was placed");
+      entries[i] = storedEntry(chunk, e & SLOT_MASK);
+    }
+    for (const [k, p] of this.#packs.entries()) {
+      if (!listed.includes(k)) await rm(join(this.#dir, p.file), { force: true });
+    }
+    const packs = listed.map((k) => {
+      const { sourcePath: _s, ...info } = this.#packs[k] as SourcePack;
+      return info;
+    });
+    return { packs, chunks: used.length, storedBytes };
+  }
+}
+
+function provisional(chunk: number, slot: number): number {
+  return ((PageKind.parent << KIND_SHIFT) | (chunk << SLOT_BITS) | slot) >>> 0;
+}
+
+async function linkPack(from: string, to: string, source: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (error) {
+    throw new UsageError(
+      `Cannot share the pages of checkpoint "${source}": linking its pack ${from} failed ` +
+        `(${error instanceof Error ? error.message : String(error)}); is it still listed, on the same filesystem?`,
+      { cause: error },
+    );
+  }
+}
