@@ -4,16 +4,21 @@
  * build/bench/. Only ratios within one run mean anything on shared machines.
  *   save     checkpoint bytes, save time, eager restore time vs QEMU's migrate/-incoming
  *   restore  TTR, restore overhead and the VEE'11 table: QEMU, eager, lazy, partial (trace/write set)
- *   space    disk-duplicate exclusion on a page-cache-heavy guest (bench/disk-dedup.ts)
+ *   space    checkpoint bytes of a page-cache-heavy and a mostly-anonymous guest: QEMU's stream
+ *            raw and zstd -1, snapwake with and without disk references, incremental later
+ *            (--files-mib of files for the first guest, --later-seconds before the incremental)
  */
-import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { guestArtifacts, loadGuestInfo } from "../src/guest/index.ts";
 import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
 import { formatRestoreBench, runRestoreBench } from "./lib/restore-modes.ts";
+import { runSpaceGuest, type SpaceGuestPlan, type SpaceGuestResult } from "./lib/space.ts";
+import { spaceDataDisk } from "./lib/space-data-disk.ts";
+import { formatSpaceBench, PARK_TC16 } from "./lib/space-format.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -21,6 +26,8 @@ const { values, positionals } = parseArgs({
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
     "trace-seconds": { type: "string", default: "3" },
+    "files-mib": { type: "string", default: "320" },
+    "later-seconds": { type: "string", default: "60" },
     out: { type: "string", default: "build/bench" },
   },
 });
@@ -90,9 +97,43 @@ if (which === "restore" || which === "all") {
 }
 
 if (which === "space" || which === "all") {
-  // Its own process: the space bench is a standalone script with its own options.
-  const run = spawnSync(process.execPath, [join(import.meta.dirname, "disk-dedup.ts")], {
-    stdio: "inherit",
-  });
-  if (run.status !== 0) process.exitCode = run.status ?? 1;
+  const filesMiB = Number(values["files-mib"]);
+  const laterSeconds = Number(values["later-seconds"]);
+  if (!Number.isSafeInteger(filesMiB) || filesMiB < 16 || filesMiB > 2048) {
+    console.error(`bench: --files-mib ${values["files-mib"]}: use an integer from 16 to 2048`);
+    process.exit(2);
+  }
+  if (!Number.isSafeInteger(laterSeconds) || laterSeconds < 0 || laterSeconds > 3600) {
+    console.error(`bench: --later-seconds ${values["later-seconds"]}: use 0 to 3600`);
+    process.exit(2);
+  }
+  const files = await spaceDataDisk(filesMiB, log);
+  const plans: SpaceGuestPlan[] = [
+    {
+      kind: "page-cache-heavy",
+      memoryMiB,
+      params: { memMiB: 16, hotPct: 5, hotRate: 200 },
+      rawDataDisk: files.raw,
+      dataFileBytes: files.dataBytes,
+    },
+    {
+      kind: "mostly anonymous",
+      memoryMiB,
+      params: { memMiB, hotPct: 5, hotRate: 1000 },
+      rawDataDisk: guestArtifacts().dataDisk,
+      dataFileBytes: (await loadGuestInfo()).dataBytes,
+    },
+  ];
+  const guests: SpaceGuestResult[] = [];
+  for (const plan of plans)
+    guests.push(
+      await inScratch((work) =>
+        runSpaceGuest({ home: join(work, "home"), workDir: work, plan, laterSeconds, log }),
+      ),
+    );
+  console.log(
+    `\ncheckpoint bytes and save time, each guest saved every way, one run\n\n` +
+      `${formatSpaceBench(guests, laterSeconds)}\n`,
+  );
+  await writeJson("space.json", { laterSeconds, park: PARK_TC16, guests });
 }
