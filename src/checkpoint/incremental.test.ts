@@ -7,6 +7,7 @@ import { FileName, sharedPackFile } from "./format.ts";
 import { packIdOf } from "./manifest.ts";
 import { CheckpointReader } from "./reader.ts";
 import { relayoutCheckpoint } from "./relayout.ts";
+import { shareCheckpoint } from "./shared-pages.ts";
 import type { CheckpointStore } from "./store.ts";
 import { flipBit, prng, randomBytes, rewriteManifest, tempStore } from "./test-support.ts";
 import { beginCheckpoint } from "./writer.ts";
@@ -20,19 +21,14 @@ async function write(
   pages: readonly (Uint8Array | null)[],
   parent?: string,
 ): Promise<void> {
-  const source = parent === undefined ? null : await CheckpointReader.open(store, parent);
+  const shared = parent === undefined ? null : await shareCheckpoint(store, parent);
   const w = await beginCheckpoint(store, {
     name,
     vm: { name: "vm1" },
     qemu: { version: "7.2.22" },
     stream: { configuration: Uint8Array.of(1) },
-    ...(source === null
-      ? {}
-      : {
-          shareFrom: { reader: source, ownPack: true },
-          parent: { name: source.name, createdAt: source.manifest.createdAt },
-        }),
-  }).finally(() => source?.close());
+    ...(shared === null ? {} : { shared, parent: shared.source }),
+  });
   w.setRamBlocks([{ name: "pc.ram", lengthBytes: pages.length * PAGE_SIZE_BYTES }]);
   for (const [i, page] of pages.entries()) {
     if (page === null) w.putZero(0, i, 0);

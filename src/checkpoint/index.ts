@@ -1,5 +1,5 @@
 /**
- * Public surface of src/checkpoint: checkpoint format 1.1 (docs/format.md) and the local store
+ * Public surface of src/checkpoint: checkpoint format 1.2 (docs/format.md) and the local store
  * (docs/adr/0003-store-layout-and-atomicity.md).
  */
 export type { CheckpointListing } from "./checkpoint-files.ts";
@@ -17,7 +17,9 @@ export type {
   LayerInfo,
   LayoutInfo,
   Manifest,
+  ParentInfo,
   RamBlockInfo,
+  SharedPackInfo,
 } from "./manifest.ts";
 export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 export type { PageLocation } from "./page-map.ts";
@@ -35,6 +37,7 @@ export {
   type RelayoutResult,
   relayoutCheckpoint,
 } from "./relayout.ts";
+export { type SharedPages, shareCheckpoint } from "./shared-pages.ts";
 export { CheckpointStore, type InvalidListing, type StoreOptions } from "./store.ts";
 export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
 export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";

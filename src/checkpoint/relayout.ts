@@ -22,6 +22,7 @@ import type { CheckpointListing } from "./checkpoint-files.ts";
 import type { DiskBlockSource } from "./disk-pages.ts";
 import { FILL_MASK, KIND_SHIFT, PAYLOAD_MASK, PageKind, SLOT_BITS, SLOT_MASK } from "./format.ts";
 import { CheckpointReader } from "./reader.ts";
+import { SharedPages } from "./shared-pages.ts";
 import type { CheckpointStore } from "./store.ts";
 import { beginCheckpoint, type CheckpointWriter } from "./writer.ts";
 
@@ -77,7 +78,9 @@ export async function relayoutCheckpoint(
       replace: true,
       ...(old.manifest.layers.length > 0 ? { diskBlocks: diskSource(old, feeding) } : {}),
       // Pages in packs it shares stay shared: only its own pack is rewritten.
-      ...(old.manifest.packs.length > 0 ? { shareFrom: { reader: old, ownPack: false } } : {}),
+      ...(old.manifest.packs.length > 0
+        ? { shared: await SharedPages.index(store, old, { ownPack: false }) }
+        : {}),
       ...(old.manifest.parent === undefined ? {} : { parent: old.manifest.parent }),
     });
     await copyPages(old, writer, ws, feeding);

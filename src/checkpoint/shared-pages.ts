@@ -2,17 +2,17 @@
  * Pages an incremental checkpoint shares with the checkpoint it starts from (format 1.2,
  * ADR 0007). Before the save, every pack chunk of the source (its own and the packs it shares
  * in turn) is read, verified and indexed by page SHA-256; the source's packs are hard-linked
- * into the new checkpoint's temp directory at once, so removing the source meanwhile cannot
- * take them away. A saved page whose digest is indexed is not stored again: its page-map entry
- * is provisional (kind "parent", payload = source chunk << 6 | slot) until commit places the
- * source chunks it used after the checkpoint's own chunks (placeSharedChunks) and unlinks the
- * packs no page uses.
+ * into a temp directory at once, so removing the source meanwhile cannot take them away; the
+ * writer then adopts the links into its own directory. A saved page whose digest is indexed
+ * is not stored again: its page-map entry is provisional (kind "parent", payload = source
+ * chunk << 6 | slot) until commit places the source chunks it used after the checkpoint's own
+ * chunks (`place`) and unlinks the packs no page uses.
  *
  * Invariant: a shared page's bytes were verified (chunk hash) when they were indexed, and are
  * verified again by every read of the new checkpoint, which lists the same chunk hash.
  */
 import assert from "node:assert/strict";
-import { link, rm } from "node:fs/promises";
+import { link, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import { PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
@@ -28,10 +28,11 @@ import {
   sharedPackFile,
   storedEntry,
 } from "./format.ts";
-import { packIdOf, type SharedPackInfo } from "./manifest.ts";
+import { type ParentInfo, packIdOf, type SharedPackInfo } from "./manifest.ts";
 import type { PageMap } from "./page-map.ts";
 import { walkChunks } from "./page-walk.ts";
-import type { CheckpointReader } from "./reader.ts";
+import { CheckpointReader } from "./reader.ts";
+import type { CheckpointStore } from "./store.ts";
 
 /** A checkpoint pack the new checkpoint may name: where it is linked, and what it is. */
 interface SourcePack extends SharedPackInfo {
@@ -54,23 +55,35 @@ export class SharedPages {
   readonly #packOf: number[] = [];
   readonly #used: Uint8Array;
   readonly #packs: readonly SourcePack[];
-  readonly #dir: string;
+  /** Where the links are: a temp directory until the writer adopts them into its own. */
+  #dir: string;
+  readonly #temp: string;
+  /** Where the pages come from, for the manifest's `parent`. */
+  readonly source: ParentInfo;
   /** Pages of the new checkpoint found in the source (each a page not stored again). */
   hits = 0;
 
-  private constructor(dir: string, packs: readonly SourcePack[], chunkCount: number) {
+  private constructor(
+    dir: string,
+    packs: readonly SourcePack[],
+    chunkCount: number,
+    source: ParentInfo,
+  ) {
     this.#dir = dir;
+    this.#temp = dir;
     this.#packs = packs;
     this.#used = new Uint8Array(chunkCount);
+    this.source = source;
   }
 
   /**
    * Indexes the pages of `source` (all its pack chunks, or with `ownPack: false` only those of
-   * the packs it shares) and links its packs into `dir`, the new checkpoint's temp directory.
+   * the packs it shares) and links its packs into a new directory under the store's tmp/.
+   * Hand the result to beginCheckpoint, or `discard` it.
    */
   static async index(
+    store: CheckpointStore,
     source: CheckpointReader,
-    dir: string,
     opts: { readonly ownPack: boolean },
   ): Promise<SharedPages> {
     const m = source.manifest;
@@ -87,23 +100,50 @@ export class SharedPages {
     // A source at the limit drops its oldest shared pack: those pages are stored again.
     const usable = (k: number) => (k > 0 || opts.ownPack) && k < SHARED_PACKS_MAX;
     const packs = all.filter((_, k) => usable(k));
-    const shared = new SharedPages(dir, packs, source.chunks.count);
-    for (const p of packs) await linkPack(p.sourcePath, join(dir, p.file), source.name);
+    const dir = await store.newTempPath();
+    await mkdir(dir);
+    const shared = new SharedPages(dir, packs, source.chunks.count, {
+      name: source.name,
+      createdAt: m.createdAt,
+    });
+    try {
+      for (const p of packs) await linkPack(p.sourcePath, join(dir, p.file), source.name);
+      await shared.#indexChunks(source, all, usable);
+    } catch (error) {
+      await shared.discard();
+      throw error;
+    }
+    return shared;
+  }
+
+  async #indexChunks(
+    source: CheckpointReader,
+    all: readonly SourcePack[],
+    usable: (pack: number) => boolean,
+  ): Promise<void> {
     await walkChunks(
       source,
       (c) => !source.chunks.isDisk(c) && usable(source.chunks.packOf(c)),
       (chunk, stored) => {
         const { digests } = source.decodeChunkWithDigests(chunk, stored);
-        shared.#add(
-          chunk,
-          source.chunks.entry(chunk),
-          packs.indexOf(all[source.chunks.packOf(chunk)] as SourcePack),
-          digests,
-        );
+        const pack = this.#packs.indexOf(all[source.chunks.packOf(chunk)] as SourcePack);
+        this.#add(chunk, source.chunks.entry(chunk), pack, digests);
       },
       null,
     );
-    return shared;
+  }
+
+  /** Moves the links into `dir`, the writer's temp directory (same file system). */
+  async adopt(dir: string): Promise<void> {
+    assert(this.#dir === this.#temp, "adopted once");
+    for (const p of this.#packs) await rename(join(this.#temp, p.file), join(dir, p.file));
+    this.#dir = dir;
+    await rm(this.#temp, { recursive: true, force: true });
+  }
+
+  /** Removes the links if no writer adopted them. Idempotent. */
+  async discard(): Promise<void> {
+    await rm(this.#temp, { recursive: true, force: true });
   }
 
   #add(chunk: number, entry: ChunkEntry, pack: number, digests: Buffer): void {
@@ -174,8 +214,22 @@ async function linkPack(from: string, to: string, source: string): Promise<void>
   } catch (error) {
     throw new UsageError(
       `Cannot share the pages of checkpoint "${source}": linking its pack ${from} failed ` +
-        `(${error instanceof Error ? error.message : String(error)}); is it still listed, on the same filesystem?`,
+        `(${error instanceof Error ? error.message : String(error)}). Check that it is still ` +
+        "listed (snapwake ls), or save a full checkpoint (--full)",
       { cause: error },
     );
+  }
+}
+
+/**
+ * Indexes checkpoint `name` of `store` as the parent of an incremental save: every page it
+ * holds (NotFoundError if absent, InvalidCheckpointError if a chunk fails its check).
+ */
+export async function shareCheckpoint(store: CheckpointStore, name: string): Promise<SharedPages> {
+  const reader = await CheckpointReader.open(store, name);
+  try {
+    return await SharedPages.index(store, reader, { ownPack: true });
+  } finally {
+    await reader.close();
   }
 }

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidCheckpointError, NotFoundError, UsageError } from "../errors.ts";
+import { NotFoundError, UsageError } from "../errors.ts";
 import { DEVICE_STATE_BYTES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 import type { CheckpointListing } from "./checkpoint-files.ts";
 import { ChunkPacker } from "./chunk-packer.ts";
@@ -26,8 +26,7 @@ import { checkCheckpointName } from "./names.ts";
 import { PackWriter } from "./pack-writer.ts";
 import { PageMap } from "./page-map.ts";
 import { checkRamBlocks, type RamBlockInput } from "./ram-blocks.ts";
-import type { CheckpointReader } from "./reader.ts";
-import { SharedPages } from "./shared-pages.ts";
+import type { SharedPages } from "./shared-pages.ts";
 import type { CheckpointStore } from "./store.ts";
 import { CheckpointWriteError, wrapWriteError } from "./store-io.ts";
 
@@ -51,12 +50,11 @@ export interface BeginOptions {
   /** Recorded as the manifest's `layout` (a relayout's access order, docs/format.md §2.3). */
   readonly layout?: LayoutInfo;
   /**
-   * Incremental (format 1.2): pages whose content this checkpoint holds are not stored again
-   * but shared with it (ADR 0007). `ownPack: false` shares only the packs it shares in turn
-   * (a relayout of an incremental checkpoint). The caller keeps the reader open until begin
-   * returns; it may close it then.
+   * Incremental (format 1.2, ADR 0007): pages whose content these indexed packs hold are
+   * shared, not stored again (shareCheckpoint). The writer takes it over: begin adopts its
+   * links, or discards them if begin fails.
    */
-  readonly shareFrom?: { readonly reader: CheckpointReader; readonly ownPack: boolean };
+  readonly shared?: SharedPages;
   /** Recorded as the manifest's `parent` (informative lineage). */
   readonly parent?: ParentInfo;
   /**
@@ -96,14 +94,16 @@ export async function beginCheckpoint(
     replace: opts.replace === true,
     parent: opts.parent ?? null,
   };
-  if (!meta.replace) await refuseTakenName(store, opts.name);
+  const shared = opts.shared ?? null;
+  if (!meta.replace)
+    await refuseTakenName(store, opts.name).catch(async (error: unknown) => {
+      await shared?.discard();
+      throw error;
+    });
   const dir = await store.newTempPath();
   try {
     await mkdir(dir);
-    const shared =
-      opts.shareFrom === undefined
-        ? null
-        : await SharedPages.index(opts.shareFrom.reader, dir, opts.shareFrom);
+    await shared?.adopt(dir);
     const pack = await PackWriter.create(store.io, join(dir, FileName.pack));
     return new CheckpointWriter({
       store,
@@ -116,8 +116,8 @@ export async function beginCheckpoint(
       shared,
     });
   } catch (error) {
+    await shared?.discard();
     await rm(dir, { recursive: true, force: true });
-    if (error instanceof UsageError || error instanceof InvalidCheckpointError) throw error;
     throw new CheckpointWriteError(opts.name, `creating ${dir}`, error);
   }
 }

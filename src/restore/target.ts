@@ -11,7 +11,14 @@ import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
 import { InvalidCheckpointError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
-import { killVm, type ManagedVm, parseVmSpec, startVm, type VmSpec } from "../vm/index.ts";
+import {
+  killVm,
+  type ManagedVm,
+  parseVmSpec,
+  startVm,
+  type VmSpec,
+  writeOrigin,
+} from "../vm/index.ts";
 
 /** What a caller keeps of a restored VM once the restore returns. */
 export interface RestoredVm {
@@ -41,6 +48,8 @@ export async function startRestoreTarget(
     const vm = await startVm(home, disks, { incoming: "defer" });
     try {
       await writeHold(vm.stateDir, overlays);
+      // Its next save shares the pages it has not changed with this checkpoint (format 1.2).
+      await writeOrigin(vm.stateDir, { checkpoint: reader.name, how: "restored" });
     } catch (error) {
       await killVm(home, vm);
       throw error;

@@ -18,6 +18,8 @@ import {
   type CheckpointListing,
   CheckpointStore,
   type CheckpointWriter,
+  type SharedPages,
+  shareCheckpoint,
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
 import { NotFoundError, QemuError, UsageError } from "../errors.ts";
@@ -31,7 +33,7 @@ import {
   type StreamSummary,
 } from "../qemu/migration/index.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
-import { type ManagedVm, openVm } from "../vm/index.ts";
+import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
@@ -63,6 +65,12 @@ export interface SaveOptions {
    * inconsistent live snapshots under heavy dirty rates (README, "Known issue").
    */
   readonly live?: boolean;
+  /**
+   * The checkpoint to save incrementally from (format 1.2): pages whose content it holds are
+   * shared with it, not stored again. Default: the VM's origin (the checkpoint it was restored
+   * from or last saved to) when that is still listed. null: a full checkpoint.
+   */
+  readonly parent?: string | null;
   readonly onProgress?: ProgressListener;
 }
 
@@ -75,6 +83,8 @@ export interface SaveResult {
   readonly streamBytes: number;
   /** Pages QEMU re-sent during the save, kept as the checkpoint's "write-set" working set. */
   readonly writeSetPages: number;
+  /** The checkpoint this one shares pages with, or null for a full checkpoint. */
+  readonly parent: string | null;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -90,8 +100,14 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   let wasRunning = false;
   let writer: CheckpointWriter | null = null;
   let duplicates: DiskDuplicates | null = null;
+  let shared: SharedPages | null = null;
   try {
     await listen(server, socketPath);
+    const parent = await resolveParent(store, opts, vm);
+    if (parent !== null) {
+      opts.onProgress?.({ phase: `indexing parent ${parent}`, doneBytes: 0, totalBytes: null });
+      shared = await shareCheckpoint(store, parent);
+    }
     const freezer = await DiskFreezer.forVm(opts.home, vm);
     const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
@@ -107,7 +123,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     const connection = acceptOne(server, vm.qmp);
     await vm.qmp.execute("migrate", { uri: `unix:${socketPath}` });
     const socket = await connection;
-    const sink = new CheckpointSink(store, opts, vm, duplicates, wasRunning);
+    const sink = new CheckpointSink(store, opts, vm, { duplicates, shared }, wasRunning);
     const receiving = readMigrationStream(socket, sink, {
       returnPath: (bytes) => void socket.write(bytes),
     });
@@ -127,6 +143,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     if (writeSetPages > 0)
       await saveWorkingSet(opts.home, opts.name, workingSetFromWrites(sink.writes));
     socket.destroy();
+    if (opts.after !== "stop")
+      await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
     await afterSave(vm, opts.after ?? "continue", wasRunning);
     return {
       checkpoint,
@@ -134,6 +152,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       wallMs: performance.now() - started,
       streamBytes: stream.streamBytes,
       writeSetPages,
+      parent: shared?.source.name ?? null,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -142,6 +161,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   } finally {
     server.close();
     await duplicates?.close();
+    await shared?.discard(); // a no-op once the writer adopted it
     await rm(dir, { recursive: true, force: true });
     if (!borrowed) vm.qmp.close();
   }
@@ -160,7 +180,7 @@ class CheckpointSink {
   readonly #store: CheckpointStore;
   readonly #opts: SaveOptions;
   readonly #vm: ManagedVm;
-  readonly #duplicates: DiskDuplicates | null;
+  readonly #sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null };
   /** The guest ran when the save began: a restore resumes it even if QEMU saved it paused. */
   readonly #guestRunning: boolean;
 
@@ -168,14 +188,14 @@ class CheckpointSink {
     store: CheckpointStore,
     opts: SaveOptions,
     vm: ManagedVm,
-    duplicates: DiskDuplicates | null,
+    sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null },
     guestRunning: boolean,
   ) {
     this.#guestRunning = guestRunning;
     this.#store = store;
     this.#opts = opts;
     this.#vm = vm;
-    this.#duplicates = duplicates;
+    this.#sources = sources;
   }
 
   configuration(config: { machine: string; raw: Uint8Array }): void {
@@ -187,6 +207,7 @@ class CheckpointSink {
     if (this.writer !== null)
       throw new QemuError("The migration stream listed its RAM blocks twice");
     const version = await this.#vm.qmp.execute("query-version", {});
+    const { duplicates, shared } = this.#sources;
     this.writer = await beginCheckpoint(this.#store, {
       name: this.#opts.name,
       vm: { ...this.#vm.spec, machine: this.#machine || this.#vm.spec.machine },
@@ -200,7 +221,8 @@ class CheckpointSink {
       ...(this.#opts.compressionLevel === undefined
         ? {}
         : { compressionLevel: this.#opts.compressionLevel }),
-      ...(this.#duplicates === null ? {} : { diskBlocks: this.#duplicates }),
+      ...(duplicates === null ? {} : { diskBlocks: duplicates }),
+      ...(shared === null ? {} : { shared, parent: shared.source }),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
@@ -244,6 +266,26 @@ class CheckpointSink {
       throw new QemuError("The migration stream sent pages before its RAM blocks");
     return this.writer;
   }
+}
+
+/** The parent a save shares pages with: the one asked for, else the VM's origin if listed. */
+async function resolveParent(
+  store: CheckpointStore,
+  opts: SaveOptions,
+  vm: ManagedVm,
+): Promise<string | null> {
+  if (opts.parent === null) return null;
+  if (opts.parent !== undefined) {
+    await store.stat(opts.parent); // NotFoundError / InvalidCheckpointError name it
+    return opts.parent;
+  }
+  const origin = await readOrigin(vm.stateDir);
+  if (origin === null) return null;
+  const listed = await store.stat(origin.checkpoint).then(
+    () => true,
+    () => false, // removed or damaged since: a full checkpoint instead
+  );
+  return listed ? origin.checkpoint : null;
 }
 
 async function refuseExistingName(store: CheckpointStore, name: string): Promise<void> {

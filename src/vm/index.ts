@@ -7,6 +7,7 @@ export {
 } from "./command-line.ts";
 export { killVm, openVm, stopVm } from "./control.ts";
 export { type ManagedVm, type StartVmOptions, startVm } from "./launcher.ts";
+export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export { listVms, type VmListing } from "./registry.ts";
 export {
   type Accel,

@@ -31,9 +31,10 @@ const REPORT_FD = 3;
 
 export const saveCommand: Command = {
   usage:
-    "VM --name CHECKPOINT [--stop-first] [--after continue|pause|stop | --continue [--seconds N]]   " +
-    "checkpoint " +
-    "a running managed VM (--continue: it goes on as a traced lazy restore of the checkpoint)",
+    "VM --name CHECKPOINT [--parent CHECKPOINT | --full] [--stop-first] " +
+    "[--after continue|pause|stop | --continue [--seconds N]]   checkpoint a running managed VM " +
+    "(incremental from the checkpoint it was restored from or last saved to, unless --full; " +
+    "--continue: it goes on as a traced lazy restore of the checkpoint)",
   async run(ctx, args) {
     const p = parse(
       args,
@@ -43,16 +44,21 @@ export const saveCommand: Command = {
         continue: { type: "boolean" },
         seconds: { type: "string" },
         "stop-first": { type: "boolean" },
+        parent: { type: "string" },
+        full: { type: "boolean" },
       },
       ["vm"],
     );
     const vm = p.arg(0);
+    if (p.flag("full") && p.str("parent") !== undefined)
+      throw new UsageError("--parent and --full exclude each other");
+    const parent = p.flag("full") ? { parent: null } : parentOption(p.str("parent"));
     const name =
       p.str("name") ?? `${vm}@${new Date().toISOString().replace(/[:]/g, "-").slice(0, 19)}`;
     if (p.flag("continue")) {
       if (p.str("after") !== undefined)
         throw new UsageError("--continue and --after exclude each other");
-      await saveContinue(ctx, p, vm, name);
+      await saveContinue(ctx, p, vm, name, parent);
       return;
     }
     const after = choice(
@@ -67,6 +73,7 @@ export const saveCommand: Command = {
       name,
       after,
       live: !p.flag("stop-first"),
+      ...parent,
       onProgress: (x) => ctx.progress(x),
     });
     ctx.done();
@@ -74,11 +81,17 @@ export const saveCommand: Command = {
     const human = [
       `saved "${c.name}" from VM "${vm}" in ${(result.wallMs / 1000).toFixed(2)} s`,
       `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → ` +
-        `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB`,
+        `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB` +
+        (result.parent === null ? " (full)" : ` (incremental from "${result.parent}")`),
     ].join("\n");
     ctx.result(result, human);
   },
 };
+
+/** `--parent X` → { parent: X }; absent → {} (the VM's origin, if any). */
+function parentOption(parent: string | undefined): { parent?: string } {
+  return parent === undefined ? {} : { parent };
+}
 
 const RESTORE_OPTIONS = {
   name: { type: "string" },

@@ -63,11 +63,13 @@ export async function saveContinue(
   p: Parsed,
   vm: string,
   name: string,
+  parent: { readonly parent?: string | null },
 ): Promise<void> {
   const r = await saveAndContinue({
     home: ctx.home,
     vm,
     name,
+    ...parent,
     traceSeconds: seconds(p),
     onProgress: (x) => ctx.progress(x),
   });
