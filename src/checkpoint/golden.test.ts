@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { FileName } from "./format.ts";
 import { CheckpointReader } from "./reader.ts";
-import { tempStore, writeSmall } from "./test-support.ts";
+import { tempStore, writeSmall, writeSmallChild } from "./test-support.ts";
 import { SMALL_LAYER_ID, writeSmallLayer, writeSmallWithDisk } from "./test-support-disk.ts";
 
 const GOLDEN = "golden-1.0";
@@ -93,6 +93,43 @@ test("the 1.1 golden fixture (disk references) opens, verifies and equals today'
       const [a, b] = [await header(goldenDir), await header(fresh.dir)];
       assert.deepEqual(a.subarray(0, 32), b.subarray(0, 32), "index header up to the body lengths");
       assert.deepEqual(a.subarray(48), b.subarray(48), "diskRefs and reserved");
+    } finally {
+      await old.close();
+      await today.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("the 1.2 golden fixture (a shared pack) opens, verifies and equals today's writer", async () => {
+  const t = await tempStore();
+  try {
+    const golden = "golden-1.2";
+    const goldenDir = t.store.dirOf(golden);
+    await cp(join(import.meta.dirname, "testdata", golden), goldenDir, { recursive: true });
+    const fresh = await writeSmallChild(t.store, (await writeSmall(t.store)).name, "today");
+    const old = await CheckpointReader.open(t.store, golden);
+    const today = await CheckpointReader.open(t.store, "today");
+    try {
+      assert.equal(old.manifest.format, "1.2");
+      await old.verify();
+      assert.deepEqual(await pagesOf(old), await pagesOf(today));
+      assert.deepEqual(today.pageMap.entries, old.pageMap.entries, "page map as in 1.2");
+      assert.deepEqual(chunkIds(today), chunkIds(old), "chunk contents and hashes as in 1.2");
+      const packs = (r: CheckpointReader) =>
+        [...Array(r.chunks.count).keys()].map((c) => r.chunks.packOf(c));
+      assert.deepEqual(packs(old), [0, 1], "the own chunk first, then the shared one");
+      assert.deepEqual(packs(today), packs(old));
+      assert.equal(old.manifest.statistics.pagesShared, today.manifest.statistics.pagesShared);
+      assert.deepEqual(old.manifest.parent, {
+        name: "small",
+        createdAt: "2026-01-02T03:04:05.000Z",
+      });
+      const header = async (dir: string) =>
+        (await readFile(join(dir, FileName.index))).subarray(0, 64);
+      const [a, b] = [await header(goldenDir), await header(fresh.dir)];
+      assert.deepEqual(a.subarray(0, 32), b.subarray(0, 32), "index header up to the body lengths");
     } finally {
       await old.close();
       await today.close();

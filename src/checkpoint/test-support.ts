@@ -13,6 +13,7 @@ import { FileName, MANIFEST_MAGIC } from "./format.ts";
 import { decodeIndex, encodeIndex } from "./index-file.ts";
 import { decodeManifest, encodeManifest, type ManifestBody, sha256Hex } from "./manifest.ts";
 import { indexContext } from "./reader.ts";
+import { shareCheckpoint } from "./shared-pages.ts";
 import { CheckpointStore } from "./store.ts";
 import type { StoreIo } from "./store-io.ts";
 import { beginCheckpoint } from "./writer.ts";
@@ -77,6 +78,45 @@ export async function writeSmall(
   ]);
   for (let p = 0; p < 6; p++) await w.putPage(0, p, randomBytes(rand, PAGE_SIZE_BYTES));
   for (let p = 6; p < 10; p++) await w.putPage(0, p, textPage(p));
+  await w.putPage(0, 10, textPage(100));
+  await w.putPage(0, 11, textPage(100));
+  w.putZero(0, 12, 0);
+  w.putZero(0, 13, 0xaa);
+  await w.putPage(1, 0, textPage(200));
+  await w.putPage(1, 1, textPage(201));
+  w.setDeviceState({ sections: Buffer.from("sections!"), vmdescription: Buffer.from("{}") });
+  return w.commit();
+}
+
+/**
+ * An incremental checkpoint of `parent` (writeSmall's): the same pages but 0 and 7 changed and
+ * page 8 equal to the parent's page 9; everything else is shared with the parent (format 1.2).
+ */
+export async function writeSmallChild(
+  store: CheckpointStore,
+  parent: string,
+  name = "child",
+): Promise<CheckpointListing> {
+  const rand = prng(7);
+  const shared = await shareCheckpoint(store, parent);
+  const w = await beginCheckpoint(store, {
+    name,
+    vm: { name: "vm1", memoryMib: 1 },
+    qemu: { version: "7.2.22" },
+    stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
+    now: () => new Date("2026-01-02T03:04:06.000Z"),
+    shared,
+    parent: shared.source,
+  });
+  w.setRamBlocks([
+    { name: "ram0", lengthBytes: 16 * PAGE_SIZE_BYTES },
+    { name: "rom", lengthBytes: 2 * PAGE_SIZE_BYTES },
+  ]);
+  for (let p = 0; p < 6; p++) {
+    const page = randomBytes(rand, PAGE_SIZE_BYTES);
+    await w.putPage(0, p, p === 0 ? textPage(1000) : page);
+  }
+  for (let p = 6; p < 10; p++) await w.putPage(0, p, textPage(p === 7 ? 1007 : p === 8 ? 9 : p));
   await w.putPage(0, 10, textPage(100));
   await w.putPage(0, 11, textPage(100));
   w.putZero(0, 12, 0);
