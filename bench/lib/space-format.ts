@@ -76,7 +76,7 @@ function guestRows(r: SpaceGuestResult, laterSeconds: number): Row[] {
   const snapwake = (row: SnapwakeRow, m: SaveMeasure | null): Row => {
     const label =
       row === "incremental" ? `${SNAPWAKE_LABELS[row]}, +${laterSeconds} s` : SNAPWAKE_LABELS[row];
-    return m === null ? [`  ${label}`, "n/a (not yet)"] : measured(label, m.bytes, m.saveMs);
+    return m === null ? [`  ${label}`, "n/a"] : measured(label, m.bytes, m.saveMs);
   };
   return [
     measured("QEMU migrate to a file, raw stream", q.streamBytes, q.saveMs),

@@ -73,7 +73,7 @@ export interface SpaceGuestResult {
     /** The zstd pass over the stream file, after the migrate. */
     zstdMs: number;
   };
-  /** null: that save does not exist yet (printed "n/a (not yet)"). */
+  /** null: that save did not run (printed "n/a"). */
   readonly snapwake: Readonly<Record<SnapwakeRow, SaveMeasure | null>>;
   /** Of the disk-reference checkpoint. */
   readonly diskRefs: {
@@ -92,8 +92,7 @@ interface SnapwakeStep {
   readonly row: SnapwakeRow;
   /** Seconds the guest runs on before this save. */
   readonly afterSeconds: number;
-  /** null while snapwake cannot take this checkpoint yet. */
-  readonly run: ((target: { home: string; vm: ManagedVm }) => Promise<SaveResult>) | null;
+  readonly run: (target: { home: string; vm: ManagedVm }) => Promise<SaveResult>;
 }
 
 /** The snapwake saves of one guest, in order, each of the same running VM. */
@@ -102,14 +101,16 @@ function snapwakeSteps(laterSeconds: number): SnapwakeStep[] {
     {
       row: "plain",
       afterSeconds: 0,
-      run: (t) => save({ ...t, name: "plain", diskDuplicates: false }),
+      // Full checkpoints (parent: null): each save would otherwise share the previous one's pages.
+      run: (t) => save({ ...t, name: "plain", diskDuplicates: false, parent: null }),
     },
-    { row: "dedup", afterSeconds: 0, run: (t) => save({ ...t, name: "dedup" }) },
-    // INCREMENTAL ROW (issue 4 item 5). Once save() takes `parent`, replace `run: null` with
-    //   run: (t) => save({ ...t, name: "later", parent: "dedup" }),
-    // and make sure SaveMeasure.bytes counts only the files the child adds (not its parent's
-    // pack), so the row is what the second checkpoint costs.
-    { row: "incremental", afterSeconds: laterSeconds, run: null },
+    { row: "dedup", afterSeconds: 0, run: (t) => save({ ...t, name: "dedup", parent: null }) },
+    // The checkpoint's bytes are its own files: the parent's packs it links are not counted.
+    {
+      row: "incremental",
+      afterSeconds: laterSeconds,
+      run: (t) => save({ ...t, name: "later", parent: "dedup" }),
+    },
   ];
 }
 
@@ -141,10 +142,6 @@ export async function runSpaceGuest(opts: SpaceOptions): Promise<SpaceGuestResul
       incremental: null,
     };
     for (const step of snapwakeSteps(opts.laterSeconds)) {
-      if (step.run === null) {
-        log(`${plan.kind}: snapwake ${step.row}: not implemented yet, skipped`);
-        continue;
-      }
       if (step.afterSeconds > 0) {
         log(`${plan.kind}: the guest runs on for ${step.afterSeconds} s…`);
         await new Promise((resolve) => setTimeout(resolve, step.afterSeconds * 1000));
