@@ -20,8 +20,10 @@ export interface CheckpointListing {
   readonly format: string;
   /** Guest RAM the checkpoint describes. */
   readonly ramBytes: number;
-  /** Every file of the checkpoint on disk, manifest included. */
+  /** The checkpoint's own files, manifest included (not the packs it shares, format 1.2). */
   readonly bytes: number;
+  /** The checkpoint it was saved incrementally from, or null (informative: it may be gone). */
+  readonly parent: string | null;
   /** ramBytes / bytes. */
   readonly compressionRatio: number;
 }
@@ -93,6 +95,7 @@ export function listingOf(manifest: Manifest, dir: string, bytes: number): Check
     format: manifest.format,
     ramBytes,
     bytes,
+    parent: manifest.parent?.name ?? null,
     compressionRatio: bytes === 0 ? 0 : Math.round((ramBytes / bytes) * 100) / 100,
   };
 }

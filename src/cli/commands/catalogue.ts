@@ -14,18 +14,25 @@ import { parse } from "./parse.ts";
 const MIB = 2 ** 20;
 
 export const lsCommand: Command = {
-  usage: "   list complete, verified checkpoints",
+  usage:
+    "   list complete, verified checkpoints (SIZE: its own files; an incremental one shares " +
+    "its PARENT's packs)",
   async run(ctx, args) {
     parse(args, {}, []);
     const list = await new CheckpointStore({ home: ctx.home }).list();
     const rows = list.map(
-      (c) => `${c.name.padEnd(32)} ${(c.bytes / MIB).toFixed(1).padStart(9)} MiB  ${c.createdAt}`,
+      (c) =>
+        `${c.name.padEnd(32)} ${(c.bytes / MIB).toFixed(1).padStart(9)} MiB  ${c.createdAt}  ` +
+        (c.parent ?? "-"),
     );
     ctx.result(
       list,
       list.length === 0
         ? "no checkpoints"
-        : [`${"NAME".padEnd(32)} ${"SIZE".padStart(13)}  CREATED`, ...rows].join("\n"),
+        : [
+            `${"NAME".padEnd(32)} ${"SIZE".padStart(13)}  ${"CREATED".padEnd(24)}  PARENT`,
+            ...rows,
+          ].join("\n"),
     );
   },
 };
