@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: boots the test guest, checkpoints it with snapwake (and with QEMU's own
  * migrate, for comparison), restores both ways, has the guest verify every page, saves the
- * restored guest again (incremental), and prints the comparison table. A smaller guest than the bench so it finishes in a minute or two.
+ * restored guest again (incremental), and prints the comparison table. A smaller guest than
+ * the bench so it finishes in a minute or two.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
