@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdir, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
@@ -76,22 +76,35 @@ function chain() {
   return { c1, c2, c3 };
 }
 
-test("a chain of three incremental checkpoints stores each change once and reads bit-exact", async () => {
+type Pages = readonly (Uint8Array | null)[];
+
+/** Writes the chain c1 ← c2 ← c3 in a fresh store and runs `body` on it. */
+async function withChain(
+  body: (store: CheckpointStore, pages: { c1: Pages; c2: Pages; c3: Pages }) => Promise<void>,
+): Promise<void> {
   const t = await tempStore();
   try {
-    const { c1, c2, c3 } = chain();
-    await write(t.store, "c1", c1);
-    await write(t.store, "c2", c2, "c1");
-    await write(t.store, "c3", c3, "c2");
+    const pages = chain();
+    await write(t.store, "c1", pages.c1);
+    await write(t.store, "c2", pages.c2, "c1");
+    await write(t.store, "c3", pages.c3, "c2");
+    await body(t.store, pages);
+  } finally {
+    await t.cleanup();
+  }
+}
+
+test("a chain of three incremental checkpoints stores each change once and reads bit-exact", async () => {
+  await withChain(async (store, { c1, c2, c3 }) => {
     for (const [name, pages] of [
       ["c1", c1],
       ["c2", c2],
       ["c3", c3],
     ] as const)
-      await assertPages(t.store, name, pages);
-    const m1 = await manifestOf(t.store, "c1");
-    const m2 = await manifestOf(t.store, "c2");
-    const m3 = await manifestOf(t.store, "c3");
+      await assertPages(store, name, pages);
+    const m1 = await manifestOf(store, "c1");
+    const m2 = await manifestOf(store, "c2");
+    const m3 = await manifestOf(store, "c3");
     assert.equal(m1.format, "1.0");
     assert.equal(m2.format, "1.2");
     assert.deepEqual(m2.parent, { name: "c1", createdAt: m1.createdAt });
@@ -106,46 +119,33 @@ test("a chain of three incremental checkpoints stores each change once and reads
       ],
     );
     assert.ok(m3.statistics.storedBytes < m1.statistics.storedBytes / 10);
-  } finally {
-    await t.cleanup();
-  }
+  });
 });
 
 test("removing the middle of a chain keeps the last restorable; the last link frees a pack", async () => {
-  const t = await tempStore();
-  try {
-    const { c1, c2, c3 } = chain();
-    await write(t.store, "c1", c1);
-    await write(t.store, "c2", c2, "c1");
-    await write(t.store, "c3", c3, "c2");
-    const m2 = await manifestOf(t.store, "c2");
-    const c2Pack = join(t.store.dirOf("c3"), sharedPackFile(packIdOf(m2)));
+  await withChain(async (store, { c1, c3 }) => {
+    const m2 = await manifestOf(store, "c2");
+    const c2Pack = join(store.dirOf("c3"), sharedPackFile(packIdOf(m2)));
     assert.equal((await stat(c2Pack)).nlink, 2, "c2's pack: its own file and c3's link");
-    await t.store.remove("c2");
-    await t.store.cleanTemp();
+    await store.remove("c2");
+    await store.cleanTemp();
     assert.equal((await stat(c2Pack)).nlink, 1, "c3 alone keeps c2's pack");
-    await assertPages(t.store, "c3", c3);
-    await assertPages(t.store, "c1", c1);
-    await t.store.remove("c1");
-    await assertPages(t.store, "c3", c3);
-    await t.store.remove("c3");
-    await t.store.cleanTemp();
-    assert.deepEqual(await readdir(t.store.checkpointsDir), []);
-    assert.deepEqual(await readdir(t.store.tempDir), []);
-  } finally {
-    await t.cleanup();
-  }
+    await assertPages(store, "c3", c3);
+    await assertPages(store, "c1", c1);
+    await store.remove("c1");
+    await assertPages(store, "c3", c3);
+    await store.remove("c3");
+    await store.cleanTemp();
+    assert.deepEqual(await readdir(store.checkpointsDir), []);
+    assert.deepEqual(await readdir(store.tempDir), []);
+  });
 });
 
 test("a corrupt shared pack fails the child's read, naming the pack and who wrote it", async () => {
-  const t = await tempStore();
-  try {
-    const { c1, c2 } = chain();
-    await write(t.store, "c1", c1);
-    await write(t.store, "c2", c2, "c1");
+  await withChain(async (store) => {
     // A hard link is the same file: damaging c1's pack damages what c2 reads.
-    await flipBit(t.store.dirOf("c1"), FileName.pack, 16 + 3 * PAGE_SIZE_BYTES + 9);
-    const r = await CheckpointReader.open(t.store, "c2");
+    await flipBit(store.dirOf("c1"), FileName.pack, 16 + 3 * PAGE_SIZE_BYTES + 9);
+    const r = await CheckpointReader.open(store, "c2");
     try {
       await assert.rejects(
         r.verify(),
@@ -154,45 +154,38 @@ test("a corrupt shared pack fails the child's read, naming the pack and who wrot
     } finally {
       await r.close();
     }
-  } finally {
-    await t.cleanup();
-  }
+  });
 });
 
 test("a shared pack that is missing or of the wrong size is refused at open", async () => {
-  const t = await tempStore();
-  try {
-    const { c1, c2 } = chain();
-    await write(t.store, "c1", c1);
-    await write(t.store, "c2", c2, "c1");
-    await rewriteManifest(t.store.dirOf("c2"), (b) => ({
+  await withChain(async (store) => {
+    await rewriteManifest(store.dirOf("c2"), (b) => ({
       ...b,
       packs: b.packs.map((p) => ({ ...p, bytes: p.bytes + 1 })),
     }));
     await assert.rejects(
-      CheckpointReader.open(t.store, "c2"),
+      CheckpointReader.open(store, "c2"),
       /shared pack file "pack-[0-9a-f]{16}\.pack" is truncated/,
     );
-  } finally {
-    await t.cleanup();
-  }
+    const [link] = (await readdir(store.dirOf("c3"))).filter((f) => f.startsWith("pack-"));
+    await rm(join(store.dirOf("c3"), link ?? "none"));
+    await assert.rejects(
+      CheckpointReader.open(store, "c3"),
+      /shared pack file "pack-[0-9a-f]{16}\.pack" is missing/,
+    );
+    assert.equal((await store.list()).length, 1, "only c1 is listed");
+  });
 });
 
 test("a relayout of an incremental checkpoint keeps sharing its parent's pages", async () => {
-  const t = await tempStore();
-  try {
-    const { c1, c2 } = chain();
-    await write(t.store, "c1", c1);
-    await write(t.store, "c2", c2, "c1");
-    const before = await manifestOf(t.store, "c2");
+  await withChain(async (store, { c2 }) => {
+    const before = await manifestOf(store, "c2");
     const order = [5, 100, 3].map((page) => ({ block: 0, page }));
-    await relayoutCheckpoint(t.store, "c2", order);
-    const after = await manifestOf(t.store, "c2");
+    await relayoutCheckpoint(store, "c2", order);
+    const after = await manifestOf(store, "c2");
     assert.equal(after.statistics.pagesShared, before.statistics.pagesShared);
     assert.equal(after.statistics.pagesUnique, 8);
     assert.deepEqual(after.parent, before.parent);
-    await assertPages(t.store, "c2", c2);
-  } finally {
-    await t.cleanup();
-  }
+    await assertPages(store, "c2", c2);
+  });
 });

@@ -16,7 +16,7 @@ import { indexContext } from "./reader.ts";
 import { shareCheckpoint } from "./shared-pages.ts";
 import { CheckpointStore } from "./store.ts";
 import type { StoreIo } from "./store-io.ts";
-import { beginCheckpoint } from "./writer.ts";
+import { beginCheckpoint, type CheckpointWriter } from "./writer.ts";
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 export function prng(seed: number): () => number {
@@ -64,28 +64,7 @@ export async function writeSmall(
   store: CheckpointStore,
   name = "small",
 ): Promise<CheckpointListing> {
-  const rand = prng(7);
-  const w = await beginCheckpoint(store, {
-    name,
-    vm: { name: "vm1", memoryMib: 1 },
-    qemu: { version: "7.2.22" },
-    stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
-    now: () => new Date("2026-01-02T03:04:05.000Z"),
-  });
-  w.setRamBlocks([
-    { name: "ram0", lengthBytes: 16 * PAGE_SIZE_BYTES },
-    { name: "rom", lengthBytes: 2 * PAGE_SIZE_BYTES },
-  ]);
-  for (let p = 0; p < 6; p++) await w.putPage(0, p, randomBytes(rand, PAGE_SIZE_BYTES));
-  for (let p = 6; p < 10; p++) await w.putPage(0, p, textPage(p));
-  await w.putPage(0, 10, textPage(100));
-  await w.putPage(0, 11, textPage(100));
-  w.putZero(0, 12, 0);
-  w.putZero(0, 13, 0xaa);
-  await w.putPage(1, 0, textPage(200));
-  await w.putPage(1, 1, textPage(201));
-  w.setDeviceState({ sections: Buffer.from("sections!"), vmdescription: Buffer.from("{}") });
-  return w.commit();
+  return writeSmallVariant(store, name, null);
 }
 
 /**
@@ -97,34 +76,49 @@ export async function writeSmallChild(
   parent: string,
   name = "child",
 ): Promise<CheckpointListing> {
-  const rand = prng(7);
-  const shared = await shareCheckpoint(store, parent);
+  return writeSmallVariant(store, name, parent);
+}
+
+async function writeSmallVariant(
+  store: CheckpointStore,
+  name: string,
+  parent: string | null,
+): Promise<CheckpointListing> {
+  const shared = parent === null ? null : await shareCheckpoint(store, parent);
   const w = await beginCheckpoint(store, {
     name,
     vm: { name: "vm1", memoryMib: 1 },
     qemu: { version: "7.2.22" },
     stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
-    now: () => new Date("2026-01-02T03:04:06.000Z"),
-    shared,
-    parent: shared.source,
+    now: () => new Date(`2026-01-02T03:04:0${shared === null ? 5 : 6}.000Z`),
+    ...(shared === null ? {} : { shared, parent: shared.source }),
   });
+  const edits = { 0: textPage(1000), 7: textPage(1007), 8: textPage(9) };
+  await putSmallPages(w, prng(7), shared === null ? {} : edits);
+  return w.commit();
+}
+
+/** writeSmall's blocks, pages and device state; `edits` replace pages of block "ram0". */
+async function putSmallPages(
+  w: CheckpointWriter,
+  rand: () => number,
+  edits: Readonly<Record<number, Uint8Array>> = {},
+): Promise<void> {
   w.setRamBlocks([
     { name: "ram0", lengthBytes: 16 * PAGE_SIZE_BYTES },
     { name: "rom", lengthBytes: 2 * PAGE_SIZE_BYTES },
   ]);
-  for (let p = 0; p < 6; p++) {
-    const page = randomBytes(rand, PAGE_SIZE_BYTES);
-    await w.putPage(0, p, p === 0 ? textPage(1000) : page);
+  const ram0 = (p: number) =>
+    p < 6 ? randomBytes(rand, PAGE_SIZE_BYTES) : textPage(p < 10 ? p : 100);
+  for (let p = 0; p < 12; p++) {
+    const page = ram0(p); // drawn even when edited, so later random pages stay the same
+    await w.putPage(0, p, edits[p] ?? page);
   }
-  for (let p = 6; p < 10; p++) await w.putPage(0, p, textPage(p === 7 ? 1007 : p === 8 ? 9 : p));
-  await w.putPage(0, 10, textPage(100));
-  await w.putPage(0, 11, textPage(100));
   w.putZero(0, 12, 0);
   w.putZero(0, 13, 0xaa);
   await w.putPage(1, 0, textPage(200));
   await w.putPage(1, 1, textPage(201));
   w.setDeviceState({ sections: Buffer.from("sections!"), vmdescription: Buffer.from("{}") });
-  return w.commit();
 }
 
 /** Rewrites the manifest of checkpoint `dir` through `edit`, with a correct hash. */
