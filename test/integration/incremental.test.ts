@@ -16,7 +16,7 @@ import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { bootTestGuest, connectAgent, makeQcow2DataDisk } from "../support/test-guest.ts";
 
-const GUEST = { memoryMiB: 256, params: { memMiB: 64, hotPct: 5, hotRate: 500 } } as const;
+const GUEST = { memoryMiB: 256, params: { memMiB: 64, hotPct: 5, hotRate: 200 } } as const;
 
 let home = "";
 before(async () => {

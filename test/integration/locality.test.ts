@@ -33,7 +33,9 @@ before(async () => {
   const { vm, agent } = await bootTestGuest(home, { name: "loc-a", ...GUEST });
   baselineMs = await baselineLatency(agent);
   agent.close();
-  await save({ home, vm, name: CHECKPOINT, after: "pause" });
+  // Not live: this test is about the layout, and a live save of this hot writer under TCG can
+  // rarely capture a snapshot QEMU itself cannot resume clean (README, "Known issue").
+  await save({ home, vm, name: CHECKPOINT, after: "pause", live: false });
   await killVm(home, vm);
 });
 
