@@ -22,7 +22,7 @@ import {
   shareCheckpoint,
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
-import { NotFoundError, QemuError, UsageError } from "../errors.ts";
+import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import {
@@ -106,7 +106,15 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     const parent = await resolveParent(store, opts, vm);
     if (parent !== null) {
       opts.onProgress?.({ phase: `indexing parent ${parent}`, doneBytes: 0, totalBytes: null });
-      shared = await shareCheckpoint(store, parent);
+      shared = await shareCheckpoint(store, parent).catch((error: unknown) => {
+        if (!(error instanceof InvalidCheckpointError)) throw error;
+        throw new InvalidCheckpointError(
+          parent,
+          `${error.reason}; this save would share its pages: save with --full (parent: null), ` +
+            "and rm it",
+          { cause: error },
+        );
+      });
     }
     const freezer = await DiskFreezer.forVm(opts.home, vm);
     const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));

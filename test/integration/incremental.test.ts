@@ -11,9 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
+import { InvalidCheckpointError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { corruptOneChunk } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent, makeQcow2DataDisk } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 64, hotPct: 5, hotRate: 200 } } as const;
@@ -104,9 +106,21 @@ test("a chain of three incremental checkpoints: each restores bit-exact; rm of t
   const fourth = await save({ home, vm: resumed.name, name: "c4", after: "stop" });
   assert.equal(fourth.parent, "c3", "a restored VM's origin is the checkpoint it came from");
   await killVm(home, resumed.name).catch(() => undefined);
-  await restoreAndVerify("c4", "inc-c4");
+  const fromC4 = await restoreAndVerify("c4", "inc-c4", true);
 
-  for (const name of ["c1", "c3", "c4"]) await store.remove(name);
+  // A damaged origin fails the next save with what to do; a full save still works.
+  await corruptOneChunk(store, "c4");
+  await assert.rejects(save({ home, vm: fromC4.name, name: "c5" }), (error: unknown) => {
+    assert.ok(error instanceof InvalidCheckpointError, String(error));
+    assert.equal(error.checkpoint, "c4");
+    assert.match(error.message, /fails its hash check.*--full/);
+    return true;
+  });
+  const full = await save({ home, vm: fromC4.name, name: "c5", parent: null, after: "stop" });
+  assert.equal(full.parent, null);
+  await killVm(home, fromC4.name).catch(() => undefined);
+
+  for (const name of ["c1", "c3", "c4", "c5"]) await store.remove(name);
   await store.cleanTemp();
   assert.deepEqual(await readdir(join(home, "checkpoints")), [], "nothing is listed");
   const left = (await readdir(join(home, "layers"))).filter((f) => !f.startsWith("pending"));
