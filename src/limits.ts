@@ -180,5 +180,10 @@ export const PROFILE_SECONDS_MAX = 600;
 export const RESTORE_RECORDS_LISTED_MAX = 1000;
 /** A layout's `source` label in the manifest (e.g. "trace"): a short word, not a document. */
 export const LAYOUT_SOURCE_BYTES_MAX = 64;
+/**
+ * Distinct pages an incremental save indexes from the checkpoints it shares with (2^21 pages,
+ * 8 GiB of distinct content; ~44 bytes of memory each, ~90 MiB). Beyond it pages are stored.
+ */
+export const SHARED_INDEX_PAGES_MAX = 2 ** 21;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;

@@ -7,27 +7,35 @@ import { FileName, sharedPackFile } from "./format.ts";
 import { packIdOf } from "./manifest.ts";
 import { CheckpointReader } from "./reader.ts";
 import { relayoutCheckpoint } from "./relayout.ts";
-import { shareCheckpoint } from "./shared-pages.ts";
+import { shareCheckpoint, shareStore } from "./shared-pages.ts";
 import type { CheckpointStore } from "./store.ts";
 import { flipBit, prng, randomBytes, rewriteManifest, tempStore } from "./test-support.ts";
 import { beginCheckpoint } from "./writer.ts";
 
 const PAGES = 256; // four full chunks
 
-/** Writes `pages` (null: zero) as checkpoint `name`, sharing with `parent` when given. */
+/**
+ * Writes `pages` (null: zero) as checkpoint `name`, sharing with `parent` when given, or with
+ * the whole store when `parent` is "store".
+ */
 async function write(
   store: CheckpointStore,
   name: string,
   pages: readonly (Uint8Array | null)[],
   parent?: string,
 ): Promise<void> {
-  const shared = parent === undefined ? null : await shareCheckpoint(store, parent);
+  const shared =
+    parent === undefined
+      ? null
+      : parent === "store"
+        ? await shareStore(store, null, { wholeStore: true })
+        : await shareCheckpoint(store, parent);
   const w = await beginCheckpoint(store, {
     name,
     vm: { name: "vm1" },
     qemu: { version: "7.2.22" },
     stream: { configuration: Uint8Array.of(1) },
-    ...(shared === null ? {} : { shared, parent: shared.source }),
+    ...(shared === null ? {} : { shared }),
   });
   w.setRamBlocks([{ name: "pc.ram", lengthBytes: pages.length * PAGE_SIZE_BYTES }]);
   for (const [i, page] of pages.entries()) {
@@ -187,5 +195,23 @@ test("a relayout of an incremental checkpoint keeps sharing its parent's pages",
     assert.equal(after.statistics.pagesUnique, 8);
     assert.deepEqual(after.parent, before.parent);
     await assertPages(store, "c2", c2);
+  });
+});
+
+test("sharing with the whole store stores pages of unrelated checkpoints once", async () => {
+  await withChain(async (store, { c1, c3 }) => {
+    const rand = prng(99);
+    // d: no parent; half of it is c1's first half (e.g. the same kernel), the rest new.
+    const d = c1.map((p, i) => (i < PAGES / 2 ? p : randomBytes(rand, PAGE_SIZE_BYTES)));
+    await write(store, "d", d, "store");
+    const m = await manifestOf(store, "d");
+    assert.equal(m.parent, undefined, "no lineage: shared by content only");
+    assert.equal(m.statistics.pagesUnique, PAGES / 2, "only the new half is stored");
+    assert.ok(m.packs.some((p) => p.writtenBy === "c1"));
+    await assertPages(store, "d", d);
+    // A damaged checkpoint is skipped, not fatal: e's pages are stored instead.
+    await flipBit(store.dirOf("c3"), FileName.pack, 16 + 9);
+    await write(store, "e", c3, "store");
+    await assertPages(store, "e", c3);
   });
 });

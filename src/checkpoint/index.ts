@@ -37,7 +37,7 @@ export {
   type RelayoutResult,
   relayoutCheckpoint,
 } from "./relayout.ts";
-export { type SharedPages, shareCheckpoint } from "./shared-pages.ts";
+export { type SharedPages, shareCheckpoint, shareStore } from "./shared-pages.ts";
 export { CheckpointStore, type InvalidListing, type StoreOptions } from "./store.ts";
 export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
 export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";

@@ -78,9 +78,7 @@ export async function relayoutCheckpoint(
       replace: true,
       ...(old.manifest.layers.length > 0 ? { diskBlocks: diskSource(old, feeding) } : {}),
       // Pages in packs it shares stay shared: only its own pack is rewritten.
-      ...(old.manifest.packs.length > 0
-        ? { shared: await SharedPages.index(store, old, { ownPack: false }) }
-        : {}),
+      ...(old.manifest.packs.length > 0 ? { shared: await sharedPacksOf(store, old) } : {}),
       ...(old.manifest.parent === undefined ? {} : { parent: old.manifest.parent }),
     });
     await copyPages(old, writer, ws, feeding);
@@ -106,6 +104,16 @@ export async function relayoutCheckpoint(
     prefetchPagesAfter: after.pages,
     ms: Math.round(performance.now() - started),
   };
+}
+
+/** The packs `old` shares (not its own, which the relayout rewrites), indexed again. */
+async function sharedPacksOf(store: CheckpointStore, old: CheckpointReader): Promise<SharedPages> {
+  const shared = await SharedPages.create(store, old.manifest.parent ?? null);
+  await shared.add(old, { ownPack: false }).catch(async (error: unknown) => {
+    await shared.discard();
+    throw error;
+  });
+  return shared;
 }
 
 /**

@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { link, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { UsageError } from "../errors.ts";
+import { InvalidCheckpointError, NotFoundError, UsageError } from "../errors.ts";
+import { SHARED_INDEX_PAGES_MAX } from "../limits.ts";
 import { PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
 import type { ChunkEntry } from "./chunk-table.ts";
 import { DedupIndex } from "./dedup-index.ts";
@@ -49,85 +50,78 @@ export interface PlacedShared {
 
 export class SharedPages {
   readonly #index = new DedupIndex();
-  /** Source chunk-table entries of pack chunks, by source chunk number. */
+  /** Indexed chunks' entries, in the order they were indexed (a provisional entry's chunk). */
   readonly #chunks: ChunkEntry[] = [];
-  /** Per source chunk: which of `#packs` holds it. */
+  /** Per indexed chunk: which of `#packs` holds it. */
   readonly #packOf: number[] = [];
-  readonly #used: Uint8Array;
-  readonly #packs: readonly SourcePack[];
+  /** `<pack id>:<offset>` of every indexed chunk: a chunk two sources list is indexed once. */
+  readonly #indexed = new Set<string>();
+  readonly #packs: SourcePack[] = [];
   /** Where the links are: a temp directory until the writer adopts them into its own. */
   #dir: string;
   readonly #temp: string;
-  /** Where the pages come from, for the manifest's `parent`. */
-  readonly source: ParentInfo;
-  /** Pages of the new checkpoint found in the source (each a page not stored again). */
+  /** The checkpoint the save is incremental from (the manifest's `parent`), or null. */
+  readonly parent: ParentInfo | null;
+  /** Pages indexed so far (bounded by SHARED_INDEX_PAGES_MAX). */
+  pagesIndexed = 0;
+  /** Pages of the new checkpoint found indexed (each a page not stored again). */
   hits = 0;
 
-  private constructor(
-    dir: string,
-    packs: readonly SourcePack[],
-    chunkCount: number,
-    source: ParentInfo,
-  ) {
+  private constructor(dir: string, parent: ParentInfo | null) {
     this.#dir = dir;
     this.#temp = dir;
-    this.#packs = packs;
-    this.#used = new Uint8Array(chunkCount);
-    this.source = source;
+    this.parent = parent;
+  }
+
+  /** An empty index whose links go to a new directory under the store's tmp/. */
+  static async create(store: CheckpointStore, parent: ParentInfo | null): Promise<SharedPages> {
+    const dir = await store.newTempPath();
+    await mkdir(dir);
+    return new SharedPages(dir, parent);
   }
 
   /**
    * Indexes the pages of `source` (all its pack chunks, or with `ownPack: false` only those of
-   * the packs it shares) and links its packs into a new directory under the store's tmp/.
-   * Hand the result to beginCheckpoint, or `discard` it.
+   * the packs it shares) and links its packs. Packs beyond SHARED_PACKS_MAX and pages beyond
+   * SHARED_INDEX_PAGES_MAX are left out: those pages are stored again. Hand the result to
+   * beginCheckpoint, or `discard` it.
    */
-  static async index(
-    store: CheckpointStore,
-    source: CheckpointReader,
-    opts: { readonly ownPack: boolean },
-  ): Promise<SharedPages> {
+  async add(source: CheckpointReader, opts: { readonly ownPack: boolean }): Promise<void> {
     const m = source.manifest;
-    const all: SourcePack[] = [
-      {
-        id: packIdOf(m),
-        file: sharedPackFile(packIdOf(m)),
-        bytes: m.chunks.bytes,
-        writtenBy: source.name,
-        sourcePath: join(source.dir, m.chunks.file),
-      },
-      ...m.packs.map((p) => ({ ...p, sourcePath: join(source.dir, p.file) })),
-    ];
-    // A source at the limit drops its oldest shared pack: those pages are stored again.
-    const usable = (k: number) => (k > 0 || opts.ownPack) && k < SHARED_PACKS_MAX;
-    const packs = all.filter((_, k) => usable(k));
-    const dir = await store.newTempPath();
-    await mkdir(dir);
-    const shared = new SharedPages(dir, packs, source.chunks.count, {
-      name: source.name,
-      createdAt: m.createdAt,
-    });
-    try {
-      for (const p of packs) await linkPack(p.sourcePath, join(dir, p.file), source.name);
-      await shared.#indexChunks(source, all, usable);
-    } catch (error) {
-      await shared.discard();
-      throw error;
+    const own: SourcePack = {
+      id: packIdOf(m),
+      file: sharedPackFile(packIdOf(m)),
+      bytes: m.chunks.bytes,
+      writtenBy: source.name,
+      sourcePath: join(source.dir, m.chunks.file),
+    };
+    const all = [own, ...m.packs.map((p) => ({ ...p, sourcePath: join(source.dir, p.file) }))];
+    const mine = new Map<number, number>(); // source pack → index in #packs
+    for (const [k, p] of all.entries()) {
+      if (k === 0 && !opts.ownPack) continue;
+      let at = this.#packs.findIndex((q) => q.id === p.id);
+      if (at < 0 && this.#packs.length < SHARED_PACKS_MAX) {
+        await linkPack(p.sourcePath, join(this.#dir, p.file), source.name);
+        at = this.#packs.push(p) - 1;
+      }
+      if (at >= 0) mine.set(k, at);
     }
-    return shared;
-  }
-
-  async #indexChunks(
-    source: CheckpointReader,
-    all: readonly SourcePack[],
-    usable: (pack: number) => boolean,
-  ): Promise<void> {
+    const keyOf = (c: number) =>
+      `${all[source.chunks.packOf(c)]?.id}:${source.chunks.entry(c).offset}`;
     await walkChunks(
       source,
-      (c) => !source.chunks.isDisk(c) && usable(source.chunks.packOf(c)),
+      (c) =>
+        !source.chunks.isDisk(c) &&
+        mine.has(source.chunks.packOf(c)) &&
+        !this.#indexed.has(keyOf(c)),
       (chunk, stored) => {
+        const entry = source.chunks.entry(chunk);
+        const key = keyOf(chunk);
+        if (this.#indexed.has(key) || this.pagesIndexed + entry.pageCount > SHARED_INDEX_PAGES_MAX)
+          return;
         const { digests } = source.decodeChunkWithDigests(chunk, stored);
-        const pack = this.#packs.indexOf(all[source.chunks.packOf(chunk)] as SourcePack);
-        this.#add(chunk, source.chunks.entry(chunk), pack, digests);
+        this.#indexed.add(key);
+        this.#add(entry, mine.get(source.chunks.packOf(chunk)) ?? -1, digests);
       },
       null,
     );
@@ -146,10 +140,11 @@ export class SharedPages {
     await rm(this.#temp, { recursive: true, force: true });
   }
 
-  #add(chunk: number, entry: ChunkEntry, pack: number, digests: Buffer): void {
+  #add(entry: ChunkEntry, pack: number, digests: Buffer): void {
     assert(pack >= 0, "an indexed chunk's pack is linked");
-    this.#chunks[chunk] = { ...entry, sha256: Buffer.from(entry.sha256) };
+    const chunk = this.#chunks.push({ ...entry, sha256: Buffer.from(entry.sha256) }) - 1;
     this.#packOf[chunk] = pack;
+    this.pagesIndexed += entry.pageCount;
     for (let slot = 0; slot < entry.pageCount; slot++) {
       const digest = digests.subarray(slot * PAGE_DIGEST_BYTES, (slot + 1) * PAGE_DIGEST_BYTES);
       if (this.#index.get(digest) < 0) this.#index.addLast(provisional(chunk, slot));
@@ -171,10 +166,11 @@ export class SharedPages {
    */
   async place(map: PageMap, append: (e: ChunkEntry) => number): Promise<PlacedShared> {
     const entries = map.entries;
+    const inUse = new Uint8Array(this.#chunks.length);
     for (const e of entries) {
-      if (e >>> KIND_SHIFT === PageKind.parent) this.#used[(e & PAYLOAD_MASK) >>> SLOT_BITS] = 1;
+      if (e >>> KIND_SHIFT === PageKind.parent) inUse[(e & PAYLOAD_MASK) >>> SLOT_BITS] = 1;
     }
-    const used = [...this.#used.keys()].filter((c) => this.#used[c] === 1);
+    const used = [...inUse.keys()].filter((c) => inUse[c] === 1);
     const packOf = (c: number) => this.#packOf[c] ?? -1;
     const offsetOf = (c: number) => this.#chunks[c]?.offset ?? 0;
     used.sort((a, b) => packOf(a) - packOf(b) || offsetOf(a) - offsetOf(b));
@@ -226,9 +222,55 @@ async function linkPack(from: string, to: string, source: string): Promise<void>
  * holds (NotFoundError if absent, InvalidCheckpointError if a chunk fails its check).
  */
 export async function shareCheckpoint(store: CheckpointStore, name: string): Promise<SharedPages> {
-  const reader = await CheckpointReader.open(store, name);
+  return shareStore(store, name, { wholeStore: false });
+}
+
+/**
+ * Indexes `parent` (if any) and, with `wholeStore`, then every other listed checkpoint, newest
+ * first, within the index's limits: so identical pages across the store are stored once. A
+ * damaged parent fails (InvalidCheckpointError); another damaged checkpoint is skipped.
+ */
+export async function shareStore(
+  store: CheckpointStore,
+  parent: string | null,
+  opts: { readonly wholeStore: boolean },
+): Promise<SharedPages> {
+  const first = parent === null ? null : await CheckpointReader.open(store, parent);
+  const info = first === null ? null : { name: first.name, createdAt: first.manifest.createdAt };
+  const shared = await SharedPages.create(store, info);
   try {
-    return await SharedPages.index(store, reader, { ownPack: true });
+    if (first !== null) await shared.add(first, { ownPack: true });
+    if (!opts.wholeStore) return shared;
+    const others = (await store.list()).filter((c) => c.name !== parent);
+    others.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    for (const c of others) {
+      if (shared.pagesIndexed >= SHARED_INDEX_PAGES_MAX) break;
+      await addIfSound(store, shared, c.name);
+    }
+    return shared;
+  } catch (error) {
+    await shared.discard();
+    throw error;
+  } finally {
+    await first?.close();
+  }
+}
+
+/** Adds checkpoint `name` to the index unless it is gone or damaged (then it is skipped). */
+async function addIfSound(
+  store: CheckpointStore,
+  shared: SharedPages,
+  name: string,
+): Promise<void> {
+  const reader = await CheckpointReader.open(store, name).catch((error: unknown) => {
+    if (error instanceof InvalidCheckpointError || error instanceof NotFoundError) return null;
+    throw error;
+  });
+  if (reader === null) return;
+  try {
+    await shared.add(reader, { ownPack: true });
+  } catch (error) {
+    if (!(error instanceof InvalidCheckpointError)) throw error;
   } finally {
     await reader.close();
   }

@@ -91,7 +91,7 @@ async function writeSmallVariant(
     qemu: { version: "7.2.22" },
     stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
     now: () => new Date(`2026-01-02T03:04:0${shared === null ? 5 : 6}.000Z`),
-    ...(shared === null ? {} : { shared, parent: shared.source }),
+    ...(shared === null ? {} : { shared }),
   });
   const edits = { 0: textPage(1000), 7: textPage(1007), 8: textPage(9) };
   await putSmallPages(w, prng(7), shared === null ? {} : edits);

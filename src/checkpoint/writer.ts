@@ -55,7 +55,7 @@ export interface BeginOptions {
    * links, or discards them if begin fails.
    */
   readonly shared?: SharedPages;
-  /** Recorded as the manifest's `parent` (informative lineage). */
+  /** Recorded as the manifest's `parent` (informative lineage); default: `shared.parent`. */
   readonly parent?: ParentInfo;
   /**
    * Commit replaces the listed checkpoint of this name instead of refusing it (relayout only):
@@ -92,7 +92,7 @@ export async function beginCheckpoint(
     createdAt: (opts.now?.() ?? new Date()).toISOString(),
     layout: opts.layout ?? null,
     replace: opts.replace === true,
-    parent: opts.parent ?? null,
+    parent: opts.parent ?? opts.shared?.parent ?? null,
   };
   const shared = opts.shared ?? null;
   if (!meta.replace)

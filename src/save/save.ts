@@ -19,7 +19,7 @@ import {
   CheckpointStore,
   type CheckpointWriter,
   type SharedPages,
-  shareCheckpoint,
+  shareStore,
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../errors.ts";
@@ -71,6 +71,12 @@ export interface SaveOptions {
    * from or last saved to) when that is still listed. null: a full checkpoint.
    */
   readonly parent?: string | null;
+  /**
+   * Also share pages with every other checkpoint in the store (newest first, within
+   * SHARED_INDEX_PAGES_MAX), so identical pages across the store are stored once. The price:
+   * removing a checkpoint frees its pack only once no later checkpoint reads any of it.
+   */
+  readonly wholeStore?: boolean;
   readonly onProgress?: ProgressListener;
 }
 
@@ -103,19 +109,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   let shared: SharedPages | null = null;
   try {
     await listen(server, socketPath);
-    const parent = await resolveParent(store, opts, vm);
-    if (parent !== null) {
-      opts.onProgress?.({ phase: `indexing parent ${parent}`, doneBytes: 0, totalBytes: null });
-      shared = await shareCheckpoint(store, parent).catch((error: unknown) => {
-        if (!(error instanceof InvalidCheckpointError)) throw error;
-        throw new InvalidCheckpointError(
-          parent,
-          `${error.reason}; this save would share its pages: save with --full (parent: null), ` +
-            "and rm it",
-          { cause: error },
-        );
-      });
-    }
+    shared = await indexShared(store, opts, vm);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
     const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
@@ -160,7 +154,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       wallMs: performance.now() - started,
       streamBytes: stream.streamBytes,
       writeSetPages,
-      parent: shared?.source.name ?? null,
+      parent: shared?.parent?.name ?? null,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -230,7 +224,7 @@ class CheckpointSink {
         ? {}
         : { compressionLevel: this.#opts.compressionLevel }),
       ...(duplicates === null ? {} : { diskBlocks: duplicates }),
-      ...(shared === null ? {} : { shared, parent: shared.source }),
+      ...(shared === null ? {} : { shared }),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
@@ -274,6 +268,28 @@ class CheckpointSink {
       throw new QemuError("The migration stream sent pages before its RAM blocks");
     return this.writer;
   }
+}
+
+/** The pages this save shares (format 1.2): its parent's, and with `wholeStore` the store's. */
+async function indexShared(
+  store: CheckpointStore,
+  opts: SaveOptions,
+  vm: ManagedVm,
+): Promise<SharedPages | null> {
+  const parent = await resolveParent(store, opts, vm);
+  const wholeStore = opts.wholeStore === true;
+  if (parent === null && !wholeStore) return null;
+  const phase = `indexing ${parent === null ? "" : `parent ${parent}`}${wholeStore ? " and the store" : ""}`;
+  opts.onProgress?.({ phase, doneBytes: 0, totalBytes: null });
+  return shareStore(store, parent, { wholeStore }).catch((error: unknown) => {
+    if (!(error instanceof InvalidCheckpointError)) throw error;
+    throw new InvalidCheckpointError(
+      error.checkpoint,
+      `${error.reason}; this save would share its pages: save with --full (parent: null), ` +
+        "and rm it",
+      { cause: error },
+    );
+  });
 }
 
 /** The parent a save shares pages with: the one asked for, else the VM's origin if listed. */

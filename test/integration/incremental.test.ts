@@ -3,7 +3,8 @@
  * guest is saved three times; the second and third share what their parent holds. Each
  * restores bit-exact (the guest verifies every page and file). Removing the middle one and
  * collecting garbage keeps the last restorable; a VM restored from it saves incrementally on
- * its own; removing everything frees every pack and layer.
+ * its own; a damaged parent fails a save clearly; a save without parent shares with the whole
+ * store; removing everything frees every pack and layer.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
@@ -116,11 +117,17 @@ test("a chain of three incremental checkpoints: each restores bit-exact; rm of t
     assert.match(error.message, /fails its hash check.*--full/);
     return true;
   });
-  const full = await save({ home, vm: fromC4.name, name: "c5", parent: null, after: "stop" });
+  const full = await save({ home, vm: fromC4.name, name: "c5", parent: null });
   assert.equal(full.parent, null);
+  // No parent, but identical pages anywhere in the store are shared (c5's, c3's, …).
+  await save({ home, vm: fromC4.name, name: "c6", parent: null, wholeStore: true, after: "stop" });
   await killVm(home, fromC4.name).catch(() => undefined);
+  const m6 = await manifestOf("c6");
+  assert.equal(m6.parent, undefined);
+  assert.ok(m6.statistics.pagesShared > m6.statistics.pagesStored * 0.8, "c6 shares by content");
+  await restoreAndVerify("c6", "inc-c6");
 
-  for (const name of ["c1", "c3", "c4", "c5"]) await store.remove(name);
+  for (const name of ["c1", "c3", "c4", "c5", "c6"]) await store.remove(name);
   await store.cleanTemp();
   assert.deepEqual(await readdir(join(home, "checkpoints")), [], "nothing is listed");
   const left = (await readdir(join(home, "layers"))).filter((f) => !f.startsWith("pending"));

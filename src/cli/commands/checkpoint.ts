@@ -31,9 +31,10 @@ const REPORT_FD = 3;
 
 export const saveCommand: Command = {
   usage:
-    "VM --name CHECKPOINT [--parent CHECKPOINT | --full] [--stop-first] " +
+    "VM --name CHECKPOINT [--parent CHECKPOINT | --full] [--share-store] [--stop-first] " +
     "[--after continue|pause|stop | --continue [--seconds N]]   checkpoint a running managed VM " +
     "(incremental from the checkpoint it was restored from or last saved to, unless --full; " +
+    "--share-store: also share identical pages with every checkpoint in the store; " +
     "--continue: it goes on as a traced lazy restore of the checkpoint)",
   async run(ctx, args) {
     const p = parse(
@@ -46,13 +47,17 @@ export const saveCommand: Command = {
         "stop-first": { type: "boolean" },
         parent: { type: "string" },
         full: { type: "boolean" },
+        "share-store": { type: "boolean" },
       },
       ["vm"],
     );
     const vm = p.arg(0);
     if (p.flag("full") && p.str("parent") !== undefined)
       throw new UsageError("--parent and --full exclude each other");
-    const parent = p.flag("full") ? { parent: null } : parentOption(p.str("parent"));
+    const parent = {
+      ...(p.flag("full") ? { parent: null } : parentOption(p.str("parent"))),
+      wholeStore: p.flag("share-store"),
+    };
     const name =
       p.str("name") ?? `${vm}@${new Date().toISOString().replace(/[:]/g, "-").slice(0, 19)}`;
     if (p.flag("continue")) {

@@ -63,7 +63,7 @@ export async function saveContinue(
   p: Parsed,
   vm: string,
   name: string,
-  parent: { readonly parent?: string | null },
+  parent: { readonly parent?: string | null; readonly wholeStore: boolean },
 ): Promise<void> {
   const r = await saveAndContinue({
     home: ctx.home,
