@@ -185,5 +185,7 @@ export const LAYOUT_SOURCE_BYTES_MAX = 64;
  * 8 GiB of distinct content; ~44 bytes of memory each, ~90 MiB). Beyond it pages are stored.
  */
 export const SHARED_INDEX_PAGES_MAX = 2 ** 21;
+/** A pack's page-digest cache file is read only up to this size (256 MiB: 8M pages). */
+export const DIGEST_CACHE_BYTES_MAX = 256 * 1024 * 1024;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;

@@ -14,6 +14,7 @@ import { chunkHashOfDigests, PAGE_DIGEST_BYTES, writePageDigest } from "./chunk-
 import { ChunkTableBuilder } from "./chunk-table.ts";
 import { type ChunkCodec, noneCodec } from "./codec.ts";
 import { DedupIndex } from "./dedup-index.ts";
+import type { PackDigests } from "./digest-cache.ts";
 import { storedEntry } from "./format.ts";
 import type { PackWriter } from "./pack-writer.ts";
 
@@ -30,6 +31,8 @@ export class ChunkPacker {
   duplicates = 0;
   /** Bytes of compressed (or raw-stored) chunks appended. */
   storedBytes = 0;
+  /** Each sealed chunk's page digests by pack offset, for the digest cache (32 B a page). */
+  readonly chunkDigests: PackDigests = new Map();
 
   constructor(pack: PackWriter, codec: ChunkCodec) {
     this.#pack = pack;
@@ -86,13 +89,13 @@ export class ChunkPacker {
   seal(): Promise<void> | undefined {
     if (this.#openPages === 0) return undefined;
     const raw = this.#open.subarray(0, this.#openPages * PAGE_SIZE_BYTES);
-    const sha256 = chunkHashOfDigests(
-      this.#digests.subarray(0, this.#openPages * PAGE_DIGEST_BYTES),
-    );
+    const digests = this.#digests.subarray(0, this.#openPages * PAGE_DIGEST_BYTES);
+    const sha256 = chunkHashOfDigests(digests);
     const packed = this.#codec.compress(raw);
     const [codec, stored] =
       packed.byteLength < raw.byteLength ? [this.#codec, packed] : [noneCodec, raw];
     const { offset, wait } = this.#pack.append(stored);
+    this.chunkDigests.set(offset, Buffer.from(digests));
     this.table.append({
       offset,
       storedBytes: stored.byteLength,

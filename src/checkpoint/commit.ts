@@ -13,6 +13,7 @@ import type { ChunkPacker } from "./chunk-packer.ts";
 import type { ChunkTable } from "./chunk-table.ts";
 import { zstdCodec } from "./codec.ts";
 import { type DeviceState, encodeDeviceState } from "./device-file.ts";
+import { DigestCache } from "./digest-cache.ts";
 import { type DiskPages, placeDiskRefs } from "./disk-place.ts";
 import { FileName, KIND_SHIFT, PAYLOAD_MASK, PageKind, SLOT_BITS } from "./format.ts";
 import { encodeIndex } from "./index-file.ts";
@@ -25,6 +26,7 @@ import {
   type LayoutInfo,
   type ManifestBody,
   type ParentInfo,
+  packIdOf,
   sha256Hex,
   versionOf,
 } from "./manifest.ts";
@@ -102,6 +104,7 @@ export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing>
   await verifyWritten(s, chunks);
   const finalDir = s.store.dirOf(s.name);
   await step(s.name, "renaming it into the catalogue", () => publish(s, finalDir));
+  await new DigestCache(s.store.home).save(packIdOf(body), s.packer.chunkDigests);
   const bytes = manifest.byteLength + index.byteLength + packBytes + device.byteLength;
   return listingOf({ format: versionOf(body), ...body }, finalDir, bytes);
 }

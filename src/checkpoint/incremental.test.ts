@@ -3,6 +3,7 @@ import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
+import { check, DigestCache } from "./digest-cache.ts";
 import { FileName, sharedPackFile } from "./format.ts";
 import { packIdOf } from "./manifest.ts";
 import { CheckpointReader } from "./reader.ts";
@@ -209,9 +210,48 @@ test("sharing with the whole store stores pages of unrelated checkpoints once", 
     assert.equal(m.statistics.pagesUnique, PAGES / 2, "only the new half is stored");
     assert.ok(m.packs.some((p) => p.writtenBy === "c1"));
     await assertPages(store, "d", d);
-    // A damaged checkpoint is skipped, not fatal: e's pages are stored instead.
+    // A damaged checkpoint in the store: its cached page digests still put it in the index, and
+    // the commit's read-back catches it: nothing is listed, the error names who wrote the pack.
     await flipBit(store.dirOf("c3"), FileName.pack, 16 + 9);
+    await assert.rejects(write(store, "e", c3, "store"), /written by c3\) fails its hash check/);
+    assert.ok(!(await store.list()).some((c) => c.name === "e"));
+    // Without its cache the index reads c3, finds the damage and skips it: e stores those pages.
+    await rm(join(store.home, "cache"), { recursive: true, force: true });
     await write(store, "e", c3, "store");
     await assertPages(store, "e", c3);
   });
 });
+
+test("the page-digest cache spares reading packs, and a stale entry is not trusted", async () => {
+  await withChain(async (store, { c2 }) => {
+    const m1 = await manifestOf(store, "c1");
+    const cache = new DigestCache(store.home);
+    assert.equal((await cache.load(packIdOf(m1))).size, PAGES / 64, "c1's commit cached its pack");
+    // Damage every cached digest of c1's pack: the chunk hashes no longer match, so indexing
+    // reads the chunks instead, and the result is the same.
+    const cached = await cache.load(packIdOf(m1));
+    for (const d of cached.values()) d.fill(7);
+    await cache.save(packIdOf(m1), cached);
+    await write(store, "c2b", c2, "c1");
+    const m = await manifestOf(store, "c2b");
+    assert.equal(m.statistics.pagesUnique, 8);
+    await assertPages(store, "c2b", c2);
+    assert.ok(check(await cache.load(packIdOf(m1)), (await firstChunk(store, "c1")) ?? fail()));
+    await store.remove("c2b");
+    await store.remove("c3");
+    await store.remove("c2");
+    await store.remove("c1");
+    await store.cleanTemp();
+    assert.deepEqual(await readdir(cache.dir), [], "gc drops the cache of unlinked packs");
+  });
+});
+
+async function firstChunk(store: CheckpointStore, name: string) {
+  const r = await CheckpointReader.open(store, name);
+  await r.close();
+  return r.chunks.entry(0);
+}
+
+function fail(): never {
+  throw new Error("no chunk");
+}

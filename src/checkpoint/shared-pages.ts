@@ -19,6 +19,7 @@ import { SHARED_INDEX_PAGES_MAX } from "../limits.ts";
 import { PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
 import type { ChunkEntry } from "./chunk-table.ts";
 import { DedupIndex } from "./dedup-index.ts";
+import { check, DigestCache, type PackDigests } from "./digest-cache.ts";
 import {
   KIND_SHIFT,
   PAYLOAD_MASK,
@@ -67,17 +68,20 @@ export class SharedPages {
   /** Pages of the new checkpoint found indexed (each a page not stored again). */
   hits = 0;
 
-  private constructor(dir: string, parent: ParentInfo | null) {
+  readonly #cache: DigestCache;
+
+  private constructor(dir: string, parent: ParentInfo | null, cache: DigestCache) {
     this.#dir = dir;
     this.#temp = dir;
     this.parent = parent;
+    this.#cache = cache;
   }
 
   /** An empty index whose links go to a new directory under the store's tmp/. */
   static async create(store: CheckpointStore, parent: ParentInfo | null): Promise<SharedPages> {
     const dir = await store.newTempPath();
     await mkdir(dir);
-    return new SharedPages(dir, parent);
+    return new SharedPages(dir, parent, new DigestCache(store.home));
   }
 
   /**
@@ -108,23 +112,39 @@ export class SharedPages {
     }
     const keyOf = (c: number) =>
       `${all[source.chunks.packOf(c)]?.id}:${source.chunks.entry(c).offset}`;
+    const cached = new Map<number, PackDigests>();
+    for (const k of mine.keys()) cached.set(k, await this.#cache.load(all[k]?.id ?? ""));
+    const toRead = new Set<number>();
+    for (let c = 0; c < source.chunks.count; c++) {
+      const k = source.chunks.packOf(c);
+      if (source.chunks.isDisk(c) || !mine.has(k) || this.#indexed.has(keyOf(c))) continue;
+      const digests = check(cached.get(k) ?? new Map(), source.chunks.entry(c));
+      if (digests === null) toRead.add(c);
+      else this.#take(keyOf(c), source.chunks.entry(c), mine.get(k) ?? -1, digests);
+    }
+    const fresh = new Map<number, PackDigests>();
     await walkChunks(
       source,
-      (c) =>
-        !source.chunks.isDisk(c) &&
-        mine.has(source.chunks.packOf(c)) &&
-        !this.#indexed.has(keyOf(c)),
+      (c) => toRead.has(c),
       (chunk, stored) => {
-        const entry = source.chunks.entry(chunk);
-        const key = keyOf(chunk);
-        if (this.#indexed.has(key) || this.pagesIndexed + entry.pageCount > SHARED_INDEX_PAGES_MAX)
-          return;
         const { digests } = source.decodeChunkWithDigests(chunk, stored);
-        this.#indexed.add(key);
-        this.#add(entry, mine.get(source.chunks.packOf(chunk)) ?? -1, digests);
+        const k = source.chunks.packOf(chunk);
+        const entry = source.chunks.entry(chunk);
+        if (!fresh.has(k)) fresh.set(k, new Map());
+        fresh.get(k)?.set(entry.offset, Buffer.from(digests));
+        this.#take(keyOf(chunk), entry, mine.get(k) ?? -1, digests);
       },
       null,
     );
+    for (const [k, digests] of fresh) await this.#cache.save(all[k]?.id ?? "", digests);
+  }
+
+  /** Indexes one chunk unless it is indexed already or the index is full. */
+  #take(key: string, entry: ChunkEntry, pack: number, digests: Buffer): void {
+    if (this.#indexed.has(key) || this.pagesIndexed + entry.pageCount > SHARED_INDEX_PAGES_MAX)
+      return;
+    this.#indexed.add(key);
+    this.#add(entry, pack, digests);
   }
 
   /** Moves the links into `dir`, the writer's temp directory (same file system). */

@@ -26,6 +26,8 @@ import { join } from "node:path";
 import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { type CheckpointListing, listingOf, readManifestFile } from "./checkpoint-files.ts";
+import { DigestCache } from "./digest-cache.ts";
+import { type Manifest, packIdOf } from "./manifest.ts";
 import { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 import { CheckpointReader } from "./reader.ts";
 import { errorCode, nodeStoreIo, type StoreIo } from "./store-io.ts";
@@ -130,16 +132,30 @@ export class CheckpointStore {
    * it could not be restored anyway.
    */
   async collectLayers(): Promise<string[]> {
-    const roots: string[] = [];
+    const roots = (await this.#manifests()).flatMap((m) => m.layers.map((l) => l.id));
+    return collectLayers(this.home, roots);
+  }
+
+  /** Drops the page-digest cache of packs no checkpoint links (ADR 0007); returns how many. */
+  async pruneDigestCache(): Promise<number> {
+    const keep = new Set(
+      (await this.#manifests()).flatMap((m) => [packIdOf(m), ...m.packs.map((p) => p.id)]),
+    );
+    return new DigestCache(this.home).prune(keep);
+  }
+
+  /** The manifests of the listed checkpoints that can be read (a damaged one keeps nothing). */
+  async #manifests(): Promise<Manifest[]> {
+    const out: Manifest[] = [];
     for (const name of await this.#entries(this.checkpointsDir)) {
       if (!CHECKPOINT_NAME_PATTERN.test(name)) continue;
       const manifest = await readManifestFile(this.dirOf(name), name).catch((error: unknown) => {
         if (error instanceof InvalidCheckpointError) return null;
         throw error;
       });
-      for (const layer of manifest?.layers ?? []) roots.push(layer.id);
+      if (manifest !== null) out.push(manifest);
     }
-    return collectLayers(this.home, roots);
+    return out;
   }
 
   /**
@@ -161,6 +177,7 @@ export class CheckpointStore {
       await rm(join(this.tempDir, entry), { recursive: true, force: true });
       removed += 1;
     }
+    await this.pruneDigestCache(); // a cache: not counted as removed items
     return removed + (await this.collectLayers()).length;
   }
 
