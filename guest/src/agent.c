@@ -7,6 +7,7 @@
  *   stats         -> stats {"phase":...,"memPages":n,...}
  *   files         -> files ok=<n> bad=<k> bytes=<b>
  *   work <mib>    -> work done=<mib> sum=<hex>
+ *   scratch <mib> -> scratch done=<mib>  (dirties mib MiB, then frees them)
  *   anything else -> error <reason>
  */
 #include <errno.h>
@@ -86,6 +87,14 @@ static void handle(const char *line, char *out, size_t cap) {
       snprintf(out, cap, "error work takes a MiB count in [1, %u]", WORK_MIB_MAX);
     else
       snprintf(out, cap, "work done=%" PRIu64 " sum=%016" PRIx64, mib, mem_work(mib));
+  } else if (strncmp(line, "scratch ", 8) == 0) {
+    uint64_t mib = parse_count(line + 8, SCRATCH_MIB_MAX);
+    if (mib == 0)
+      snprintf(out, cap, "error scratch takes a MiB count in [1, %u]", SCRATCH_MIB_MAX);
+    else if (scratch_dirty(mib) == 0)
+      snprintf(out, cap, "error cannot map %" PRIu64 " MiB", mib);
+    else
+      snprintf(out, cap, "scratch done=%" PRIu64, mib);
   } else {
     snprintf(out, cap, "error unknown command");
   }

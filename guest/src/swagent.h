@@ -21,6 +21,7 @@
 #define MEM_MIB_MAX 16384u
 #define HOT_RATE_MAX 1000000u
 #define WORK_MIB_MAX 65536u
+#define SCRATCH_MIB_MAX 16384u
 
 struct params {
   uint64_t mem_mib;  /* snapwake.mem_mib, anonymous memory to fill */
@@ -55,6 +56,9 @@ uint64_t mem_work(uint64_t mib);
 uint64_t mem_pages(void);
 uint64_t mem_hot_pages(void);
 uint64_t mem_rewrites(void);
+
+/* scratch.c: dirties and frees mib MiB; returns mib, or 0 if it cannot map them */
+uint64_t scratch_dirty(uint64_t mib);
 
 /* filecache.c */
 void files_check(struct files_result *out);

@@ -27,6 +27,7 @@ import {
   AGENT_PENDING_MAX,
   AGENT_PING_ATTEMPT_MS,
   AGENT_REQUEST_TIMEOUT_MS,
+  AGENT_SCRATCH_MIB_MAX,
   AGENT_WAIT_MS_MAX,
   AGENT_WORK_MIB_MAX,
 } from "./limits.ts";
@@ -134,6 +135,17 @@ export class AgentClient {
       throw new RangeError(`Cannot ask for work of ${mib} MiB: use 1 to ${AGENT_WORK_MIB_MAX}`);
     const reply = await this.#request({ verb: "work", mib }, options);
     return reply.verb === "work" ? reply.result : this.#unexpected("work", reply);
+  }
+
+  /**
+   * Makes mib MiB of the guest's free memory dirty: the guest maps them, writes unique bytes
+   * and frees them again. What a save must copy unless the guest hints its free pages.
+   */
+  async scratch(mib: number, options: RequestOptions = {}): Promise<number> {
+    if (!Number.isSafeInteger(mib) || mib < 1 || mib > AGENT_SCRATCH_MIB_MAX)
+      throw new RangeError(`Cannot scratch ${mib} MiB: use 1 to ${AGENT_SCRATCH_MIB_MAX}`);
+    const reply = await this.#request({ verb: "scratch", mib }, options);
+    return reply.verb === "scratch" ? reply.done : this.#unexpected("scratch", reply);
   }
 
   /** Lines received that answered nothing in flight (stale or garbled); for diagnostics. */

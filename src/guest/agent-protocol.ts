@@ -6,6 +6,7 @@
  *   stats        -> stats <single-line JSON, see GuestStats>
  *   files        -> files ok=<n> bad=<k> bytes=<b>
  *   work <mib>   -> work done=<mib> sum=<16 hex digits>
+ *   scratch <mib> -> scratch done=<mib>
  *   otherwise    -> error <reason>
  * Lines that are not replies (bytes left from before a restore, a reply's torn tail) parse
  * as "noise"; a known verb with fields that do not parse is "invalid".
@@ -15,7 +16,8 @@ export type AgentRequest =
   | { verb: "verify" }
   | { verb: "stats" }
   | { verb: "files" }
-  | { verb: "work"; mib: number };
+  | { verb: "work"; mib: number }
+  | { verb: "scratch"; mib: number };
 
 /** Memory workload check: every filled page compared with its generation's pattern. */
 export interface VerifyResult {
@@ -61,6 +63,7 @@ export type AgentReply =
   | { verb: "stats"; result: GuestStats }
   | { verb: "files"; result: FilesResult }
   | { verb: "work"; result: WorkResult }
+  | { verb: "scratch"; done: number }
   | { verb: "error"; message: string }
   | { verb: "invalid"; of: AgentRequest["verb"]; line: string; reason: string }
   | { verb: "noise"; line: string };
@@ -71,7 +74,8 @@ export function formatRequest(request: AgentRequest): string {
     case "ping":
       return `ping ${request.token}`;
     case "work":
-      return `work ${request.mib}`;
+    case "scratch":
+      return `${request.verb} ${request.mib}`;
     case "verify":
     case "stats":
     case "files":
@@ -163,6 +167,11 @@ export function parseReply(line: string): AgentReply {
       }));
     case "work":
       return checked("work", parseWork(rest), (result) => ({ verb: "work", result }));
+    case "scratch":
+      return checked("scratch", counters(rest, ["done"]), ({ done }) => ({
+        verb: "scratch",
+        done,
+      }));
     case "error":
       return { verb: "error", message: rest };
     default:
@@ -182,6 +191,7 @@ export function answers(request: AgentRequest, reply: AgentReply): boolean {
     case "stats":
     case "files":
     case "work":
+    case "scratch":
       return request.verb === reply.verb;
     case "invalid":
       return request.verb === reply.of;

@@ -21,6 +21,8 @@ export const AGENT_CONNECT_RETRY_MS = 100;
 export const AGENT_WAIT_MS_MAX = 60 * 60 * 1000;
 /** `work <mib>` bound (guest: WORK_MIB_MAX). */
 export const AGENT_WORK_MIB_MAX = 65_536;
+/** `scratch <mib>` bound (guest: SCRATCH_MIB_MAX). */
+export const AGENT_SCRATCH_MIB_MAX = 16_384;
 
 /** snapwake.mem_mib bound (guest: MEM_MIB_MAX). */
 export const GUEST_MEM_MIB_MAX = 16_384;

@@ -37,6 +37,7 @@ test("parseReply reads every reply the guest sends", () => {
       "work done=16 sum=e91a187e2eb4d5ea",
       { verb: "work", result: { done: 16, sum: "e91a187e2eb4d5ea" } },
     ],
+    ["scratch done=256", { verb: "scratch", done: 256 }],
     ["error unknown command", { verb: "error", message: "unknown command" }],
   ];
   for (const [line, expected] of cases) assert.deepEqual(parseReply(line), expected, line);
@@ -54,6 +55,7 @@ test("parseReply marks malformed known replies invalid, one case per failure", (
     ["files ok=1 bad=0 bytes=99999999999999999", "files"],
     ["work done=16 sum=xyz", "work"],
     ["work done=16", "work"],
+    ["scratch done=x", "scratch"],
     ["stats {", "stats"],
     ['stats {"phase":"sleeping"}', "stats"],
     [`stats ${STATS_JSON.replace('"rewrites":33820', '"rewrites":-1')}`, "stats"],
@@ -77,6 +79,7 @@ test("formatRequest writes the guest's request lines", () => {
   assert.equal(formatRequest({ verb: "stats" }), "stats");
   assert.equal(formatRequest({ verb: "files" }), "files");
   assert.equal(formatRequest({ verb: "work", mib: 8 }), "work 8");
+  assert.equal(formatRequest({ verb: "scratch", mib: 64 }), "scratch 64");
 });
 
 test("answers: pongs match by token, errors never answer pings or foreign lines", () => {
@@ -191,6 +194,7 @@ test("AgentClient skips stale bytes and answers each method", async () => {
     if (line === "stats") return `stats ${STATS_JSON}`;
     if (line === "files") return "files ok=16 bad=0 bytes=67108864";
     if (line === "work 4") return "work done=4 sum=00000000000000ff";
+    if (line === "scratch 8") return "scratch done=8";
     return "error unknown command";
   });
   const client = await AgentClient.connect(sock, { timeoutMs: 5000 });
@@ -202,6 +206,8 @@ test("AgentClient skips stale bytes and answers each method", async () => {
     assert.deepEqual(await client.files(), { ok: 16, bad: 0, bytes: 67108864 });
     assert.deepEqual(await client.work(4), { done: 4, sum: "00000000000000ff" });
     await assert.rejects(client.work(0), RangeError);
+    assert.equal(await client.scratch(8), 8);
+    await assert.rejects(client.scratch(16_385), RangeError);
   } finally {
     client.close();
     guest.server.close();
