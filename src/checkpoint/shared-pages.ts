@@ -100,16 +100,7 @@ export class SharedPages {
       sourcePath: join(source.dir, m.chunks.file),
     };
     const all = [own, ...m.packs.map((p) => ({ ...p, sourcePath: join(source.dir, p.file) }))];
-    const mine = new Map<number, number>(); // source pack → index in #packs
-    for (const [k, p] of all.entries()) {
-      if (k === 0 && !opts.ownPack) continue;
-      let at = this.#packs.findIndex((q) => q.id === p.id);
-      if (at < 0 && this.#packs.length < SHARED_PACKS_MAX) {
-        await linkPack(p.sourcePath, join(this.#dir, p.file), source.name);
-        at = this.#packs.push(p) - 1;
-      }
-      if (at >= 0) mine.set(k, at);
-    }
+    const mine = await this.#link(all, opts.ownPack ? 0 : 1, source.name);
     const keyOf = (c: number) =>
       `${all[source.chunks.packOf(c)]?.id}:${source.chunks.entry(c).offset}`;
     const cached = new Map<number, PackDigests>();
@@ -137,6 +128,28 @@ export class SharedPages {
       null,
     );
     for (const [k, digests] of fresh) await this.#cache.save(all[k]?.id ?? "", digests);
+  }
+
+  /**
+   * Links the source's packs from `all[from]` on, each once and up to SHARED_PACKS_MAX;
+   * returns source pack → index in `#packs` for those linked (now or by an earlier source).
+   */
+  async #link(
+    all: readonly SourcePack[],
+    from: number,
+    source: string,
+  ): Promise<Map<number, number>> {
+    const mine = new Map<number, number>();
+    for (const [k, p] of all.entries()) {
+      if (k < from) continue;
+      let at = this.#packs.findIndex((q) => q.id === p.id);
+      if (at < 0 && this.#packs.length < SHARED_PACKS_MAX) {
+        await linkPack(p.sourcePath, join(this.#dir, p.file), source);
+        at = this.#packs.push(p) - 1;
+      }
+      if (at >= 0) mine.set(k, at);
+    }
+    return mine;
   }
 
   /** Indexes one chunk unless it is indexed already or the index is full. */
