@@ -22,13 +22,18 @@ export function chunkHashOfDigests(digests: Uint8Array): Buffer {
   return crypto.hash("sha256", digests, "buffer");
 }
 
-/** The hash of a chunk from its raw pages (pageCount × 4096 bytes). */
-export function chunkHashOfPages(raw: Uint8Array): Buffer {
+/** The SHA-256 of each page of `raw` (pageCount × 4096 bytes), back to back. */
+export function pageDigestsOf(raw: Uint8Array): Buffer {
   const pageCount = raw.byteLength / PAGE_SIZE_BYTES;
   const digests = Buffer.allocUnsafe(pageCount * PAGE_DIGEST_BYTES);
   for (let s = 0; s < pageCount && s < CHUNK_PAGES_MAX; s++) {
     const page = raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES);
     writePageDigest(page, digests, s * PAGE_DIGEST_BYTES);
   }
-  return chunkHashOfDigests(digests);
+  return digests;
+}
+
+/** The hash of a chunk from its raw pages (pageCount × 4096 bytes). */
+export function chunkHashOfPages(raw: Uint8Array): Buffer {
+  return chunkHashOfDigests(pageDigestsOf(raw));
 }

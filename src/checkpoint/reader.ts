@@ -20,7 +20,7 @@ import { PAGE_SIZE_BYTES } from "../limits.ts";
 import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
 import { CheckpointLayers } from "./checkpoint-layers.ts";
 import { CheckpointPacks } from "./checkpoint-packs.ts";
-import { chunkHashOfDigests, PAGE_DIGEST_BYTES, writePageDigest } from "./chunk-hash.ts";
+import { chunkHashOfDigests, pageDigestsOf } from "./chunk-hash.ts";
 import type { ChunkTable } from "./chunk-table.ts";
 import { codecById } from "./codec.ts";
 import { DEVICE_FILE_BYTES_MAX, type DeviceState, decodeDeviceState } from "./device-file.ts";
@@ -181,7 +181,7 @@ export class CheckpointReader {
       const pages = this.#layers.verify(e.offset, stored, (slot) =>
         this.#pageOf(diskEntry(chunk, slot)),
       );
-      return { pages, digests: pageDigests(pages) };
+      return { pages, digests: pageDigestsOf(Buffer.concat(pages)) };
     }
     const codec = codecById(e.codec);
     assert(codec !== null, "codec checked when the index was opened");
@@ -199,16 +199,16 @@ export class CheckpointReader {
         },
       );
     }
-    const pages = Array.from({ length: e.pageCount }, (_, s) =>
-      raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
-    );
-    const digests = pageDigests(pages);
+    const digests = pageDigestsOf(raw);
     if (!chunkHashOfDigests(digests).equals(e.sha256)) {
       throw new InvalidCheckpointError(
         this.name,
         `${where} fails its hash check (its pages are corrupt)`,
       );
     }
+    const pages = Array.from({ length: e.pageCount }, (_, s) =>
+      raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
+    );
     return { pages, digests };
   }
 
@@ -332,13 +332,6 @@ async function openIndexAndPack(
     throw fail(`index hash mismatch: "${ref.file}" was modified or corrupted`);
   const { chunks, pageMap, diskRefs } = decodeIndex(bytes, indexContext(manifest, name));
   return { chunks, pageMap, diskRefs, packs: await CheckpointPacks.open(dir, manifest, name) };
-}
-
-/** SHA-256 of each page, back to back. */
-function pageDigests(pages: readonly Uint8Array[]): Buffer {
-  const out = Buffer.allocUnsafe(pages.length * PAGE_DIGEST_BYTES);
-  for (const [s, page] of pages.entries()) writePageDigest(page, out, s * PAGE_DIGEST_BYTES);
-  return out;
 }
 
 /** What decodeIndex checks the index against: the manifest's view of it. */

@@ -65,8 +65,6 @@ export class SharedPages {
   readonly parent: ParentInfo | null;
   /** Pages indexed so far (bounded by SHARED_INDEX_PAGES_MAX). */
   pagesIndexed = 0;
-  /** Pages of the new checkpoint found indexed (each a page not stored again). */
-  hits = 0;
 
   readonly #cache: DigestCache;
 
@@ -186,10 +184,7 @@ export class SharedPages {
 
   /** The provisional entry of a page whose content the source holds, or -1. */
   find(digest: Uint8Array): number {
-    const entry = this.#index.get(digest);
-    if (entry < 0) return -1;
-    this.hits += 1;
-    return entry;
+    return this.#index.get(digest);
   }
 
   /**
