@@ -24,8 +24,11 @@ import { moduleName, resolveModules } from "../src/guest/builder/kernel-modules.
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BUSYBOX = "/bin/busybox";
-/** Loaded by /init in this order (after their dependencies); crc32c is ext4's softdep. */
-const WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "ext4"];
+/**
+ * Loaded by /init in this order (after their dependencies); crc32c is ext4's softdep.
+ * virtio_balloon lets a VM with a virtio-balloon device hint its free pages during a save.
+ */
+const WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "ext4", "virtio_balloon"];
 /** Source files whose content defines the build (besides guest/**). */
 const BUILD_SOURCES = [
   "scripts/build-guest.ts",
