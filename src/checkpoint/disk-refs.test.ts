@@ -136,7 +136,7 @@ test("a candidate block that differs from the page is not referenced; the page i
     const layer = await frozenLayer(t);
     const lying: DiskBlockSource = {
       find: () => ({ layer: layer.id, offsetBytes: 0 }),
-      read: async () => block(0),
+      read: () => block(0),
     };
     await writeWithDisk(t, layer, lying);
     const r = await CheckpointReader.open(t.store, "disk");

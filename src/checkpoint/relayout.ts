@@ -134,7 +134,7 @@ function diskSource(old: CheckpointReader, feeding: { page: Uint8Array | null })
   }
   return {
     find: (digest) => byDigest.get(Buffer.from(digest).toString("hex")) ?? null,
-    read: async () => {
+    read: () => {
       if (feeding.page === null) throw new Error("relayout: no page is being fed");
       return feeding.page;
     },

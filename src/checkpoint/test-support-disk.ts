@@ -56,7 +56,7 @@ function smallLayerSource(): DiskBlockSource {
       const offsetBytes = byDigest.get(Buffer.from(digest).toString("hex"));
       return offsetBytes === undefined ? null : { layer: SMALL_LAYER_ID, offsetBytes };
     },
-    read: async (_layer, offsetBytes) => layerBlock(offsetBytes / PAGE_SIZE_BYTES),
+    read: (_layer, offsetBytes) => layerBlock(offsetBytes / PAGE_SIZE_BYTES),
   };
 }
 

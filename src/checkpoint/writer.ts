@@ -208,36 +208,19 @@ export class CheckpointWriter {
       return;
     }
     const candidate = disk?.candidate(digest) ?? null;
-    if (disk && candidate !== null) return this.#confirm(disk, index, data, digest, candidate);
+    if (disk && candidate !== null) {
+      let entry: number;
+      try {
+        entry = disk.confirm(data, digest, candidate);
+      } catch (error) {
+        return this.#fail(error, "reading a frozen disk layer");
+      }
+      if (entry >= 0) {
+        entries[index] = entry;
+        return;
+      }
+    }
     entries[index] = this.#guard(() => packer.store(data, digest));
-    return this.#sealIfFull();
-  }
-
-  /** Reads a candidate disk block; the page becomes a reference if equal, else it is stored. */
-  async #confirm(
-    disk: DiskPages,
-    index: number,
-    data: Uint8Array,
-    digest: Uint8Array,
-    candidate: { layer: string; offsetBytes: number },
-  ): Promise<void> {
-    const page = Buffer.from(data); // `data` is only valid during putPage
-    const key = Buffer.from(digest);
-    this.#waiting = true;
-    let entry: number;
-    try {
-      entry = await disk.confirm(page, key, candidate);
-    } catch (error) {
-      this.#waiting = false;
-      return this.#fail(error, "reading a frozen disk layer");
-    }
-    this.#waiting = false;
-    const entries = (this.#map as PageMap).entries;
-    if (entry >= 0) {
-      entries[index] = entry;
-      return;
-    }
-    entries[index] = this.#guard(() => this.#packer.store(page, key));
     return this.#sealIfFull();
   }
 

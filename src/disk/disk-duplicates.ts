@@ -56,11 +56,14 @@ export class DiskDuplicates {
     return null;
   }
 
-  /** The block's current bytes (4096), unverified: the caller compares them with its page. */
-  read(layer: string, offsetBytes: number): Promise<Uint8Array> {
+  /**
+   * The block's current bytes (4096), unverified: the caller compares them with its page.
+   * A blocking read (see DiskBlockSource.read).
+   */
+  read(layer: string, offsetBytes: number): Uint8Array {
     const file = this.#files.get(layer);
     if (file === undefined) throw new RangeError(`layer ${layer} is not one of this set`);
-    return file.readBlock(offsetBytes);
+    return file.readBlockSync(offsetBytes);
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,7 @@
  */
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { DecodeError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
@@ -122,6 +123,23 @@ export class LayerFile {
    */
   async readBlock(guestOffset: number): Promise<Uint8Array> {
     return this.readBlocks([guestOffset]);
+  }
+
+  /** readBlock, blocking: for a save's confirmation of a candidate, page by page. */
+  readBlockSync(guestOffset: number): Uint8Array {
+    assert(!this.#closed, "the layer is open");
+    const place = this.locate(guestOffset);
+    if (guestOffset % PAGE_SIZE_BYTES !== 0 || place.kind !== "data") {
+      throw new DiskLayerError(this.path, `guest offset ${guestOffset} is not a data block here`);
+    }
+    const out = Buffer.alloc(PAGE_SIZE_BYTES); // past the end of the file: zero
+    let done = 0;
+    while (done < out.byteLength) {
+      const n = readSync(this.#fh.fd, out, done, out.byteLength - done, place.hostOffset + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return out;
   }
 
   /**
