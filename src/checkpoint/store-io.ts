@@ -85,11 +85,23 @@ export async function writeWholeFile(io: StoreIo, path: string, bytes: Uint8Arra
   }
 }
 
-/** Typed errors pass through; system errors (ENOSPC, EIO…) become CheckpointWriteError. */
-export function wrapWriteError(name: string, action: string, error: unknown): unknown {
+/**
+ * Typed errors pass through; system errors (ENOSPC, EIO…) become CheckpointWriteError. With
+ * `shares`, the checkpoint names other checkpoints' packs, which a failed read-back may blame.
+ */
+export function wrapWriteError(
+  name: string,
+  action: string,
+  error: unknown,
+  shares = false,
+): unknown {
   if (!(error instanceof Error) || error.name === "AssertionError") return error;
   if (error instanceof CheckpointWriteError || error instanceof UsageError) return error;
-  if (error.name === "InvalidCheckpointError")
-    return new CheckpointWriteError(name, "verifying what was written", error);
+  if (error.name === "InvalidCheckpointError") {
+    const hint = shares
+      ? "; a bad shared pack is damage in the checkpoint that wrote it: save with --full, rm that one"
+      : "";
+    return new CheckpointWriteError(name, `verifying what was written${hint}`, error);
+  }
   return new CheckpointWriteError(name, action, error);
 }

@@ -365,7 +365,7 @@ export class CheckpointWriter {
   #fail(error: unknown, action: string): never {
     if (this.#state !== "failed") {
       this.#state = "failed";
-      this.#error = wrapWriteError(this.name, action, error);
+      this.#error = wrapWriteError(this.name, action, error, this.#init.shared !== null);
       this.#cleanup = this.#discard();
     }
     throw this.#error;

@@ -12,7 +12,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
-import { InvalidCheckpointError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
@@ -112,11 +111,12 @@ test("a chain of three incremental checkpoints: each restores bit-exact; rm of t
   // A damaged origin fails the next save with what to do; a full save still works.
   await corruptOneChunk(store, "c4");
   await assert.rejects(save({ home, vm: fromC4.name, name: "c5" }), (error: unknown) => {
-    assert.ok(error instanceof InvalidCheckpointError, String(error));
-    assert.equal(error.checkpoint, "c4");
-    assert.match(error.message, /fails its hash check.*--full/);
+    // Found while indexing c4 (no digest cache), or by the commit's read-back (cached digests).
+    assert.ok(error instanceof Error, String(error));
+    assert.match(error.message, /c4.*fails its hash check.*--full/);
     return true;
   });
+  assert.ok(!(await store.list()).some((c) => c.name === "c5"), "nothing is listed");
   const full = await save({ home, vm: fromC4.name, name: "c5", parent: null });
   assert.equal(full.parent, null);
   // No parent, but identical pages anywhere in the store are shared (c5's, c3's, …).
