@@ -136,57 +136,32 @@ export function formatComparison(r: CompareResult): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-  const rows: [string, string, string, string][] = [
+  type Row = [string, string, string, string];
+  /** QEMU's figure, snapwake's, and their ratio, each shown with `show`. */
+  const vs = (label: string, show: (x: number) => string, qemu: number, sw: number): Row => [
+    label,
+    show(qemu),
+    show(sw),
+    ratio(sw, qemu),
+  ];
+  const q = r.qemu;
+  const s = r.snapwake;
+  const rows: Row[] = [
     ["", "QEMU's own", "snapwake", "snapwake / QEMU"],
-    [
-      "saved bytes (raw stream)",
-      mib(r.qemu.streamBytes),
-      mib(r.snapwake.checkpointBytes),
-      ratio(r.snapwake.checkpointBytes, r.qemu.streamBytes),
-    ],
-    [
-      "saved bytes (stream zstd -1)",
-      mib(r.qemu.zstdBytes),
-      mib(r.snapwake.checkpointBytes),
-      ratio(r.snapwake.checkpointBytes, r.qemu.zstdBytes),
-    ],
-    [
-      "save wall time",
-      sec(r.qemu.saveMs),
-      sec(r.snapwake.saveMs),
-      ratio(r.snapwake.saveMs, r.qemu.saveMs),
-    ],
-    [
-      "eager restore wall time",
-      sec(r.qemu.restoreMs),
-      sec(r.snapwake.restoreMs),
-      ratio(r.snapwake.restoreMs, r.qemu.restoreMs),
-    ],
-    [
-      "restore start → ping (snapwake eager)",
-      sec(r.qemu.restoreToPingMs),
-      sec(r.snapwake.restoreToPingMs),
-      ratio(r.snapwake.restoreToPingMs, r.qemu.restoreToPingMs),
-    ],
-    [
-      "restore start → ping (snapwake lazy)",
-      sec(r.qemu.restoreToPingMs),
-      sec(r.snapwake.lazyRestoreToPingMs),
-      ratio(r.snapwake.lazyRestoreToPingMs, r.qemu.restoreToPingMs),
-    ],
-    [
-      "saved bytes, restored VM saved again",
-      mib(r.qemu.streamBytes),
-      `${mib(r.snapwake.incrementalBytes)} (incremental)`,
-      ratio(r.snapwake.incrementalBytes, r.qemu.streamBytes),
-    ],
-    [
-      "save wall time, restored VM saved again",
-      sec(r.qemu.saveMs),
-      sec(r.snapwake.incrementalSaveMs),
-      ratio(r.snapwake.incrementalSaveMs, r.qemu.saveMs),
-    ],
-    ["save ingest throughput", "", `${r.snapwake.ingestMBps.toFixed(0)} MB/s`, ""],
+    vs("saved bytes (raw stream)", mib, q.streamBytes, s.checkpointBytes),
+    vs("saved bytes (stream zstd -1)", mib, q.zstdBytes, s.checkpointBytes),
+    vs("save wall time", sec, q.saveMs, s.saveMs),
+    vs("eager restore wall time", sec, q.restoreMs, s.restoreMs),
+    vs("restore start → ping (snapwake eager)", sec, q.restoreToPingMs, s.restoreToPingMs),
+    vs("restore start → ping (snapwake lazy)", sec, q.restoreToPingMs, s.lazyRestoreToPingMs),
+    vs(
+      "saved bytes, restored VM saved again (incremental)",
+      mib,
+      q.streamBytes,
+      s.incrementalBytes,
+    ),
+    vs("save wall time, restored VM saved again", sec, q.saveMs, s.incrementalSaveMs),
+    ["save ingest throughput", "", `${s.ingestMBps.toFixed(0)} MB/s`, ""],
   ];
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
   const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  "));
