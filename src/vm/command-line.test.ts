@@ -59,6 +59,21 @@ test("a minimal spec without agent, paused or incoming", () => {
   ]);
 });
 
+test("free page reporting adds the balloon device; the spec records it only when on", () => {
+  const on = parseVmSpec({ name: "b", memoryMiB: 64, freePageReporting: true }, { baseDir: "/" });
+  assert.equal(on.freePageReporting, true);
+  const args = buildQemuArgs(on, { stateDir: "/s" });
+  const at = args.indexOf("virtio-balloon-pci,id=balloon0,free-page-reporting=on");
+  assert.equal(args[at - 1], "-device");
+  const off = parseVmSpec({ name: "b", memoryMiB: 64 }, { baseDir: "/" });
+  assert.equal("freePageReporting" in off, false, "an old spec parses to itself");
+  assert.ok(!buildQemuArgs(off, { stateDir: "/s" }).some((a) => a.includes("balloon")));
+  assert.throws(
+    () => parseVmSpec({ name: "b", memoryMiB: 64, freePageReporting: "yes" }, { baseDir: "/" }),
+    /spec\.freePageReporting: expected/,
+  );
+});
+
 test("the same spec gives the same argv; only state-dir paths differ", () => {
   const a = buildQemuArgs(FULL, { stateDir: "/one" });
   const b = buildQemuArgs(FULL, { stateDir: "/two" });

@@ -72,6 +72,8 @@ export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
     args.push("-serial", `unix:${optionValue(paths.agentSocket)},server=on,wait=off`);
   }
   for (const disk of spec.disks) args.push(...driveArgs(disk));
+  if (spec.freePageReporting === true)
+    args.push("-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on");
   args.push("-qmp", `unix:${optionValue(paths.qmpSocket)},server=on,wait=off`);
   args.push("-pidfile", paths.pidFile);
   if (runtime.incoming !== undefined) args.push("-incoming", runtime.incoming);

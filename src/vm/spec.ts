@@ -44,6 +44,12 @@ export interface VmSpec {
   disks: DiskSpec[];
   /** An extra serial port (ttyS1 in the guest) wired to a Unix socket for the guest agent. */
   agent: boolean;
+  /**
+   * virtio-balloon free page reporting: the guest hands memory it has freed back to QEMU,
+   * which discards it, so a save stores it as zero pages (docs/guest.md, "Free memory").
+   * Needs the guest's virtio_balloon driver. Absent means off.
+   */
+  freePageReporting?: boolean;
   /** Appended verbatim to QEMU's command line: the escape hatch. */
   extraArgs: string[];
 }
@@ -71,6 +77,7 @@ const FIELDS = [
   "append",
   "disks",
   "agent",
+  "freePageReporting",
   "extraArgs",
 ];
 const DISK_FIELDS = ["path", "format", "readonly", "interface"];
@@ -197,6 +204,10 @@ export function parseVmSpec(json: unknown, options: ParseVmSpecOptions): VmSpec 
     parseDisk(p, f, v, baseDir),
   );
   const agent = json.agent === undefined ? true : bool(p, "spec.agent", json.agent);
+  const reporting =
+    json.freePageReporting === undefined
+      ? false
+      : bool(p, "spec.freePageReporting", json.freePageReporting);
   const extraArgs = parseList(p, "spec.extraArgs", json.extraArgs, VM_EXTRA_ARGS_MAX, (f, v) =>
     str(p, f, v),
   );
@@ -221,6 +232,7 @@ export function parseVmSpec(json: unknown, options: ParseVmSpecOptions): VmSpec 
     ...(append === undefined ? {} : { append }),
     disks,
     agent,
+    ...(reporting === true ? { freePageReporting: true } : {}),
     extraArgs,
   };
 }

@@ -28,6 +28,8 @@ export interface TestGuestOptions {
    * mounts it read-only either way, and reads its files into the page cache at boot.
    */
   readonly qcow2DataDisk?: string;
+  /** virtio-balloon free page reporting (the spec's `freePageReporting`). */
+  readonly freePageReporting?: boolean;
 }
 
 /** Converts the built raw data disk into a fresh qcow2 image at `path` (qemu-img convert). */
@@ -54,6 +56,7 @@ export function testGuestSpec(opts: TestGuestOptions): VmSpec {
       append: kernelAppend(opts.params),
       disks: [disk],
       agent: true,
+      ...(opts.freePageReporting === true ? { freePageReporting: true } : {}),
     },
     { baseDir: a.dir },
   );
