@@ -5,7 +5,7 @@
  * every page and file, and the restored guest goes on reporting and verifying clean.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -13,13 +13,12 @@ import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { waitForReported } from "../support/qemu-rss.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 512, params: { memMiB: 32, hotPct: 5, hotRate: 200 } } as const;
 const SCRATCH_MIB = 256;
 const MIB = 2 ** 20;
-/** Free page reporting waits ~2 s after a free; TCG and a loaded machine add to it. */
-const REPORT_DEADLINE_MS = 90_000;
 
 let home = "";
 before(async () => {
@@ -29,22 +28,6 @@ after(async () => {
   for (const vm of await listVms(home)) await killVm(home, vm.name);
   await rm(home, { recursive: true, force: true });
 });
-
-/** QEMU's resident memory: guest pages it holds (discarded ones leave it). */
-async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
-
-/** Polls until QEMU's RSS is at most `bytes`: the freed memory was reported and discarded. */
-async function waitForRssBelow(pid: number, bytes: number): Promise<void> {
-  const end = performance.now() + REPORT_DEADLINE_MS;
-  for (let rss = await rssBytes(pid); rss > bytes; rss = await rssBytes(pid)) {
-    if (performance.now() > end)
-      assert.fail(`QEMU still holds ${(rss / MIB).toFixed(0)} MiB: no free page report`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 /** Guest memory the checkpoint holds as non-zero pages (stored or on disk), in MiB. */
 async function nonZeroMiB(name: string): Promise<number> {
@@ -62,8 +45,7 @@ test("free page reporting: memory the guest freed is not stored; restores verify
   });
   await save({ home, vm, name: "fpr@0", parent: null });
   assert.equal(await agent.scratch(SCRATCH_MIB), SCRATCH_MIB);
-  const peak = await rssBytes(vm.pid); // the freed pages are still held: reports come ~2 s later
-  await waitForRssBelow(vm.pid, peak - (SCRATCH_MIB * MIB * 3) / 4);
+  await waitForReported(vm.pid, (SCRATCH_MIB * MIB * 3) / 4);
   agent.close();
   await save({ home, vm, name: "fpr@1", parent: null, after: "stop" });
   await killVm(home, vm).catch(() => undefined);
@@ -83,8 +65,7 @@ test("free page reporting: memory the guest freed is not stored; restores verify
       assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0, `${mode}: pages`);
       assert.equal((await back.files({ timeoutMs: 120_000 })).bad, 0, `${mode}: files`);
       await back.scratch(SCRATCH_MIB / 2);
-      const held = await rssBytes(r.vm.pid);
-      await waitForRssBelow(r.vm.pid, held - (SCRATCH_MIB * MIB) / 4);
+      await waitForReported(r.vm.pid, (SCRATCH_MIB * MIB) / 4);
       assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0, `${mode}: after reports`);
     } finally {
       back.close();
