@@ -3,7 +3,7 @@
  * ratios to QEMU's raw stream, to that stream through zstd -1, and to QEMU's migrate time,
  * with Park et al.'s published reduction as the reference row.
  */
-import type { SaveMeasure, SnapwakeRow, SpaceGuestResult } from "./space.ts";
+import { FREED_MIB, type SaveMeasure, type SnapwakeRow, type SpaceGuestResult } from "./space.ts";
 
 /**
  * Park et al. (IEEE TC 2016, PV Linux guests; docs/papers.md §3): disk-duplicate exclusion
@@ -15,6 +15,8 @@ const SNAPWAKE_LABELS: Readonly<Record<SnapwakeRow, string>> = {
   plain: "snapwake, every page (diskDuplicates: false)",
   dedup: "snapwake, disk references (default)",
   incremental: "snapwake, incremental",
+  freed: `snapwake, disk references, guest freed ${FREED_MIB} MiB`,
+  reported: `  … same, with free page reporting`,
 };
 const HEADER = [
   "",
@@ -84,6 +86,8 @@ function guestRows(r: SpaceGuestResult, laterSeconds: number): Row[] {
     snapwake("plain", r.snapwake.plain),
     snapwake("dedup", r.snapwake.dedup),
     snapwake("incremental", r.snapwake.incremental),
+    snapwake("freed", r.snapwake.freed),
+    snapwake("reported", r.snapwake.reported),
   ];
 }
 

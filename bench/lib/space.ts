@@ -1,9 +1,10 @@
 /**
  * `bench space`: what a checkpoint of one running guest costs in bytes, each way, in one run:
  * QEMU's own migrate to a file (raw, and that stream through zstd -1), snapwake storing every
- * page, snapwake with disk-duplicate references (Park et al.), and (issue 4 item 5) an
- * incremental checkpoint taken later. Every save is of the same booted guest, whose data disk
- * is a writable qcow2 copy so snapwake's saves freeze it. Save times are within this run too:
+ * page, snapwake with disk-duplicate references (Park et al.), an incremental checkpoint taken
+ * later, and one after the guest filled and freed FREED_MIB, without and (a second guest of
+ * the same plan) with free page reporting. Every other save is of the same booted guest,
+ * whose data disk is a writable qcow2 copy so snapwake's saves freeze it. Save times are within this run too:
  * only ratios mean anything on a shared machine.
  */
 import { rm } from "node:fs/promises";
@@ -14,7 +15,8 @@ import type { GuestParams } from "../../src/guest/index.ts";
 import { PAGE_SIZE_BYTES } from "../../src/limits.ts";
 import { type SaveResult, save } from "../../src/save/index.ts";
 import { killVm, type ManagedVm } from "../../src/vm/index.ts";
-import { bootTestGuest } from "../../test/support/test-guest.ts";
+import { waitForReported } from "../../test/support/qemu-rss.ts";
+import { bootTestGuest, connectAgent } from "../../test/support/test-guest.ts";
 import { qemuSave } from "./qemu-baseline.ts";
 import { qcow2Copy } from "./space-data-disk.ts";
 
@@ -43,7 +45,10 @@ export interface SpaceOptions {
 }
 
 /** The snapwake rows, in the order they are saved. */
-export type SnapwakeRow = "plain" | "dedup" | "incremental";
+export type SnapwakeRow = "plain" | "dedup" | "incremental" | "freed" | "reported";
+
+/** Memory the guest fills and frees before the free-memory rows ("a guest that has worked"). */
+export const FREED_MIB = 256;
 
 export interface SaveMeasure {
   /** The checkpoint's files on disk (frozen disk layers excluded: the VM needs its disk anyway). */
@@ -111,7 +116,53 @@ function snapwakeSteps(laterSeconds: number): SnapwakeStep[] {
       afterSeconds: laterSeconds,
       run: (t) => save({ ...t, name: "later", parent: "dedup" }),
     },
+    {
+      // The guest fills and frees memory: without free page reporting, a save stores it.
+      row: "freed",
+      afterSeconds: 0,
+      run: async (t) => {
+        await scratch(t.vm);
+        return save({ ...t, name: "freed", parent: null });
+      },
+    },
   ];
+}
+
+/** The guest fills FREED_MIB of memory with incompressible bytes and frees it. */
+async function scratch(vm: ManagedVm): Promise<void> {
+  const agent = await connectAgent(vm);
+  try {
+    await agent.scratch(FREED_MIB, { timeoutMs: 120_000 });
+  } finally {
+    agent.close();
+  }
+}
+
+/**
+ * The "reported" row: a second guest of the same plan with free page reporting, which fills
+ * and frees FREED_MIB, hands it back to QEMU, and is then saved with disk references.
+ */
+async function reportingGuest(opts: SpaceOptions): Promise<SaveMeasure> {
+  const { home, plan, log } = opts;
+  const disk = join(opts.workDir, "data-reporting.qcow2");
+  qcow2Copy(plan.rawDataDisk, disk);
+  log(`${plan.kind}: a second guest with free page reporting frees ${FREED_MIB} MiB…`);
+  const { vm, agent } = await bootTestGuest(home, {
+    name: "space-fpr",
+    memoryMiB: plan.memoryMiB,
+    params: plan.params,
+    qcow2DataDisk: disk,
+    freePageReporting: true,
+  });
+  agent.close();
+  try {
+    await scratch(vm);
+    await waitForReported(vm.pid, (FREED_MIB * 2 ** 20 * 3) / 4);
+    const s = await save({ home, vm, name: "reported", parent: null });
+    return { bytes: s.checkpoint.bytes, saveMs: s.wallMs, streamBytes: s.streamBytes };
+  } finally {
+    await killVm(home, vm);
+  }
 }
 
 /** Boots the plan's guest, saves it every way, and kills it. */
@@ -140,6 +191,8 @@ export async function runSpaceGuest(opts: SpaceOptions): Promise<SpaceGuestResul
       plain: null,
       dedup: null,
       incremental: null,
+      freed: null,
+      reported: null,
     };
     for (const step of snapwakeSteps(opts.laterSeconds)) {
       if (step.afterSeconds > 0) {
@@ -154,6 +207,8 @@ export async function runSpaceGuest(opts: SpaceOptions): Promise<SpaceGuestResul
         streamBytes: s.streamBytes,
       };
     }
+    await killVm(home, vm);
+    snapwake.reported = await reportingGuest(opts);
     return {
       guest: {
         kind: plan.kind,
