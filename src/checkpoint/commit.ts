@@ -104,7 +104,10 @@ export async function commitFiles(s: WriterSnapshot): Promise<CheckpointListing>
   await verifyWritten(s, chunks);
   const finalDir = s.store.dirOf(s.name);
   await step(s.name, "renaming it into the catalogue", () => publish(s, finalDir));
-  await new DigestCache(s.store.home).save(packIdOf(body), s.packer.chunkDigests);
+  // A cache: the checkpoint is listed already, so nothing here may fail the commit.
+  await new DigestCache(s.store.home)
+    .save(packIdOf(body), s.packer.chunkDigests)
+    .catch(() => undefined);
   const bytes = manifest.byteLength + index.byteLength + packBytes + device.byteLength;
   return listingOf({ format: versionOf(body), ...body }, finalDir, bytes);
 }
