@@ -136,7 +136,9 @@ test("removing the middle of a chain keeps the last restorable; the last link fr
     const m2 = await manifestOf(store, "c2");
     const c2Pack = join(store.dirOf("c3"), sharedPackFile(packIdOf(m2)));
     assert.equal((await stat(c2Pack)).nlink, 2, "c2's pack: its own file and c3's link");
-    await store.remove("c2");
+    const report = await store.remove("c2");
+    assert.equal(report.sharedBytes, m2.chunks.bytes + m2.packs.reduce((n, p) => n + p.bytes, 0));
+    assert.ok(report.freedBytes >= m2.index.bytes + m2.deviceState.bytes, "its own files went");
     await store.cleanTemp();
     assert.equal((await stat(c2Pack)).nlink, 1, "c3 alone keeps c2's pack");
     await assertPages(store, "c3", c3);

@@ -38,6 +38,11 @@ export {
   relayoutCheckpoint,
 } from "./relayout.ts";
 export { type SharedPages, shareCheckpoint, shareStore } from "./shared-pages.ts";
-export { CheckpointStore, type InvalidListing, type StoreOptions } from "./store.ts";
+export {
+  CheckpointStore,
+  type InvalidListing,
+  type RemoveReport,
+  type StoreOptions,
+} from "./store.ts";
 export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
 export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";

@@ -21,7 +21,7 @@
  * files valid (Linux rename/unlink); a file it opens by path later sees the new one.
  */
 import crypto from "node:crypto";
-import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
@@ -109,9 +109,10 @@ export class CheckpointStore {
 
   /**
    * Removes a checkpoint: unlisted atomically first, then deleted; then the frozen disk layers
-   * nothing uses any more. NotFoundError if absent.
+   * nothing uses any more. NotFoundError if absent. Says how much space that gave back, and how
+   * much stays because other checkpoints link the same packs (format 1.2).
    */
-  async remove(name: string): Promise<void> {
+  async remove(name: string): Promise<RemoveReport> {
     const dir = this.dirOf(name);
     const doomed = `${await this.newTempPath()}.removing`;
     try {
@@ -122,8 +123,10 @@ export class CheckpointStore {
       throw error;
     }
     await syncDir(this.checkpointsDir);
+    const report = await linkedBytes(doomed);
     await rm(doomed, { recursive: true, force: true });
     await this.collectLayers();
+    return report;
   }
 
   /**
@@ -232,6 +235,27 @@ export class CheckpointStore {
       throw error;
     }
   }
+}
+
+/** What removing a checkpoint gave back (frozen disk layers aside). */
+export interface RemoveReport {
+  /** Its files no other checkpoint links: freed. */
+  readonly freedBytes: number;
+  /** Its packs other checkpoints link too: they stay until the last of those goes. */
+  readonly sharedBytes: number;
+}
+
+/** Sizes of the files in `dir`, split by whether another link keeps them. */
+async function linkedBytes(dir: string): Promise<RemoveReport> {
+  let freedBytes = 0;
+  let sharedBytes = 0;
+  for (const entry of await readdir(dir)) {
+    const info = await stat(join(dir, entry));
+    if (!info.isFile()) continue;
+    if (info.nlink > 1) sharedBytes += info.size;
+    else freedBytes += info.size;
+  }
+  return { freedBytes, sharedBytes };
 }
 
 /** fsync a directory, so a rename or a new entry in it survives a crash. */

@@ -64,9 +64,17 @@ export const rmCommand: Command = {
   usage: "CHECKPOINT   delete a checkpoint",
   async run(ctx, args) {
     const p = parse(args, {}, ["checkpoint"]);
-    await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
+    const report = await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
     await removeWorkingSets(ctx.home, p.arg(0));
-    ctx.result({ removed: p.arg(0) }, `removed "${p.arg(0)}"`);
+    const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
+    const kept =
+      report.sharedBytes === 0
+        ? ""
+        : `; ${mib(report.sharedBytes)} of packs stays, shared with other checkpoints`;
+    ctx.result(
+      { removed: p.arg(0), ...report },
+      `removed "${p.arg(0)}": freed ${mib(report.freedBytes)}${kept}`,
+    );
   },
 };
 
