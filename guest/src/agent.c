@@ -57,9 +57,9 @@ static void reply_stats(char *out, size_t cap) {
   snprintf(out, cap,
            "stats {\"phase\":\"%s\",\"memPages\":%" PRIu64 ",\"hotPages\":%" PRIu64
            ",\"rewrites\":%" PRIu64 ",\"uptimeMs\":%" PRIu64 ",\"filesOk\":%" PRIu64
-           ",\"filesBad\":%" PRIu64 ",\"pageCacheBytes\":%" PRIu64 "}",
+           ",\"filesBad\":%" PRIu64 ",\"pageCacheBytes\":%" PRIu64 ",\"sweeps\":%" PRIu64 "}",
            phase_running() ? "running" : "filling", mem_pages(), mem_hot_pages(),
-           mem_rewrites(), monotonic_ms() - start_ms, f.ok, f.bad, page_cache_bytes());
+           mem_rewrites(), monotonic_ms() - start_ms, f.ok, f.bad, page_cache_bytes(), mem_sweeps());
 }
 
 static void handle(const char *line, char *out, size_t cap) {

@@ -19,8 +19,9 @@ int main(void) {
   read_cmdline(cmdline, sizeof cmdline);
   struct params p;
   params_parse(cmdline, &p);
-  log_line("params mem_mib=%" PRIu64 " hot_pct=%" PRIu64 " hot_rate=%" PRIu64 " seed=%" PRIu64,
-           p.mem_mib, p.hot_pct, p.hot_rate, p.seed);
+  log_line("params mem_mib=%" PRIu64 " hot_pct=%" PRIu64 " hot_rate=%" PRIu64 " seed=%" PRIu64
+           " sweep_ms=%" PRIu64,
+           p.mem_mib, p.hot_pct, p.hot_rate, p.seed, p.sweep_ms);
   if (mem_init(&p) != 0) return 1;
   agent_start();
 
@@ -36,6 +37,7 @@ int main(void) {
            f.bad, f.bytes, t2 - t1);
 
   mem_start_writer();
+  mem_start_sweeper();
   phase_set_running();
   log_line("ready hot_pages=%" PRIu64, mem_hot_pages());
   for (;;) pause();

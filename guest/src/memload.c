@@ -23,6 +23,8 @@ static uint32_t *gen;           /* generation of each page */
 static uint32_t *hot;           /* indices of the hot pages */
 static uint64_t pages, hot_n, filled, seed, hot_rate;
 static uint64_t rewrites;       /* atomic */
+static uint64_t sweep_ms;
+static uint64_t sweeps;         /* atomic: completed sweeps */
 
 static void write_page(uint64_t page) {
   uint64_t base = page_base(seed, page, gen[page]);
@@ -60,6 +62,7 @@ int mem_init(const struct params *p) {
   pages = p->mem_mib * PAGES_PER_MIB;
   seed = p->seed;
   hot_rate = p->hot_rate;
+  sweep_ms = p->sweep_ms;
   size_t bytes = pages * PAGE_BYTES;
   mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   gen = mmap(NULL, pages * 4u, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -153,6 +156,39 @@ uint64_t mem_work(uint64_t mib) {
   return sum;
 }
 
+/*
+ * Reads one word of every filled page, then sleeps until the next period: every page of the
+ * workload is touched once per sweep_ms (a scan or a GC). Read-only and lock-free, like
+ * mem_work; a sweep that takes longer than the period starts the next one at once.
+ */
+static void *sweeper_main(void *arg) {
+  (void)arg;
+  struct timespec due;
+  clock_gettime(CLOCK_MONOTONIC, &due);
+  volatile uint64_t sink = 0;
+  for (;;) {
+    uint64_t avail = __atomic_load_n(&filled, __ATOMIC_ACQUIRE);
+    uint64_t sum = 0;
+    for (uint64_t page = 0; page < avail; page++) sum += mem[page * PAGE_WORDS];
+    sink = sum;
+    __atomic_add_fetch(&sweeps, 1, __ATOMIC_RELAXED);
+    add_ms(&due, sweep_ms);
+    if (late_ms(&due) > 0) clock_gettime(CLOCK_MONOTONIC, &due);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR) {
+    }
+  }
+  (void)sink;
+  return NULL;
+}
+
+void mem_start_sweeper(void) {
+  if (sweep_ms == 0) return;
+  pthread_t t;
+  int err = pthread_create(&t, NULL, sweeper_main, NULL);
+  if (err) log_line("cannot start the sweeper: %s", strerror(err));
+}
+
 uint64_t mem_pages(void) { return pages; }
 uint64_t mem_hot_pages(void) { return hot_n; }
 uint64_t mem_rewrites(void) { return __atomic_load_n(&rewrites, __ATOMIC_RELAXED); }
+uint64_t mem_sweeps(void) { return __atomic_load_n(&sweeps, __ATOMIC_RELAXED); }

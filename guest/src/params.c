@@ -12,6 +12,7 @@ static const struct params defaults = {
     .hot_pct = 5,
     .hot_rate = 2000,
     .seed = 1,
+    .sweep_ms = 0,
 };
 
 /* Parses "<name>=<u64>" into *out if it is in [min, max]; otherwise logs and keeps *out. */
@@ -45,6 +46,8 @@ void params_parse(const char *cmdline, struct params *out) {
       parse_u64(name, value, 0, 100, &out->hot_pct);
     else if (strcmp(name, "hot_rate") == 0)
       parse_u64(name, value, 0, HOT_RATE_MAX, &out->hot_rate);
+    else if (strcmp(name, "sweep_ms") == 0)
+      parse_u64(name, value, 0, SWEEP_MS_MAX, &out->sweep_ms);
     else if (strcmp(name, "seed") == 0)
       parse_u64(name, value, 0, UINT64_MAX, &out->seed);
     else

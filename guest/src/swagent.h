@@ -4,7 +4,9 @@
  * Threads:  main   parses /proc/cmdline, fills memory, loads the data files, then waits;
  *           agent  serves the line protocol on /dev/ttyS1 (started first, so `ping`
  *                  answers while memory is still filling);
- *           writer rewrites the hot pages at a bounded rate once setup is done.
+ *           writer rewrites the hot pages at a bounded rate once setup is done;
+ *           sweeper (snapwake.sweep_ms > 0) reads every filled page once per period, as a
+ *                  scan or a garbage collector would: its working set is all of memory.
  * Invariant: every workload page holds page_word(seed, page, gen[page], i) for all i,
  *            except while the writer holds mem_lock and is rewriting that page.
  */
@@ -22,12 +24,14 @@
 #define HOT_RATE_MAX 1000000u
 #define WORK_MIB_MAX 65536u
 #define SCRATCH_MIB_MAX 16384u
+#define SWEEP_MS_MAX 60000u /* a sweep period beyond a minute is no longer a "periodic scan" */
 
 struct params {
   uint64_t mem_mib;  /* snapwake.mem_mib, anonymous memory to fill */
   uint64_t hot_pct;  /* snapwake.hot_pct, percent of pages the writer keeps rewriting */
   uint64_t hot_rate; /* snapwake.hot_rate, max hot pages rewritten per second */
   uint64_t seed;     /* snapwake.seed, PRNG seed of the memory pattern */
+  uint64_t sweep_ms; /* snapwake.sweep_ms, read every filled page this often (0: never) */
 };
 
 struct verify_result {
@@ -51,11 +55,13 @@ void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int mem_init(const struct params *p);
 void mem_fill(void);
 void mem_start_writer(void);
+void mem_start_sweeper(void);
 void mem_verify(struct verify_result *out);
 uint64_t mem_work(uint64_t mib);
 uint64_t mem_pages(void);
 uint64_t mem_hot_pages(void);
 uint64_t mem_rewrites(void);
+uint64_t mem_sweeps(void);
 
 /* scratch.c: dirties and frees mib MiB; returns mib, or 0 if it cannot map them */
 uint64_t scratch_dirty(uint64_t mib);

@@ -41,6 +41,8 @@ export interface GuestStats {
   filesBad: number;
   /** "Cached:" of the guest's /proc/meminfo. */
   pageCacheBytes: number;
+  /** Sweeps of all filled pages completed (snapwake.sweep_ms; 0 when it is off). */
+  sweeps: number;
 }
 
 /** Page-cache workload check: every data-disk file re-read and checksummed. */
@@ -110,6 +112,7 @@ const STATS_COUNTERS = [
   "filesOk",
   "filesBad",
   "pageCacheBytes",
+  "sweeps",
 ] as const;
 
 function parseStats(json: string): GuestStats | string {
@@ -134,6 +137,7 @@ function parseStats(json: string): GuestStats | string {
     filesOk: n("filesOk"),
     filesBad: n("filesBad"),
     pageCacheBytes: n("pageCacheBytes"),
+    sweeps: n("sweeps"),
   };
 }
 

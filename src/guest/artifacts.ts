@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { NotFoundError, UsageError } from "../errors.ts";
 import type { DataDiskParams } from "./builder/data-files.ts";
-import { GUEST_HOT_RATE_MAX, GUEST_MEM_MIB_MAX } from "./limits.ts";
+import { GUEST_HOT_RATE_MAX, GUEST_MEM_MIB_MAX, GUEST_SWEEP_MS_MAX } from "./limits.ts";
 
 /** build/guest/ of this checkout. */
 export const GUEST_BUILD_DIR: string = fileURLToPath(
@@ -108,6 +108,11 @@ export interface GuestParams {
   hotRate: number;
   /** Seed of the memory pattern. */
   seed: number;
+  /**
+   * Every this many ms the guest reads every filled page, as a scan or a GC would, so its
+   * working set is all of its memory; 0 (the default) turns the sweeper off.
+   */
+  sweepMs: number;
 }
 
 export const GUEST_PARAMS_DEFAULT: Readonly<GuestParams> = {
@@ -115,6 +120,7 @@ export const GUEST_PARAMS_DEFAULT: Readonly<GuestParams> = {
   hotPct: 5,
   hotRate: 2000,
   seed: 1,
+  sweepMs: 0,
 };
 
 function checkParam(name: string, value: number, min: number, max: number): number {
@@ -134,6 +140,7 @@ export function kernelAppend(params: Partial<GuestParams> = {}): string {
     `snapwake.hot_pct=${checkParam("hotPct", p.hotPct, 0, 100)}`,
     `snapwake.hot_rate=${checkParam("hotRate", p.hotRate, 0, GUEST_HOT_RATE_MAX)}`,
     `snapwake.seed=${checkParam("seed", p.seed, 0, Number.MAX_SAFE_INTEGER)}`,
+    `snapwake.sweep_ms=${checkParam("sweepMs", p.sweepMs, 0, GUEST_SWEEP_MS_MAX)}`,
   ].join(" ");
 }
 

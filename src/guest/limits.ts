@@ -28,6 +28,8 @@ export const AGENT_SCRATCH_MIB_MAX = 16_384;
 export const GUEST_MEM_MIB_MAX = 16_384;
 /** snapwake.hot_rate bound, pages per second (guest: HOT_RATE_MAX). */
 export const GUEST_HOT_RATE_MAX = 1_000_000;
+/** snapwake.sweep_ms bound, ms (guest: SWEEP_MS_MAX); 0 turns the sweeper off. */
+export const GUEST_SWEEP_MS_MAX = 60_000;
 
 /** Data disk: files are generated in memory, one at a time; 1 GiB each is plenty. */
 export const DATA_FILE_BYTES_MAX = 1 << 30;

@@ -19,7 +19,7 @@ import { type PendingRequest, ReplyQueue } from "../../src/guest/reply-queue.ts"
 
 const STATS_JSON =
   '{"phase":"running","memPages":16384,"hotPages":819,"rewrites":33820,"uptimeMs":17646,' +
-  '"filesOk":16,"filesBad":0,"pageCacheBytes":72806400}';
+  '"filesOk":16,"filesBad":0,"pageCacheBytes":72806400,"sweeps":3}';
 
 test("parseReply reads every reply the guest sends", () => {
   const cases: [string, unknown][] = [

@@ -143,11 +143,18 @@ test("data files: exact total, deterministic, not page-aligned, mixed kinds", ()
 
 test("kernelAppend passes the parameters and rejects out-of-range ones", () => {
   assert.equal(
-    kernelAppend({ memMiB: 128, seed: 9 }),
-    "console=ttyS0 snapwake.mem_mib=128 snapwake.hot_pct=5 snapwake.hot_rate=2000 snapwake.seed=9",
+    kernelAppend({ memMiB: 128, seed: 9, sweepMs: 2000 }),
+    "console=ttyS0 snapwake.mem_mib=128 snapwake.hot_pct=5 snapwake.hot_rate=2000 snapwake.seed=9 " +
+      "snapwake.sweep_ms=2000",
   );
-  for (const bad of [{ memMiB: 0 }, { hotPct: 101 }, { hotRate: -1 }, { seed: 1.5 }])
-    assert.throws(() => kernelAppend(bad), UsageError, JSON.stringify(bad));
+  const bads = [
+    { memMiB: 0 },
+    { hotPct: 101 },
+    { hotRate: -1 },
+    { seed: 1.5 },
+    { sweepMs: 60_001 },
+  ];
+  for (const bad of bads) assert.throws(() => kernelAppend(bad), UsageError, JSON.stringify(bad));
 });
 
 test("guestQemuArgs wires ttyS0, ttyS1 and the data disk", () => {
