@@ -8,7 +8,7 @@
 import { WORKING_SET_PAGES_MAX } from "../limits.ts";
 
 /** Where a working set came from (VEE'11's two estimators, and their refinement). */
-export type WorkingSetSource = "trace" | "write-set" | "union";
+export type WorkingSetSource = "trace" | "write-set" | "union" | "accessed-bits";
 
 export interface WorkingSetPage {
   readonly block: number;

@@ -1,0 +1,46 @@
+/**
+ * Where an x86 PC's RAM sits in guest-physical address space, so a page-table entry's frame
+ * number can be turned into a page of the checkpoint's "pc.ram" block.
+ *
+ * QEMU's pc (i440fx) and q35 machines map the first `below4g` bytes of pc.ram at address 0 and
+ * the rest at 4 GiB (hw/i386/pc_piix.c, pc_q35.c, the default max-ram-below-4g):
+ * - pc:  all of RAM below 4 GiB when it is under 3.5 GiB, else 3 GiB below and the rest above;
+ * - q35: all of RAM below 4 GiB when it is under 2.75 GiB, else 2 GiB below and the rest above.
+ * A machine option that moves the split (max-ram-below-4g) is not read: such a spec is refused
+ * by the caller when it sees the option in extraArgs.
+ */
+import { UsageError } from "../errors.ts";
+import { PAGE_SIZE_BYTES } from "../limits.ts";
+
+const GIB = 2 ** 30;
+const FOUR_GIB_PFN = (4 * GIB) / PAGE_SIZE_BYTES;
+
+export interface RamLayout {
+  /** Pages of pc.ram mapped from guest-physical 0. */
+  readonly belowPages: number;
+  /** Pages of pc.ram mapped from 4 GiB on. */
+  readonly abovePages: number;
+}
+
+/** The split for `machine` ("pc", "q35", or a versioned name of either) with `ramBytes`. */
+export function ramLayout(machine: string, ramBytes: number): RamLayout {
+  const family = machineFamily(machine);
+  const [threshold, split] = family === "pc" ? [3.5 * GIB, 3 * GIB] : [2.75 * GIB, 2 * GIB];
+  const below = ramBytes >= threshold ? split : ramBytes;
+  return { belowPages: below / PAGE_SIZE_BYTES, abovePages: (ramBytes - below) / PAGE_SIZE_BYTES };
+}
+
+function machineFamily(machine: string): "pc" | "q35" {
+  if (machine === "pc" || machine.startsWith("pc-i440fx-")) return "pc";
+  if (machine === "q35" || machine.startsWith("pc-q35-")) return "q35";
+  throw new UsageError(
+    `Cannot map guest-physical memory of machine type "${machine}": only pc and q35 are known`,
+  );
+}
+
+/** The pc.ram page of guest frame `pfn`, or null when the frame is not RAM (a hole, past the end). */
+export function ramPageOf(layout: RamLayout, pfn: number): number | null {
+  if (pfn < layout.belowPages) return pfn;
+  const above = pfn - FOUR_GIB_PFN;
+  return above >= 0 && above < layout.abovePages ? layout.belowPages + above : null;
+}
