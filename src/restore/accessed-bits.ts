@@ -11,14 +11,14 @@ import type { CheckpointReader } from "../checkpoint/index.ts";
 import { UsageError } from "../errors.ts";
 import { WORKING_SET_PAGES_MAX } from "../limits.ts";
 import { vcpuPagingStates } from "../qemu/migration/cpu-state.ts";
-import { type RamLayout, ramLayout, ramPageOf } from "./guest-physical.ts";
+import { type RamLayout, ramLayout, ramPageOf } from "../wss/guest-physical.ts";
 import {
   type PhysicalMemory,
   type WalkOptions,
   type WalkResult,
   walkAccessed,
-} from "./page-table-walk.ts";
-import type { WorkingSet, WorkingSetPage } from "./working-set.ts";
+} from "../wss/page-table-walk.ts";
+import type { WorkingSet, WorkingSetPage } from "../wss/working-set.ts";
 
 /** The RAM block the guest's physical memory lives in (QEMU's pc and q35 machines). */
 const MAIN_RAM_BLOCK = "pc.ram";
