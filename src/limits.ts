@@ -105,6 +105,11 @@ assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");
 
 /** A working set beyond 1 Mi pages (4 GiB) is no longer a working set; it bounds refinement. */
 export const WORKING_SET_PAGES_MAX = 1 << 20;
+/**
+ * Page-table pages a checkpoint's accessed-bit walk may list for a restore to reset: a 64 GiB
+ * guest's 4 KiB mappings need ~32k; more is not a page table set we trust ourselves to edit.
+ */
+export const PAGE_TABLE_PAGES_MAX = 1 << 17;
 /** A working-set file holds ≤ 1 Mi entries of ~25 bytes of JSON each. */
 export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
 

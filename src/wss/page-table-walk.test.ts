@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
-import { Cr0, Cr4, Efer, type PagingRoots, Pte, walkAccessed } from "./page-table-walk.ts";
+import {
+  Cr0,
+  Cr4,
+  clearAccessedBits,
+  Efer,
+  type PagingRoots,
+  Pte,
+  walkAccessed,
+} from "./page-table-walk.ts";
 
 const A = Pte.accessed;
 const P = Pte.present;
@@ -143,4 +151,23 @@ test("paging off, 32-bit and PAE outside long mode are noted and not walked", as
     "vCPU 1: 32-bit paging (not walked)",
     "vCPU 2: PAE paging outside long mode (not walked)",
   ]);
+});
+
+test("clearing Accessed bits touches present entries' bit 5 only", () => {
+  const table = new Uint8Array(PAGE_SIZE_BYTES);
+  const v = new DataView(table.buffer);
+  const D = 1n << 6n;
+  const swapEntry = (0x1234n << 12n) | A; // not present: bits are the kernel's own
+  v.setBigUint64(0, to(7) | P | RW | A | D, true);
+  v.setBigUint64(8, swapEntry, true);
+  v.setBigUint64(16, to(8) | P | PS | A | (1n << 63n), true);
+  v.setBigUint64(24, to(9) | P, true);
+  const out = clearAccessedBits(table);
+  const o = new DataView(out.buffer);
+  assert.equal(o.getBigUint64(0, true), to(7) | P | RW | D, "dirty and the rest kept");
+  assert.equal(o.getBigUint64(8, true), swapEntry, "non-present entry untouched");
+  assert.equal(o.getBigUint64(16, true), to(8) | P | PS | (1n << 63n));
+  assert.equal(o.getBigUint64(24, true), to(9) | P);
+  assert.equal(v.getBigUint64(0, true), to(7) | P | RW | A | D, "the input is not modified");
+  for (let i = 32; i < PAGE_SIZE_BYTES; i++) assert.equal(out[i], 0);
 });

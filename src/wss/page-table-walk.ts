@@ -231,3 +231,20 @@ export function pagingLevels(r: PagingRoots): 4 | 5 | string {
   if ((r.efer & Efer.lma) === 0n) return "PAE paging outside long mode (not walked)";
   return (r.cr4 & Cr4.la57) !== 0n ? 5 : 4;
 }
+
+/**
+ * A copy of the page-table page `table` with the Accessed bit cleared in every present entry.
+ * Nothing else changes: not the Dirty bit, not a non-present entry (Linux keeps swap entries
+ * and PROT_NONE state in those bits), not a reserved bit.
+ */
+export function clearAccessedBits(table: Uint8Array): Uint8Array {
+  const out = new Uint8Array(table);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
+    const e = view.getBigUint64(i * 8, true);
+    if ((e & Pte.present) !== 0n && (e & Pte.accessed) !== 0n) {
+      view.setBigUint64(i * 8, e & ~Pte.accessed, true);
+    }
+  }
+  return out;
+}

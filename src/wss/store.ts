@@ -12,7 +12,7 @@ import type { WorkingSet, WorkingSetPage, WorkingSetSource } from "./working-set
 
 const FORMAT = "snapwake-working-set";
 const VERSION = 1;
-const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union"];
+const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "accessed-bits"];
 /** Which working set a restore prefers when several exist: measured beats estimated. */
 const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "write-set"];
 
