@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PAGE_TABLE_PAGES_MAX, WORKING_SET_FILE_BYTES_MAX } from "../limits.ts";
+import { PAGE_TABLE_PAGES_MAX, RAM_BLOCKS_MAX, WORKING_SET_FILE_BYTES_MAX } from "../limits.ts";
 import { clearAccessedBits } from "./page-table-walk.ts";
 
 const FORMAT = "snapwake-page-tables";
@@ -88,6 +88,11 @@ export async function loadPageTables(
   return { checkpointIndexSha256, tables };
 }
 
+/** Unique for block < RAM_BLOCKS_MAX; a safe integer for any page of a RAM block. */
+function keyOf(block: number, page: number): number {
+  return page * RAM_BLOCKS_MAX + block;
+}
+
 function isIndex(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
@@ -97,12 +102,13 @@ function isIndex(v: unknown): v is number {
  * bits cleared (a new window starts at the restore); every other page leaves as it is.
  */
 export class AccessedBitsReset {
-  readonly #expected = new Map<string, string>();
+  /** Key: keyOf(block, page), a number: no allocation on the send path. */
+  readonly #expected = new Map<number, string>();
   #cleared = 0;
   #mismatched = 0;
 
   constructor(set: PageTableSet | null) {
-    for (const t of set?.tables ?? []) this.#expected.set(`${t.block}:${t.page}`, t.sha256);
+    for (const t of set?.tables ?? []) this.#expected.set(keyOf(t.block, t.page), t.sha256);
   }
 
   get tables(): number {
@@ -120,7 +126,7 @@ export class AccessedBitsReset {
   /** `data` must be the verified page; returns what to send. */
   apply(block: number, page: number, data: Uint8Array): Uint8Array {
     if (this.#expected.size === 0) return data;
-    const want = this.#expected.get(`${block}:${page}`);
+    const want = this.#expected.get(keyOf(block, page));
     if (want === undefined) return data;
     if (pageSha256(data) !== want) {
       this.#mismatched += 1;
