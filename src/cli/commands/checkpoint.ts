@@ -32,10 +32,12 @@ const REPORT_FD = 3;
 export const saveCommand: Command = {
   usage:
     "VM --name CHECKPOINT [--parent CHECKPOINT | --full] [--share-store] [--stop-first] " +
-    "[--after continue|pause|stop | --continue [--seconds N]]   checkpoint a running managed VM " +
+    "[--after continue|pause|stop | --continue [--seconds N] [--fixed]]   checkpoint a running " +
+    "managed VM " +
     "(incremental from the checkpoint it was restored from or last saved to, unless --full; " +
     "--share-store: also share identical pages with every checkpoint in the store; " +
-    "--continue: it goes on as a traced lazy restore of the checkpoint)",
+    "--continue: it goes on as a traced lazy restore of the checkpoint, demand-paged until no " +
+    "new pages come, at most N s, default 60; exactly N s with --fixed)",
   async run(ctx, args) {
     const p = parse(
       args,
@@ -44,6 +46,7 @@ export const saveCommand: Command = {
         after: { type: "string" },
         continue: { type: "boolean" },
         seconds: { type: "string" },
+        fixed: { type: "boolean" },
         "stop-first": { type: "boolean" },
         parent: { type: "string" },
         full: { type: "boolean" },
@@ -66,6 +69,8 @@ export const saveCommand: Command = {
       await saveContinue(ctx, p, vm, name, parent);
       return;
     }
+    if (p.str("seconds") !== undefined || p.flag("fixed"))
+      throw new UsageError("--seconds and --fixed shape the trace of --continue: add --continue");
     const after = choice(
       p.str("after"),
       ["continue", "pause", "stop"] as const,
