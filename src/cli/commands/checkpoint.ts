@@ -10,6 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../../errors.ts";
+import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
 import {
   type FillReport,
   type PostcopyRestoreResult,
@@ -37,7 +38,8 @@ export const saveCommand: Command = {
     "(incremental from the checkpoint it was restored from or last saved to, unless --full; " +
     "--share-store: also share identical pages with every checkpoint in the store; " +
     "--continue: it goes on as a traced lazy restore of the checkpoint, demand-paged until no " +
-    "new pages come, at most N s, default 60; exactly N s with --fixed)",
+    `new pages come, at most N s, default ${PROFILE_WINDOW_DEFAULT_MS / 1000}; exactly N s ` +
+    "with --fixed)",
   async run(ctx, args) {
     const p = parse(
       args,

@@ -12,6 +12,7 @@ import {
   relayoutCheckpoint,
 } from "../../checkpoint/index.ts";
 import { UsageError } from "../../errors.ts";
+import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
 import {
   profile,
   saveAndContinue,
@@ -54,7 +55,8 @@ function windowLine(w: TraceWindowReport | null): string {
 export const profileCommand: Command = {
   usage:
     "CHECKPOINT [--seconds N] [--fixed]   traced lazy restore of a throw-away clone: pure demand " +
-    "paging until no new pages come (at most N s, default 60; exactly N s with --fixed); the " +
+    `paging until no new pages come (at most N s, default ${PROFILE_WINDOW_DEFAULT_MS / 1000}; ` +
+    "exactly N s with --fixed); the " +
     "pages it requested become the checkpoint's working set",
   async run(ctx, args) {
     const p = parse(
