@@ -25,7 +25,7 @@ const { values, positionals } = parseArgs({
   options: {
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
-    "trace-seconds": { type: "string", default: "3" },
+    "trace-seconds": { type: "string" },
     "files-mib": { type: "string", default: "320" },
     "later-seconds": { type: "string", default: "60" },
     out: { type: "string", default: "build/bench" },
@@ -85,7 +85,9 @@ if (which === "restore" || which === "all") {
         workDir: work,
         memoryMiB,
         params: w.params,
-        traceSeconds: Number(values["trace-seconds"]),
+        ...(values["trace-seconds"] === undefined
+          ? {}
+          : { traceSeconds: Number(values["trace-seconds"]) }),
         workMiB: 64,
         log,
       }),

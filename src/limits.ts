@@ -181,6 +181,28 @@ assert(LAYER_READ_BYTES % PAGE_SIZE_BYTES === 0, "index reads are whole blocks")
 export const CHECKPOINT_DISK_REFS_MAX = CHECKPOINT_PAGES_MAX;
 /** A profiling trace longer than 10 minutes is no longer a start-up working set. */
 export const PROFILE_SECONDS_MAX = 600;
+/**
+ * Bound of a profiling window that closes when the trace settles (docs/restore.md). Demand
+ * paging under TCG places ~1 500 pages/s, so a guest that sweeps 384 MiB needs ~65 s; under
+ * KVM faults are cheaper. A guest that never settles runs demand-paged this long.
+ */
+export const PROFILE_WINDOW_DEFAULT_MS = 120_000;
+/** The settle rule counts new pages in buckets of this many ms (VEE'11-style rate windows). */
+export const PROFILE_BUCKET_MS = 250;
+/**
+ * A trace has settled once this long brought (almost) no new pages: longer than the period of
+ * a periodic scan we want to see (the sweeping test guest uses ≤ 2 s), short enough that a
+ * quiet guest is profiled in a few seconds.
+ */
+export const PROFILE_QUIET_MS = 4_000;
+/** "Almost no new pages": a mean rate over the quiet span of at most 2 % of the peak bucket's. */
+export const PROFILE_SETTLE_RATIO = 0.02;
+assert(PROFILE_QUIET_MS % PROFILE_BUCKET_MS === 0, "the quiet span is whole buckets");
+assert(
+  PROFILE_QUIET_MS < PROFILE_WINDOW_DEFAULT_MS &&
+    PROFILE_WINDOW_DEFAULT_MS <= PROFILE_SECONDS_MAX * 1000,
+  "a default window can settle, within the profiling bound",
+);
 /** `inspect --restores` lists the newest 1000 restore records. */
 export const RESTORE_RECORDS_LISTED_MAX = 1000;
 /** A layout's `source` label in the manifest (e.g. "trace"): a short word, not a document. */

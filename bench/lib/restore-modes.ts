@@ -10,7 +10,7 @@ import { type FillReport, profile, restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, stopVm } from "../../src/vm/index.ts";
 import { loadWorkingSet } from "../../src/wss/index.ts";
-import { bootTestGuest, testGuestSpec } from "../../test/support/test-guest.ts";
+import { bootTestGuest, connectAgent, testGuestSpec } from "../../test/support/test-guest.ts";
 import { qemuRestore, qemuSave } from "./qemu-baseline.ts";
 
 const TTR_BUDGET_MS = 300_000;
@@ -21,8 +21,8 @@ export interface RestoreBenchOptions {
   readonly workDir: string;
   readonly memoryMiB: number;
   readonly params: { memMiB: number; hotPct: number; hotRate: number };
-  /** Profiling window for the traced working set, seconds. */
-  readonly traceSeconds: number;
+  /** Bound of the profiling window, seconds (default: profile's); it closes when it settles. */
+  readonly traceSeconds?: number;
   /** The fixed task's `work` burst, MiB (plus a full `verify`). */
   readonly workMiB: number;
   readonly log: (line: string) => void;
@@ -42,7 +42,7 @@ export interface ModeResult {
   readonly p99ServiceMs: number | null;
   /**
    * Working-set pages among the distinct pages the pure lazy restore's guest requested in its
-   * first traceSeconds: the VEE'11 table's "accesses that hit prefetched pages".
+   * profiling window: the VEE'11 table's "accesses that hit prefetched pages".
    */
   readonly workingSetHits: number | null;
 }
@@ -73,11 +73,6 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
   await qemuSave(vm, file);
   await save({ home: o.home, vm, name: "rb@1", after: "pause" });
   await killVm(o.home, vm);
-
-  o.log(`profiling: a traced lazy restore, ${o.traceSeconds} s window…`);
-  await profile({ home: o.home, checkpoint: "rb@1", seconds: o.traceSeconds });
-  const trace = (await loadWorkingSet(o.home, "rb@1", "trace"))?.pages ?? [];
-  const writeSet = (await loadWorkingSet(o.home, "rb@1", "write-set"))?.pages ?? [];
 
   const measure = async (
     mode: string,
@@ -117,8 +112,6 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
   };
 
   const modes: ModeResult[] = [];
-  let lazyAccessed = new Set<string>();
-  const windowMs = o.traceSeconds * 1000;
   modes.push(
     await measure("QEMU -incoming", async () => {
       const r = await qemuRestore(o.home, spec("rb-q"), file);
@@ -132,33 +125,44 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
       return { agentSocket: r.vm.agentSocket, name: r.vm.name };
     }),
   );
+  // Pure lazy first: profiling rewrites the checkpoint with its working set packed first,
+  // after which a lazy restore's background pushes that working set first too.
+  const { trace: lazyTrace, ...lazy } = await measure("snapwake lazy", async () => {
+    const r = await restore({ home: o.home, checkpoint: "rb@1", mode: "lazy", vmName: "rb-l" });
+    return { agentSocket: r.vm.agentSocket, name: r.vm.name, fill: r.fill };
+  });
+  modes.push(lazy);
+
+  o.log("profiling: a demand-paged lazy restore until its trace settles…");
+  const profiled = await profile({
+    home: o.home,
+    checkpoint: "rb@1",
+    ...(o.traceSeconds === undefined ? {} : { seconds: o.traceSeconds }),
+    drive: pingClone, // what every measured restore gets first
+  });
+  const windowMs = profiled.window?.closedAtMs ?? Number.POSITIVE_INFINITY;
+  o.log(`profiled: ${profiled.tracedPages} pages in a ${(windowMs / 1000).toFixed(1)} s window`);
+  const trace = (await loadWorkingSet(o.home, "rb@1", "trace"))?.pages ?? [];
+  const writeSet = (await loadWorkingSet(o.home, "rb@1", "write-set"))?.pages ?? [];
+  const lazyAccessed = new Set(
+    lazyTrace.filter((t) => t.tMs <= windowMs).map((t) => `${t.block}:${t.page}`),
+  );
   for (const [mode, ws] of [
-    ["snapwake lazy", null],
     ["partial (trace)", trace],
     ["partial (write set)", writeSet],
   ] as const) {
-    const { trace: traced, ...measured } = await measure(mode, async () => {
-      const r =
-        ws === null
-          ? await restore({ home: o.home, checkpoint: "rb@1", mode: "lazy", vmName: "rb-l" })
-          : await restore({
-              home: o.home,
-              checkpoint: "rb@1",
-              mode: "partial",
-              vmName: "rb-p",
-              workingSet: ws,
-            });
+    const { trace: _, ...measured } = await measure(mode, async () => {
+      const r = await restore({
+        home: o.home,
+        checkpoint: "rb@1",
+        mode: "partial",
+        vmName: "rb-p",
+        workingSet: ws,
+      });
       return { agentSocket: r.vm.agentSocket, name: r.vm.name, fill: r.fill };
     });
-    if (ws === null) {
-      lazyAccessed = new Set(
-        traced.filter((t) => t.tMs <= windowMs).map((t) => `${t.block}:${t.page}`),
-      );
-      modes.push(measured);
-    } else {
-      const hits = ws.filter((p) => lazyAccessed.has(`${p.block}:${p.page}`)).length;
-      modes.push({ ...measured, workingSetHits: hits });
-    }
+    const hits = ws.filter((p) => lazyAccessed.has(`${p.block}:${p.page}`)).length;
+    modes.push({ ...measured, workingSetHits: hits });
   }
   return {
     memoryMiB: o.memoryMiB,
@@ -168,6 +172,16 @@ export async function runRestoreBench(o: RestoreBenchOptions): Promise<RestoreBe
     workingSets: { trace: trace.length, writeSet: writeSet.length },
     modes,
   };
+}
+
+/** The profiling clone's client: it connects and pings at once, as TTR does after a restore. */
+async function pingClone(vm: { agentSocket: string | null }): Promise<void> {
+  const agent = await connectAgent(vm);
+  try {
+    for (let i = 0; i < 5; i++) await agent.ping();
+  } finally {
+    agent.close();
+  }
 }
 
 /** The fixed guest task of "restore overhead": verify all memory, then a work burst. */

@@ -11,6 +11,9 @@ export {
   type RestoreRecord,
   restoresDir,
   type TraceRecord,
+  type TraceWindowEnd,
+  type TraceWindowOptions,
+  type TraceWindowReport,
 } from "./postcopy/index.ts";
 export {
   type ContinueResult,
@@ -20,6 +23,7 @@ export {
   type ProfileResult,
   profile,
   saveAndContinue,
+  type TraceWindowChoice,
 } from "./profile.ts";
 export { listRestoreRecords, type RestoreSummary } from "./records.ts";
 export { type RestoreMode, type RestoreOptions, type RestoreResult, restore } from "./restore.ts";

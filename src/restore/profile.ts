@@ -6,15 +6,18 @@
  * - saveAndContinue(): save, then the VM goes on as a lazily restored clone of its own
  *   checkpoint, so the first seconds after the save point give the working set for free.
  *
- * Background fill is held back for the trace window, so the guest's own requests, not the
- * fill order, decide what is traced. Each new trace refines the kept working set (union at
- * earliest first access, bounded: REAP-style), and the checkpoint is then rewritten with that
- * working set packed first (Halite locality layout, relayoutCheckpoint), so a partial restore
- * reads it from a few chunks instead of most of the pack.
+ * The trace window is pure demand paging (no locality push, no background fill: nothing the
+ * guest has not asked for is placed), so every page the guest touches in it is requested and
+ * traced. It closes when the trace settles (TraceSettle: a quiet span without new pages) or
+ * at its bound; `fixed` keeps it open exactly the bound. Each new trace refines the kept
+ * working set (union at earliest first access, bounded: REAP-style), and the checkpoint is
+ * then rewritten with that working set packed first (Halite locality layout,
+ * relayoutCheckpoint), so a partial restore reads it from a few chunks instead of most of the
+ * pack.
  */
 import { CheckpointStore, type RelayoutResult, relayoutCheckpoint } from "../checkpoint/index.ts";
 import { UsageError } from "../errors.ts";
-import { PROFILE_SECONDS_MAX } from "../limits.ts";
+import { PROFILE_SECONDS_MAX, PROFILE_WINDOW_DEFAULT_MS } from "../limits.ts";
 import { type SaveOptions, type SaveResult, save } from "../save/index.ts";
 import { killVm, stopVm } from "../vm/index.ts";
 import {
@@ -24,12 +27,20 @@ import {
   type WorkingSet,
   workingSetFromTrace,
 } from "../wss/index.ts";
-import type { FillReport, PostcopyRestoreResult } from "./postcopy/index.ts";
+import type {
+  FillReport,
+  PostcopyRestoreResult,
+  TraceWindowOptions,
+  TraceWindowReport,
+} from "./postcopy/index.ts";
 import { restore } from "./restore.ts";
+import type { RestoredVm } from "./target.ts";
 
 export interface LearnedWorkingSet {
   /** Distinct pages requested inside the trace window. */
   readonly tracedPages: number;
+  /** The restore's trace window (when it closed, why), or null: a plain lazy restore's trace. */
+  readonly window: TraceWindowReport | null;
   /** The refined working set now kept for the checkpoint. */
   readonly workingSet: WorkingSet;
   readonly file: string;
@@ -37,32 +48,49 @@ export interface LearnedWorkingSet {
   readonly relayout: RelayoutResult;
 }
 
-export interface ProfileOptions {
+/** How long to trace. */
+export interface TraceWindowChoice {
+  /**
+   * The window's bound, s (default PROFILE_WINDOW_DEFAULT_MS): it closes earlier once the
+   * trace settles, unless `fixed`.
+   */
+  readonly seconds?: number;
+  /** Trace exactly `seconds` (then required), without settling. */
+  readonly fixed?: boolean;
+}
+
+export interface ProfileOptions extends TraceWindowChoice {
   readonly home: string;
   readonly checkpoint: string;
-  /** How long the clone runs traced before its requests stop counting. */
-  readonly seconds: number;
   readonly vmName?: string;
+  /**
+   * Gives the clone, once it runs, the kind of input a restored guest gets (its clients'
+   * requests): what they make it touch is then traced too. Awaited with the fill; an error
+   * fails the profile. Default: the clone runs on its own.
+   */
+  readonly drive?: (vm: RestoredVm) => Promise<void>;
 }
 
 export interface ProfileResult extends LearnedWorkingSet {
   readonly fill: FillReport;
 }
 
-/** A traced lazy restore of a clone that runs `seconds` and is then discarded. */
+/** A traced lazy restore of a clone that runs until its trace window closes, then is discarded. */
 export async function profile(opts: ProfileOptions): Promise<ProfileResult> {
-  const windowMs = traceWindowMs(opts.seconds);
+  const traceWindow = traceWindowOptions(opts);
   const vmName = opts.vmName ?? cloneName(opts.checkpoint);
   const restored = await restore({
     home: opts.home,
     checkpoint: opts.checkpoint,
     mode: "lazy",
     vmName,
-    backgroundDelayMs: windowMs,
+    traceWindow,
   });
   try {
-    const fill = await restored.fill;
-    return { ...(await learnFromTrace(opts.home, opts.checkpoint, fill, windowMs)), fill };
+    const driven = opts.drive?.(restored.vm) ?? Promise.resolve();
+    driven.catch(() => undefined); // reported by Promise.all, unless the fill failed first
+    const [fill] = await Promise.all([restored.fill, driven]);
+    return { ...(await learnFromTrace(opts.home, opts.checkpoint, fill)), fill };
   } finally {
     await killVm(opts.home, vmName);
   }
@@ -78,9 +106,9 @@ export interface ContinueResult {
 
 /** Saves the VM, then resumes it as a traced lazy restore of the new checkpoint. */
 export async function saveAndContinue(
-  opts: Omit<SaveOptions, "after"> & { readonly traceSeconds: number },
+  opts: Omit<SaveOptions, "after"> & { readonly trace?: TraceWindowChoice },
 ): Promise<ContinueResult> {
-  const windowMs = traceWindowMs(opts.traceSeconds);
+  const traceWindow = traceWindowOptions(opts.trace ?? {});
   const vmName = typeof opts.vm === "string" ? opts.vm : opts.vm.name;
   const saved = await save({ ...opts, after: "pause" });
   await stopVm(opts.home, opts.vm);
@@ -89,22 +117,26 @@ export async function saveAndContinue(
     checkpoint: opts.name,
     mode: "lazy",
     vmName,
-    backgroundDelayMs: windowMs,
+    traceWindow,
   });
-  const learned = restored.fill.then((fill) =>
-    learnFromTrace(opts.home, opts.name, fill, windowMs),
-  );
+  const learned = restored.fill.then((fill) => learnFromTrace(opts.home, opts.name, fill));
   return { saved, restored, learned };
 }
 
-/** Turns a lazy restore's trace window into the checkpoint's (refined) working set. */
+/**
+ * Turns a lazy restore's trace window into the checkpoint's (refined) working set. The window
+ * is the restore's own (FillReport.traceWindow) unless `windowMs` is given; without either,
+ * the whole trace.
+ */
 export async function learnFromTrace(
   home: string,
   checkpoint: string,
   fill: FillReport,
-  windowMs: number,
+  windowMs?: number,
 ): Promise<LearnedWorkingSet> {
-  const traced = workingSetFromTrace(fill.trace.filter((t) => t.tMs <= windowMs));
+  const untilMs = windowMs ?? fill.traceWindow?.closedAtMs ?? Number.POSITIVE_INFINITY;
+  const traced = workingSetFromTrace(fill.trace.filter((t) => t.tMs <= untilMs));
+
   const kept =
     (await loadWorkingSet(home, checkpoint, "union")) ??
     (await loadWorkingSet(home, checkpoint, "trace"));
@@ -116,16 +148,28 @@ export async function learnFromTrace(
     workingSet.pages,
     { source: workingSet.source },
   );
-  return { tracedPages: traced.pages.length, workingSet, file, relayout };
+  return {
+    tracedPages: traced.pages.length,
+    window: fill.traceWindow,
+    workingSet,
+    file,
+    relayout,
+  };
 }
 
-function traceWindowMs(seconds: number): number {
+function traceWindowOptions(choice: TraceWindowChoice): TraceWindowOptions {
+  const { seconds, fixed = false } = choice;
+  if (seconds === undefined) {
+    if (fixed)
+      throw new UsageError("Cannot trace a fixed window without its length: give --seconds");
+    return { maxMs: PROFILE_WINDOW_DEFAULT_MS };
+  }
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > PROFILE_SECONDS_MAX) {
     throw new UsageError(
       `Cannot trace for ${seconds} s: give a number of seconds in (0, ${PROFILE_SECONDS_MAX}]`,
     );
   }
-  return Math.round(seconds * 1000);
+  return { maxMs: Math.round(seconds * 1000), fixed };
 }
 
 /** A VM name (no "@") for a checkpoint's throw-away profiling clone. */

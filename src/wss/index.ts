@@ -5,6 +5,7 @@ export {
   removeWorkingSets,
   saveWorkingSet,
 } from "./store.ts";
+export { SETTLE_RULE_DEFAULT, type SettleRule, TraceSettle } from "./trace-window.ts";
 export {
   refineWorkingSet,
   type TraceEntry,

@@ -10,6 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../../errors.ts";
+import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
 import {
   type FillReport,
   type PostcopyRestoreResult,
@@ -32,10 +33,13 @@ const REPORT_FD = 3;
 export const saveCommand: Command = {
   usage:
     "VM --name CHECKPOINT [--parent CHECKPOINT | --full] [--share-store] [--stop-first] " +
-    "[--after continue|pause|stop | --continue [--seconds N]]   checkpoint a running managed VM " +
+    "[--after continue|pause|stop | --continue [--seconds N] [--fixed]]   checkpoint a running " +
+    "managed VM " +
     "(incremental from the checkpoint it was restored from or last saved to, unless --full; " +
     "--share-store: also share identical pages with every checkpoint in the store; " +
-    "--continue: it goes on as a traced lazy restore of the checkpoint)",
+    "--continue: it goes on as a traced lazy restore of the checkpoint, demand-paged until no " +
+    `new pages come, at most N s, default ${PROFILE_WINDOW_DEFAULT_MS / 1000}; exactly N s ` +
+    "with --fixed)",
   async run(ctx, args) {
     const p = parse(
       args,
@@ -44,6 +48,7 @@ export const saveCommand: Command = {
         after: { type: "string" },
         continue: { type: "boolean" },
         seconds: { type: "string" },
+        fixed: { type: "boolean" },
         "stop-first": { type: "boolean" },
         parent: { type: "string" },
         full: { type: "boolean" },
@@ -66,6 +71,8 @@ export const saveCommand: Command = {
       await saveContinue(ctx, p, vm, name, parent);
       return;
     }
+    if (p.str("seconds") !== undefined || p.flag("fixed"))
+      throw new UsageError("--seconds and --fixed shape the trace of --continue: add --continue");
     const after = choice(
       p.str("after"),
       ["continue", "pause", "stop"] as const,

@@ -1,6 +1,7 @@
 /**
  * `snapwake profile` and `snapwake save --continue`: working sets by memory tracing (VEE'11).
- * Both serve a lazy restore in the foreground until its fill is done, then keep the traced
+ * Both serve a lazy restore in the foreground until its fill is done (pure demand paging until
+ * the trace settles, at most --seconds; exactly --seconds with --fixed), then keep the traced
  * working set beside the checkpoint (`snapwake restore` then defaults to partial with it) and
  * rewrite the checkpoint with that working set packed first (locality layout). `snapwake
  * relayout` does the rewrite alone, with the working set already kept.
@@ -11,37 +12,70 @@ import {
   relayoutCheckpoint,
 } from "../../checkpoint/index.ts";
 import { UsageError } from "../../errors.ts";
-import { profile, saveAndContinue } from "../../restore/index.ts";
+import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
+import {
+  profile,
+  saveAndContinue,
+  type TraceWindowChoice,
+  type TraceWindowReport,
+} from "../../restore/index.ts";
 import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Command } from "./index.ts";
 import { type Parsed, parse } from "./parse.ts";
 
-const DEFAULT_TRACE_SECONDS = 5;
-
-function seconds(p: Parsed): number {
+/** --seconds N (the window's bound, or its length with --fixed). */
+function traceChoice(p: Parsed): TraceWindowChoice {
   const text = p.str("seconds");
-  return text === undefined ? DEFAULT_TRACE_SECONDS : Number(text);
+  return {
+    ...(text === undefined ? {} : { seconds: Number(text) }),
+    fixed: p.flag("fixed"),
+  };
+}
+
+function windowLine(w: TraceWindowReport | null): string {
+  if (w === null) return "the whole trace";
+  const s = (w.closedAtMs / 1000).toFixed(1);
+  switch (w.end) {
+    case "settled":
+      return `a ${s} s window (closed when no new pages came)`;
+    case "bound":
+      return w.fixed
+        ? `a fixed ${s} s window`
+        : `a ${s} s window (its bound: new pages still came; raise --seconds)`;
+    case "filled":
+      return `a ${s} s window (every page was requested)`;
+    case "failed":
+      return `a ${s} s window (cut short)`;
+    default:
+      throw new Error(`unreachable window end ${String(w.end satisfies never)}`);
+  }
 }
 
 export const profileCommand: Command = {
   usage:
-    "CHECKPOINT [--seconds N]   traced lazy restore of a throw-away clone; its first N s of " +
-    "page requests become the checkpoint's working set",
+    "CHECKPOINT [--seconds N] [--fixed]   traced lazy restore of a throw-away clone: pure demand " +
+    `paging until no new pages come (at most N s, default ${PROFILE_WINDOW_DEFAULT_MS / 1000}; ` +
+    "exactly N s with --fixed); the " +
+    "pages it requested become the checkpoint's working set",
   async run(ctx, args) {
-    const p = parse(args, { seconds: { type: "string" }, name: { type: "string" } }, [
-      "checkpoint",
-    ]);
+    const p = parse(
+      args,
+      { seconds: { type: "string" }, fixed: { type: "boolean" }, name: { type: "string" } },
+      ["checkpoint"],
+    );
     const vmName = p.str("name");
     const r = await profile({
       home: ctx.home,
       checkpoint: p.arg(0),
-      seconds: seconds(p),
+      ...traceChoice(p),
       ...(vmName === undefined ? {} : { vmName }),
     });
     const out = {
       checkpoint: p.arg(0),
       tracedPages: r.tracedPages,
+      windowMs: r.window === null ? null : Math.round(r.window.closedAtMs),
+      windowEnd: r.window?.end ?? null,
       workingSetPages: r.workingSet.pages.length,
       source: r.workingSet.source,
       file: r.file,
@@ -50,14 +84,14 @@ export const profileCommand: Command = {
     };
     ctx.result(
       out,
-      `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in the first ${seconds(p)} s; ` +
+      `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in ${windowLine(r.window)}; ` +
         `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
         relayoutLine(r.relayout),
     );
   },
 };
 
-/** `save VM --name C --continue [--seconds N]`, called by the save command. */
+/** `save VM --name C --continue [--seconds N] [--fixed]`, called by the save command. */
 export async function saveContinue(
   ctx: Context,
   p: Parsed,
@@ -70,13 +104,13 @@ export async function saveContinue(
     vm,
     name,
     ...parent,
-    traceSeconds: seconds(p),
+    trace: traceChoice(p),
     onProgress: (x) => ctx.progress(x),
   });
   ctx.done();
   process.stderr.write(
-    `saved "${name}"; VM "${vm}" continues as a lazy restore of it, traced for ${seconds(p)} s ` +
-      "(this command serves its pages until the fill is done)\n",
+    `saved "${name}"; VM "${vm}" continues as a lazy restore of it, demand-paged and traced ` +
+      "until no new pages come (this command serves its pages until the fill is done)\n",
   );
   const learned = await r.learned;
   ctx.result(
@@ -84,12 +118,15 @@ export async function saveContinue(
       checkpoint: r.saved.checkpoint,
       vm,
       tracedPages: learned.tracedPages,
+      windowMs: learned.window === null ? null : Math.round(learned.window.closedAtMs),
+      windowEnd: learned.window?.end ?? null,
       workingSetPages: learned.workingSet.pages.length,
       file: learned.file,
       ...relayoutFigures(learned.relayout),
     },
     `working set of "${name}": ${learned.workingSet.pages.length} pages ` +
-      `(${learned.tracedPages} traced); ${relayoutLine(learned.relayout)}`,
+      `(${learned.tracedPages} traced in ${windowLine(learned.window)}); ` +
+      relayoutLine(learned.relayout),
   );
 }
 

@@ -10,6 +10,7 @@ import { describeQemuLog } from "../../qemu/qmp/index.ts";
 import { killVm, listVms, type ManagedVm } from "../../vm/index.ts";
 import type { MigrationChannel } from "./channel.ts";
 import type { ChunkCache } from "./chunk-cache.ts";
+import type { DemandWindow } from "./demand-window.ts";
 import type { FillOrder } from "./fill-order.ts";
 import type { PageServer } from "./page-server.ts";
 import type { Placement } from "./placement.ts";
@@ -29,6 +30,8 @@ export interface Session {
   readonly placement: Placement;
   readonly order: FillOrder;
   readonly cache: ChunkCache;
+  /** The demand-only window of a profiling restore, or null. */
+  readonly window: DemandWindow | null;
   readonly startedMs: number;
   readonly startedAt: Date;
   readonly record: boolean;
@@ -57,6 +60,7 @@ export async function serveFill(
   let report: FillReport;
   try {
     await s.server.run();
+    s.window?.close("filled"); // every page was requested before the trace settled
     const timeToFullFillMs = performance.now() - s.startedMs;
     const status = await withTimeout(shut, RESTORE_COMPLETE_TIMEOUT_MS, "SHUT");
     if (status !== 0) {
@@ -80,8 +84,10 @@ export async function serveFill(
       runMs,
       timeToFullFillMs,
       timeToCompletedMs: performance.now() - s.startedMs,
+      traceWindow: s.window?.report ?? null,
     });
   } catch (error) {
+    s.window?.close("failed");
     const reported = await explain(s, error);
     await abandon(s);
     if (s.record) await record(s, null, reported).catch(() => undefined); // the error wins

@@ -24,6 +24,7 @@ import { replayInfo } from "../stream-info.ts";
 import { type RestoredVm, startRestoreTarget } from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
 import { ChunkCache } from "./chunk-cache.ts";
+import { DemandWindow, type TraceWindowOptions } from "./demand-window.ts";
 import { abandon, asError, type Session, serveFill, watchSession } from "./fill.ts";
 import { FillOrder } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
@@ -52,6 +53,13 @@ export interface PostcopyRestoreOptions {
    * than only the pages it touched before the background placed them. Default 0.
    */
   readonly backgroundDelayMs?: number;
+  /**
+   * Profiling: pure demand paging (no locality push, no background fill) from the moment the
+   * guest runs until its request trace settles or `maxMs` passes (docs/restore.md, "The trace
+   * window"), so the trace sees every page the guest touches. FillReport.traceWindow says when
+   * it closed and why.
+   */
+  readonly traceWindow?: TraceWindowOptions;
   readonly onProgress?: ProgressListener;
   /** Write the restore record (report and trace) under `<home>/restores`; default true. */
   readonly record?: boolean;
@@ -98,6 +106,7 @@ export async function restorePostcopy(
     let channel: MigrationChannel | undefined;
     try {
       channel = await openPostcopyChannel(vm, opts.connectChannel);
+      const window = opts.traceWindow === undefined ? null : new DemandWindow(opts.traceWindow);
       const server = new PageServer({
         source: reader,
         blockNames,
@@ -107,6 +116,7 @@ export async function restorePostcopy(
         writer: channel.writer,
         out: channel.out,
         backgroundDelayMs: opts.backgroundDelayMs ?? 0,
+        ...(window === null ? {} : { demandOnly: window }),
         ...progressReporter(opts.onProgress, order.fillPages),
       });
       const session: Session = {
@@ -119,6 +129,7 @@ export async function restorePostcopy(
         placement,
         order,
         cache,
+        window,
         startedMs,
         startedAt,
         record: opts.record ?? true,
@@ -138,6 +149,7 @@ export async function restorePostcopy(
         prefetch,
       });
       server.begin();
+      window?.start();
       const fill = serveFill(session, prelude, shut, performance.now() - startedMs);
       fill.catch(() => undefined); // the caller may never look; the rejection is still theirs
       handedOver = true;

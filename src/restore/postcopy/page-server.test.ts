@@ -9,7 +9,7 @@ import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import { MigrationStreamWriter, readMigrationStream } from "../../qemu/migration/index.ts";
 import { ChunkCache } from "./chunk-cache.ts";
 import { FillOrder } from "./fill-order.ts";
-import { PageServer } from "./page-server.ts";
+import { type DemandOnlyWindow, PageServer } from "./page-server.ts";
 import { Placement } from "./placement.ts";
 
 const BLOCKS = [
@@ -50,7 +50,7 @@ function fakeCheckpoint() {
   };
 }
 
-function setUp() {
+function setUp(demandOnly?: DemandOnlyWindow) {
   const source = fakeCheckpoint();
   const placement = new Placement(BLOCKS.map((b) => b.pageCount));
   const order = new FillOrder(source, placement);
@@ -68,6 +68,7 @@ function setUp() {
     cache: new ChunkCache(source, 4),
     writer,
     out: { queuedBytes: 0, whenDrained: () => Promise.resolve() },
+    ...(demandOnly === undefined ? {} : { demandOnly }),
   });
   return { source, placement, order, server, out };
 }
@@ -157,3 +158,50 @@ test("a malformed request or fail() stops the run with the reason", LIMIT, async
   server.fail(new Error("channel closed"));
   await assert.rejects(server.run(), /channel closed/);
 });
+
+test(
+  "while a demand-only window is open only requested pages go; then the fill completes",
+  LIMIT,
+  async () => {
+    const { promise: closed, resolve: close } = Promise.withResolvers<void>();
+    let open = true;
+    const seen: [number, boolean][] = [];
+    const window: DemandOnlyWindow = {
+      isOpen: () => open,
+      closed,
+      onRequest: (tMs, first) => void seen.push([tMs >= 0 ? 1 : 0, first]),
+    };
+    const { order, server, out } = setUp(window);
+    server.begin();
+    server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+    server.request("pc.ram", 20 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+    const running = server.run();
+    while (server.stats.pagesSent < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+    server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // in flight: ignored
+    server.request("pc.rom", PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+    while (server.stats.pagesSent < 3) await new Promise((resolve) => setTimeout(resolve, 1));
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    const s = server.stats;
+    assert.deepEqual(
+      [s.servedOnRequest, s.zeroPagesAnswered, s.pushedForLocality, s.pushedInBackground],
+      [2, 1, 0, 0],
+      "nothing unasked while the window is open",
+    );
+    assert.deepEqual(seen, [
+      [1, true],
+      [1, true],
+      [1, false],
+      [1, true],
+    ]);
+    open = false;
+    close();
+    await running;
+    const records = await readBack(out);
+    assert.deepEqual(
+      records.slice(0, 3).map((r) => `${r.block}:${r.page}`),
+      ["0:33", "0:20", "1:1"],
+    );
+    assert.equal(records.length, order.storedPages + 2, "then every page, once");
+    assert.equal(server.remaining, 0);
+  },
+);

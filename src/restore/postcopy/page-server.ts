@@ -2,7 +2,7 @@
  * Serves guest pages to a restoring QEMU after the postcopy package (qemu-migration.md §6.7
  * step 8): requested pages first, then the rest of each requested page's chunk (Halite
  * locality), then every remaining non-zero page in pack order, until all are placed; then RAM
- * END and EOF.
+ * END and EOF. A demand-only window (profiling) holds back both kinds of push while it is open.
  *
  * Invariants:
  * - each page is sent at most once (Placement asserts it: EEXIST kills QEMU); a request for a
@@ -12,7 +12,8 @@
  *   looked at between parts, and after every chunk read;
  * - every request gets an answer, a zero page a ZERO record (an unanswered request blocks a
  *   vCPU, and after EOF it would read zeros: silent corruption for a non-zero page, §6.4);
- * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify).
+ * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify);
+ * - while a demand-only window is open, only requested pages are sent.
  */
 import assert from "node:assert/strict";
 import { QemuError } from "../../errors.ts";
@@ -41,6 +42,19 @@ export interface OutQueue {
   whenDrained(): Promise<void>;
 }
 
+/**
+ * A span of pure demand paging at the start of the fill, for profiling: while it is open the
+ * server sends only requested pages, so the request trace sees every page the guest touches.
+ */
+export interface DemandOnlyWindow {
+  /** True while open; once false, false for good. */
+  isOpen(): boolean;
+  /** Resolves when the window closes. */
+  readonly closed: Promise<void>;
+  /** Told of every request: ms since begin(), and whether it is its page's first request. */
+  onRequest(tMs: number, firstRequest: boolean): void;
+}
+
 export interface PageServerDeps {
   readonly source: PageKinds;
   readonly blockNames: readonly string[];
@@ -56,6 +70,8 @@ export interface PageServerDeps {
    * not what the background placed first. Default 0.
    */
   readonly backgroundDelayMs?: number;
+  /** While open, no locality push and no background fill: requests only. Default: none. */
+  readonly demandOnly?: DemandOnlyWindow;
   /** Called after each page sent (progress reports). */
   readonly onSent?: (placed: number) => void;
   readonly now?: () => number;
@@ -154,7 +170,9 @@ export class PageServer {
     const inFlight = this.#d.placement.isSent(g);
     this.trace.record({ block, page, tMs: receivedMs - this.#t0, inFlight });
     this.#n.requests += 1;
-    if (this.#d.placement.markRequested(g)) this.#n.distinctPagesRequested += 1;
+    const firstRequest = this.#d.placement.markRequested(g);
+    if (firstRequest) this.#n.distinctPagesRequested += 1;
+    this.#d.demandOnly?.onRequest(receivedMs - this.#t0, firstRequest);
     if (inFlight) {
       this.#n.requestsIgnored += 1;
     } else if (this.#ended) {
@@ -189,6 +207,11 @@ export class PageServer {
       if (this.#remaining === 0) break;
       if (this.#d.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) {
         await this.#sleepUntil(this.#d.out.whenDrained());
+        continue;
+      }
+      const window = this.#d.demandOnly;
+      if (window?.isOpen() === true) {
+        await this.#sleepUntil(window.closed);
         continue;
       }
       const delayMs = this.#t0 + (this.#d.backgroundDelayMs ?? 0) - this.#now();

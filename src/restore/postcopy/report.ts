@@ -3,6 +3,7 @@
  * the fill has finished (QEMU reported the migration completed).
  */
 import type { ChunkCacheStats } from "./chunk-cache.ts";
+import type { TraceWindowReport } from "./demand-window.ts";
 import type { FillOrder } from "./fill-order.ts";
 import type { PageServerStats } from "./page-server.ts";
 import type { Placement } from "./placement.ts";
@@ -55,6 +56,11 @@ export interface FillReport {
   /** Every request in arrival order, up to RESTORE_TRACE_REQUESTS_MAX; traceDropped more. */
   readonly trace: readonly TraceRecord[];
   readonly traceDropped: number;
+  /**
+   * The demand-only trace window of a profiling restore (when it closed and why), or null:
+   * every request with tMs ≤ closedAtMs saw a page nothing had pushed.
+   */
+  readonly traceWindow: TraceWindowReport | null;
   /** Where the restore record (this report and its trace) was written; null if not asked. */
   readonly recordPath: string | null;
 }
@@ -72,6 +78,7 @@ export interface ReportInput {
   readonly runMs: number;
   readonly timeToFullFillMs: number;
   readonly timeToCompletedMs: number;
+  readonly traceWindow: TraceWindowReport | null;
 }
 
 export function buildFillReport(r: ReportInput): FillReport {
@@ -106,6 +113,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     timeToCompletedMs: r.timeToCompletedMs,
     trace: r.trace,
     traceDropped: r.traceDropped,
+    traceWindow: r.traceWindow,
     recordPath: null,
   };
 }
