@@ -85,6 +85,8 @@ export interface ModeRun {
   readonly lazyFaults: number | null;
   readonly pushed: number | null;
   readonly fullFillMs: number | null;
+  /** The page server's own clock: its restore start → RUN handed to QEMU (lazy, partial). */
+  readonly runMs: number | null;
   readonly serviceMs: { p50: number; p99: number; max: number } | null;
   readonly packMiBRead: number | null;
   readonly verifyBad: number | null;
@@ -312,6 +314,7 @@ function skippedRun(mode: Mode, why: string): ModeRun {
     lazyFaults: null,
     pushed: null,
     fullFillMs: null,
+    runMs: null,
     serviceMs: null,
     packMiBRead: null,
     verifyBad: null,
@@ -410,6 +413,7 @@ async function measure(ctx: Ctx, mode: Mode, cache: Cache): Promise<ModeRun> {
       lazyFaults: report?.lazyRequests ?? (mode === "eager" ? 0 : null),
       pushed: report?.pagesPushed ?? (mode === "eager" ? 0 : null),
       fullFillMs: report?.timeToFullFillMs ?? null,
+      runMs: report?.runMs ?? null,
       serviceMs:
         report === null
           ? null
