@@ -3,7 +3,11 @@
  * QEMU's own save/restore, each measured in one run on one booted guest, written as JSON to
  * build/bench/. Only ratios within one run mean anything on shared machines.
  *   save     checkpoint bytes, save time, eager restore time vs QEMU's migrate/-incoming
- *   restore  TTR, restore overhead and the VEE'11 table: QEMU, eager, lazy, partial (trace/write set)
+ *   restore  the user's path (docs/bench.md): `snapwake save`/`restore`/`profile` as processes
+ *            against QEMU's own migrate to a file and -incoming, per guest size (--sizes),
+ *            workload (--workloads hot,sweep), cache (--caches warm,cold,throttled) and mode
+ *            (--modes qemu,eager,lazy,auto,partial,partial-ws): time from invoking the restore to
+ *            the guest's first useful output, its ratio to QEMU's own, and the VEE'11 table
  *   space    checkpoint bytes of a page-cache-heavy and a mostly-anonymous guest: QEMU's stream
  *            raw and zstd -1, snapwake with and without disk references, incremental later
  *            (--files-mib of files for the first guest, --later-seconds before the incremental)
@@ -15,7 +19,15 @@ import { parseArgs } from "node:util";
 import { guestArtifacts, loadGuestInfo } from "../src/guest/index.ts";
 import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
-import { formatRestoreBench, runRestoreBench } from "./lib/restore-modes.ts";
+import {
+  CACHES,
+  type Cache,
+  type GuestResult,
+  MODES,
+  type Mode,
+  runRestoreGuest,
+} from "./lib/restore-bench.ts";
+import { formatRatioSummary, formatRestoreGuest } from "./lib/restore-format.ts";
 import { runSpaceGuest, type SpaceGuestPlan, type SpaceGuestResult } from "./lib/space.ts";
 import { spaceDataDisk } from "./lib/space-data-disk.ts";
 import { formatSpaceBench, PARK_TC16 } from "./lib/space-format.ts";
@@ -26,6 +38,13 @@ const { values, positionals } = parseArgs({
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
     "trace-seconds": { type: "string" },
+    sizes: { type: "string", default: "512,2048,4096" },
+    workloads: { type: "string", default: "hot,sweep" },
+    caches: { type: "string", default: CACHES.join(",") },
+    modes: { type: "string", default: MODES.join(",") },
+    "written-pct": { type: "string", default: "50" },
+    throttle: { type: "string", default: "200,5" },
+    "save-mode": { type: "string", default: "paused" },
     "files-mib": { type: "string", default: "320" },
     "later-seconds": { type: "string", default: "60" },
     out: { type: "string", default: "build/bench" },
@@ -73,29 +92,111 @@ if (which === "save" || which === "all") {
 }
 
 if (which === "restore" || which === "all") {
-  const workloads = [
-    { name: "small hot set (2%)", params: { memMiB, hotPct: 2, hotRate: 2000 } },
-    { name: "large hot set (25%)", params: { memMiB, hotPct: 25, hotRate: 4000 } },
-  ];
-  const results = [];
-  for (const w of workloads) {
-    const result = await inScratch((work) =>
-      runRestoreBench({
-        home: join(work, "home"),
-        workDir: work,
-        memoryMiB,
-        params: w.params,
-        ...(values["trace-seconds"] === undefined
-          ? {}
-          : { traceSeconds: Number(values["trace-seconds"]) }),
-        workMiB: 64,
-        log,
-      }),
-    );
-    console.log(`\nrestore modes, ${w.name} workload, one run\n\n${formatRestoreBench(result)}\n`);
-    results.push({ workload: w.name, ...result });
+  const list = <T extends string>(name: keyof typeof values, allowed: readonly T[]): T[] => {
+    const items = String(values[name])
+      .split(",")
+      .map((x) => x.trim());
+    const bad = items.filter((x) => !(allowed as readonly string[]).includes(x));
+    if (bad.length > 0 || items.length === 0) {
+      console.error(`bench: --${name} ${values[name]}: use a comma list of ${allowed.join(", ")}`);
+      process.exit(2);
+    }
+    return items as T[];
+  };
+  const sizes = String(values.sizes).split(",").map(Number);
+  const writtenPct = Number(values["written-pct"]);
+  if (sizes.some((x) => !Number.isSafeInteger(x) || x < 256 || x > 16384)) {
+    console.error(`bench: --sizes ${values.sizes}: use guest sizes in MiB, 256 to 16384`);
+    process.exit(2);
   }
-  await writeJson("restore.json", { workloads: results });
+  if (!(writtenPct >= 10 && writtenPct <= 80)) {
+    console.error(`bench: --written-pct ${values["written-pct"]}: use 10 to 80`);
+    process.exit(2);
+  }
+  const [mbps, latencyMs] = String(values.throttle).split(",").map(Number);
+  if (mbps === undefined || latencyMs === undefined || !(mbps > 0) || !(latencyMs >= 0)) {
+    console.error(`bench: --throttle ${values.throttle}: use MB/s,latency ms (e.g. 200,5)`);
+    process.exit(2);
+  }
+  const saveMode = list("save-mode", ["paused", "live"] as const)[0] ?? "paused";
+  const workloads = list("workloads", ["hot", "sweep"] as const);
+  const caches = list<Cache>("caches", CACHES);
+  const modes = list<Mode>("modes", MODES);
+  const guests: GuestResult[] = [];
+  const started = performance.now();
+  for (const sizeMiB of sizes) {
+    for (const workload of workloads) {
+      const memMiB = Math.round((sizeMiB * writtenPct) / 100);
+      const params = {
+        memMiB,
+        hotPct: 3,
+        hotRate: 2000,
+        seed: 1,
+        sweepMs: workload === "sweep" ? 2000 : 0,
+      };
+      const guestStarted = performance.now();
+      const result = await inScratch((work) =>
+        runRestoreGuest({
+          home: join(work, "home"),
+          workDir: work,
+          plan: {
+            sizeMiB,
+            workload,
+            params,
+            caches,
+            modes,
+            throttle: { mbps, latencyMs },
+            profileSeconds:
+              values["trace-seconds"] === undefined ? null : Number(values["trace-seconds"]),
+            save: saveMode,
+          },
+          log,
+        }),
+      );
+      log(
+        `${sizeMiB} MiB ${workload}: done in ${((performance.now() - guestStarted) / 1000).toFixed(0)} s`,
+      );
+      console.log(`\n${formatRestoreGuest(result)}\n`);
+      guests.push(result);
+      // Written after every guest, so a long run that is stopped keeps what it measured.
+      await writeJson("restore.json", restoreJson(guests, { mbps, latencyMs }));
+    }
+  }
+  console.log(
+    `\nfirst useful output, each mode against QEMU's own (× = snapwake / QEMU; QEMU in s), ` +
+      `one run, ${((performance.now() - started) / 60_000).toFixed(1)} min\n\n${formatRatioSummary(guests)}\n`,
+  );
+}
+
+function restoreJson(
+  guests: readonly GuestResult[],
+  throttle: { mbps: number; latencyMs: number },
+) {
+  return {
+    definition: {
+      firstOutputMs:
+        "from invoking the restore (spawning `snapwake restore`, or starting QEMU for QEMU's own) " +
+        "until the guest agent has answered a ping AND a `stats` reply shows the workload's next " +
+        "tick: for a sweeping guest `sweeps` above its value in the saved state (a sweep over all " +
+        "written memory completed after the restore); otherwise `rewrites` above its value in an " +
+        "earlier reply from the same restored guest (the hot writer, 10 ms ticks, seen running)",
+      firstPingMs: "from invoking the restore until the agent's first pong",
+      commandMs:
+        "from invoking the restore until `snapwake restore` exited (lazy/partial: the guest runs, " +
+        "a detached server fills it) or, for QEMU's own, its migration completed and `cont` returned",
+      cold: "sync and drop_caches (echo 3) right before each restore, QEMU's stream file included",
+      throttled:
+        "warm page cache under an emulated store: every read waits `latencyMs`, overlapping other " +
+        "reads, and its bytes share one `mbps` link (snapwake: SNAPWAKE_STORE_THROTTLE; QEMU: " +
+        "bench/lib/throttled-read.ts as its exec: reader, 1 MiB reads, 2 in flight)",
+      prefetched: "pages sent before the guest ran (eager: all)",
+      lazyFaults: "distinct pages the guest requested (FillReport.lazyRequests)",
+      pushed: "pages sent unasked after the guest ran (locality and background)",
+      serviceMs: "page request received → its page handed to the socket, from the restore record",
+    },
+    throttle,
+    guests,
+  };
 }
 
 if (which === "space" || which === "all") {

@@ -216,3 +216,10 @@ export const SHARED_INDEX_PAGES_MAX = 2 ** 21;
 export const DIGEST_CACHE_BYTES_MAX = 256 * 1024 * 1024;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;
+
+// The emulated slow store (src/checkpoint/read-throttle.ts): a bench and test facility.
+/** Bandwidth accepted in SNAPWAKE_STORE_THROTTLE: 1 MB/s (a crawl) to 100 GB/s (no limit). */
+export const STORE_THROTTLE_MBPS_MIN = 1;
+export const STORE_THROTTLE_MBPS_MAX = 100_000;
+/** Latency per read accepted there: 0 to 1 s (a slow object store's first byte). */
+export const STORE_THROTTLE_LATENCY_MS_MAX = 1000;

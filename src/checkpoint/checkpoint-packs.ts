@@ -5,6 +5,7 @@
  * checked; a chunk's stored bytes are read from the pack its chunk-table entry names.
  *
  * Invariant: every handle opened here is closed by `close`, or before a failed `open` throws.
+ * Chunk reads go through the emulated slow store when one is set (read-throttle.ts).
  */
 import { type FileHandle, open } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import { InvalidCheckpointError } from "../errors.ts";
 import { PACK_HEADER_BYTES } from "./format.ts";
 import type { Manifest } from "./manifest.ts";
 import { checkPackHeader } from "./pack-writer.ts";
+import { throttledRead } from "./read-throttle.ts";
 
 export class CheckpointPacks {
   readonly #name: string;
@@ -51,18 +53,20 @@ export class CheckpointPacks {
     const file = this.#files[pack];
     if (handle === undefined || file === undefined)
       throw new InvalidCheckpointError(this.#name, `chunk ${chunk} names missing pack ${pack}`);
-    const stored = Buffer.allocUnsafe(bytes);
-    let done = 0;
-    while (done < bytes) {
-      const { bytesRead } = await handle.read(stored, done, bytes - done, offset + done);
-      if (bytesRead === 0)
-        throw new InvalidCheckpointError(
-          this.#name,
-          `pack file "${file}" ends inside chunk ${chunk}`,
-        );
-      done += bytesRead;
-    }
-    return stored;
+    return throttledRead(bytes, async () => {
+      const stored = Buffer.allocUnsafe(bytes);
+      let done = 0;
+      while (done < bytes) {
+        const { bytesRead } = await handle.read(stored, done, bytes - done, offset + done);
+        if (bytesRead === 0)
+          throw new InvalidCheckpointError(
+            this.#name,
+            `pack file "${file}" ends inside chunk ${chunk}`,
+          );
+        done += bytesRead;
+      }
+      return stored;
+    });
   }
 
   async close(): Promise<void> {

@@ -39,6 +39,7 @@ import type { LayerInfo, Manifest, RamBlockInfo } from "./manifest.ts";
 import { sha256Hex } from "./manifest.ts";
 import type { PageLocation, PageMap } from "./page-map.ts";
 import { type PageVisitor, visitPages, walkChunks } from "./page-walk.ts";
+import { throttledRead } from "./read-throttle.ts";
 import type { CheckpointStore } from "./store.ts";
 
 /** The stream info given at save time, configuration bytes restored. */
@@ -125,7 +126,8 @@ export class CheckpointReader {
     const fail = (why: string) => new InvalidCheckpointError(this.name, why);
     if (ref.bytes > DEVICE_FILE_BYTES_MAX)
       throw fail(`device state file "${ref.file}" is over its size limit`);
-    const bytes = await readFile(join(this.dir, ref.file)).catch((error: unknown) => {
+    const path = join(this.dir, ref.file);
+    const bytes = await throttledRead(ref.bytes, () => readFile(path)).catch((error: unknown) => {
       throw new InvalidCheckpointError(
         this.name,
         `device state file "${ref.file}" cannot be read`,
@@ -327,7 +329,7 @@ async function openIndexAndPack(
   const ref = manifest.index;
   if (ref.bytes > INDEX_HEADER_BYTES + INDEX_BODY_BYTES_MAX)
     throw fail(`index file "${ref.file}" is over its size limit`);
-  const bytes = await readFile(join(dir, ref.file));
+  const bytes = await throttledRead(ref.bytes, () => readFile(join(dir, ref.file)));
   if (sha256Hex(bytes) !== ref.sha256)
     throw fail(`index hash mismatch: "${ref.file}" was modified or corrupted`);
   const { chunks, pageMap, diskRefs } = decodeIndex(bytes, indexContext(manifest, name));
