@@ -14,8 +14,8 @@ import { UsageError } from "../../errors.ts";
 import { profile, saveAndContinue } from "../../restore/index.ts";
 import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
-import type { Command } from "./index.ts";
-import { type Parsed, parse } from "./parse.ts";
+import type { Run } from "./index.ts";
+import type { Parsed } from "./parse.ts";
 
 const DEFAULT_TRACE_SECONDS = 5;
 
@@ -24,37 +24,29 @@ function seconds(p: Parsed): number {
   return text === undefined ? DEFAULT_TRACE_SECONDS : Number(text);
 }
 
-export const profileCommand: Command = {
-  usage:
-    "CHECKPOINT [--seconds N]   traced lazy restore of a throw-away clone; its first N s of " +
-    "page requests become the checkpoint's working set",
-  async run(ctx, args) {
-    const p = parse(args, { seconds: { type: "string" }, name: { type: "string" } }, [
-      "checkpoint",
-    ]);
-    const vmName = p.str("name");
-    const r = await profile({
-      home: ctx.home,
-      checkpoint: p.arg(0),
-      seconds: seconds(p),
-      ...(vmName === undefined ? {} : { vmName }),
-    });
-    const out = {
-      checkpoint: p.arg(0),
-      tracedPages: r.tracedPages,
-      workingSetPages: r.workingSet.pages.length,
-      source: r.workingSet.source,
-      file: r.file,
-      lazyRequests: r.fill.lazyRequests,
-      ...relayoutFigures(r.relayout),
-    };
-    ctx.result(
-      out,
-      `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in the first ${seconds(p)} s; ` +
-        `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
-        relayoutLine(r.relayout),
-    );
-  },
+export const runProfile: Run = async (ctx, p) => {
+  const vmName = p.str("name");
+  const r = await profile({
+    home: ctx.home,
+    checkpoint: p.arg(0),
+    seconds: seconds(p),
+    ...(vmName === undefined ? {} : { vmName }),
+  });
+  const out = {
+    checkpoint: p.arg(0),
+    tracedPages: r.tracedPages,
+    workingSetPages: r.workingSet.pages.length,
+    source: r.workingSet.source,
+    file: r.file,
+    lazyRequests: r.fill.lazyRequests,
+    ...relayoutFigures(r.relayout),
+  };
+  ctx.result(
+    out,
+    `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in the first ${seconds(p)} s; ` +
+      `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
+      relayoutLine(r.relayout),
+  );
 };
 
 /** `save VM --name C --continue [--seconds N]`, called by the save command. */
@@ -93,24 +85,19 @@ export async function saveContinue(
   );
 }
 
-export const relayoutCommand: Command = {
-  usage:
-    "CHECKPOINT   rewrite a checkpoint with its kept working set packed first (locality layout)",
-  async run(ctx, args) {
-    const p = parse(args, {}, ["checkpoint"]);
-    const ws = await loadWorkingSet(ctx.home, p.arg(0));
-    if (ws === null) {
-      throw new UsageError(
-        `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
-      );
-    }
-    const store = new CheckpointStore({ home: ctx.home });
-    const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
-    ctx.result(
-      { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
-      `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+export const runRelayout: Run = async (ctx, p) => {
+  const ws = await loadWorkingSet(ctx.home, p.arg(0));
+  if (ws === null) {
+    throw new UsageError(
+      `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
     );
-  },
+  }
+  const store = new CheckpointStore({ home: ctx.home });
+  const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
+  ctx.result(
+    { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
+    `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+  );
 };
 
 function relayoutFigures(r: RelayoutResult) {
