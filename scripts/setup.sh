@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent setup for a fresh Debian 12 machine: npm packages, Debian packages, the test guest.
+# Idempotent setup for a fresh Debian 12 machine: npm packages, Debian packages, the compiled
+# CLI and library (dist/), the test guest.
 # Called by `npm test`, `npm run demo` and `npm run bench`; safe to run again (it does only what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,5 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-# 3. The test guest (kernel + initramfs + data disk), rebuilt only when its inputs change.
+# 3. dist/ (what bin/snapwake and the npm package run), recompiled only when src/ changed.
+node_modules/.bin/node scripts/build-dist.ts >&2
+
+# 4. The test guest (kernel + initramfs + data disk), rebuilt only when its inputs change.
 node_modules/.bin/node scripts/build-guest.ts >&2

@@ -2,7 +2,12 @@
 /**
  * The snapwake command line. The only place that reads argv and env, prints, and sets the
  * exit code. Each error class maps to an exit code and a hint about what to do next.
+ *
+ * Start-up cost is part of every command's latency (a restore's time to a running guest
+ * starts at exec), so this module and the command table import nothing heavy: a command's
+ * code is loaded only once its arguments have parsed, help texts only when asked for.
  */
+import { readFileSync } from "node:fs";
 import {
   DecodeError,
   InvalidCheckpointError,
@@ -11,7 +16,8 @@ import {
   UnsupportedStreamError,
   UsageError,
 } from "../errors.ts";
-import { COMMANDS, usage } from "./commands/index.ts";
+import { COMMANDS, type CommandSpec, GROUPS } from "./commands/index.ts";
+import { type Parsed, parse, wantsHelp } from "./commands/parse.ts";
 import { makeContext } from "./context.ts";
 
 /** Exit codes, documented in the README. */
@@ -24,32 +30,113 @@ export const ExitCode = {
   qemu: 5,
 } as const;
 
+const help = () => import("./help.ts");
+
+type Found =
+  | { readonly kind: "command"; readonly spec: CommandSpec; readonly rest: readonly string[] }
+  | { readonly kind: "group"; readonly group: string; readonly rest: readonly string[] }
+  | { readonly kind: "unknown"; readonly name: string };
+
+/** The command (longest name first), group or unknown word that argv starts with. */
+function resolve(argv: readonly string[]): Found {
+  const [first = "", second] = argv;
+  const pair = COMMANDS.get(`${first} ${second}`);
+  if (pair !== undefined) return { kind: "command", spec: pair, rest: argv.slice(2) };
+  const single = COMMANDS.get(first);
+  if (single !== undefined) return { kind: "command", spec: single, rest: argv.slice(1) };
+  if (GROUPS[first] !== undefined) return { kind: "group", group: first, rest: argv.slice(1) };
+  return { kind: "unknown", name: second === undefined ? first : `${first} ${second}` };
+}
+
 async function main(argv: readonly string[]): Promise<number> {
-  const [first, second] = argv;
-  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
-    process.stdout.write(usage());
-    return first === undefined ? ExitCode.usage : ExitCode.ok;
+  const [first] = argv;
+  if (first === "--version") return out(`${version()}\n`, ExitCode.ok);
+  if (first === undefined || first === "--help" || first === "-h") {
+    const h = await help();
+    const text = h.topHelp(version(), h.helpWidth(process.stdout));
+    return out(text, first === undefined ? ExitCode.usage : ExitCode.ok);
   }
-  const key = second !== undefined && COMMANDS[`${first} ${second}`] ? `${first} ${second}` : first;
-  const command = COMMANDS[key];
-  if (command === undefined) {
-    process.stderr.write(`snapwake: unknown command "${first}"\n\n${usage()}`);
-    return ExitCode.usage;
+  if (first === "help") return showHelp(argv.slice(1));
+  const found = resolve(argv);
+  if (found.kind === "unknown") return unknown(found.name);
+  if (found.kind === "group") {
+    const [sub] = found.rest;
+    if (sub !== undefined && !wantsHelp(found.rest)) return unknown(`${found.group} ${sub}`);
+    const h = await help();
+    const text = h.groupHelp(found.group, h.helpWidth(process.stdout));
+    return out(text, sub === undefined ? ExitCode.usage : ExitCode.ok);
   }
-  const rest = argv.slice(key.split(" ").length);
+  const { spec, rest } = found;
+  if (wantsHelp(rest)) {
+    const h = await help();
+    return out(h.commandHelp(spec, h.helpWidth(process.stdout)), ExitCode.ok);
+  }
   const json = rest.includes("--json");
+  let parsed: Parsed;
+  try {
+    parsed = parse(rest, spec);
+  } catch (error) {
+    return usageFailure(spec, error, json);
+  }
   const ctx = makeContext(process.env, json);
   try {
-    await command.run(ctx, rest);
+    const run = await spec.load();
+    await run(ctx, parsed);
     return ExitCode.ok;
   } catch (error) {
     ctx.done();
-    return report(error, json);
+    return report(error, json, spec.name);
   }
 }
 
-function report(error: unknown, json: boolean): number {
-  const [code, hint] = classify(error);
+/** `snapwake help [GROUP | COMMAND]`. */
+async function showHelp(words: readonly string[]): Promise<number> {
+  const h = await help();
+  if (words.length === 0)
+    return out(h.topHelp(version(), h.helpWidth(process.stdout)), ExitCode.ok);
+  const found = resolve(words);
+  if (found.kind === "command" && found.rest.length === 0)
+    return out(h.commandHelp(found.spec, h.helpWidth(process.stdout)), ExitCode.ok);
+  if (found.kind === "group" && found.rest.length === 0)
+    return out(h.groupHelp(found.group, h.helpWidth(process.stdout)), ExitCode.ok);
+  return unknown(words.join(" "));
+}
+
+async function unknown(name: string): Promise<number> {
+  const h = await help();
+  const group = name.split(" ")[0] ?? "";
+  const list =
+    GROUPS[group] !== undefined && name !== group
+      ? h.groupHelp(group, h.helpWidth(process.stderr))
+      : h.topHelp(version(), h.helpWidth(process.stderr));
+  process.stderr.write(`snapwake: unknown command "${name}"\n\n${list}`);
+  return ExitCode.usage;
+}
+
+/** Arguments that do not parse: the error, then that command's usage. */
+async function usageFailure(spec: CommandSpec, error: unknown, json: boolean): Promise<number> {
+  if (json) return report(error, json, spec.name);
+  const message = error instanceof Error ? error.message : String(error);
+  const h = await help();
+  const usage = h.commandUsage(spec, h.helpWidth(process.stderr));
+  process.stderr.write(`snapwake ${spec.name}: ${message}\n\n${usage}`);
+  return ExitCode.usage;
+}
+
+function out(text: string, code: number): number {
+  process.stdout.write(text);
+  return code;
+}
+
+/** The package's version, from the package.json two folders up (of src/ or dist/). */
+function version(): string {
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  const v: unknown = JSON.parse(text).version;
+  return typeof v === "string" ? v : "unknown";
+}
+
+function report(error: unknown, json: boolean, command: string): number {
+  const [code, hint] = classify(error, command);
   const message = error instanceof Error ? error.message : String(error);
   if (json) {
     const name = error instanceof Error ? error.name : "Error";
@@ -62,8 +149,8 @@ function report(error: unknown, json: boolean): number {
   return code;
 }
 
-function classify(error: unknown): [number, string] {
-  if (error instanceof UsageError) return [ExitCode.usage, "see `snapwake help`"];
+function classify(error: unknown, command: string): [number, string] {
+  if (error instanceof UsageError) return [ExitCode.usage, `see \`snapwake help ${command}\``];
   if (error instanceof NotFoundError)
     return [
       ExitCode.notFound,

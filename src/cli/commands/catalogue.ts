@@ -1,94 +1,74 @@
-/** `snapwake ls | inspect | rm | gc`: the checkpoint catalogue. */
+/**
+ * `snapwake ls | inspect | rm | gc`: the checkpoint catalogue. The restore records (and the
+ * restore code behind them) are loaded only by `inspect --restores`.
+ */
 import {
   CheckpointReader,
   CheckpointStore,
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
-import { listRestoreRecords } from "../../restore/index.ts";
 import { removeWorkingSets } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
-import type { Command } from "./index.ts";
-import { parse } from "./parse.ts";
+import type { Run } from "./index.ts";
 
 const MIB = 2 ** 20;
 
-export const lsCommand: Command = {
-  usage:
-    "   list complete, verified checkpoints (SIZE: its own files; an incremental one shares " +
-    "its PARENT's packs)",
-  async run(ctx, args) {
-    parse(args, {}, []);
-    const list = await new CheckpointStore({ home: ctx.home }).list();
-    const rows = list.map(
-      (c) =>
-        `${c.name.padEnd(32)} ${(c.bytes / MIB).toFixed(1).padStart(9)} MiB  ${c.createdAt}  ` +
-        (c.parent ?? "-"),
-    );
-    ctx.result(
-      list,
-      list.length === 0
-        ? "no checkpoints"
-        : [
-            `${"NAME".padEnd(32)} ${"SIZE".padStart(13)}  ${"CREATED".padEnd(24)}  PARENT`,
-            ...rows,
-          ].join("\n"),
-    );
-  },
+export const runLs: Run = async (ctx) => {
+  const list = await new CheckpointStore({ home: ctx.home }).list();
+  const rows = list.map(
+    (c) =>
+      `${c.name.padEnd(32)} ${(c.bytes / MIB).toFixed(1).padStart(9)} MiB  ${c.createdAt}  ` +
+      (c.parent ?? "-"),
+  );
+  ctx.result(
+    list,
+    list.length === 0
+      ? "no checkpoints"
+      : [
+          `${"NAME".padEnd(32)} ${"SIZE".padStart(13)}  ${"CREATED".padEnd(24)}  PARENT`,
+          ...rows,
+        ].join("\n"),
+  );
 };
 
-export const inspectCommand: Command = {
-  usage:
-    "CHECKPOINT [--verify] [--restores]   describe a checkpoint (--verify reads and checks " +
-    "every chunk; --restores lists its lazy/partial restores and their measures)",
-  async run(ctx, args) {
-    const p = parse(args, { verify: { type: "boolean" }, restores: { type: "boolean" } }, [
-      "checkpoint",
-    ]);
-    if (p.flag("restores")) return inspectRestores(ctx, p.arg(0));
-    const reader = await CheckpointReader.open(new CheckpointStore({ home: ctx.home }), p.arg(0));
-    try {
-      const desc = describeCheckpoint(reader);
-      const verified = p.flag("verify") ? await reader.verify() : null;
-      const human =
-        formatCheckpoint(desc) +
-        (verified === null ? "" : "\nverify: every chunk and the device state match their hashes");
-      ctx.result(verified === null ? desc : { ...desc, verify: verified }, human);
-    } finally {
-      await reader.close();
-    }
-  },
+export const runInspect: Run = async (ctx, p) => {
+  if (p.flag("restores")) return inspectRestores(ctx, p.arg(0));
+  const reader = await CheckpointReader.open(new CheckpointStore({ home: ctx.home }), p.arg(0));
+  try {
+    const desc = describeCheckpoint(reader);
+    const verified = p.flag("verify") ? await reader.verify() : null;
+    const human =
+      formatCheckpoint(desc) +
+      (verified === null ? "" : "\nverify: every chunk and the device state match their hashes");
+    ctx.result(verified === null ? desc : { ...desc, verify: verified }, human);
+  } finally {
+    await reader.close();
+  }
 };
 
-export const rmCommand: Command = {
-  usage: "CHECKPOINT   delete a checkpoint",
-  async run(ctx, args) {
-    const p = parse(args, {}, ["checkpoint"]);
-    const report = await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
-    await removeWorkingSets(ctx.home, p.arg(0));
-    const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
-    const kept =
-      report.sharedBytes === 0
-        ? ""
-        : `; ${mib(report.sharedBytes)} of packs stays, shared with other checkpoints`;
-    ctx.result(
-      { removed: p.arg(0), ...report },
-      `removed "${p.arg(0)}": freed ${mib(report.freedBytes)}${kept}`,
-    );
-  },
+export const runRm: Run = async (ctx, p) => {
+  const report = await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
+  await removeWorkingSets(ctx.home, p.arg(0));
+  const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
+  const kept =
+    report.sharedBytes === 0
+      ? ""
+      : `; ${mib(report.sharedBytes)} of packs stays, shared with other checkpoints`;
+  ctx.result(
+    { removed: p.arg(0), ...report },
+    `removed "${p.arg(0)}": freed ${mib(report.freedBytes)}${kept}`,
+  );
 };
 
-export const gcCommand: Command = {
-  usage: "   remove leftovers of interrupted saves",
-  async run(ctx, args) {
-    parse(args, {}, []);
-    const removed = await new CheckpointStore({ home: ctx.home }).cleanTemp();
-    ctx.result({ removedTemp: removed }, `removed ${removed} abandoned temporary item(s)`);
-  },
+export const runGc: Run = async (ctx) => {
+  const removed = await new CheckpointStore({ home: ctx.home }).cleanTemp();
+  ctx.result({ removedTemp: removed }, `removed ${removed} abandoned temporary item(s)`);
 };
 
 async function inspectRestores(ctx: Context, checkpoint: string): Promise<void> {
   await new CheckpointStore({ home: ctx.home }).stat(checkpoint);
+  const { listRestoreRecords } = await import("../../restore/index.ts");
   const { restores, unreadable } = await listRestoreRecords(ctx.home, checkpoint);
   const rows = restores.map(({ record: r }) => {
     const f = r.report;

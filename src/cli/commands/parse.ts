@@ -1,10 +1,45 @@
-/** Argument parsing shared by the commands: node:util parseArgs with usage errors. */
+/**
+ * The option tables and the parser that reads them: each command's arguments and options are
+ * declared once (CommandSpec, in ./index.ts), node:util parseArgs parses by that declaration,
+ * and help.ts prints it, so usage and parsing cannot disagree. Every command also takes
+ * `--json` and `-h`/`--help`. Choices are checked here; the command code gets a Parsed.
+ */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../../errors.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+export interface OptionSpec {
+  readonly type: "string" | "boolean";
+  /** The value's placeholder in usage ("N", "VM"); string options only. */
+  readonly value?: string;
+  /** The values a string option accepts: checked when parsing, listed in usage. */
+  readonly choices?: readonly string[];
+  /** One sentence for `snapwake help CMD`. */
+  readonly help: string;
+}
+
+export interface ArgSpec {
+  /** Its placeholder in usage, upper case ("CHECKPOINT"). */
+  readonly name: string;
+  readonly help: string;
+  /** The values it accepts: checked when parsing, listed in usage. */
+  readonly choices?: readonly string[];
+}
+
+/** What parsing and help need of a command. */
+export interface ArgumentTable {
+  readonly args: readonly ArgSpec[];
+  readonly options: Readonly<Record<string, OptionSpec>>;
+}
+
+/** The options every command takes, besides its own. */
+export const COMMON_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  json: { type: "boolean", help: "print the result (or the error) as JSON on stdout" },
+  help: { type: "boolean", help: "show this help" },
+};
 
 export interface Parsed {
+  /** The arguments as given (after the command name). */
+  readonly raw: readonly string[];
   readonly positionals: readonly string[];
   /** A string option's value, or undefined. */
   str(name: string): string | undefined;
@@ -14,30 +49,43 @@ export interface Parsed {
   arg(n: number): string;
 }
 
-/** Parses args strictly; `--json` is always accepted. The positional count is checked. */
-export function parse(
-  args: readonly string[],
-  options: Options,
-  positionals: readonly string[],
-): Parsed {
+/** Whether the arguments ask for help (`-h`/`--help` before any `--`). */
+export function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === "--") return false;
+    if (a === "--help" || a === "-h") return true;
+  }
+  return false;
+}
+
+/** Parses args strictly by the table; the positional count and every choice are checked. */
+export function parse(args: readonly string[], table: ArgumentTable): Parsed {
+  const options: NonNullable<ParseArgsConfig["options"]> = { json: { type: "boolean" } };
+  for (const [name, o] of Object.entries(table.options)) options[name] = { type: o.type };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({
-      args: [...args],
-      options: { ...options, json: { type: "boolean" } },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    // parseArgs goes on about `--` after an unknown option; the usage that follows says more.
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UsageError(message.replace(/\. To specify a positional argument.*$/s, ""));
   }
   const found = parsed.positionals;
-  if (found.length !== positionals.length) {
-    const want = positionals.map((p) => p.toUpperCase()).join(" ");
-    throw new UsageError(`expected ${positionals.length} argument(s) ${want}, got ${found.length}`);
+  if (found.length !== table.args.length) {
+    const want = table.args.length === 0 ? "no arguments" : table.args.map((a) => a.name).join(" ");
+    const got = found.length === 0 ? "none" : found.join(" ");
+    throw new UsageError(`expected ${want}, got ${got}`);
   }
+  table.args.forEach((a, i) => {
+    if (a.choices !== undefined) choice(found[i], a.choices, "", a.name);
+  });
   const values = parsed.values as Record<string, string | boolean | undefined>;
+  for (const [name, o] of Object.entries(table.options)) {
+    const v = values[name];
+    if (o.choices !== undefined && typeof v === "string") choice(v, o.choices, "", `--${name}`);
+  }
   return {
+    raw: args,
     positionals: found,
     str: (name) => {
       const v = values[name];
@@ -46,13 +94,13 @@ export function parse(
     flag: (name) => values[name] === true,
     arg: (n) => {
       const v = found[n];
-      if (v === undefined) throw new UsageError(`missing argument ${positionals[n] ?? n + 1}`);
+      if (v === undefined) throw new UsageError(`missing argument ${table.args[n]?.name ?? n + 1}`);
       return v;
     },
   };
 }
 
-/** Parses a choice option against its allowed values. */
+/** A choice (option or argument) as its type: `fallback` when absent, else one of `allowed`. */
 export function choice<T extends string>(
   value: string | undefined,
   allowed: readonly T[],
@@ -62,6 +110,6 @@ export function choice<T extends string>(
   if (value === undefined) return fallback;
   const found = allowed.find((a) => a === value);
   if (found === undefined)
-    throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got "${value}"`);
+    throw new UsageError(`${name} must be one of ${allowed.join(", ")}, got "${value}"`);
   return found;
 }

@@ -12,7 +12,6 @@ import {
   relayoutCheckpoint,
 } from "../../checkpoint/index.ts";
 import { UsageError } from "../../errors.ts";
-import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
 import {
   profile,
   saveAndContinue,
@@ -21,8 +20,8 @@ import {
 } from "../../restore/index.ts";
 import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
-import type { Command } from "./index.ts";
-import { type Parsed, parse } from "./parse.ts";
+import type { Run } from "./index.ts";
+import type { Parsed } from "./parse.ts";
 
 /** --seconds N (the window's bound, or its length with --fixed). */
 function traceChoice(p: Parsed): TraceWindowChoice {
@@ -52,43 +51,31 @@ function windowLine(w: TraceWindowReport | null): string {
   }
 }
 
-export const profileCommand: Command = {
-  usage:
-    "CHECKPOINT [--seconds N] [--fixed]   traced lazy restore of a throw-away clone: pure demand " +
-    `paging until no new pages come (at most N s, default ${PROFILE_WINDOW_DEFAULT_MS / 1000}; ` +
-    "exactly N s with --fixed); the " +
-    "pages it requested become the checkpoint's working set",
-  async run(ctx, args) {
-    const p = parse(
-      args,
-      { seconds: { type: "string" }, fixed: { type: "boolean" }, name: { type: "string" } },
-      ["checkpoint"],
-    );
-    const vmName = p.str("name");
-    const r = await profile({
-      home: ctx.home,
-      checkpoint: p.arg(0),
-      ...traceChoice(p),
-      ...(vmName === undefined ? {} : { vmName }),
-    });
-    const out = {
-      checkpoint: p.arg(0),
-      tracedPages: r.tracedPages,
-      windowMs: r.window === null ? null : Math.round(r.window.closedAtMs),
-      windowEnd: r.window?.end ?? null,
-      workingSetPages: r.workingSet.pages.length,
-      source: r.workingSet.source,
-      file: r.file,
-      lazyRequests: r.fill.lazyRequests,
-      ...relayoutFigures(r.relayout),
-    };
-    ctx.result(
-      out,
-      `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in ${windowLine(r.window)}; ` +
-        `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
-        relayoutLine(r.relayout),
-    );
-  },
+export const runProfile: Run = async (ctx, p) => {
+  const vmName = p.str("name");
+  const r = await profile({
+    home: ctx.home,
+    checkpoint: p.arg(0),
+    ...traceChoice(p),
+    ...(vmName === undefined ? {} : { vmName }),
+  });
+  const out = {
+    checkpoint: p.arg(0),
+    tracedPages: r.tracedPages,
+    windowMs: r.window === null ? null : Math.round(r.window.closedAtMs),
+    windowEnd: r.window?.end ?? null,
+    workingSetPages: r.workingSet.pages.length,
+    source: r.workingSet.source,
+    file: r.file,
+    lazyRequests: r.fill.lazyRequests,
+    ...relayoutFigures(r.relayout),
+  };
+  ctx.result(
+    out,
+    `profiled "${p.arg(0)}": ${r.tracedPages} pages requested in ${windowLine(r.window)}; ` +
+      `working set now ${out.workingSetPages} pages (${out.source}) in ${r.file}; ` +
+      relayoutLine(r.relayout),
+  );
 };
 
 /** `save VM --name C --continue [--seconds N] [--fixed]`, called by the save command. */
@@ -130,24 +117,19 @@ export async function saveContinue(
   );
 }
 
-export const relayoutCommand: Command = {
-  usage:
-    "CHECKPOINT   rewrite a checkpoint with its kept working set packed first (locality layout)",
-  async run(ctx, args) {
-    const p = parse(args, {}, ["checkpoint"]);
-    const ws = await loadWorkingSet(ctx.home, p.arg(0));
-    if (ws === null) {
-      throw new UsageError(
-        `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
-      );
-    }
-    const store = new CheckpointStore({ home: ctx.home });
-    const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
-    ctx.result(
-      { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
-      `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+export const runRelayout: Run = async (ctx, p) => {
+  const ws = await loadWorkingSet(ctx.home, p.arg(0));
+  if (ws === null) {
+    throw new UsageError(
+      `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
     );
-  },
+  }
+  const store = new CheckpointStore({ home: ctx.home });
+  const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
+  ctx.result(
+    { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
+    `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+  );
 };
 
 function relayoutFigures(r: RelayoutResult) {

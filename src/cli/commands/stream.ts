@@ -3,18 +3,13 @@ import { createReadStream } from "node:fs";
 import { access } from "node:fs/promises";
 import { NotFoundError } from "../../errors.ts";
 import { formatInspection, inspectMigrationStream } from "../../qemu/migration/index.ts";
-import type { Command } from "./index.ts";
-import { parse } from "./parse.ts";
+import type { Run } from "./index.ts";
 
-export const streamInspectCommand: Command = {
-  usage: 'FILE   describe a QEMU migration stream (e.g. from migrate "exec:cat > FILE")',
-  async run(ctx, args) {
-    const p = parse(args, {}, ["file"]);
-    const path = p.arg(0);
-    await access(path).catch(() => {
-      throw new NotFoundError(`No stream file at ${path}`);
-    });
-    const desc = await inspectMigrationStream(createReadStream(path, { highWaterMark: 1 << 20 }));
-    ctx.result(desc, formatInspection(desc));
-  },
+export const runStreamInspect: Run = async (ctx, p) => {
+  const path = p.arg(0);
+  await access(path).catch(() => {
+    throw new NotFoundError(`No stream file at ${path}`);
+  });
+  const desc = await inspectMigrationStream(createReadStream(path, { highWaterMark: 1 << 20 }));
+  ctx.result(desc, formatInspection(desc));
 };

@@ -1,45 +1,32 @@
 /** `snapwake vm start|ls|stop`: managed QEMU VMs. */
 import { listVms, loadVmSpec, startVm, stopVm } from "../../vm/index.ts";
-import type { Command } from "./index.ts";
-import { parse } from "./parse.ts";
+import type { Run } from "./index.ts";
 
-export const vmStartCommand: Command = {
-  usage: "SPEC.json [--name NAME] [--paused]   start a managed VM from a spec file",
-  async run(ctx, args) {
-    const p = parse(args, { name: { type: "string" }, paused: { type: "boolean" } }, ["spec"]);
-    const loaded = await loadVmSpec(p.arg(0));
-    const name = p.str("name");
-    const spec = name === undefined ? loaded : { ...loaded, name };
-    const vm = await startVm(ctx.home, spec, { paused: p.flag("paused") });
-    vm.qmp.close();
-    const out = { name: vm.name, pid: vm.pid, stateDir: vm.stateDir, agentSocket: vm.agentSocket };
-    ctx.result(out, `started VM "${vm.name}" (pid ${vm.pid}); state in ${vm.stateDir}`);
-  },
+export const runVmStart: Run = async (ctx, p) => {
+  const loaded = await loadVmSpec(p.arg(0));
+  const name = p.str("name");
+  const spec = name === undefined ? loaded : { ...loaded, name };
+  const vm = await startVm(ctx.home, spec, { paused: p.flag("paused") });
+  vm.qmp.close();
+  const out = { name: vm.name, pid: vm.pid, stateDir: vm.stateDir, agentSocket: vm.agentSocket };
+  ctx.result(out, `started VM "${vm.name}" (pid ${vm.pid}); state in ${vm.stateDir}`);
 };
 
-export const vmLsCommand: Command = {
-  usage: "   list managed VMs",
-  async run(ctx, args) {
-    parse(args, {}, []);
-    const vms = await listVms(ctx.home);
-    const rows = vms.map(
-      (v) =>
-        `${v.name.padEnd(24)} ${String(v.pid).padEnd(8)} ${v.alive ? (v.status ?? "running?") : "dead"}`,
-    );
-    ctx.result(
-      vms,
-      vms.length === 0
-        ? "no managed VMs"
-        : [`${"NAME".padEnd(24)} ${"PID".padEnd(8)} STATUS`, ...rows].join("\n"),
-    );
-  },
+export const runVmLs: Run = async (ctx) => {
+  const vms = await listVms(ctx.home);
+  const rows = vms.map(
+    (v) =>
+      `${v.name.padEnd(24)} ${String(v.pid).padEnd(8)} ${v.alive ? (v.status ?? "running?") : "dead"}`,
+  );
+  ctx.result(
+    vms,
+    vms.length === 0
+      ? "no managed VMs"
+      : [`${"NAME".padEnd(24)} ${"PID".padEnd(8)} STATUS`, ...rows].join("\n"),
+  );
 };
 
-export const vmStopCommand: Command = {
-  usage: "NAME   stop a managed VM and remove its state",
-  async run(ctx, args) {
-    const p = parse(args, {}, ["name"]);
-    await stopVm(ctx.home, p.arg(0));
-    ctx.result({ stopped: p.arg(0) }, `stopped VM "${p.arg(0)}"`);
-  },
+export const runVmStop: Run = async (ctx, p) => {
+  await stopVm(ctx.home, p.arg(0));
+  ctx.result({ stopped: p.arg(0) }, `stopped VM "${p.arg(0)}"`);
 };

@@ -1,0 +1,85 @@
+/**
+ * Builds dist/: the compiled JavaScript and .d.ts of src/ (tsconfig.build.json, no tests), which
+ * the npm package and bin/snapwake run (docs/adr/0008). Idempotent and fast when nothing
+ * changed: a SHA-256 of the inputs (every compiled source file, both tsconfigs) is compared with
+ * dist/.stamp, which is written last; tsc itself is incremental (dist/.tsbuildinfo). Files whose
+ * source is gone are removed. --clean starts from an empty dist/ (npm pack).
+ * Run: node_modules/.bin/node scripts/build-dist.ts [--clean]
+ */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SRC = path.join(ROOT, "src");
+const DIST = path.join(ROOT, "dist");
+/** bin/snapwake compares source mtimes with this file's: keep the name in step with it. */
+const STAMP = path.join(DIST, ".stamp");
+const CONFIGS = ["tsconfig.json", "tsconfig.build.json"];
+const TSC = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
+
+/** Sources tsc compiles: src/**.ts but tests and test data (tsconfig.build.json's exclude). */
+function compiled(rel: string): boolean {
+  const base = path.basename(rel);
+  return (
+    rel.endsWith(".ts") &&
+    !base.endsWith(".test.ts") &&
+    !base.startsWith("test-support") &&
+    base !== "test-streams.ts" &&
+    !rel.split(path.sep).includes("testdata")
+  );
+}
+
+async function sources(): Promise<string[]> {
+  const all = await readdir(SRC, { recursive: true });
+  return all.filter(compiled).sort();
+}
+
+async function inputsHash(files: readonly string[]): Promise<string> {
+  const h = createHash("sha256");
+  for (const rel of [...CONFIGS, ...files.map((f) => path.join("src", f))]) {
+    h.update(`${rel}\0`);
+    h.update(await readFile(path.join(ROOT, rel)));
+  }
+  return h.digest("hex");
+}
+
+/** dist/x.js, x.d.ts whose src/x.ts is no longer compiled (deleted or renamed). */
+async function removeOrphans(files: readonly string[]): Promise<number> {
+  const wanted = new Set(files.map((f) => f.replace(/\.ts$/, "")));
+  let removed = 0;
+  for (const rel of await readdir(DIST, { recursive: true })) {
+    const stem = rel.match(/^(.*)(\.d\.ts|\.js)$/)?.[1];
+    if (stem === undefined || wanted.has(stem)) continue;
+    await rm(path.join(DIST, rel));
+    removed++;
+  }
+  return removed;
+}
+
+async function main(): Promise<void> {
+  const clean = process.argv.includes("--clean");
+  if (clean) await rm(DIST, { recursive: true, force: true });
+  const files = await sources();
+  const hash = await inputsHash(files);
+  const stamp = existsSync(STAMP) ? (await readFile(STAMP, "utf8")).trim() : "";
+  if (stamp === hash) {
+    const now = new Date();
+    await utimes(STAMP, now, now); // a checkout that only touched mtimes is still up to date
+    return;
+  }
+  const started = performance.now();
+  execFileSync(process.execPath, [TSC, "-p", path.join(ROOT, "tsconfig.build.json")], {
+    stdio: "inherit",
+  });
+  const orphans = await removeOrphans(files);
+  await writeFile(STAMP, `${hash}\n`);
+  const ms = Math.round(performance.now() - started);
+  const extra = orphans === 0 ? "" : `, removed ${orphans} stale file(s)`;
+  console.error(`build-dist: compiled ${files.length} modules into dist/ in ${ms} ms${extra}`);
+}
+
+await main();

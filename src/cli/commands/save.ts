@@ -1,0 +1,57 @@
+/** `snapwake save`: checkpoint a managed VM (`--continue`: profile.ts). */
+import { UsageError } from "../../errors.ts";
+import { save } from "../../save/index.ts";
+import type { Run } from "./index.ts";
+import { choice } from "./parse.ts";
+import { saveContinue } from "./profile.ts";
+
+const MIB = 2 ** 20;
+
+export const runSave: Run = async (ctx, p) => {
+  const vm = p.arg(0);
+  if (p.flag("full") && p.str("parent") !== undefined)
+    throw new UsageError("--parent and --full exclude each other");
+  const parent = {
+    ...(p.flag("full") ? { parent: null } : parentOption(p.str("parent"))),
+    wholeStore: p.flag("share-store"),
+  };
+  const name =
+    p.str("name") ?? `${vm}@${new Date().toISOString().replace(/[:]/g, "-").slice(0, 19)}`;
+  if (p.flag("continue")) {
+    if (p.str("after") !== undefined)
+      throw new UsageError("--continue and --after exclude each other");
+    await saveContinue(ctx, p, vm, name, parent);
+    return;
+  }
+  if (p.str("seconds") !== undefined || p.flag("fixed"))
+    throw new UsageError("--seconds and --fixed shape the trace of --continue: add --continue");
+  const after = choice(
+    p.str("after"),
+    ["continue", "pause", "stop"] as const,
+    "continue",
+    "--after",
+  );
+  const result = await save({
+    home: ctx.home,
+    vm,
+    name,
+    after,
+    live: !p.flag("stop-first"),
+    ...parent,
+    onProgress: (x) => ctx.progress(x),
+  });
+  ctx.done();
+  const c = result.checkpoint;
+  const human = [
+    `saved "${c.name}" from VM "${vm}" in ${(result.wallMs / 1000).toFixed(2)} s`,
+    `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → ` +
+      `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB` +
+      (result.parent === null ? " (full)" : ` (incremental from "${result.parent}")`),
+  ].join("\n");
+  ctx.result(result, human);
+};
+
+/** `--parent X` → { parent: X }; absent → {} (the VM's origin, if any). */
+function parentOption(parent: string | undefined): { parent?: string } {
+  return parent === undefined ? {} : { parent };
+}
