@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
 import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
-import { buildQemuArgs, type QemuRuntime, resolveQemuBinary } from "./command-line.ts";
+import { buildQemuArgs, type QemuRuntime, qemuFor, resolveQemuBinary } from "./command-line.ts";
 import {
   isProcessAlive,
   readPidFile,
@@ -19,6 +19,7 @@ import {
   stuckError,
   waitForQemuExit,
 } from "./process.ts";
+import type { QemuInstall } from "./qemu-install.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
 import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
 import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
@@ -53,6 +54,9 @@ export interface StartVmOptions {
   incoming?: "defer";
   /** Start with the vCPUs stopped (-S). */
   paused?: boolean;
+  /** The QEMU to run, overriding spec.qemu (its binary and -L data dirs). */
+  qemu?: QemuInstall;
+  /** Only the binary, overriding `qemu` and spec.qemu (kept for tests with a fake QEMU). */
   qemuBinary?: string;
   /** Deadline for QEMU to bring up QMP. */
   timeoutMs?: number;
@@ -77,9 +81,12 @@ export async function startVm(
     stateDir: paths.stateDir,
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
+    ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
   };
   const args = buildQemuArgs(spec, runtime);
-  const binary = resolveQemuBinary(options);
+  const binary = resolveQemuBinary({
+    qemuBinary: options.qemuBinary ?? qemuFor(spec, runtime).binary,
+  });
   await claimStateDir(home, spec.name, paths);
   let spawned: Spawned | undefined;
   try {

@@ -1,0 +1,77 @@
+/**
+ * Which QEMU runs a VM: a binary and the directories it loads firmware, option ROMs and
+ * keymaps from (`-L`, in order). A setting, never guessed by the library: a VM spec's `qemu`
+ * field, or a caller's choice (the CLI's SNAPWAKE_QEMU, the tests' and bench's default).
+ *
+ * Invariants: a QemuInstall is normalized (binary non-empty, dataDirs absolute); the system
+ * install is `qemu-system-x86_64` on PATH with no -L (it finds its own files).
+ */
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { UsageError } from "../errors.ts";
+
+export interface QemuInstall {
+  /** A program name (looked up on PATH) or an absolute path. */
+  readonly binary: string;
+  /** `-L` directories, searched in order; empty for a system install. */
+  readonly dataDirs: readonly string[];
+}
+
+/** The QEMU binary used unless the caller names another. */
+export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
+
+/** The system QEMU (Debian 12: 7.2), found on PATH. */
+export const SYSTEM_QEMU: QemuInstall = { binary: QEMU_BINARY_DEFAULT, dataDirs: [] };
+
+/** Where SeaBIOS lives on Debian; an unpacked QEMU package has no BIOS of its own. */
+const SEABIOS_DIR = "/usr/share/seabios";
+
+/**
+ * A QEMU package unpacked with `dpkg -x` into `root` (scripts/setup.sh puts QEMU 10.0 in
+ * build/qemu-10.0): its binary, its own data files first, then the system SeaBIOS.
+ */
+export function unpackedQemu(root: string): QemuInstall {
+  const absolute = resolve(root);
+  return {
+    binary: join(absolute, "usr", "bin", "qemu-system-x86_64"),
+    dataDirs: [join(absolute, "usr", "share", "qemu"), SEABIOS_DIR],
+  };
+}
+
+/** The versions a choice may name, and where the unpacked ones live under the build dir. */
+export const QEMU_CHOICES = ["10.0", "7.2"] as const;
+
+/**
+ * Resolves a QEMU choice: "7.2" (the system QEMU), "10.0" (unpacked under
+ * `<buildDir>/qemu-10.0`), or a path to a qemu-system-x86_64 binary (an unpacked package's
+ * `usr/share/qemu` next to it is used as its data dir). Throws UsageError saying what to do
+ * when the choice names nothing usable.
+ */
+export function resolveQemuChoice(choice: string, buildDir: string): QemuInstall {
+  if (choice === "7.2") return SYSTEM_QEMU;
+  if (choice === "10.0") {
+    const install = unpackedQemu(join(buildDir, "qemu-10.0"));
+    if (!existsSync(install.binary)) {
+      throw new UsageError(
+        `QEMU 10.0 is not unpacked at ${install.binary}; run \`npm run setup\` ` +
+          "(it unpacks Debian's bookworm-backports package there) or choose SNAPWAKE_QEMU=7.2",
+      );
+    }
+    return install;
+  }
+  if (!isAbsolute(choice)) {
+    throw new UsageError(
+      `SNAPWAKE_QEMU: expected ${QEMU_CHOICES.join(" or ")} or an absolute path to ` +
+        `qemu-system-x86_64, got "${choice}"`,
+    );
+  }
+  if (!existsSync(choice)) throw new UsageError(`SNAPWAKE_QEMU: no file at ${choice}`);
+  const data = resolve(dirname(choice), "..", "share", "qemu");
+  const unpacked = existsSync(data) && data !== "/usr/share/qemu";
+  return { binary: choice, dataDirs: unpacked ? [data, SEABIOS_DIR] : [] };
+}
+
+/** QEMU's arguments for the install's data dirs. */
+export function dataDirArgs(install: QemuInstall): string[] {
+  return install.dataDirs.flatMap((dir) => ["-L", dir]);
+}
