@@ -5,12 +5,13 @@
  *                                          real QEMUs, through a recording Unix-socket proxy
  *   pc-preempt.{src2dst,returnpath,preempt}.bin  the same with postcopy-preempt (its second
  *                                          channel recorded as .preempt.bin)
- * The guest is SeaBIOS with no boot device (it retries booting forever): small streams, and
- * after switchover the destination touches a few BIOS pages, so the return path carries real
- * page requests. Run under the QEMU lock:
+ * The precopy guest is SeaBIOS with no boot device. The postcopy guest is
+ * scripts/capture/fill.S, a multiboot kernel that rewrites 4 MiB at 16 MiB forever (like
+ * the 7.2 fixtures): after switchover the destination faults on pages not sent yet, so the
+ * return path carries real page requests. Needs binutils (as, ld). Run under the QEMU lock:
  *   flock /tmp/snapwake-qemu.lock node scripts/capture-qemu-streams.ts 10.0
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer, type Socket } from "node:net";
@@ -18,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QmpClient } from "../src/qemu/qmp/index.ts";
-import { dataDirArgs, type QemuInstall, resolveQemuChoice } from "../src/vm/index.ts";
+import { dataDirArgs, type QemuInstall, qemuEnv, resolveQemuChoice } from "../src/vm/index.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 /** Precopy bandwidth while the postcopy switch is requested: slow enough that RAM is left. */
@@ -46,7 +47,7 @@ async function startQemu(install: QemuInstall, dir: string, name: string, args: 
       "-qmp",
       `unix:${qmpPath},server=on,wait=off`,
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: qemuEnv(install, process.env) },
   );
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
@@ -62,6 +63,15 @@ async function stopQemu(q: Qemu): Promise<void> {
   await q.qmp.execute("quit").catch(() => undefined);
   q.qmp.close();
   await exited;
+}
+
+/** Assembles scripts/capture/fill.S into a 32-bit multiboot ELF in `dir`. */
+function buildFillKernel(dir: string): string {
+  const object = join(dir, "fill.o");
+  const elf = join(dir, "fill.elf");
+  execFileSync("as", ["--32", join(import.meta.dirname, "capture", "fill.S"), "-o", object]);
+  execFileSync("ld", ["-m", "elf_i386", "-Ttext=0x100000", "-e", "_start", object, "-o", elf]);
+  return elf;
 }
 
 async function capturePrecopy(install: QemuInstall, dir: string, out: string): Promise<void> {
@@ -119,7 +129,8 @@ async function capturePostcopy(
   prefix: string,
   preempt: boolean,
 ): Promise<void> {
-  const machine = ["-M", "pc", "-m", "2G", "-nodefaults", "-vga", "std"];
+  const kernel = buildFillKernel(dir);
+  const machine = ["-M", "pc", "-m", "2G", "-nodefaults", "-vga", "std", "-kernel", kernel];
   const capabilities = [
     { capability: "postcopy-ram" as const, state: true },
     ...(preempt ? [{ capability: "postcopy-preempt" as const, state: true }] : []),

@@ -13,6 +13,7 @@ export {
   dataDirArgs,
   QEMU_CHOICES,
   type QemuInstall,
+  qemuEnv,
   resolveQemuChoice,
   SYSTEM_QEMU,
   unpackedQemu,

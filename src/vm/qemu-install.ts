@@ -15,6 +15,12 @@ export interface QemuInstall {
   readonly binary: string;
   /** `-L` directories, searched in order; empty for a system install. */
   readonly dataDirs: readonly string[];
+  /**
+   * Where its loadable modules are (QEMU_MODULE_DIR); absent for a system install. Without
+   * it an unpacked QEMU tries the system QEMU's modules and complains ("Only modules from
+   * the same build can be loaded").
+   */
+  readonly moduleDir?: string;
 }
 
 /** The QEMU binary used unless the caller names another. */
@@ -35,6 +41,7 @@ export function unpackedQemu(root: string): QemuInstall {
   return {
     binary: join(absolute, "usr", "bin", "qemu-system-x86_64"),
     dataDirs: [join(absolute, "usr", "share", "qemu"), SEABIOS_DIR],
+    moduleDir: join(absolute, "usr", "lib", "x86_64-linux-gnu", "qemu"),
   };
 }
 
@@ -68,7 +75,14 @@ export function resolveQemuChoice(choice: string, buildDir: string): QemuInstall
   if (!existsSync(choice)) throw new UsageError(`SNAPWAKE_QEMU: no file at ${choice}`);
   const data = resolve(dirname(choice), "..", "share", "qemu");
   const unpacked = existsSync(data) && data !== "/usr/share/qemu";
-  return { binary: choice, dataDirs: unpacked ? [data, SEABIOS_DIR] : [] };
+  return unpacked
+    ? unpackedQemu(resolve(dirname(choice), "..", ".."))
+    : { binary: choice, dataDirs: [] };
+}
+
+/** The environment QEMU runs with: the caller's, plus the install's module dir. */
+export function qemuEnv(install: QemuInstall, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return install.moduleDir === undefined ? base : { ...base, QEMU_MODULE_DIR: install.moduleDir };
 }
 
 /** QEMU's arguments for the install's data dirs. */

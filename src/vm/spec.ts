@@ -89,7 +89,7 @@ const FIELDS = [
   "extraArgs",
 ];
 const DISK_FIELDS = ["path", "format", "readonly", "interface"];
-const QEMU_FIELDS = ["binary", "dataDirs"];
+const QEMU_FIELDS = ["binary", "dataDirs", "moduleDir"];
 
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
@@ -176,12 +176,19 @@ function parseQemu(p: Problems, field: string, value: unknown, baseDir: string) 
   const dataDirs = parseList(p, `${field}.dataDirs`, value.dataDirs, QEMU_DATA_DIRS_MAX, (f, v) =>
     filePath(p, f, v, baseDir),
   );
+  const moduleDir =
+    value.moduleDir === undefined
+      ? undefined
+      : filePath(p, `${field}.moduleDir`, value.moduleDir, baseDir);
   if (binary === undefined) return undefined;
   // A name without a slash is looked up on PATH; a path is made absolute.
   const resolved = binary.includes("/") ? filePath(p, `${field}.binary`, binary, baseDir) : binary;
-  return resolved === undefined
-    ? undefined
-    : ({ binary: resolved, dataDirs } satisfies QemuInstall);
+  if (resolved === undefined) return undefined;
+  return {
+    binary: resolved,
+    dataDirs,
+    ...(moduleDir === undefined ? {} : { moduleDir }),
+  } satisfies QemuInstall;
 }
 
 function parseList<T>(
