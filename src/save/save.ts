@@ -36,6 +36,7 @@ import type { QmpClient } from "../qemu/qmp/index.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
+import { type SaveMode, saveModeFor } from "./live-safety.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -61,8 +62,8 @@ export interface SaveOptions {
   readonly diskDuplicates?: boolean;
   /**
    * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
-   * guest for the whole save: one pass, no write set, and no exposure to QEMU 7.2 TCG's rare
-   * inconsistent live snapshots under heavy dirty rates (README, "Known issue").
+   * guest for the whole save: one pass, no write set. On QEMU < 9.0 under TCG a live save
+   * pauses the guest anyway (live-safety.ts, ADR 0008): SaveResult.pausedBecause says so.
    */
   readonly live?: boolean;
   /**
@@ -91,6 +92,10 @@ export interface SaveResult {
   readonly writeSetPages: number;
   /** The checkpoint this one shares pages with, or null for a full checkpoint. */
   readonly parent: string | null;
+  /** The guest ran during the save (false: it was paused for it). */
+  readonly live: boolean;
+  /** Why a live save paused the guest instead (live-safety.ts), or null. */
+  readonly pausedBecause: string | null;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -104,6 +109,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   const socketPath = join(dir, "migration.sock");
   const server = createServer();
   let wasRunning = false;
+  let mode: SaveMode = { live: opts.live !== false, pausedBecause: null };
   let writer: CheckpointWriter | null = null;
   let duplicates: DiskDuplicates | null = null;
   let shared: SharedPages | null = null;
@@ -111,7 +117,9 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     await listen(server, socketPath);
     shared = await indexShared(store, opts, vm);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));
+    const { qemu } = await vm.qmp.execute("query-version", {});
+    mode = saveModeFor(qemu, vm.spec.accel, opts.live !== false);
+    const stoppedForSave = !mode.live && (await stopIfRunning(vm.qmp));
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
       freezeAtSwitchover: freezer !== null,
     });
@@ -155,6 +163,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       streamBytes: stream.streamBytes,
       writeSetPages,
       parent: shared?.parent?.name ?? null,
+      live: mode.live,
+      pausedBecause: mode.pausedBecause,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -167,6 +177,11 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     await rm(dir, { recursive: true, force: true });
     if (!borrowed) vm.qmp.close();
   }
+}
+
+/** query-version's numbers as "major.minor.micro". */
+export function qemuVersionText(v: { major: number; minor: number; micro: number }): string {
+  return `${v.major}.${v.minor}.${v.micro}`;
 }
 
 /** Receives parsed stream records and feeds the checkpoint writer (created once blocks are known). */
@@ -225,6 +240,10 @@ class CheckpointSink {
         : { compressionLevel: this.#opts.compressionLevel }),
       ...(duplicates === null ? {} : { diskBlocks: duplicates }),
       ...(shared === null ? {} : { shared }),
+      // Format 1.3: restore pins this machine type and refuses a QEMU that lacks it.
+      ...(this.#machine === ""
+        ? {}
+        : { runtime: { qemuVersion: qemuVersionText(version.qemu), machineType: this.#machine } }),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));

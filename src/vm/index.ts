@@ -11,6 +11,7 @@ export { type ManagedVm, type StartVmOptions, startVm } from "./launcher.ts";
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export {
   dataDirArgs,
+  machineTypesOf,
   QEMU_CHOICES,
   type QemuInstall,
   qemuEnv,

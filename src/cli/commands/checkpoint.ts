@@ -88,6 +88,10 @@ export const saveCommand: Command = {
       `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → ` +
         `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB` +
         (result.parent === null ? " (full)" : ` (incremental from "${result.parent}")`),
+      result.live
+        ? "  live: the guest ran during the save"
+        : "  paused: the guest was paused for the save",
+      ...(result.pausedBecause === null ? [] : [`  note: ${result.pausedBecause}`]),
     ].join("\n");
     ctx.result(result, human);
   },
@@ -162,10 +166,12 @@ export const serveRestoreCommand: Command = {
 
 function restoreArgs(ctx: Context, p: Parsed) {
   const vmName = p.str("name");
+  const qemu = ctx.qemu();
   return {
     home: ctx.home,
     checkpoint: p.arg(0),
     ...(vmName === undefined ? {} : { vmName }),
+    ...(qemu === undefined ? {} : { qemu }),
     onProgress: ctx.progress.bind(ctx),
   };
 }

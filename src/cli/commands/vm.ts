@@ -9,7 +9,9 @@ export const vmStartCommand: Command = {
     const p = parse(args, { name: { type: "string" }, paused: { type: "boolean" } }, ["spec"]);
     const loaded = await loadVmSpec(p.arg(0));
     const name = p.str("name");
-    const spec = name === undefined ? loaded : { ...loaded, name };
+    const named = name === undefined ? loaded : { ...loaded, name };
+    const qemu = named.qemu ?? ctx.qemu();
+    const spec = qemu === undefined ? named : { ...named, qemu };
     const vm = await startVm(ctx.home, spec, { paused: p.flag("paused") });
     vm.qmp.close();
     const out = { name: vm.name, pid: vm.pid, stateDir: vm.stateDir, agentSocket: vm.agentSocket };
