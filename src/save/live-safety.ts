@@ -10,10 +10,45 @@
  * Invariant: a live save happens only on a QEMU whose dirty tracking is sound (≥ 9.0, or
  * KVM, whose dirty log is the kernel's and does not take that path).
  */
+import type { RuntimeInfo } from "../checkpoint/index.ts";
+import type { QmpClient } from "../qemu/qmp/index.ts";
 import type { Accel } from "../vm/index.ts";
 
 /** The first QEMU release whose TCG dirty tracking keeps every write (03bfc2188f). */
 export const TCG_DIRTY_SYNC_FIXED = { major: 9, minor: 0 } as const;
+
+interface QemuVersion {
+  readonly major: number;
+  readonly minor: number;
+  readonly micro: number;
+}
+
+/**
+ * The manifest's `runtime` (format 1.3) for a save by QEMU `qemu` of a stream whose
+ * configuration names `machine`: restore pins that type and refuses a QEMU that lacks it.
+ */
+export function runtimeOf(qemu: QemuVersion, machine: string): { runtime?: RuntimeInfo } {
+  if (machine === "") return {};
+  return {
+    runtime: { qemuVersion: `${qemu.major}.${qemu.minor}.${qemu.micro}`, machineType: machine },
+  };
+}
+
+/**
+ * Decides the save's mode (saveModeFor, with QEMU's query-version) and, when it is not live,
+ * stops the guest if it runs; `stoppedGuest` says whether this call stopped it.
+ */
+export async function enterSaveMode(
+  qmp: QmpClient,
+  accel: Accel,
+  liveAsked: boolean,
+): Promise<SaveMode & { readonly stoppedGuest: boolean }> {
+  const mode = saveModeFor((await qmp.execute("query-version")).qemu, accel, liveAsked);
+  if (mode.live) return { ...mode, stoppedGuest: false };
+  const status = await qmp.execute("query-status");
+  if (status.running) await qmp.execute("stop");
+  return { ...mode, stoppedGuest: status.running };
+}
 
 /** How a save ran, and why when it was not live although asked to be. */
 export interface SaveMode {
@@ -23,11 +58,7 @@ export interface SaveMode {
 }
 
 /** The save's mode on QEMU `qemu` (query-version): live when asked and safe, else paused. */
-export function saveModeFor(
-  qemu: { major: number; minor: number; micro: number },
-  accel: Accel,
-  liveAsked: boolean,
-): SaveMode {
+export function saveModeFor(qemu: QemuVersion, accel: Accel, liveAsked: boolean): SaveMode {
   if (!liveAsked) return { live: false, pausedBecause: null };
   if (accel !== "tcg") return { live: true, pausedBecause: null };
   const fixed =

@@ -36,7 +36,7 @@ import type { QmpClient } from "../qemu/qmp/index.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
-import { type SaveMode, saveModeFor } from "./live-safety.ts";
+import { enterSaveMode, runtimeOf } from "./live-safety.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -92,9 +92,8 @@ export interface SaveResult {
   readonly writeSetPages: number;
   /** The checkpoint this one shares pages with, or null for a full checkpoint. */
   readonly parent: string | null;
-  /** The guest ran during the save (false: it was paused for it). */
+  /** The guest ran during the save; else why a live save paused it (live-safety.ts). */
   readonly live: boolean;
-  /** Why a live save paused the guest instead (live-safety.ts), or null. */
   readonly pausedBecause: string | null;
 }
 
@@ -109,7 +108,6 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   const socketPath = join(dir, "migration.sock");
   const server = createServer();
   let wasRunning = false;
-  let mode: SaveMode = { live: opts.live !== false, pausedBecause: null };
   let writer: CheckpointWriter | null = null;
   let duplicates: DiskDuplicates | null = null;
   let shared: SharedPages | null = null;
@@ -117,9 +115,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     await listen(server, socketPath);
     shared = await indexShared(store, opts, vm);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const { qemu } = await vm.qmp.execute("query-version", {});
-    mode = saveModeFor(qemu, vm.spec.accel, opts.live !== false);
-    const stoppedForSave = !mode.live && (await stopIfRunning(vm.qmp));
+    const mode = await enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false);
+    const stoppedForSave = mode.stoppedGuest;
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
       freezeAtSwitchover: freezer !== null,
     });
@@ -179,11 +176,6 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
   }
 }
 
-/** query-version's numbers as "major.minor.micro". */
-export function qemuVersionText(v: { major: number; minor: number; micro: number }): string {
-  return `${v.major}.${v.minor}.${v.micro}`;
-}
-
 /** Receives parsed stream records and feeds the checkpoint writer (created once blocks are known). */
 class CheckpointSink {
   writer: CheckpointWriter | null = null;
@@ -240,10 +232,7 @@ class CheckpointSink {
         : { compressionLevel: this.#opts.compressionLevel }),
       ...(duplicates === null ? {} : { diskBlocks: duplicates }),
       ...(shared === null ? {} : { shared }),
-      // Format 1.3: restore pins this machine type and refuses a QEMU that lacks it.
-      ...(this.#machine === ""
-        ? {}
-        : { runtime: { qemuVersion: qemuVersionText(version.qemu), machineType: this.#machine } }),
+      ...runtimeOf(version.qemu, this.#machine),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
@@ -349,12 +338,6 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Pauses the guest for a non-live save; true if it was running. */
-async function stopIfRunning(qmp: QmpClient): Promise<boolean> {
-  const status = await qmp.execute("query-status", {});
-  if (status.running) await qmp.execute("stop", {});
-  return status.running;
-}
-
 /** The first connection on the server, or a QemuError if QEMU dies or never connects. */
 function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
   return new Promise((resolve, reject) => {

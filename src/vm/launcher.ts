@@ -19,7 +19,7 @@ import {
   stuckError,
   waitForQemuExit,
 } from "./process.ts";
-import { type QemuInstall, qemuEnv } from "./qemu-install.ts";
+import { type QemuInstall, qemuCommand } from "./qemu-install.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
 import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
 import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
@@ -92,7 +92,7 @@ export async function startVm(
     await writeFile(paths.startingFile, `${process.pid}\n`);
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
-    spawned = await spawnDetached(binary, args, paths.qemuLog, qemuEnv(install, process.env));
+    spawned = await spawnDetached(...qemuCommand(install, binary, args), paths.qemuLog);
     const qmp = await connectStarting(paths, spawned, options.timeoutMs);
     spawned.child.unref();
     const pid = spawned.child.pid;
@@ -143,16 +143,11 @@ interface Spawned {
   spawnFailed: Promise<Error>;
 }
 
-async function spawnDetached(
-  binary: string,
-  args: string[],
-  logPath: string,
-  env: NodeJS.ProcessEnv,
-): Promise<Spawned> {
+async function spawnDetached(binary: string, args: string[], logPath: string): Promise<Spawned> {
   const log = await open(logPath, "w");
   try {
     // Detached with no pipes: QEMU outlives us and never blocks on a full stdout pipe.
-    const child = spawn(binary, args, { detached: true, env, stdio: ["ignore", log.fd, log.fd] });
+    const child = spawn(binary, args, { detached: true, stdio: ["ignore", log.fd, log.fd] });
     // Listen before the next await: spawn reports a missing binary on the next tick.
     const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
     const exited = new Promise<number | null>((resolve) => {

@@ -89,6 +89,19 @@ export function qemuEnv(install: QemuInstall, base: NodeJS.ProcessEnv): NodeJS.P
   return install.moduleDir === undefined ? base : { ...base, QEMU_MODULE_DIR: install.moduleDir };
 }
 
+/**
+ * The program and argv that run `install` with `args`, its module dir set through env(1),
+ * which execs QEMU in place (same pid) and leaves the rest of the environment as inherited.
+ */
+export function qemuCommand(
+  install: QemuInstall,
+  binary: string,
+  args: string[],
+): [string, string[]] {
+  if (install.moduleDir === undefined) return [binary, args];
+  return ["env", [`QEMU_MODULE_DIR=${install.moduleDir}`, binary, ...args]];
+}
+
 /** QEMU's arguments for the install's data dirs. */
 export function dataDirArgs(install: QemuInstall): string[] {
   return install.dataDirs.flatMap((dir) => ["-L", dir]);
@@ -113,8 +126,8 @@ export function machineTypesOf(install: QemuInstall): Promise<ReadonlySet<string
 
 async function listMachineTypes(install: QemuInstall): Promise<ReadonlySet<string>> {
   const args = [...dataDirArgs(install), "-machine", "help"];
-  const env = qemuEnv(install, process.env);
-  const { stdout } = await run(install.binary, args, { env }).catch((error: unknown) => {
+  const [program, argv] = qemuCommand(install, install.binary, args);
+  const { stdout } = await run(program, argv).catch((error: unknown) => {
     throw new QemuError(
       `Cannot ask ${install.binary} for its machine types (${String(error)}); check the QEMU ` +
         "setting (SNAPWAKE_QEMU or the spec's qemu field)",

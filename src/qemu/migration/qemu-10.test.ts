@@ -162,8 +162,10 @@ test("10.0 return path: PONG 4 before PONG 3, then page requests, at every split
         return `pong ${m.value}`;
       case "shut":
         return `shut ${m.status}`;
-      case "req-pages":
-        return `req ${m.blockName}@${m.startBytes.toString(16)}+${m.lengthBytes.toString(16)}${m.named ? " named" : ""}`;
+      case "req-pages": {
+        const range = `${m.startBytes.toString(16)}+${m.lengthBytes.toString(16)}`;
+        return `req ${m.blockName}@${range}${m.named ? " named" : ""}`;
+      }
       default:
         return m.kind;
     }
