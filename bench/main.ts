@@ -11,6 +11,8 @@
  *   space    checkpoint bytes of a page-cache-heavy and a mostly-anonymous guest: QEMU's stream
  *            raw and zstd -1, snapwake with and without disk references, incremental later
  *            (--files-mib of files for the first guest, --later-seconds before the incremental)
+ *   soak     --saves N live saves of a guest rewriting 20% of its memory, each restored eager
+ *            or lazy (alternately) and verified; failures and dirty-sync counts (not in "all")
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -28,6 +30,7 @@ import {
   runRestoreGuest,
 } from "./lib/restore-bench.ts";
 import { formatRatioSummary, formatRestoreGuest } from "./lib/restore-format.ts";
+import { formatSoak, runSoak } from "./lib/soak.ts";
 import { runSpaceGuest, type SpaceGuestPlan, type SpaceGuestResult } from "./lib/space.ts";
 import { spaceDataDisk } from "./lib/space-data-disk.ts";
 import { formatSpaceBench, PARK_TC16 } from "./lib/space-format.ts";
@@ -47,12 +50,13 @@ const { values, positionals } = parseArgs({
     "save-mode": { type: "string", default: "paused" },
     "files-mib": { type: "string", default: "320" },
     "later-seconds": { type: "string", default: "60" },
+    saves: { type: "string", default: "8" },
     out: { type: "string", default: "build/bench" },
   },
 });
 const which = positionals[0] ?? "all";
-if (!["save", "restore", "space", "all"].includes(which)) {
-  console.error(`bench: unknown bench "${which}": use save, restore, space or all`);
+if (!["save", "restore", "space", "soak", "all"].includes(which)) {
+  console.error(`bench: unknown bench "${which}": use save, restore, space, soak or all`);
   process.exit(2);
 }
 const memoryMiB = Number(values["memory-mib"]);
@@ -239,4 +243,20 @@ if (which === "space" || which === "all") {
       `${formatSpaceBench(guests, laterSeconds)}\n`,
   );
   await writeJson("space.json", { laterSeconds, park: PARK_TC16, guests });
+}
+
+if (which === "soak") {
+  const saves = Number(values.saves);
+  if (!Number.isSafeInteger(saves) || saves < 1 || saves > 1000) {
+    console.error(`bench: --saves ${values.saves}: use an integer from 1 to 1000`);
+    process.exit(2);
+  }
+  const params = { memMiB, hotPct: 20, hotRate: 20000 };
+  const rows = await inScratch((work) =>
+    runSoak({ home: join(work, "home"), memoryMiB, params, saves, log }),
+  );
+  console.log(
+    `\nsoak: ${saves} saves, each restored and verified, one run\n\n${formatSoak(rows)}\n`,
+  );
+  await writeJson("soak.json", { params, rows });
 }

@@ -31,6 +31,39 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# >>> QEMU 10.0 (unpacked, not installed) >>>
+# The reference QEMU is 10.0 from Debian's bookworm-backports, unpacked with `dpkg -x` into
+# build/qemu-10.0 (the system QEMU stays Debian 12's 7.2, also supported). It runs with
+# `-L build/qemu-10.0/usr/share/qemu -L /usr/share/seabios` (src/vm/qemu-install.ts).
+qemu10_version='1:10.0.2+ds-2+deb13u1~bpo12+1'
+qemu10_root=build/qemu-10.0
+if [ "$(cat "$qemu10_root/.version" 2>/dev/null)" != "$qemu10_version" ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "setup: QEMU 10.0 is not unpacked in $qemu10_root; run this script as root once" >&2
+    exit 1
+  fi
+  backports=/etc/apt/sources.list.d/snapwake-bookworm-backports.list
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup: adding bookworm-backports to apt sources ($backports)" >&2
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$backports"
+  fi
+  if ! apt-cache show "qemu-system-x86=$qemu10_version" >/dev/null 2>&1; then
+    apt-get update -qq >&2
+  fi
+  echo "setup: unpacking QEMU $qemu10_version into $qemu10_root" >&2
+  download=$(mktemp -d)
+  chmod 0777 "$download" # apt-get download fetches as the _apt user
+  (cd "$download" && apt-get download -qq "qemu-system-x86=$qemu10_version" \
+    "qemu-system-common=$qemu10_version" "qemu-system-data=$qemu10_version" >&2)
+  rm -rf "$qemu10_root"
+  mkdir -p "$qemu10_root"
+  for deb in "$download"/*.deb; do dpkg -x "$deb" "$qemu10_root"; done
+  rm -rf "$download"
+  "$qemu10_root/usr/bin/qemu-system-x86_64" --version >&2
+  echo "$qemu10_version" > "$qemu10_root/.version"
+fi
+# <<< QEMU 10.0 <<<
+
 # 3. dist/ (what bin/snapwake and the npm package run), recompiled only when src/ changed.
 node_modules/.bin/node scripts/build-dist.ts >&2
 

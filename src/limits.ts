@@ -49,6 +49,8 @@ export const VM_MEMORY_MIB_MIN = 16;
 export const VM_MEMORY_MIB_MAX = 1 << 20;
 /** vCPUs per VM: QEMU's pc machine allows 255 (288 with x2apic). */
 export const VM_SMP_MAX = 255;
+/** `-L` data directories a VM spec's qemu field may name. */
+export const QEMU_DATA_DIRS_MAX = 8;
 /** Disks per VM: virtio-blk-pci needs a PCI slot each; a pc machine has 32 minus the built-ins. */
 export const VM_DISKS_MAX = 16;
 /** Extra QEMU arguments in a spec: an escape hatch, not a second command line language. */

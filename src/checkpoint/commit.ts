@@ -27,6 +27,7 @@ import {
   type ManifestBody,
   type ParentInfo,
   packIdOf,
+  type RuntimeInfo,
   sha256Hex,
   versionOf,
 } from "./manifest.ts";
@@ -55,6 +56,8 @@ export interface WriterSnapshot {
     readonly replace: boolean;
     /** The manifest's optional `parent` (incremental save). */
     readonly parent: ParentInfo | null;
+    /** The manifest's `runtime` (1.3); null writes a 1.2-or-older manifest. */
+    readonly runtime: RuntimeInfo | null;
   };
   readonly started: number;
   readonly packer: ChunkPacker;
@@ -163,6 +166,7 @@ function manifestBody(
     ...(s.meta.layout === null ? {} : { layout: s.meta.layout }),
     packs: placed.shared.packs,
     ...(s.meta.parent === null ? {} : { parent: s.meta.parent }),
+    ...(s.meta.runtime === null ? {} : { runtime: s.meta.runtime }),
   };
 }
 

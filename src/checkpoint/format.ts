@@ -1,5 +1,5 @@
 /**
- * Constants and fixed layouts of checkpoint format 1.2, mirroring docs/format.md (the spec).
+ * Constants and fixed layouts of checkpoint format 1.3, mirroring docs/format.md (the spec).
  * Everything here is a fact about bytes on disk; changing any value is a format change
  * (see "Versioning" in the spec).
  */
@@ -14,14 +14,14 @@ import {
 
 /** The newest version this code reads and writes (major must match; any minor up to this). */
 export const FORMAT_MAJOR = 1;
-export const FORMAT_MINOR = 2;
+export const FORMAT_MINOR = 3;
 export const formatVersion = `${FORMAT_MAJOR}.${FORMAT_MINOR}`;
 /**
  * Minor versions and what each adds. A checkpoint is written with the lowest minor that
  * describes it, so one without disk layers stays readable by 1.0 readers; files whose layout
  * did not change (pack, device state) always carry minor 0.
  */
-export const Minor = { base: 0, diskLayers: 1, sharedPacks: 2 } as const;
+export const Minor = { base: 0, diskLayers: 1, sharedPacks: 2, runtime: 3 } as const;
 
 /** Manifest line 1 is `snapwake-checkpoint <major>.<minor>\n`. */
 export const MANIFEST_MAGIC = "snapwake-checkpoint ";

@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { FileName } from "./format.ts";
 import { CheckpointReader } from "./reader.ts";
-import { tempStore, writeSmall, writeSmallChild } from "./test-support.ts";
+import {
+  SMALL_RUNTIME,
+  tempStore,
+  writeSmall,
+  writeSmallChild,
+  writeSmallSaved,
+} from "./test-support.ts";
 import { SMALL_LAYER_ID, writeSmallLayer, writeSmallWithDisk } from "./test-support-disk.ts";
 
 const GOLDEN = "golden-1.0";
@@ -130,6 +136,34 @@ test("the 1.2 golden fixture (a shared pack) opens, verifies and equals today's 
         (await readFile(join(dir, FileName.index))).subarray(0, 64);
       const [a, b] = [await header(goldenDir), await header(fresh.dir)];
       assert.deepEqual(a.subarray(0, 32), b.subarray(0, 32), "index header up to the body lengths");
+    } finally {
+      await old.close();
+      await today.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("the 1.3 golden fixture (QEMU version and machine type) opens, verifies and equals today's writer", async () => {
+  const t = await tempStore();
+  try {
+    const golden = "golden-1.3";
+    await cp(join(import.meta.dirname, "testdata", golden), t.store.dirOf(golden), {
+      recursive: true,
+    });
+    await writeSmallSaved(t.store, "today");
+    const old = await CheckpointReader.open(t.store, golden);
+    const today = await CheckpointReader.open(t.store, "today");
+    try {
+      assert.equal(old.manifest.format, "1.3");
+      assert.equal(today.manifest.format, "1.3");
+      await old.verify();
+      assert.deepEqual(old.manifest.runtime, SMALL_RUNTIME);
+      assert.deepEqual(today.manifest.runtime, old.manifest.runtime);
+      assert.deepEqual(await pagesOf(old), await pagesOf(today));
+      assert.deepEqual(today.pageMap.entries, old.pageMap.entries, "page map as in 1.3");
+      assert.deepEqual(chunkIds(today), chunkIds(old), "chunk contents and hashes as in 1.3");
     } finally {
       await old.close();
       await today.close();

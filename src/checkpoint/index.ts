@@ -19,6 +19,7 @@ export type {
   Manifest,
   ParentInfo,
   RamBlockInfo,
+  RuntimeInfo,
   SharedPackInfo,
 } from "./manifest.ts";
 export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";

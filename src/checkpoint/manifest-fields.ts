@@ -30,6 +30,7 @@ import type {
   ManifestBody,
   ParentInfo,
   RamBlockInfo,
+  RuntimeInfo,
   SharedPackInfo,
 } from "./manifest.ts";
 import { layersAndDisks } from "./manifest-layers.ts";
@@ -178,6 +179,19 @@ export function validateManifestBody(value: unknown, fail: Fail, minor: number):
     ...layoutOf(f),
     packs: minor >= Minor.sharedPacks ? sharedPacks(f, fail) : [],
     ...parentOf(f),
+    ...(minor >= Minor.runtime ? { runtime: runtimeOf(f.obj("runtime")) } : {}),
+  };
+}
+
+/** QEMU's version as query-version reports it, e.g. "10.0.2". */
+export const QEMU_VERSION_PATTERN = /^[0-9]{1,5}\.[0-9]{1,5}\.[0-9]{1,5}$/;
+/** A versioned machine type, e.g. "pc-i440fx-7.2" (the VM spec's machine pattern). */
+const MACHINE_TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function runtimeOf(f: Fields): RuntimeInfo {
+  return {
+    qemuVersion: f.str("qemuVersion", (s) => QEMU_VERSION_PATTERN.test(s)),
+    machineType: f.str("machineType", (s) => MACHINE_TYPE_PATTERN.test(s)),
   };
 }
 

@@ -85,6 +85,18 @@ export interface SharedPackInfo {
   readonly writtenBy: string;
 }
 
+/**
+ * The QEMU and machine type a checkpoint was saved from (1.3). A restore runs the VM on
+ * exactly this machine type (the spec's alias, e.g. `pc`, may resolve differently on another
+ * QEMU) and refuses a QEMU that lacks it before starting anything.
+ */
+export interface RuntimeInfo {
+  /** query-version's major.minor.micro, e.g. "7.2.22". */
+  readonly qemuVersion: string;
+  /** The versioned machine type of the stream's configuration section, e.g. "pc-i440fx-7.2". */
+  readonly machineType: string;
+}
+
 /** The checkpoint an incremental save started from (informative: it may be gone since). */
 export interface ParentInfo {
   readonly name: string;
@@ -158,6 +170,8 @@ export interface ManifestBody {
   readonly packs: readonly SharedPackInfo[];
   /** Absent unless saved incrementally (informative; older readers ignore it). */
   readonly parent?: ParentInfo;
+  /** The saving QEMU's version and machine type (1.3; absent before). */
+  readonly runtime?: RuntimeInfo;
 }
 
 /** A decoded manifest: its body plus the format version from line 1. */
@@ -175,6 +189,7 @@ export function versionOf(body: ManifestBody): string {
 }
 
 function minorOf(body: ManifestBody): number {
+  if (body.runtime !== undefined) return Minor.runtime;
   if (body.packs.length > 0) return Minor.sharedPacks;
   return body.layers.length > 0 ? Minor.diskLayers : Minor.base;
 }

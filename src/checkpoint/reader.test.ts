@@ -82,12 +82,12 @@ const cases: [string, (dir: string) => Promise<void>, RegExp][] = [
   [
     "newer major version",
     (dir) => rewriteManifest(dir, (b) => b, "2.0"),
-    /^format 2\.0 is not supported \(this snapwake reads 1\.0 to 1\.2\)$/,
+    /^format 2\.0 is not supported \(this snapwake reads 1\.0 to 1\.3\)$/,
   ],
   [
     "newer minor version",
-    (dir) => rewriteManifest(dir, (b) => b, "1.3"),
-    /^format 1\.3 is not supported/,
+    (dir) => rewriteManifest(dir, (b) => b, "1.4"),
+    /^format 1\.4 is not supported/,
   ],
   [
     "a bad field behind a valid hash",

@@ -71,6 +71,7 @@ export async function relayoutCheckpoint(
       name,
       vm: old.manifest.vm,
       qemu: old.manifest.qemu,
+      ...(old.manifest.runtime === undefined ? {} : { runtime: old.manifest.runtime }),
       stream: old.stream(),
       compressionLevel: old.manifest.chunks.level,
       now: () => new Date(old.manifest.createdAt),

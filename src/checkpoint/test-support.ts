@@ -11,7 +11,13 @@ import type { CheckpointListing } from "./checkpoint-files.ts";
 import { zstdCodec } from "./codec.ts";
 import { FileName, MANIFEST_MAGIC } from "./format.ts";
 import { decodeIndex, encodeIndex } from "./index-file.ts";
-import { decodeManifest, encodeManifest, type ManifestBody, sha256Hex } from "./manifest.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type ManifestBody,
+  type RuntimeInfo,
+  sha256Hex,
+} from "./manifest.ts";
 import { indexContext } from "./reader.ts";
 import { shareCheckpoint } from "./shared-pages.ts";
 import { CheckpointStore } from "./store.ts";
@@ -67,6 +73,17 @@ export async function writeSmall(
   return writeSmallVariant(store, name, null);
 }
 
+/** The QEMU and machine type writeSmallSaved records (format 1.3). */
+export const SMALL_RUNTIME = { qemuVersion: "7.2.22", machineType: "pc-i440fx-7.2" } as const;
+
+/** writeSmall's checkpoint as a save records it today: with its runtime (format 1.3). */
+export async function writeSmallSaved(
+  store: CheckpointStore,
+  name = "saved",
+): Promise<CheckpointListing> {
+  return writeSmallVariant(store, name, null, SMALL_RUNTIME);
+}
+
 /**
  * An incremental checkpoint of `parent` (writeSmall's): the same pages but 0 and 7 changed and
  * page 8 equal to the parent's page 9; everything else is shared with the parent (format 1.2).
@@ -83,6 +100,7 @@ async function writeSmallVariant(
   store: CheckpointStore,
   name: string,
   parent: string | null,
+  runtime?: RuntimeInfo,
 ): Promise<CheckpointListing> {
   const shared = parent === null ? null : await shareCheckpoint(store, parent);
   const w = await beginCheckpoint(store, {
@@ -92,6 +110,7 @@ async function writeSmallVariant(
     stream: { configuration: Uint8Array.of(1, 2, 3), ram: { sectionId: 2 } },
     now: () => new Date(`2026-01-02T03:04:0${shared === null ? 5 : 6}.000Z`),
     ...(shared === null ? {} : { shared }),
+    ...(runtime === undefined ? {} : { runtime }),
   });
   const edits = { 0: textPage(1000), 7: textPage(1007), 8: textPage(9) };
   await putSmallPages(w, prng(7), shared === null ? {} : edits);

@@ -21,7 +21,7 @@ import type { DeviceState } from "./device-file.ts";
 import { type DiskBlockSource, DiskPages } from "./disk-pages.ts";
 import { FileName, zeroEntry } from "./format.ts";
 import { toJsonObject } from "./json-value.ts";
-import type { DiskInfo, LayerInfo, LayoutInfo, ParentInfo } from "./manifest.ts";
+import type { DiskInfo, LayerInfo, LayoutInfo, ParentInfo, RuntimeInfo } from "./manifest.ts";
 import { checkCheckpointName } from "./names.ts";
 import { PackWriter } from "./pack-writer.ts";
 import { PageMap } from "./page-map.ts";
@@ -55,6 +55,8 @@ export interface BeginOptions {
    * links, or discards them if begin fails.
    */
   readonly shared?: SharedPages;
+  /** Recorded as the manifest's `runtime` (format 1.3): the saving QEMU and machine type. */
+  readonly runtime?: RuntimeInfo;
   /** Recorded as the manifest's `parent` (informative lineage); default: `shared.parent`. */
   readonly parent?: ParentInfo;
   /**
@@ -93,6 +95,7 @@ export async function beginCheckpoint(
     layout: opts.layout ?? null,
     replace: opts.replace === true,
     parent: opts.parent ?? opts.shared?.parent ?? null,
+    runtime: opts.runtime ?? null,
   };
   const shared = opts.shared ?? null;
   if (!meta.replace)

@@ -5,11 +5,18 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Progress } from "../progress.ts";
+import { type QemuInstall, resolveQemuChoice } from "../vm/index.ts";
 import { ProgressBar } from "./progress-bar.ts";
 
 export interface Context {
   readonly home: string;
   readonly json: boolean;
+  /**
+   * $SNAPWAKE_QEMU resolved ("10.0", "7.2" or a path; docs/qemu-versions.md), or undefined
+   * when unset. A default for `vm start` (a spec's own qemu field wins) and the QEMU a restore
+   * runs on (instead of the one the checkpoint's spec names). Throws UsageError when invalid.
+   */
+  qemu(): QemuInstall | undefined;
   /** Prints a result: JSON on --json, else the human text. */
   result(value: unknown, human: string): void;
   /** Progress on a TTY (stderr), silent in pipes and with --json. */
@@ -17,6 +24,9 @@ export interface Context {
   /** Ends any progress display. */
   done(): void;
 }
+
+/** Where scripts/setup.sh unpacks QEMU 10.0 (build/qemu-10.0 in the source tree). */
+const BUILD_DIR = join(import.meta.dirname, "..", "..", "build");
 
 /** $SNAPWAKE_HOME, else the XDG data dir, else ~/.local/share/snapwake. */
 export function resolveHome(env: NodeJS.ProcessEnv): string {
@@ -30,6 +40,12 @@ export function makeContext(env: NodeJS.ProcessEnv, json: boolean): Context {
   return {
     home: resolveHome(env),
     json,
+    qemu() {
+      const choice = env.SNAPWAKE_QEMU;
+      return choice === undefined || choice === ""
+        ? undefined
+        : resolveQemuChoice(choice, BUILD_DIR);
+    },
     result(value, human) {
       bar?.clear();
       process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human}\n`);

@@ -11,7 +11,7 @@ import { CheckpointReader, CheckpointStore } from "../checkpoint/index.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import { type DeviceState, MigrationStreamWriter } from "../qemu/migration/index.ts";
-import { killVm, type ManagedVm } from "../vm/index.ts";
+import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
 import { replayInfo } from "./stream-info.ts";
 import { type RestoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
 
@@ -23,6 +23,8 @@ export interface EagerRestoreOptions {
   readonly checkpoint: string;
   /** Name of the new managed VM; default: the saved VM's name. */
   readonly vmName?: string;
+  /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
+  readonly qemu?: QemuInstall;
   readonly onProgress?: ProgressListener;
 }
 
@@ -46,7 +48,7 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
   );
   try {
     const device = await reader.deviceState();
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName);
+    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu);
     try {
       const socket = await openIncoming(vm);
       const counts = await sendCheckpoint(reader, socket, device, opts.onProgress);

@@ -9,12 +9,15 @@
  */
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
-import { InvalidCheckpointError } from "../errors.ts";
+import { InvalidCheckpointError, UsageError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import {
   killVm,
   type ManagedVm,
+  machineTypesOf,
   parseVmSpec,
+  type QemuInstall,
+  qemuFor,
   startVm,
   type VmSpec,
   writeOrigin,
@@ -28,19 +31,28 @@ export interface RestoredVm {
   readonly agentSocket: string | null;
 }
 
-/** Starts QEMU with the checkpoint's spec and `-incoming defer`. */
+/**
+ * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
+ * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
+ * spec's, which saves pin too); a QEMU without it is refused before anything starts.
+ */
 export async function startRestoreTarget(
   home: string,
   reader: CheckpointReader,
   vmName: string | undefined,
+  qemu?: QemuInstall,
 ): Promise<ManagedVm> {
   const recorded = reader.manifest.vm;
   if (typeof recorded !== "object" || recorded === null) {
     throw new InvalidCheckpointError(reader.name, "its manifest has no VM spec");
   }
-  const spec = parseVmSpec(vmName === undefined ? recorded : { ...recorded, name: vmName }, {
+  const saved = parseVmSpec(vmName === undefined ? recorded : { ...recorded, name: vmName }, {
     baseDir: "/",
   });
+  const install = qemuFor(saved, qemu === undefined ? {} : { qemu });
+  const machine = reader.manifest.runtime?.machineType ?? saved.machine;
+  await refuseMissingMachine(reader, install, machine);
+  const spec: VmSpec = { ...saved, machine, qemu: install };
   const store = new LayerStore(home);
   const overlays = await freshOverlays(store, reader);
   try {
@@ -60,6 +72,25 @@ export async function startRestoreTarget(
     for (const o of overlays) await store.discard(o.active, "qcow2");
     throw error;
   }
+}
+
+/** A QEMU without the checkpoint's machine type could not load its device state. */
+async function refuseMissingMachine(
+  reader: CheckpointReader,
+  install: QemuInstall,
+  machine: string,
+): Promise<void> {
+  const known = await machineTypesOf(install);
+  if (known.has(machine)) return;
+  const savedBy = reader.manifest.runtime?.qemuVersion;
+  const versioned = [...known].filter((m) => /-\d+\.\d+$/.test(m));
+  throw new UsageError(
+    `Cannot restore checkpoint ${reader.name} with ${install.binary}: it has no machine type ` +
+      `"${machine}", which the checkpoint was saved with` +
+      (savedBy === undefined ? "" : ` (QEMU ${savedBy})`) +
+      `. Restore it with a QEMU that has that machine type (the same or a newer version; ` +
+      `SNAPWAKE_QEMU chooses it). This one has ${versioned.slice(0, 3).join(", ")}…`,
+  );
 }
 
 /** Waits until the destination QEMU has loaded the whole incoming stream. */

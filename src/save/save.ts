@@ -36,6 +36,7 @@ import type { QmpClient } from "../qemu/qmp/index.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
+import { enterSaveMode, runtimeOf } from "./live-safety.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -61,8 +62,8 @@ export interface SaveOptions {
   readonly diskDuplicates?: boolean;
   /**
    * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
-   * guest for the whole save: one pass, no write set, and no exposure to QEMU 7.2 TCG's rare
-   * inconsistent live snapshots under heavy dirty rates (README, "Known issue").
+   * guest for the whole save: one pass, no write set. On QEMU < 9.0 under TCG a live save
+   * pauses the guest anyway (live-safety.ts, ADR 0008): SaveResult.pausedBecause says so.
    */
   readonly live?: boolean;
   /**
@@ -91,6 +92,9 @@ export interface SaveResult {
   readonly writeSetPages: number;
   /** The checkpoint this one shares pages with, or null for a full checkpoint. */
   readonly parent: string | null;
+  /** The guest ran during the save; else why a live save paused it (live-safety.ts). */
+  readonly live: boolean;
+  readonly pausedBecause: string | null;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -111,7 +115,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     await listen(server, socketPath);
     shared = await indexShared(store, opts, vm);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const stoppedForSave = opts.live === false && (await stopIfRunning(vm.qmp));
+    const mode = await enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false);
+    const stoppedForSave = mode.stoppedGuest;
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
       freezeAtSwitchover: freezer !== null,
     });
@@ -155,6 +160,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       streamBytes: stream.streamBytes,
       writeSetPages,
       parent: shared?.parent?.name ?? null,
+      live: mode.live,
+      pausedBecause: mode.pausedBecause,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -225,6 +232,7 @@ class CheckpointSink {
         : { compressionLevel: this.#opts.compressionLevel }),
       ...(duplicates === null ? {} : { diskBlocks: duplicates }),
       ...(shared === null ? {} : { shared }),
+      ...runtimeOf(version.qemu, this.#machine),
     });
     this.writer.setRamBlocks(blocks);
     this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
@@ -330,12 +338,6 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Pauses the guest for a non-live save; true if it was running. */
-async function stopIfRunning(qmp: QmpClient): Promise<boolean> {
-  const status = await qmp.execute("query-status", {});
-  if (status.running) await qmp.execute("stop", {});
-  return status.running;
-}
-
 /** The first connection on the server, or a QemuError if QEMU dies or never connects. */
 function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
   return new Promise((resolve, reject) => {

@@ -118,3 +118,17 @@ test("the QEMU binary defaults to qemu-system-x86_64 and can be overridden", () 
     "/opt/qemu/bin/qemu-system-x86_64",
   );
 });
+
+test("the VM's QEMU data dirs become -L options; a runtime's QEMU overrides the spec's", () => {
+  const spec = parseVmSpec(
+    { name: "v", memoryMiB: 64, qemu: { binary: "/q/qemu", dataDirs: ["/q/share", "/bios"] } },
+    { baseDir: "/" },
+  );
+  const args = buildQemuArgs(spec, { stateDir: "/h/vms/v" });
+  assert.deepEqual(args.slice(0, 6), ["-name", "v", "-L", "/q/share", "-L", "/bios"]);
+  const system = buildQemuArgs(spec, {
+    stateDir: "/h/vms/v",
+    qemu: { binary: "qemu-system-x86_64", dataDirs: [] },
+  });
+  assert.deepEqual(system.slice(0, 4), ["-name", "v", "-machine", "pc,accel=tcg"]);
+});

@@ -6,11 +6,11 @@
 import { isAbsolute } from "node:path";
 import { UsageError } from "../errors.ts";
 import { UNIX_SOCKET_PATH_BYTES_MAX } from "../limits.ts";
+import { dataDirArgs, QEMU_BINARY_DEFAULT, type QemuInstall } from "./qemu-install.ts";
 import type { DiskSpec, VmSpec } from "./spec.ts";
 import { vmStatePaths } from "./state-dir.ts";
 
-/** The QEMU binary used unless the caller names another. */
-export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
+export { QEMU_BINARY_DEFAULT };
 
 export interface QemuRuntime {
   /** Absolute directory for the VM's sockets, logs and pid file. */
@@ -19,6 +19,13 @@ export interface QemuRuntime {
   incoming?: "defer";
   /** Start with the vCPUs stopped (-S); QMP `cont` starts them. */
   paused?: boolean;
+  /** The QEMU that runs it, overriding spec.qemu (e.g. a restore onto another version). */
+  qemu?: QemuInstall;
+}
+
+/** The QEMU for a VM: the runtime's choice, else the spec's, else the system one on PATH. */
+export function qemuFor(spec: VmSpec, runtime: { qemu?: QemuInstall }): QemuInstall {
+  return runtime.qemu ?? spec.qemu ?? { binary: QEMU_BINARY_DEFAULT, dataDirs: [] };
 }
 
 /** The QEMU binary to run: the caller's choice, or QEMU_BINARY_DEFAULT (looked up on PATH). */
@@ -60,7 +67,8 @@ export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   const paths = vmStatePaths(runtime.stateDir);
   if (spec.agent) checkSocketPath(paths.agentSocket); // the longer of the two
   checkSocketPath(paths.qmpSocket);
-  const args = ["-name", spec.name, "-machine", `${spec.machine},accel=${spec.accel}`];
+  const args = ["-name", spec.name, ...dataDirArgs(qemuFor(spec, runtime))];
+  args.push("-machine", `${spec.machine},accel=${spec.accel}`);
   args.push("-m", `${spec.memoryMiB}M`, "-smp", String(spec.smp));
   if (spec.cpu !== undefined) args.push("-cpu", spec.cpu);
   args.push("-nodefaults", "-no-user-config", "-display", "none");

@@ -3,11 +3,22 @@ export {
   buildQemuArgs,
   QEMU_BINARY_DEFAULT,
   type QemuRuntime,
+  qemuFor,
   resolveQemuBinary,
 } from "./command-line.ts";
 export { killVm, openVm, stopVm } from "./control.ts";
 export { type ManagedVm, type StartVmOptions, startVm } from "./launcher.ts";
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
+export {
+  dataDirArgs,
+  machineTypesOf,
+  QEMU_CHOICES,
+  type QemuInstall,
+  qemuEnv,
+  resolveQemuChoice,
+  SYSTEM_QEMU,
+  unpackedQemu,
+} from "./qemu-install.ts";
 export { listVms, type VmListing } from "./registry.ts";
 export {
   type Accel,

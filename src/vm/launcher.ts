@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
 import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
-import { buildQemuArgs, type QemuRuntime, resolveQemuBinary } from "./command-line.ts";
+import { buildQemuArgs, type QemuRuntime, qemuFor, resolveQemuBinary } from "./command-line.ts";
 import {
   isProcessAlive,
   readPidFile,
@@ -19,6 +19,7 @@ import {
   stuckError,
   waitForQemuExit,
 } from "./process.ts";
+import { type QemuInstall, qemuCommand } from "./qemu-install.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
 import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
 import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
@@ -53,6 +54,9 @@ export interface StartVmOptions {
   incoming?: "defer";
   /** Start with the vCPUs stopped (-S). */
   paused?: boolean;
+  /** The QEMU to run, overriding spec.qemu (its binary and -L data dirs). */
+  qemu?: QemuInstall;
+  /** Only the binary, overriding `qemu` and spec.qemu (kept for tests with a fake QEMU). */
   qemuBinary?: string;
   /** Deadline for QEMU to bring up QMP. */
   timeoutMs?: number;
@@ -77,16 +81,18 @@ export async function startVm(
     stateDir: paths.stateDir,
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
+    ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
   };
   const args = buildQemuArgs(spec, runtime);
-  const binary = resolveQemuBinary(options);
+  const install = qemuFor(spec, runtime);
+  const binary = resolveQemuBinary({ qemuBinary: options.qemuBinary ?? install.binary });
   await claimStateDir(home, spec.name, paths);
   let spawned: Spawned | undefined;
   try {
     await writeFile(paths.startingFile, `${process.pid}\n`);
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
-    spawned = await spawnDetached(binary, args, paths.qemuLog);
+    spawned = await spawnDetached(...qemuCommand(install, binary, args), paths.qemuLog);
     const qmp = await connectStarting(paths, spawned, options.timeoutMs);
     spawned.child.unref();
     const pid = spawned.child.pid;

@@ -144,3 +144,31 @@ test("loadVmSpec resolves paths against the file and names the file in errors", 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("the qemu field: binary on PATH or made absolute, data and module dirs absolute", () => {
+  const spec = parseVmSpec(
+    {
+      ...MINIMAL,
+      qemu: { binary: "q/bin/qemu-system-x86_64", dataDirs: ["q/share", "/usr/share/seabios"] },
+    },
+    BASE,
+  );
+  assert.deepEqual(spec.qemu, {
+    binary: "/specs/q/bin/qemu-system-x86_64",
+    dataDirs: ["/specs/q/share", "/usr/share/seabios"],
+  });
+  assert.deepEqual(parseVmSpec(JSON.parse(JSON.stringify(spec)), { baseDir: "/x" }), spec);
+  const onPath = parseVmSpec(
+    { ...MINIMAL, qemu: { binary: "qemu-system-x86_64", moduleDir: "m" } },
+    BASE,
+  );
+  assert.deepEqual(onPath.qemu, {
+    binary: "qemu-system-x86_64",
+    dataDirs: [],
+    moduleDir: "/specs/m",
+  });
+  assert.throws(
+    () => parseVmSpec({ ...MINIMAL, qemu: { binary: "", extra: 1 } }, BASE),
+    /spec\.qemu\.extra: unknown field[\s\S]*spec\.qemu\.binary: expected a string/,
+  );
+});

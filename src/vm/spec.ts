@@ -9,6 +9,7 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { NotFoundError, UsageError } from "../errors.ts";
 import {
+  QEMU_DATA_DIRS_MAX,
   VM_DISKS_MAX,
   VM_EXTRA_ARGS_MAX,
   VM_MEMORY_MIB_MAX,
@@ -16,6 +17,7 @@ import {
   VM_SMP_MAX,
   VM_SPEC_BYTES_MAX,
 } from "../limits.ts";
+import type { QemuInstall } from "./qemu-install.ts";
 
 export type Accel = "tcg" | "kvm";
 export type DiskFormat = "raw" | "qcow2";
@@ -50,6 +52,11 @@ export interface VmSpec {
    * Needs the guest's virtio_balloon driver. Absent means off.
    */
   freePageReporting?: boolean;
+  /**
+   * The QEMU that runs this VM: its binary and `-L` data dirs (src/vm/qemu-install.ts).
+   * Absent means the caller's choice, else the system qemu-system-x86_64.
+   */
+  qemu?: QemuInstall;
   /** Appended verbatim to QEMU's command line: the escape hatch. */
   extraArgs: string[];
 }
@@ -78,9 +85,11 @@ const FIELDS = [
   "disks",
   "agent",
   "freePageReporting",
+  "qemu",
   "extraArgs",
 ];
 const DISK_FIELDS = ["path", "format", "readonly", "interface"];
+const QEMU_FIELDS = ["binary", "dataDirs", "moduleDir"];
 
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
@@ -160,6 +169,28 @@ function parseDisk(p: Problems, field: string, value: unknown, baseDir: string) 
   return { path, format, readonly, interface: diskInterface } satisfies DiskSpec;
 }
 
+function parseQemu(p: Problems, field: string, value: unknown, baseDir: string) {
+  if (!isRecord(value)) return p.expected(field, 'an object { "binary", "dataDirs" }', value);
+  unknownFields(p, field, value, QEMU_FIELDS);
+  const binary = str(p, `${field}.binary`, value.binary, /^[^\0]+$/);
+  const dataDirs = parseList(p, `${field}.dataDirs`, value.dataDirs, QEMU_DATA_DIRS_MAX, (f, v) =>
+    filePath(p, f, v, baseDir),
+  );
+  const moduleDir =
+    value.moduleDir === undefined
+      ? undefined
+      : filePath(p, `${field}.moduleDir`, value.moduleDir, baseDir);
+  if (binary === undefined) return undefined;
+  // A name without a slash is looked up on PATH; a path is made absolute.
+  const resolved = binary.includes("/") ? filePath(p, `${field}.binary`, binary, baseDir) : binary;
+  if (resolved === undefined) return undefined;
+  return {
+    binary: resolved,
+    dataDirs,
+    ...(moduleDir === undefined ? {} : { moduleDir }),
+  } satisfies QemuInstall;
+}
+
 function parseList<T>(
   p: Problems,
   field: string,
@@ -208,6 +239,7 @@ export function parseVmSpec(json: unknown, options: ParseVmSpecOptions): VmSpec 
     json.freePageReporting === undefined
       ? false
       : bool(p, "spec.freePageReporting", json.freePageReporting);
+  const qemu = json.qemu === undefined ? undefined : parseQemu(p, "spec.qemu", json.qemu, baseDir);
   const extraArgs = parseList(p, "spec.extraArgs", json.extraArgs, VM_EXTRA_ARGS_MAX, (f, v) =>
     str(p, f, v),
   );
@@ -233,6 +265,7 @@ export function parseVmSpec(json: unknown, options: ParseVmSpecOptions): VmSpec 
     disks,
     agent,
     ...(reporting === true ? { freePageReporting: true } : {}),
+    ...(qemu === undefined ? {} : { qemu }),
     extraArgs,
   };
 }

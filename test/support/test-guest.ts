@@ -11,7 +11,14 @@ import {
   kernelAppend,
   waitUntilResponsive,
 } from "../../src/guest/index.ts";
-import { type ManagedVm, parseVmSpec, startVm, type VmSpec } from "../../src/vm/index.ts";
+import {
+  type ManagedVm,
+  parseVmSpec,
+  type QemuInstall,
+  startVm,
+  type VmSpec,
+} from "../../src/vm/index.ts";
+import { defaultQemu } from "./qemu.ts";
 
 /** TCG boot is ~5 s, plus filling memory; generous for a loaded 2-core machine. */
 const BOOT_BUDGET_MS = 180_000;
@@ -30,6 +37,8 @@ export interface TestGuestOptions {
   readonly qcow2DataDisk?: string;
   /** virtio-balloon free page reporting (the spec's `freePageReporting`). */
   readonly freePageReporting?: boolean;
+  /** The QEMU that runs it; default: defaultQemu() (SNAPWAKE_QEMU, else 10.0). */
+  readonly qemu?: QemuInstall;
 }
 
 /** Converts the built raw data disk into a fresh qcow2 image at `path` (qemu-img convert). */
@@ -57,6 +66,7 @@ export function testGuestSpec(opts: TestGuestOptions): VmSpec {
       disks: [disk],
       agent: true,
       ...(opts.freePageReporting === true ? { freePageReporting: true } : {}),
+      qemu: opts.qemu ?? defaultQemu(),
     },
     { baseDir: a.dir },
   );

@@ -1,5 +1,6 @@
 /**
- * Writes the golden fixture of the newest format version: for 1.2, an incremental child of the
+ * Writes the golden fixture of the newest format version: for 1.3, the small checkpoint with
+ * the runtime a save records (golden-1.3/); for 1.2, an incremental child of the
  * small checkpoint (golden-1.2/, its shared pack a plain copy); for 1.1, the small checkpoint
  * with disk references and its frozen layer (golden-1.1/ and golden-1.1-layers/; 1.0's was the
  * tests' small checkpoint). Run once per format version and commit the result
@@ -9,7 +10,7 @@
 import { cp, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { formatVersion } from "../format.ts";
-import { tempStore, writeSmall, writeSmallChild } from "../test-support.ts";
+import { tempStore, writeSmall, writeSmallChild, writeSmallSaved } from "../test-support.ts";
 import { writeSmallLayer, writeSmallWithDisk } from "../test-support-disk.ts";
 
 const version: string = formatVersion;
@@ -21,7 +22,9 @@ try {
       ? await writeSmall(t.store, name)
       : version === "1.1"
         ? await writeSmallWithDisk(t.store, await writeSmallLayer(t.home), name)
-        : await writeSmallChild(t.store, (await writeSmall(t.store)).name, name);
+        : version === "1.2"
+          ? await writeSmallChild(t.store, (await writeSmall(t.store)).name, name)
+          : await writeSmallSaved(t.store, name);
   const target = join(import.meta.dirname, name);
   await mkdir(target, { recursive: false });
   await cp(listing.dir, target, { recursive: true });

@@ -47,6 +47,10 @@ export const runSave: Run = async (ctx, p) => {
     `  stream ${(result.streamBytes / MIB).toFixed(1)} MiB from QEMU → ` +
       `checkpoint ${(c.bytes / MIB).toFixed(1)} MiB` +
       (result.parent === null ? " (full)" : ` (incremental from "${result.parent}")`),
+    result.live
+      ? "  live: the guest ran during the save"
+      : "  paused: the guest was paused for the save",
+    ...(result.pausedBecause === null ? [] : [`  note: ${result.pausedBecause}`]),
   ].join("\n");
   ctx.result(result, human);
 };

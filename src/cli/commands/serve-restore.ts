@@ -57,10 +57,12 @@ export const runServeRestore: Run = async (ctx, p) => {
 
 function restoreArgs(ctx: Context, p: Parsed) {
   const vmName = p.str("name");
+  const qemu = ctx.qemu();
   return {
     home: ctx.home,
     checkpoint: p.arg(0),
     ...(vmName === undefined ? {} : { vmName }),
+    ...(qemu === undefined ? {} : { qemu }),
     onProgress: ctx.progress.bind(ctx),
   };
 }

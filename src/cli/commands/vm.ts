@@ -5,7 +5,9 @@ import type { Run } from "./index.ts";
 export const runVmStart: Run = async (ctx, p) => {
   const loaded = await loadVmSpec(p.arg(0));
   const name = p.str("name");
-  const spec = name === undefined ? loaded : { ...loaded, name };
+  const named = name === undefined ? loaded : { ...loaded, name };
+  const qemu = named.qemu ?? ctx.qemu();
+  const spec = qemu === undefined ? named : { ...named, qemu };
   const vm = await startVm(ctx.home, spec, { paused: p.flag("paused") });
   vm.qmp.close();
   const out = { name: vm.name, pid: vm.pid, stateDir: vm.stateDir, agentSocket: vm.agentSocket };

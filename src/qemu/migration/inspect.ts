@@ -41,6 +41,7 @@ export interface StreamInspection {
   };
   readonly returnPathOpened: boolean;
   readonly postcopyAdvised: boolean;
+  readonly switchoverStart: boolean;
   readonly streamBytes: number;
 }
 
@@ -100,6 +101,7 @@ export async function inspectMigrationStream(
     },
     returnPathOpened: summary.returnPathOpened,
     postcopyAdvised: summary.postcopyAdvised,
+    switchoverStart: summary.switchoverStart,
     streamBytes: summary.streamBytes,
   };
 }
@@ -115,6 +117,7 @@ export function formatInspection(desc: StreamInspection): string {
   ];
   if (desc.returnPathOpened) lines.push("return path: opened");
   if (desc.postcopyAdvised) lines.push("postcopy: advised, not used");
+  if (desc.switchoverStart) lines.push("switchover start: marked (QEMU ≥ 10.0)");
   lines.push("", ...table(desc.blocks), "");
   const d = desc.deviceState;
   const vmdesc =

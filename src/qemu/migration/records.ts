@@ -86,6 +86,11 @@ export interface StreamSummary {
   readonly returnPathOpened: boolean;
   /** A POSTCOPY_ADVISE was seen (accepted and ignored: the stream stayed precopy). */
   readonly postcopyAdvised: boolean;
+  /**
+   * A SWITCHOVER_START command was seen (QEMU ≥ 10.0 sends it before its final RAM and
+   * device save, for 10.0+ machine types): accepted and dropped, no destination needs it.
+   */
+  readonly switchoverStart: boolean;
   /** How the RAM data ended: a RAM END section, or none (a background-snapshot stream). */
   readonly ramEnd: "end" | "background-snapshot";
 }

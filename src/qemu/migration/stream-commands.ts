@@ -1,6 +1,7 @@
 /**
- * The commands a precopy stream may carry (qemu-migration.md §1.6, §13): OPEN_RETURN_PATH,
- * PING and POSTCOPY_ADVISE (sent when postcopy or dirty bitmaps are merely enabled). Every
+ * The commands a precopy stream may carry: OPEN_RETURN_PATH, PING, POSTCOPY_ADVISE (sent when
+ * postcopy or dirty bitmaps are merely enabled) and SWITCHOVER_START (QEMU 10.0, machine
+ * types ≥ 10.0: marks the switchover, before the final RAM pass; docs/qemu-versions.md). Every
  * other command means postcopy, COLO or recovery is under way: rejected, with its offset.
  */
 import type { ByteSource } from "../../bytes/index.ts";
@@ -10,7 +11,8 @@ import { COMMAND_NAMES, Command, POSTCOPY_ADVISE_BYTES } from "./constants.ts";
 export type PrecopyCommand =
   | { readonly kind: "open-return-path" }
   | { readonly kind: "ping"; readonly value: number }
-  | { readonly kind: "postcopy-advise"; readonly payloadBytes: number };
+  | { readonly kind: "postcopy-advise"; readonly payloadBytes: number }
+  | { readonly kind: "switchover-start" };
 
 /** Reads a command item whose 0x08 type byte at `at` was just consumed. */
 export async function readPrecopyCommand(src: ByteSource, at: number): Promise<PrecopyCommand> {
@@ -36,6 +38,9 @@ export async function readPrecopyCommand(src: ByteSource, at: number): Promise<P
       expect([0, POSTCOPY_ADVISE_BYTES]);
       (await src.read(length, "a POSTCOPY_ADVISE payload")).skip(length);
       return { kind: "postcopy-advise", payloadBytes: length };
+    case Command.switchoverStart:
+      expect([0]);
+      return { kind: "switchover-start" };
     default: {
       const name = COMMAND_NAMES.get(command);
       if (name === undefined || command === Command.invalid) {

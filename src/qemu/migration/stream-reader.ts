@@ -75,6 +75,7 @@ class StreamReader {
   #ram: RamTracker | null = null;
   #returnPathOpened = false;
   #postcopyAdvised = false;
+  #switchoverStart = false;
   #shutSent = false;
 
   constructor(src: ByteSource, visitor: StreamVisitor, options: ReadStreamOptions) {
@@ -106,6 +107,7 @@ class StreamReader {
       deviceSectionsFrom: names.from,
       returnPathOpened: this.#returnPathOpened,
       postcopyAdvised: this.#postcopyAdvised,
+      switchoverStart: this.#switchoverStart,
       ramEnd: ramEnd.kind,
     };
   }
@@ -237,6 +239,9 @@ class StreamReader {
         return;
       case "postcopy-advise":
         this.#postcopyAdvised = true;
+        return;
+      case "switchover-start":
+        this.#switchoverStart = true;
         return;
       default:
         return assertNever(command);

@@ -9,10 +9,11 @@ import { join } from "node:path";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import type { DeviceState, RamBlock, RamSectionInfo, StreamVisitor } from "./records.ts";
 
-const FIXTURES = join(import.meta.dirname, "..", "..", "..", "test", "fixtures", "qemu-7.2");
+const FIXTURES = join(import.meta.dirname, "..", "..", "..", "test", "fixtures");
 
-export function fixture(name: string): Uint8Array {
-  return new Uint8Array(readFileSync(join(FIXTURES, name)));
+/** A captured stream of test/fixtures/qemu-<version>/ (default: the 7.2 ones). */
+export function fixture(name: string, version: "7.2" | "10.0" = "7.2"): Uint8Array {
+  return new Uint8Array(readFileSync(join(FIXTURES, `qemu-${version}`, name)));
 }
 
 /** The input in chunks of `size` bytes (the last may be shorter). */

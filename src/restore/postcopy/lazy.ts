@@ -19,7 +19,7 @@ import {
 } from "../../limits.ts";
 import type { ProgressListener } from "../../progress.ts";
 import type { RunState } from "../../qemu/qmp/index.ts";
-import { killVm, type ManagedVm } from "../../vm/index.ts";
+import { killVm, type ManagedVm, type QemuInstall } from "../../vm/index.ts";
 import { replayInfo } from "../stream-info.ts";
 import { type RestoredVm, startRestoreTarget } from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
@@ -39,6 +39,8 @@ export interface PostcopyRestoreOptions {
   readonly mode: PostcopyMode;
   /** Name of the new managed VM; default: the saved VM's name. */
   readonly vmName?: string;
+  /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
+  readonly qemu?: QemuInstall;
   /** Pages sent before the guest runs; required for "partial", refused for "lazy". */
   readonly workingSet?: readonly PageRef[];
   /**
@@ -102,7 +104,7 @@ export async function restorePostcopy(
     });
     const cache = new ChunkCache(reader, RESTORE_CHUNK_CACHE_CHUNKS);
     const blockNames = reader.blocks.map((b) => b.name);
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName);
+    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu);
     let channel: MigrationChannel | undefined;
     try {
       channel = await openPostcopyChannel(vm, opts.connectChannel);

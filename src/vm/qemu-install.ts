@@ -1,0 +1,144 @@
+/**
+ * Which QEMU runs a VM: a binary and the directories it loads firmware, option ROMs and
+ * keymaps from (`-L`, in order). A setting, never guessed by the library: a VM spec's `qemu`
+ * field, or a caller's choice (the CLI's SNAPWAKE_QEMU, the tests' and bench's default).
+ *
+ * Invariants: a QemuInstall is normalized (binary non-empty, dataDirs absolute); the system
+ * install is `qemu-system-x86_64` on PATH with no -L (it finds its own files).
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { QemuError, UsageError } from "../errors.ts";
+
+const run = promisify(execFile);
+
+export interface QemuInstall {
+  /** A program name (looked up on PATH) or an absolute path. */
+  readonly binary: string;
+  /** `-L` directories, searched in order; empty for a system install. */
+  readonly dataDirs: readonly string[];
+  /**
+   * Where its loadable modules are (QEMU_MODULE_DIR); absent for a system install. Without
+   * it an unpacked QEMU tries the system QEMU's modules and complains ("Only modules from
+   * the same build can be loaded").
+   */
+  readonly moduleDir?: string;
+}
+
+/** The QEMU binary used unless the caller names another. */
+export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
+
+/** The system QEMU (Debian 12: 7.2), found on PATH. */
+export const SYSTEM_QEMU: QemuInstall = { binary: QEMU_BINARY_DEFAULT, dataDirs: [] };
+
+/** Where SeaBIOS lives on Debian; an unpacked QEMU package has no BIOS of its own. */
+const SEABIOS_DIR = "/usr/share/seabios";
+
+/**
+ * A QEMU package unpacked with `dpkg -x` into `root` (scripts/setup.sh puts QEMU 10.0 in
+ * build/qemu-10.0): its binary, its own data files first, then the system SeaBIOS.
+ */
+export function unpackedQemu(root: string): QemuInstall {
+  const absolute = resolve(root);
+  return {
+    binary: join(absolute, "usr", "bin", "qemu-system-x86_64"),
+    dataDirs: [join(absolute, "usr", "share", "qemu"), SEABIOS_DIR],
+    moduleDir: join(absolute, "usr", "lib", "x86_64-linux-gnu", "qemu"),
+  };
+}
+
+/** The versions a choice may name, and where the unpacked ones live under the build dir. */
+export const QEMU_CHOICES = ["10.0", "7.2"] as const;
+
+/**
+ * Resolves a QEMU choice: "7.2" (the system QEMU), "10.0" (unpacked under
+ * `<buildDir>/qemu-10.0`), or a path to a qemu-system-x86_64 binary (an unpacked package's
+ * `usr/share/qemu` next to it is used as its data dir). Throws UsageError saying what to do
+ * when the choice names nothing usable.
+ */
+export function resolveQemuChoice(choice: string, buildDir: string): QemuInstall {
+  if (choice === "7.2") return SYSTEM_QEMU;
+  if (choice === "10.0") {
+    const install = unpackedQemu(join(buildDir, "qemu-10.0"));
+    if (!existsSync(install.binary)) {
+      throw new UsageError(
+        `QEMU 10.0 is not unpacked at ${install.binary}; run \`npm run setup\` ` +
+          "(it unpacks Debian's bookworm-backports package there) or choose SNAPWAKE_QEMU=7.2",
+      );
+    }
+    return install;
+  }
+  if (!isAbsolute(choice)) {
+    throw new UsageError(
+      `SNAPWAKE_QEMU: expected ${QEMU_CHOICES.join(" or ")} or an absolute path to ` +
+        `qemu-system-x86_64, got "${choice}"`,
+    );
+  }
+  if (!existsSync(choice)) throw new UsageError(`SNAPWAKE_QEMU: no file at ${choice}`);
+  const data = resolve(dirname(choice), "..", "share", "qemu");
+  const unpacked = existsSync(data) && data !== "/usr/share/qemu";
+  return unpacked
+    ? unpackedQemu(resolve(dirname(choice), "..", ".."))
+    : { binary: choice, dataDirs: [] };
+}
+
+/** The environment QEMU runs with: the caller's, plus the install's module dir. */
+export function qemuEnv(install: QemuInstall, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return install.moduleDir === undefined ? base : { ...base, QEMU_MODULE_DIR: install.moduleDir };
+}
+
+/**
+ * The program and argv that run `install` with `args`, its module dir set through env(1),
+ * which execs QEMU in place (same pid) and leaves the rest of the environment as inherited.
+ */
+export function qemuCommand(
+  install: QemuInstall,
+  binary: string,
+  args: string[],
+): [string, string[]] {
+  if (install.moduleDir === undefined) return [binary, args];
+  return ["env", [`QEMU_MODULE_DIR=${install.moduleDir}`, binary, ...args]];
+}
+
+/** QEMU's arguments for the install's data dirs. */
+export function dataDirArgs(install: QemuInstall): string[] {
+  return install.dataDirs.flatMap((dir) => ["-L", dir]);
+}
+
+const machineTypes = new Map<string, Promise<ReadonlySet<string>>>();
+
+/**
+ * The machine types (aliases included) a QEMU knows, from `-machine help`; asked once per
+ * binary per process. Throws QemuError quoting QEMU when it cannot run.
+ */
+export function machineTypesOf(install: QemuInstall): Promise<ReadonlySet<string>> {
+  const key = JSON.stringify(install);
+  let known = machineTypes.get(key);
+  if (known === undefined) {
+    known = listMachineTypes(install);
+    machineTypes.set(key, known);
+    known.catch(() => machineTypes.delete(key));
+  }
+  return known;
+}
+
+async function listMachineTypes(install: QemuInstall): Promise<ReadonlySet<string>> {
+  const args = [...dataDirArgs(install), "-machine", "help"];
+  const [program, argv] = qemuCommand(install, install.binary, args);
+  const { stdout } = await run(program, argv).catch((error: unknown) => {
+    throw new QemuError(
+      `Cannot ask ${install.binary} for its machine types (${String(error)}); check the QEMU ` +
+        "setting (SNAPWAKE_QEMU or the spec's qemu field)",
+      { cause: error },
+    );
+  });
+  // "Supported machines are:" then one "<name>  <description>" per line.
+  const names = stdout
+    .split("\n")
+    .slice(1)
+    .map((line) => line.split(/\s+/)[0] ?? "")
+    .filter((name) => name !== "");
+  return new Set(names);
+}
