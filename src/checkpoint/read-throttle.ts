@@ -1,6 +1,7 @@
 /**
  * An emulated slow store for benches and tests (never for production): with
- * `SNAPWAKE_STORE_THROTTLE=<MB/s>,<latency ms>` (e.g. `200,5`) every read of a checkpoint's
+ * `SNAPWAKE_STORE_THROTTLE=<MB/s>,<latency ms>` (e.g. `200,5`; read by the CLI, which calls
+ * configureStoreThrottle) every read of a checkpoint's
  * packs, index and device state costs what it would on network storage with that bandwidth and
  * latency. The bench feeds QEMU's own `-incoming exec:` reader through the same model
  * (bench/lib/throttled-read.ts), so both sides see one set of limits (docs/bench.md).
@@ -82,16 +83,21 @@ export class ReadThrottle {
   }
 }
 
-let fromEnv: ReadThrottle | null | undefined;
+/**
+ * The process's emulated slow store: one per process (the bench's model is "this process reads
+ * from network storage"), configured once by the CLI from SNAPWAKE_STORE_THROTTLE.
+ */
+let processThrottle: ReadThrottle | null = null;
 
-/** The process's throttle from SNAPWAKE_STORE_THROTTLE, or null when it is unset. */
+/** Sets (text: "<MB/s>,<latency ms>") or clears (undefined or "") the process's throttle. */
+export function configureStoreThrottle(text: string | undefined): void {
+  processThrottle =
+    text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
+}
+
+/** The process's throttle, or null when none is set. */
 export function storeReadThrottle(): ReadThrottle | null {
-  if (fromEnv === undefined) {
-    const text = process.env[STORE_THROTTLE_ENV];
-    fromEnv =
-      text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
-  }
-  return fromEnv;
+  return processThrottle;
 }
 
 /** `read()` through the store's throttle when there is one. */
