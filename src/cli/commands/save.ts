@@ -1,9 +1,11 @@
-/** `snapwake save`: checkpoint a managed VM (`--continue`: profile.ts). */
+/**
+ * `snapwake save`: checkpoint a managed VM. `--continue` (profile.ts) brings the restore code
+ * along, so it is loaded only then: a plain save loads the save path alone.
+ */
 import { UsageError } from "../../errors.ts";
 import { save } from "../../save/index.ts";
 import type { Run } from "./index.ts";
 import { choice } from "./parse.ts";
-import { saveContinue } from "./profile.ts";
 
 const MIB = 2 ** 20;
 
@@ -20,6 +22,7 @@ export const runSave: Run = async (ctx, p) => {
   if (p.flag("continue")) {
     if (p.str("after") !== undefined)
       throw new UsageError("--continue and --after exclude each other");
+    const { saveContinue } = await import("./profile.ts");
     await saveContinue(ctx, p, vm, name, parent);
     return;
   }
