@@ -29,7 +29,7 @@ import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 /** A quiet guest right after boot (no hot writer): what it touches after a restore repeats. */
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 0 } } as const;
 const CHECKPOINT = "lazy-a@1";
-/** The profiling restore's background waits this long, so its trace sees the working set. */
+/** The profiling restore is pure demand paging this long, so its trace sees the working set. */
 const PROFILE_MS = 3_000;
 /** A hung fill must fail the test, not stall the suite. */
 const LIMIT = { timeout: 300_000 };
@@ -121,7 +121,10 @@ test(
   LIMIT,
   async () => {
     assert.ok(lazyReport !== undefined, "the plain lazy restore ran first");
-    const profile = await lazy({ vmName: "lazy-prof", backgroundDelayMs: PROFILE_MS });
+    const profile = await lazy({
+      vmName: "lazy-prof",
+      traceWindow: { maxMs: PROFILE_MS, fixed: true },
+    });
     const profAgent = await connectAgent(profile.vm);
     const traced = await profile.fill;
     profAgent.close();

@@ -21,7 +21,10 @@ import { bootTestGuest } from "../support/test-guest.ts";
 /** The default test guest (hot writer on) with a 160 MiB workload. */
 const GUEST = { memoryMiB: 384, params: { memMiB: 160 } } as const;
 const CHECKPOINT = "loc-a@1";
-/** The profiling restore's background waits this long, so its trace sees the working set. */
+/**
+ * The profiling restore is pure demand paging for this long (a fixed trace window: nothing
+ * unasked is placed), so its trace holds every page the guest touched in it.
+ */
 const PROFILE_MS = 3_000;
 const LIMIT = { timeout: 600_000 };
 
@@ -84,7 +87,7 @@ test(
       checkpoint: CHECKPOINT,
       mode: "lazy",
       vmName: "loc-prof",
-      backgroundDelayMs: PROFILE_MS,
+      traceWindow: { maxMs: PROFILE_MS, fixed: true },
     });
     const traced = await prof.fill;
     await stopVm(home, "loc-prof");
