@@ -13,45 +13,27 @@
  * cold cache is dropped right before each restore is invoked, for QEMU's stream file as for the
  * checkpoint; the throttle is the same model for both (read-throttle.ts).
  */
-import { execFileSync } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { STORE_THROTTLE_ENV } from "../../src/checkpoint/read-throttle.ts";
 import type { AgentClient, GuestParams } from "../../src/guest/index.ts";
-import { listRestoreRecords, type RestoreSummary } from "../../src/restore/index.ts";
-import { killVm, openVm, startVm } from "../../src/vm/index.ts";
-import { vmPaths } from "../../src/vm/state-dir.ts";
+import { killVm, openVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
-import { bootTestGuest, testGuestSpec } from "../../test/support/test-guest.ts";
+import { bootTestGuest } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
+import { type TickCounter, watchSave } from "./first-output.ts";
 import {
-  type FirstOutput,
-  firstUsefulOutput,
-  type TickCounter,
-  watchSave,
-} from "./first-output.ts";
+  type Cache,
+  type MeasureContext,
+  MODES,
+  type Mode,
+  type ModeRun,
+  measure,
+  skippedRun,
+} from "./restore-measure.ts";
 
-export const CACHES = ["warm", "cold", "throttled"] as const;
-export type Cache = (typeof CACHES)[number];
-export const MODES = ["qemu", "eager", "lazy", "auto", "partial", "partial-ws"] as const;
-export type Mode = (typeof MODES)[number];
-export const MODE_LABELS: Record<Mode, string> = {
-  qemu: "QEMU's own",
-  eager: "snapwake eager",
-  lazy: "snapwake lazy",
-  auto: "snapwake auto",
-  partial: "partial (profiled WS)",
-  "partial-ws": "partial (write set)",
-};
+export { CACHES, type Cache, MODES, type Mode, type ModeRun } from "./restore-measure.ts";
 
-/** A restore that shows no useful output in 10 minutes has failed. */
-const FIRST_OUTPUT_BUDGET_MS = 600_000;
-/** A lazy fill that has not finished in 20 minutes has failed (4 GiB at a throttled 5 MB/s). */
-const FILL_BUDGET_MS = 1_200_000;
-const RECORD_POLL_MS = 100;
-const VERIFY_TIMEOUT_MS = 600_000;
 const SWEEP_WAIT_MS = 120_000;
 
 export interface Throttle {
@@ -69,28 +51,6 @@ export interface GuestPlan {
   readonly profileSeconds: number;
   /** "paused": both saves pause the guest first (--stop-first); "live": precopy while it runs. */
   readonly save: "paused" | "live";
-}
-
-export interface ModeRun {
-  readonly mode: Mode;
-  readonly label: string;
-  /** What `auto` chose, or the mode itself. */
-  readonly ran: string;
-  /** Null when the mode could not run here (`skipped` says why). */
-  readonly firstOutputMs: number | null;
-  readonly firstPingMs: number | null;
-  /** Restore invoked → the restore command (or QEMU's migration + cont) returned. */
-  readonly commandMs: number | null;
-  readonly prefetched: number | null;
-  readonly lazyFaults: number | null;
-  readonly pushed: number | null;
-  readonly fullFillMs: number | null;
-  /** The page server's own clock: its restore start → RUN handed to QEMU (lazy, partial). */
-  readonly runMs: number | null;
-  readonly serviceMs: { p50: number; p99: number; max: number } | null;
-  readonly packMiBRead: number | null;
-  readonly verifyBad: number | null;
-  readonly skipped: string | null;
 }
 
 export interface CacheRun {
@@ -124,17 +84,6 @@ export interface GuestResult {
     prefetchPagesAfter: number | null;
   } | null;
   readonly runs: CacheRun[];
-}
-
-interface Ctx {
-  readonly home: string;
-  readonly workDir: string;
-  readonly plan: GuestPlan;
-  readonly log: (line: string) => void;
-  readonly qemuFile: string;
-  readonly checkpoint: string;
-  readonly counter: TickCounter;
-  readonly savedCounter: { qemu: number; snapwake: number };
 }
 
 export async function runRestoreGuest(o: {
@@ -193,9 +142,8 @@ export async function runRestoreGuest(o: {
       return qemuSaveToFile(o.home, "g", qemuFile, plan.save);
     });
     await killVm(o.home, "g");
-    const ctx: Ctx = {
+    const ctx: MeasureContext = {
       home: o.home,
-      workDir: o.workDir,
       plan,
       log,
       qemuFile,
@@ -300,146 +248,4 @@ async function qemuSaveToFile(
   } finally {
     vm.qmp.close();
   }
-}
-
-function skippedRun(mode: Mode, why: string): ModeRun {
-  return {
-    mode,
-    label: MODE_LABELS[mode],
-    ran: mode,
-    firstOutputMs: null,
-    firstPingMs: null,
-    commandMs: null,
-    prefetched: null,
-    lazyFaults: null,
-    pushed: null,
-    fullFillMs: null,
-    runMs: null,
-    serviceMs: null,
-    packMiBRead: null,
-    verifyBad: null,
-    skipped: why,
-  };
-}
-
-/** The page cache emptied: dirty data written back first, then every clean page dropped. */
-function dropCaches(): void {
-  execFileSync("sync");
-  execFileSync("sh", ["-c", "echo 3 > /proc/sys/vm/drop_caches"]);
-}
-
-const NODE = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.url));
-const THROTTLED_READ = fileURLToPath(new URL("./throttled-read.ts", import.meta.url));
-
-/** One restore of one mode under one cache condition, measured (header). */
-async function measure(ctx: Ctx, mode: Mode, cache: Cache): Promise<ModeRun> {
-  const { home, plan } = ctx;
-  const vmName = `${mode}-${cache}`;
-  const throttle = `${plan.throttle.mbps},${plan.throttle.latencyMs}`;
-  ctx.log(`  ${cache}: ${MODE_LABELS[mode]}…`);
-  if (cache === "cold") dropCaches();
-  const startedAt = performance.now();
-  const savedCounter = mode === "qemu" ? ctx.savedCounter.qemu : ctx.savedCounter.snapwake;
-  const output = firstUsefulOutput(vmPaths(home, vmName).agentSocket, {
-    startedAt,
-    counter: ctx.counter,
-    savedCounter,
-    budgetMs: FIRST_OUTPUT_BUDGET_MS,
-  });
-  output.catch(() => undefined); // awaited below; a failed restore reports its own error first
-  let commandMs: number;
-  let ran: string = mode;
-  let eagerPages: number | null = null;
-  try {
-    if (mode === "qemu") {
-      const vm = await startVm(
-        home,
-        { ...testGuestSpec({ name: vmName, memoryMiB: plan.sizeMiB, params: plan.params }) },
-        {
-          incoming: "defer",
-        },
-      );
-      const reader =
-        cache === "throttled"
-          ? `'${NODE}' '${THROTTLED_READ}' '${ctx.qemuFile}' '${throttle}'`
-          : `cat '${ctx.qemuFile}'`;
-      await vm.qmp.execute("migrate-incoming", { uri: `exec:${reader}` });
-      await vm.qmp.waitForMigration();
-      const status = await vm.qmp.execute("query-status", {});
-      if (!status.running) await vm.qmp.execute("cont", {});
-      commandMs = performance.now() - startedAt;
-      vm.qmp.close();
-    } else {
-      const cliMode = mode === "partial-ws" ? "partial" : mode;
-      const r = await runCli(
-        home,
-        ["restore", ctx.checkpoint, "--name", vmName, "--mode", cliMode],
-        cache === "throttled" ? { env: { [STORE_THROTTLE_ENV]: throttle } } : {},
-      );
-      commandMs = r.wallMs;
-      const j = r.json as { mode?: string; dataPages?: number; zeroPages?: number };
-      ran = j.mode ?? mode;
-      if (mode === "eager") eagerPages = (j.dataPages ?? 0) + (j.zeroPages ?? 0);
-    }
-  } catch (error) {
-    await killVm(home, vmName).catch(() => undefined);
-    throw error;
-  }
-  let first: FirstOutput;
-  let agent: AgentClient;
-  try {
-    ({ result: first, agent } = await output);
-  } catch (error) {
-    await killVm(home, vmName);
-    throw error;
-  }
-  try {
-    const record =
-      mode === "qemu" || mode === "eager" ? null : await waitRecord(home, ctx.checkpoint, vmName);
-    const report = record?.record.report ?? null;
-    if (record !== null && record.record.outcome !== "filled")
-      throw new Error(
-        `restore ${vmName} failed after the guest ran: ${record.record.error?.message ?? "no error recorded"} (${record.file})`,
-      );
-    const verify = await agent.verify({ timeoutMs: VERIFY_TIMEOUT_MS });
-    return {
-      mode,
-      label: MODE_LABELS[mode],
-      ran,
-      firstOutputMs: first.firstOutputMs,
-      firstPingMs: first.firstPingMs,
-      commandMs,
-      prefetched: report?.pagesPrefetched ?? eagerPages,
-      lazyFaults: report?.lazyRequests ?? (mode === "eager" ? 0 : null),
-      pushed: report?.pagesPushed ?? (mode === "eager" ? 0 : null),
-      fullFillMs: report?.timeToFullFillMs ?? null,
-      runMs: report?.runMs ?? null,
-      serviceMs:
-        report === null
-          ? null
-          : {
-              p50: report.serviceLatency.p50Ms,
-              p99: report.serviceLatency.p99Ms,
-              max: report.serviceLatency.maxMs,
-            },
-      packMiBRead: report === null ? null : report.packBytesRead / 2 ** 20,
-      verifyBad: verify.bad,
-      skipped: null,
-    };
-  } finally {
-    agent.close();
-    await killVm(home, vmName);
-  }
-}
-
-/** The restore record the detached page server writes for `vm` when its fill ends. */
-async function waitRecord(home: string, checkpoint: string, vm: string): Promise<RestoreSummary> {
-  const end = performance.now() + FILL_BUDGET_MS;
-  while (performance.now() < end) {
-    const { restores } = await listRestoreRecords(home, checkpoint);
-    const mine = restores.find((r) => r.record.vm === vm);
-    if (mine !== undefined) return mine;
-    await sleep(RECORD_POLL_MS);
-  }
-  throw new Error(`no restore record for ${vm} after ${FILL_BUDGET_MS} ms: see ${home}/restores`);
 }

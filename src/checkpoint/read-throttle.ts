@@ -10,7 +10,8 @@
  * Latencies of reads in flight together overlap; their bytes share the one link. The real read
  * (usually from the page cache) runs first; only the remainder of the modelled time is slept.
  *
- * Invariant: without the variable nothing is slowed and no timer is armed.
+ * The CLI reads the variable (setStoreReadThrottle), in every snapwake process, the detached
+ * page server included. Invariant: without it nothing is slowed and no timer is armed.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { UsageError } from "../errors.ts";
@@ -82,16 +83,19 @@ export class ReadThrottle {
   }
 }
 
-let fromEnv: ReadThrottle | null | undefined;
+let active: ReadThrottle | null = null;
 
-/** The process's throttle from SNAPWAKE_STORE_THROTTLE, or null when it is unset. */
+/**
+ * Sets the process's throttle from the SNAPWAKE_STORE_THROTTLE value (the CLI reads the
+ * environment and calls this); undefined or "" turns it off.
+ */
+export function setStoreReadThrottle(text: string | undefined): void {
+  active = text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
+}
+
+/** The process's throttle, or null when reads are not slowed. */
 export function storeReadThrottle(): ReadThrottle | null {
-  if (fromEnv === undefined) {
-    const text = process.env[STORE_THROTTLE_ENV];
-    fromEnv =
-      text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
-  }
-  return fromEnv;
+  return active;
 }
 
 /** `read()` through the store's throttle when there is one. */

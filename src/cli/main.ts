@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { STORE_THROTTLE_ENV, setStoreReadThrottle } from "../checkpoint/read-throttle.ts";
 /**
  * The snapwake command line. The only place that reads argv and env, prints, and sets the
  * exit code. Each error class maps to an exit code and a hint about what to do next.
@@ -40,6 +41,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const json = rest.includes("--json");
   const ctx = makeContext(process.env, json);
   try {
+    // Bench and test facility: an emulated slow store (docs/bench.md).
+    setStoreReadThrottle(process.env[STORE_THROTTLE_ENV]);
     await command.run(ctx, rest);
     return ExitCode.ok;
   } catch (error) {
