@@ -16,26 +16,76 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AgentClient } from "../../src/guest/index.ts";
+import type { AgentClient, GuestParams } from "../../src/guest/index.ts";
 import { killVm, openVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { bootTestGuest } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
 import { type TickCounter, watchSave } from "./first-output.ts";
-import { measure } from "./restore-measure.ts";
 import {
-  type CacheRun,
-  type Ctx,
-  type GuestPlan,
-  type GuestResult,
-  MODE_LABELS,
+  type Cache,
+  type MeasureContext,
   MODES,
   type Mode,
   type ModeRun,
-  SWEEP_WAIT_MS,
-} from "./restore-plan.ts";
+  measure,
+  skippedRun,
+} from "./restore-measure.ts";
 
-export * from "./restore-plan.ts";
+export { CACHES, type Cache, MODES, type Mode, type ModeRun } from "./restore-measure.ts";
+
+const SWEEP_WAIT_MS = 120_000;
+
+export interface Throttle {
+  readonly mbps: number;
+  readonly latencyMs: number;
+}
+
+export interface GuestPlan {
+  readonly sizeMiB: number;
+  readonly workload: "hot" | "sweep";
+  readonly params: GuestParams;
+  readonly caches: readonly Cache[];
+  readonly modes: readonly Mode[];
+  readonly throttle: Throttle;
+  /** Upper bound of the profile's window, s; null: the window closes once the trace settles. */
+  readonly profileSeconds: number | null;
+  /** "paused": both saves pause the guest first (--stop-first); "live": precopy while it runs. */
+  readonly save: "paused" | "live";
+}
+
+export interface CacheRun {
+  readonly cache: Cache;
+  readonly modes: ModeRun[];
+}
+
+export interface GuestResult {
+  readonly sizeMiB: number;
+  readonly workload: "hot" | "sweep";
+  readonly params: GuestParams;
+  readonly save: "paused" | "live";
+  readonly counter: TickCounter;
+  readonly bootMs: number;
+  readonly saves: {
+    readonly qemu: { ms: number; bytes: number; savedCounter: number; sweepPhaseMs: number };
+    readonly snapwake: {
+      /** `snapwake save` spawn → exit. */
+      ms: number;
+      bytes: number;
+      streamBytes: number;
+      writeSetPages: number;
+      savedCounter: number;
+      sweepPhaseMs: number;
+    };
+  };
+  readonly profile: {
+    ms: number;
+    tracedPages: number;
+    workingSetPages: number;
+    prefetchPagesAfter: number | null;
+  } | null;
+  readonly runs: CacheRun[];
+}
 
 export async function runRestoreGuest(o: {
   readonly home: string;
@@ -93,9 +143,8 @@ export async function runRestoreGuest(o: {
       return qemuSaveToFile(o.home, "g", qemuFile, plan.save);
     });
     await killVm(o.home, "g");
-    const ctx: Ctx = {
+    const ctx: MeasureContext = {
       home: o.home,
-      workDir: o.workDir,
       plan,
       log,
       qemuFile,
@@ -196,24 +245,4 @@ async function qemuSaveToFile(
   } finally {
     vm.qmp.close();
   }
-}
-
-function skippedRun(mode: Mode, why: string): ModeRun {
-  return {
-    mode,
-    label: MODE_LABELS[mode],
-    ran: mode,
-    firstOutputMs: null,
-    firstPingMs: null,
-    commandMs: null,
-    prefetched: null,
-    lazyFaults: null,
-    pushed: null,
-    fullFillMs: null,
-    runMs: null,
-    serviceMs: null,
-    packMiBRead: null,
-    verifyBad: null,
-    skipped: why,
-  };
 }

@@ -1,18 +1,10 @@
-/** One restore of one mode under one cache condition, timed from its invocation (restore-bench.ts). */
 /**
- * `npm run bench -- restore`, one guest: the user's path, timed from the outside. The test guest
- * is booted, saved paused by `snapwake save` (a process, as a user runs it) and by QEMU's own
- * `migrate` to a file, then restored every way under each cache condition: QEMU's own
- * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
- * eager, lazy, auto, partial with the `snapwake profile`d working set, and partial with the
- * save's write set when the save recorded one. Each restore is timed from its invocation to the
- * guest's first useful output (first-output.ts); lazy and partial restores add the VEE'11
- * columns from their restore record.
+ * One restore of one mode under one cache condition, measured from the outside (the bench's
+ * header in restore-bench.ts; the definition of first useful output in first-output.ts). The
+ * cold cache is dropped right before the restore is invoked; the throttled store is the same
+ * model for snapwake (SNAPWAKE_STORE_THROTTLE) and QEMU's own (throttled-read.ts as its reader).
  *
- * Invariants: one VM runs at a time (the guest is killed before the first restore, each restored
- * VM after its measurement); every restored guest verifies all of its pages after its fill; the
- * cold cache is dropped right before each restore is invoked, for QEMU's stream file as for the
- * checkpoint; the throttle is the same model for both (read-throttle.ts).
+ * Invariant: the restored VM is killed before `measure` returns or throws.
  */
 import { execFileSync } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -24,18 +16,82 @@ import { killVm, startVm } from "../../src/vm/index.ts";
 import { vmPaths } from "../../src/vm/state-dir.ts";
 import { testGuestSpec } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
-import { type FirstOutput, firstUsefulOutput } from "./first-output.ts";
-import {
-  type Cache,
-  type Ctx,
-  FILL_BUDGET_MS,
-  FIRST_OUTPUT_BUDGET_MS,
-  MODE_LABELS,
-  type Mode,
-  type ModeRun,
-  RECORD_POLL_MS,
-  VERIFY_TIMEOUT_MS,
-} from "./restore-plan.ts";
+import { type FirstOutput, firstUsefulOutput, type TickCounter } from "./first-output.ts";
+import type { GuestPlan } from "./restore-bench.ts";
+
+export const CACHES = ["warm", "cold", "throttled"] as const;
+export type Cache = (typeof CACHES)[number];
+export const MODES = ["qemu", "eager", "lazy", "auto", "partial", "partial-ws"] as const;
+export type Mode = (typeof MODES)[number];
+export const MODE_LABELS: Record<Mode, string> = {
+  qemu: "QEMU's own",
+  eager: "snapwake eager",
+  lazy: "snapwake lazy",
+  auto: "snapwake auto",
+  partial: "partial (profiled WS)",
+  "partial-ws": "partial (write set)",
+};
+
+/** A restore that shows no useful output in 10 minutes has failed. */
+/** A restore that shows no useful output in 10 minutes has failed. */
+const FIRST_OUTPUT_BUDGET_MS = 600_000;
+/** A lazy fill that has not finished in 20 minutes has failed (4 GiB at a throttled 5 MB/s). */
+const FILL_BUDGET_MS = 1_200_000;
+const RECORD_POLL_MS = 100;
+const VERIFY_TIMEOUT_MS = 600_000;
+
+export interface ModeRun {
+  readonly mode: Mode;
+  readonly label: string;
+  /** What `auto` chose, or the mode itself. */
+  readonly ran: string;
+  /** Null when the mode could not run here (`skipped` says why). */
+  readonly firstOutputMs: number | null;
+  readonly firstPingMs: number | null;
+  /** Restore invoked → the restore command (or QEMU's migration + cont) returned. */
+  readonly commandMs: number | null;
+  readonly prefetched: number | null;
+  readonly lazyFaults: number | null;
+  readonly pushed: number | null;
+  readonly fullFillMs: number | null;
+  /** The page server's own clock: its restore start → RUN handed to QEMU (lazy, partial). */
+  readonly runMs: number | null;
+  readonly serviceMs: { p50: number; p99: number; max: number } | null;
+  readonly packMiBRead: number | null;
+  readonly verifyBad: number | null;
+  readonly skipped: string | null;
+}
+
+/** What every measurement of one guest shares. */
+export interface MeasureContext {
+  readonly home: string;
+  readonly plan: GuestPlan;
+  readonly log: (line: string) => void;
+  readonly qemuFile: string;
+  readonly checkpoint: string;
+  readonly counter: TickCounter;
+  readonly savedCounter: { qemu: number; snapwake: number };
+}
+
+export function skippedRun(mode: Mode, why: string): ModeRun {
+  return {
+    mode,
+    label: MODE_LABELS[mode],
+    ran: mode,
+    firstOutputMs: null,
+    firstPingMs: null,
+    commandMs: null,
+    prefetched: null,
+    lazyFaults: null,
+    pushed: null,
+    fullFillMs: null,
+    runMs: null,
+    serviceMs: null,
+    packMiBRead: null,
+    verifyBad: null,
+    skipped: why,
+  };
+}
 
 /** The page cache emptied: dirty data written back first, then every clean page dropped. */
 function dropCaches(): void {
@@ -47,7 +103,7 @@ const NODE = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.u
 const THROTTLED_READ = fileURLToPath(new URL("./throttled-read.ts", import.meta.url));
 
 /** One restore of one mode under one cache condition, measured (header). */
-export async function measure(ctx: Ctx, mode: Mode, cache: Cache): Promise<ModeRun> {
+export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Promise<ModeRun> {
   const { home, plan } = ctx;
   const vmName = `${mode}-${cache}`;
   const throttle = `${plan.throttle.mbps},${plan.throttle.latencyMs}`;

@@ -1,7 +1,6 @@
 /**
  * An emulated slow store for benches and tests (never for production): with
- * `SNAPWAKE_STORE_THROTTLE=<MB/s>,<latency ms>` (e.g. `200,5`; read by the CLI, which calls
- * configureStoreThrottle) every read of a checkpoint's
+ * `SNAPWAKE_STORE_THROTTLE=<MB/s>,<latency ms>` (e.g. `200,5`) every read of a checkpoint's
  * packs, index and device state costs what it would on network storage with that bandwidth and
  * latency. The bench feeds QEMU's own `-incoming exec:` reader through the same model
  * (bench/lib/throttled-read.ts), so both sides see one set of limits (docs/bench.md).
@@ -11,7 +10,8 @@
  * Latencies of reads in flight together overlap; their bytes share the one link. The real read
  * (usually from the page cache) runs first; only the remainder of the modelled time is slept.
  *
- * Invariant: without the variable nothing is slowed and no timer is armed.
+ * The CLI reads the variable (setStoreReadThrottle), in every snapwake process, the detached
+ * page server included. Invariant: without it nothing is slowed and no timer is armed.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { UsageError } from "../errors.ts";
@@ -83,21 +83,19 @@ export class ReadThrottle {
   }
 }
 
-/**
- * The process's emulated slow store: one per process (the bench's model is "this process reads
- * from network storage"), configured once by the CLI from SNAPWAKE_STORE_THROTTLE.
- */
-let processThrottle: ReadThrottle | null = null;
+let active: ReadThrottle | null = null;
 
-/** Sets (text: "<MB/s>,<latency ms>") or clears (undefined or "") the process's throttle. */
-export function configureStoreThrottle(text: string | undefined): void {
-  processThrottle =
-    text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
+/**
+ * Sets the process's throttle from the SNAPWAKE_STORE_THROTTLE value (the CLI reads the
+ * environment and calls this); undefined or "" turns it off.
+ */
+export function setStoreReadThrottle(text: string | undefined): void {
+  active = text === undefined || text === "" ? null : new ReadThrottle(parseThrottleLimits(text));
 }
 
-/** The process's throttle, or null when none is set. */
+/** The process's throttle, or null when reads are not slowed. */
 export function storeReadThrottle(): ReadThrottle | null {
-  return processThrottle;
+  return active;
 }
 
 /** `read()` through the store's throttle when there is one. */

@@ -8,7 +8,7 @@
  * code is loaded only once its arguments have parsed, help texts only when asked for.
  */
 import { readFileSync } from "node:fs";
-import { configureStoreThrottle, STORE_THROTTLE_ENV } from "../checkpoint/read-throttle.ts";
+import { STORE_THROTTLE_ENV, setStoreReadThrottle } from "../checkpoint/read-throttle.ts";
 import {
   DecodeError,
   InvalidCheckpointError,
@@ -81,7 +81,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const ctx = makeContext(process.env, json);
   try {
-    configureStoreThrottle(process.env[STORE_THROTTLE_ENV]);
+    setStoreReadThrottle(process.env[STORE_THROTTLE_ENV]);
     const run = await spec.load();
     await run(ctx, parsed);
     return ExitCode.ok;
