@@ -46,7 +46,7 @@ function resolve(argv: readonly string[]): Found {
   const single = COMMANDS.get(first);
   if (single !== undefined) return { kind: "command", spec: single, rest: argv.slice(1) };
   if (GROUPS[first] !== undefined) return { kind: "group", group: first, rest: argv.slice(1) };
-  return { kind: "unknown", name: second === undefined ? first : `${first} ${second}` };
+  return { kind: "unknown", name: first };
 }
 
 async function main(argv: readonly string[]): Promise<number> {
