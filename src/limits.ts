@@ -189,3 +189,11 @@ export const SHARED_INDEX_PAGES_MAX = 2 ** 21;
 export const DIGEST_CACHE_BYTES_MAX = 256 * 1024 * 1024;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;
+
+// Chunk workers (src/checkpoint/chunk-workers.ts, ADR 0002 "Parallel decode").
+/** Chunks a parallel walk has in flight (read, decoded, verified ahead): 2 MiB of pages. */
+export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
+/** Chunk workers of an eager restore: they decode while this thread and QEMU move the bytes. */
+export const RESTORE_EAGER_WORKERS = 1;
+/** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
+export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
