@@ -225,3 +225,11 @@ export const STORE_THROTTLE_MBPS_MIN = 1;
 export const STORE_THROTTLE_MBPS_MAX = 100_000;
 /** Latency per read accepted there: 0 to 1 s (a slow object store's first byte). */
 export const STORE_THROTTLE_LATENCY_MS_MAX = 1000;
+
+// Chunk workers (src/checkpoint/chunk-workers.ts, ADR 0002 "Parallel decode").
+/** Chunks a parallel walk has in flight (read, decoded, verified ahead): 2 MiB of pages. */
+export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
+/** Chunk workers of an eager restore: they decode while this thread and QEMU move the bytes. */
+export const RESTORE_EAGER_WORKERS = 1;
+/** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
+export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;

@@ -2,8 +2,9 @@
  * ByteWriter: a growable buffer with big-endian puts, the writing twin of ByteReader.
  * Values come from our own code, so a value that does not fit its field is a bug (assert).
  *
- * Invariant: bytes [0, length) are written; `take()` hands them off and never touches that
- * memory again, so a sink may keep the returned array.
+ * Invariant: bytes [0, length) are written; `take()` and `handOff()` hand them off and never
+ * touch that memory again, so a sink may keep the returned array (until it gives the memory
+ * back to whoever supplied it, for `handOff`).
  */
 import assert from "node:assert/strict";
 
@@ -15,11 +16,18 @@ export class ByteWriter {
   #len = 0;
   readonly #initialCapacity: number;
 
-  constructor(initialCapacityBytes = 4096) {
-    assert(Number.isInteger(initialCapacityBytes) && initialCapacityBytes > 0, "capacity > 0");
-    this.#initialCapacity = initialCapacityBytes;
-    this.#buf = new Uint8Array(initialCapacityBytes);
-    this.#view = new DataView(this.#buf.buffer);
+  /** `initial`: a capacity in bytes, or a buffer to write into first (e.g. from a pool). */
+  constructor(initial: number | Uint8Array = 4096) {
+    const capacity = typeof initial === "number" ? initial : initial.byteLength;
+    assert(Number.isInteger(capacity) && capacity > 0, "capacity > 0");
+    this.#initialCapacity = capacity;
+    this.#buf = typeof initial === "number" ? new Uint8Array(capacity) : initial;
+    this.#view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
+  }
+
+  /** The memory written into now: growing replaces it, handOff and take hand it off. */
+  get buffer(): Uint8Array {
+    return this.#buf;
   }
 
   /** Bytes written so far. */
@@ -101,6 +109,23 @@ export class ByteWriter {
   /** A view of the bytes written; valid until the next write. */
   view(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
+  }
+
+  /**
+   * Hands the written bytes off (a view of the current buffer, which the caller now owns) and
+   * continues, empty, in `next`: a writer with a buffer pool takes a pooled buffer instead of
+   * allocating one per batch.
+   */
+  handOff(next: Uint8Array): Uint8Array {
+    assert(
+      next.byteLength > 0 && next.buffer !== this.#buf.buffer,
+      "a different, non-empty buffer",
+    );
+    const out = this.#buf.subarray(0, this.#len);
+    this.#buf = next;
+    this.#view = new DataView(next.buffer, next.byteOffset, next.byteLength);
+    this.#len = 0;
+    return out;
   }
 
   /** Hands the written bytes off (the caller owns them) and starts an empty buffer. */

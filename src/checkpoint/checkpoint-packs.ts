@@ -69,6 +69,20 @@ export class CheckpointPacks {
     });
   }
 
+  /**
+   * The open file descriptor of pack `pack`, for chunk workers reading in other threads (the
+   * descriptor, unlike the path, stays this pack even if the checkpoint is renamed or replaced);
+   * valid until `close`.
+   */
+  fdOf(pack: number): number | null {
+    return this.#handles[pack]?.fd ?? null;
+  }
+
+  /** The file name of pack `pack` in the checkpoint directory. */
+  fileOf(pack: number): string | null {
+    return this.#files[pack] ?? null;
+  }
+
   async close(): Promise<void> {
     for (const h of this.#handles) await h.close();
   }

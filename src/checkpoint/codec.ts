@@ -38,22 +38,38 @@ const none: ChunkCodec = {
   },
 };
 
-/** zstd through node:zlib (zstd 1.5.x built into Node 24): no dependency. */
+/**
+ * Output room past the input for one zstd call: ZSTD_compressBound(n) is n + n/256 + a little
+ * (raw blocks of incompressible input, frame and block headers).
+ */
+const zstdBoundBytes = (n: number): number => n + (n >>> 8) + 1024;
+
+/**
+ * zstd through node:zlib (zstd 1.5.x built into Node 24): no dependency.
+ *
+ * Both directions pass `chunkSize` big enough for the whole output: node:zlib's sync calls
+ * otherwise produce 16 KiB pieces and concatenate them, which doubled the cost of compressing
+ * an incompressible 256 KiB chunk and cost decompression a third (ADR 0002, "Throughput").
+ * Decompression gets one byte more than the chunk, so a full chunk does not look like "maybe
+ * more output" and make node:zlib allocate a second buffer.
+ */
 export function zstdCodec(level: number): ChunkCodec {
-  const options = {
-    params: {
-      [zlib.constants.ZSTD_c_compressionLevel]: level,
-      [zlib.constants.ZSTD_c_checksumFlag]: 0, // chunks carry their own SHA-256
-    },
+  const params = {
+    [zlib.constants.ZSTD_c_compressionLevel]: level,
+    [zlib.constants.ZSTD_c_checksumFlag]: 0, // chunks carry their own SHA-256
   };
   return {
     id: CodecId.zstd,
     name: "zstd",
-    compress: (raw) => zlib.zstdCompressSync(raw, options),
+    compress: (raw) =>
+      zlib.zstdCompressSync(raw, { params, chunkSize: zstdBoundBytes(raw.byteLength) }),
     decompress(stored, rawBytes) {
       let out: Buffer;
       try {
-        out = zlib.zstdDecompressSync(stored, { maxOutputLength: Math.max(rawBytes, 1) });
+        out = zlib.zstdDecompressSync(stored, {
+          maxOutputLength: Math.max(rawBytes, 1),
+          chunkSize: Math.max(rawBytes + 1, zlib.constants.Z_MIN_CHUNK),
+        });
       } catch (error) {
         const why = error instanceof Error ? error.message : String(error);
         throw new DecodeError(`zstd frame does not decompress: ${why}`, 0, { cause: error });

@@ -1,14 +1,23 @@
 /**
- * Sequential walks over a checkpoint: chunks in pack order with one chunk of read-ahead (the
- * next read overlaps this chunk's decompression), and every page exactly once by way of a
- * reverse index chunk → pages (a counting sort: 4 bytes a stored page, no objects).
+ * Walks over a checkpoint: chunks in pack order, and every page exactly once by way of a
+ * reverse index chunk → pages (a counting sort: 4 bytes a stored page, no objects). The
+ * sequential walk reads one chunk ahead (the next read overlaps this chunk's decompression);
+ * the parallel walk has chunk workers read, decompress and verify several chunks ahead while
+ * this thread consumes them in order (ADR 0008).
  *
- * Invariants: memory is bounded by two chunks plus the reverse index; a read-ahead that is
- * abandoned (the visitor threw) never rejects unobserved.
+ * Invariants: memory is bounded by a few chunks plus the reverse index; a read-ahead that is
+ * abandoned (the visitor threw) never rejects unobserved, and a parallel walk returns only
+ * once no worker still reads for it (the reader may close its files right after).
  */
 import { InvalidCheckpointError } from "../errors.ts";
-import { VERIFY_PROBLEMS_MAX } from "../limits.ts";
+import {
+  CHUNK_PAGES_MAX,
+  CHUNK_WORKER_QUEUE_CHUNKS,
+  PAGE_SIZE_BYTES,
+  VERIFY_PROBLEMS_MAX,
+} from "../limits.ts";
 import type { ChunkTable } from "./chunk-table.ts";
+import type { ChunkWorkers, DecodeFailure, DecodeInput } from "./chunk-workers.ts";
 import { FILL_MASK, KIND_SHIFT, PageKind, SLOT_BITS, SLOT_MASK } from "./format.ts";
 import type { PageMap } from "./page-map.ts";
 
@@ -28,7 +37,17 @@ export interface ChunkSource {
   decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[];
 }
 
+/** What a parallel walk needs of a reader beyond ChunkSource. */
+export interface ParallelChunkSource extends ChunkSource {
+  /** A worker's decode job for the chunk, or null to decode it on this thread. */
+  decodeJobOf(chunk: number): DecodeInput | null;
+  workerError(chunk: number, failure: DecodeFailure): Error;
+}
+
 type Read = { ok: true; stored: Uint8Array } | { ok: false; error: unknown };
+
+/** Receives each chunk's verified pages, in slot order; they are valid until it returns. */
+export type ChunkConsumer = (chunk: number, pages: readonly Uint8Array[]) => void | Promise<void>;
 
 /**
  * Calls `onChunk` for every chunk `wanted` accepts (all when null), in order. With `problems`,
@@ -73,11 +92,100 @@ export async function walkChunks(
     problems.push(`and ${failed - problems.length} more bad chunks`);
 }
 
+type Decoded =
+  | {
+      readonly ok: true;
+      readonly pages: readonly Uint8Array[];
+      readonly buffer: ArrayBuffer | null;
+    }
+  | { readonly ok: false; readonly error: unknown; readonly buffer: ArrayBuffer | null };
+
+/**
+ * walkChunks with `workers` decoding up to CHUNK_WORKER_QUEUE_CHUNKS chunks ahead; `onChunk`
+ * gets decoded, verified pages (in reused buffers: valid only until it returns or its Promise
+ * settles). Disk chunks are read and verified on this thread, in their turn.
+ */
+export async function walkChunksParallel(
+  src: ParallelChunkSource,
+  wanted: ((chunk: number) => boolean) | null,
+  onChunk: ChunkConsumer,
+  problems: string[] | null,
+  workers: ChunkWorkers,
+): Promise<void> {
+  const count = src.chunks.count;
+  const nextFrom = (c: number): number => {
+    let n = c + 1;
+    while (n < count && wanted !== null && !wanted(n)) n++;
+    return n;
+  };
+  const free: ArrayBuffer[] = [];
+  const submit = (c: number): Promise<Decoded> => {
+    const job = src.decodeJobOf(c);
+    if (job === null) {
+      return src.readStoredChunk(c).then(
+        (stored): Decoded => ({ ok: true, pages: src.decodeChunk(c, stored), buffer: null }),
+        (error: unknown): Decoded => ({ ok: false, error, buffer: null }),
+      );
+    }
+    const buffer = free.pop() ?? new ArrayBuffer(CHUNK_PAGES_MAX * PAGE_SIZE_BYTES);
+    return workers.run({ kind: "decode", ...job, buffer, wantDigests: false }).then(
+      (reply): Decoded =>
+        reply.ok
+          ? { ok: true, pages: pagesOf(reply.buffer, job.pageCount), buffer: reply.buffer }
+          : { ok: false, error: src.workerError(c, reply), buffer: reply.buffer },
+      (error: unknown): Decoded => ({ ok: false, error, buffer: null }),
+    );
+  };
+  const queue: { chunk: number; result: Promise<Decoded> }[] = [];
+  let next = nextFrom(-1);
+  const fill = (): void => {
+    while (queue.length < CHUNK_WORKER_QUEUE_CHUNKS && next < count) {
+      queue.push({ chunk: next, result: submit(next) });
+      next = nextFrom(next);
+    }
+  };
+  let failed = 0;
+  try {
+    fill();
+    for (let head = queue.shift(); head !== undefined; head = queue.shift()) {
+      const r = await head.result;
+      fill(); // keep the workers busy while this chunk is consumed
+      try {
+        if (!r.ok) throw r.error;
+        await onChunk(head.chunk, r.pages);
+      } catch (error) {
+        if (problems === null || !(error instanceof InvalidCheckpointError)) throw error;
+        failed += 1;
+        if (problems.length < VERIFY_PROBLEMS_MAX) problems.push(error.reason);
+      } finally {
+        if (r.buffer !== null) free.push(r.buffer);
+      }
+    }
+  } finally {
+    await Promise.all(queue.map((q) => q.result)); // settles only: Decoded never rejects
+  }
+  if (problems !== null && failed > problems.length)
+    problems.push(`and ${failed - problems.length} more bad chunks`);
+}
+
+function pagesOf(buffer: ArrayBuffer, pageCount: number): Uint8Array[] {
+  return Array.from(
+    { length: pageCount },
+    (_, s) => new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES),
+  );
+}
+
 /**
  * Every page once: zero pages in address order, then stored pages chunk by chunk (pack chunks,
- * then disk chunks: blocks of frozen layers in layer and offset order).
+ * then disk chunks: blocks of frozen layers in layer and offset order). With `workers` (and a
+ * reader as `src`), chunks are decoded by them (walkChunksParallel) and a page's bytes are
+ * valid only during its visit.
  */
-export async function visitPages(src: ChunkSource, visit: PageVisitor): Promise<void> {
+export async function visitPages(
+  src: ChunkSource | ParallelChunkSource,
+  visit: PageVisitor,
+  workers: ChunkWorkers | null = null,
+): Promise<void> {
   const map = src.pageMap;
   const entries = map.entries;
   const starts = map.blockStarts;
@@ -90,19 +198,24 @@ export async function visitPages(src: ChunkSource, visit: PageVisitor): Promise<
     if (r) await r;
   }
   const { first, refs } = reverseIndex(map, src.chunks.count);
+  const wanted = (c: number): boolean => (first[c + 1] ?? 0) > (first[c] ?? 0);
+  const onPages = async (chunk: number, pages: readonly Uint8Array[]): Promise<void> => {
+    let b = 0;
+    for (let k = first[chunk] ?? 0; k < (first[chunk + 1] ?? 0); k++) {
+      const i = refs[k] ?? 0;
+      if (i < (starts[b] ?? 0) || i >= (starts[b + 1] ?? 0)) b = map.blockOf(i);
+      const r = visit(b, i - (starts[b] ?? 0), pages[(entries[i] ?? 0) & SLOT_MASK] ?? null, 0);
+      if (r) await r;
+    }
+  };
+  if (workers !== null && "decodeJobOf" in src) {
+    await walkChunksParallel(src, wanted, onPages, null, workers);
+    return;
+  }
   await walkChunks(
     src,
-    (c) => (first[c + 1] ?? 0) > (first[c] ?? 0),
-    async (chunk, stored) => {
-      const pages = src.decodeChunk(chunk, stored);
-      let b = 0;
-      for (let k = first[chunk] ?? 0; k < (first[chunk + 1] ?? 0); k++) {
-        const i = refs[k] ?? 0;
-        if (i < (starts[b] ?? 0) || i >= (starts[b + 1] ?? 0)) b = map.blockOf(i);
-        const r = visit(b, i - (starts[b] ?? 0), pages[(entries[i] ?? 0) & SLOT_MASK] ?? null, 0);
-        if (r) await r;
-      }
-    },
+    wanted,
+    (chunk, stored) => onPages(chunk, src.decodeChunk(chunk, stored)),
     null,
   );
 }

@@ -15,14 +15,15 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DecodeError, InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
 import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
 import { CheckpointLayers } from "./checkpoint-layers.ts";
 import { CheckpointPacks } from "./checkpoint-packs.ts";
-import { chunkHashOfDigests, pageDigestsOf } from "./chunk-hash.ts";
+import { type ChunkProblem, chunkProblemReason, decodePackChunk } from "./chunk-decode.ts";
+import { pageDigestsOf } from "./chunk-hash.ts";
 import type { ChunkTable } from "./chunk-table.ts";
-import { codecById } from "./codec.ts";
+import type { ChunkWorkers, DecodeFailure, DecodeInput } from "./chunk-workers.ts";
 import { DEVICE_FILE_BYTES_MAX, type DeviceState, decodeDeviceState } from "./device-file.ts";
 import type { DiskRefTable } from "./disk-refs.ts";
 import {
@@ -38,7 +39,7 @@ import type { JsonValue } from "./json-value.ts";
 import type { LayerInfo, Manifest, RamBlockInfo } from "./manifest.ts";
 import { sha256Hex } from "./manifest.ts";
 import type { PageLocation, PageMap } from "./page-map.ts";
-import { type PageVisitor, visitPages, walkChunks } from "./page-walk.ts";
+import { type PageVisitor, visitPages, walkChunks, walkChunksParallel } from "./page-walk.ts";
 import { throttledRead } from "./read-throttle.ts";
 import type { CheckpointStore } from "./store.ts";
 
@@ -185,33 +186,56 @@ export class CheckpointReader {
       );
       return { pages, digests: pageDigestsOf(Buffer.concat(pages)) };
     }
-    const codec = codecById(e.codec);
-    assert(codec !== null, "codec checked when the index was opened");
-    const where = this.#chunkName(chunk, e.pack ?? 0);
-    let raw: Uint8Array;
-    try {
-      raw = codec.decompress(stored, e.pageCount * PAGE_SIZE_BYTES);
-    } catch (error) {
-      if (!(error instanceof DecodeError)) throw error;
-      throw new InvalidCheckpointError(
-        this.name,
-        `${where} does not decompress: ${error.message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-    const digests = pageDigestsOf(raw);
-    if (!chunkHashOfDigests(digests).equals(e.sha256)) {
-      throw new InvalidCheckpointError(
-        this.name,
-        `${where} fails its hash check (its pages are corrupt)`,
-      );
-    }
+    const decoded = decodePackChunk(e, stored);
+    if (!decoded.ok) throw this.chunkError(chunk, decoded.problem);
+    const { raw, digests } = decoded;
     const pages = Array.from({ length: e.pageCount }, (_, s) =>
       raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
     );
     return { pages, digests };
+  }
+
+  /**
+   * What a chunk worker needs to read and decode pack chunk `chunk` itself (the pack's open
+   * descriptor, where the chunk is, its codec and hash), or null for a disk chunk, which is
+   * read and verified on this thread (readStoredChunk, decodeChunk).
+   */
+  decodeJobOf(chunk: number): DecodeInput | null {
+    this.#assertOpen();
+    const e = this.chunks.entry(chunk);
+    if (e.codec === DISK_CHUNK_CODEC) return null;
+    const fd = this.#packs.fdOf(e.pack ?? 0);
+    if (fd === null)
+      throw new InvalidCheckpointError(this.name, `chunk ${chunk} names missing pack ${e.pack}`);
+    return {
+      fd,
+      offset: e.offset,
+      storedBytes: e.storedBytes,
+      codec: e.codec,
+      pageCount: e.pageCount,
+      sha256: new Uint8Array(e.sha256), // a copy: Buffer#slice would be a view of the table
+    };
+  }
+
+  /** The error for a chunk a worker could not decode (the reader's own wording). */
+  workerError(chunk: number, failure: DecodeFailure): Error {
+    if (failure.problem !== undefined) return this.chunkError(chunk, failure.problem);
+    const pack = this.chunks.packOf(chunk);
+    const file = this.#packs.fileOf(pack) ?? `pack ${pack}`;
+    if (failure.ended === true)
+      return new InvalidCheckpointError(
+        this.name,
+        `pack file "${file}" ends inside chunk ${chunk}`,
+      );
+    return new Error(
+      `Cannot read chunk ${chunk} of checkpoint "${this.name}" from "${file}": ${failure.error}`,
+    );
+  }
+
+  /** The error for a pack chunk that failed to decode, naming it (and its shared pack). */
+  chunkError(chunk: number, problem: ChunkProblem): InvalidCheckpointError {
+    const where = this.#chunkName(chunk, this.chunks.packOf(chunk));
+    return new InvalidCheckpointError(this.name, chunkProblemReason(where, problem));
   }
 
   /** "chunk 3", or for a shared pack's chunk "chunk 3 (shared pack "pack-….pack" of c1)". */
@@ -224,11 +248,16 @@ export class CheckpointReader {
   /**
    * Visits every guest page exactly once: zero pages first (data null), then stored pages chunk
    * by chunk in pack order, each chunk read once, decompressed once and verified before its
-   * pages are visited. A Promise returned by `visit` is awaited (backpressure).
+   * pages are visited. A Promise returned by `visit` is awaited (backpressure). With `workers`,
+   * they read, decompress and verify chunks ahead of the visits; a page's bytes are then valid
+   * only during its visit (until its Promise settles).
    */
-  async forEachPage(visit: PageVisitor): Promise<void> {
+  async forEachPage(
+    visit: PageVisitor,
+    opts: { readonly workers?: ChunkWorkers } = {},
+  ): Promise<void> {
     this.#assertOpen();
-    await visitPages(this, visit);
+    await visitPages(this, visit, opts.workers ?? null);
   }
 
   /** The frozen-layer block that page `pageIndex` of block `blockIndex` is, or null. */
@@ -249,24 +278,36 @@ export class CheckpointReader {
     return i < 0 ? "no page (an unreferenced block)" : this.pageMap.describe(i);
   }
 
-  /** Reads and checks every chunk and the device state; rejects with every problem found. */
-  async verify(): Promise<VerifyReport> {
+  /**
+   * Reads and checks every chunk and the device state; rejects with every problem found. With
+   * `workers`, chunks are read, decompressed and verified by them, several at a time.
+   */
+  async verify(opts: { readonly workers?: ChunkWorkers } = {}): Promise<VerifyReport> {
     const started = performance.now();
     const problems: string[] = [];
-    let storedBytes = 0;
     let pages = 0;
     let diskPages = 0;
-    await walkChunks(
-      this,
-      null,
-      (chunk, stored) => {
-        if (this.chunks.isDisk(chunk)) diskPages += this.chunks.pageCount(chunk);
-        else storedBytes += stored.byteLength;
-        pages += this.chunks.pageCount(chunk);
-        this.decodeChunk(chunk, stored);
-      },
-      problems,
-    );
+    const count = (chunk: number): void => {
+      if (this.chunks.isDisk(chunk)) diskPages += this.chunks.pageCount(chunk);
+      pages += this.chunks.pageCount(chunk);
+    };
+    if (opts.workers === undefined) {
+      await walkChunks(
+        this,
+        null,
+        (chunk, stored) => {
+          count(chunk);
+          this.decodeChunk(chunk, stored);
+        },
+        problems,
+      );
+    } else {
+      await walkChunksParallel(this, null, count, problems, opts.workers);
+    }
+    let storedBytes = 0;
+    for (let c = 0; c < this.chunks.count; c++) {
+      if (!this.chunks.isDisk(c)) storedBytes += this.chunks.entry(c).storedBytes;
+    }
     const device = await this.deviceState().catch((error: unknown) => {
       if (!(error instanceof InvalidCheckpointError)) throw error;
       problems.push(error.reason);

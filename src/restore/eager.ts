@@ -7,16 +7,13 @@
  * (QEMU is killed, its state dir removed) and the guest never runs on a wrong page.
  */
 import { connect, type Socket } from "node:net";
-import { CheckpointReader, CheckpointStore } from "../checkpoint/index.ts";
-import { PAGE_SIZE_BYTES } from "../limits.ts";
+import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
+import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
-import { type DeviceState, MigrationStreamWriter } from "../qemu/migration/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
+import { sendCheckpoint } from "./eager-send.ts";
 import { replayInfo } from "./stream-info.ts";
 import { type RestoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
-
-/** Progress is reported every 32 MiB of guest RAM sent. */
-const PROGRESS_EVERY_PAGES = 8192;
 
 export interface EagerRestoreOptions {
   readonly home: string;
@@ -42,6 +39,20 @@ export interface EagerRestoreResult {
 /** Restores a checkpoint eagerly into a new managed VM, running as it was saved. */
 export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRestoreResult> {
   const started = performance.now();
+  // They load while QEMU starts, and decode chunks while this thread feeds QEMU.
+  const workers = ChunkWorkers.start(RESTORE_EAGER_WORKERS);
+  try {
+    return await restoreWith(opts, workers, started);
+  } finally {
+    await workers.close();
+  }
+}
+
+async function restoreWith(
+  opts: EagerRestoreOptions,
+  workers: ChunkWorkers,
+  started: number,
+): Promise<EagerRestoreResult> {
   const reader = await CheckpointReader.open(
     new CheckpointStore({ home: opts.home }),
     opts.checkpoint,
@@ -51,7 +62,10 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
     const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu);
     try {
       const socket = await openIncoming(vm);
-      const counts = await sendCheckpoint(reader, socket, device, opts.onProgress);
+      const counts = await sendCheckpoint(reader, socket, device, {
+        workers,
+        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+      });
       await waitIncomingDone(vm.qmp);
       await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
       socket.destroy();
@@ -75,42 +89,6 @@ async function openIncoming(vm: ManagedVm): Promise<Socket> {
     socket.once("connect", () => resolve(socket));
     socket.once("error", reject);
   });
-}
-
-async function sendCheckpoint(
-  reader: CheckpointReader,
-  socket: Socket,
-  device: DeviceState,
-  onProgress: ProgressListener | undefined,
-): Promise<{ dataPages: number; zeroPages: number; streamBytes: number }> {
-  const { configuration, ram } = replayInfo(reader);
-  const writer = new MigrationStreamWriter(socket);
-  const totalBytes = reader.blocks.reduce((sum, b) => sum + b.lengthBytes, 0);
-  let dataPages = 0;
-  let zeroPages = 0;
-  await writer.header();
-  if (configuration.byteLength > 0) await writer.configuration(configuration);
-  await writer.ramStart(ram, reader.blocks);
-  await writer.beginRamPart(ram);
-  await reader.forEachPage((blockIndex, pageIndex, data, fill) => {
-    const sent = dataPages + zeroPages;
-    if (sent % PROGRESS_EVERY_PAGES === 0) {
-      onProgress?.({ phase: "sending", doneBytes: sent * PAGE_SIZE_BYTES, totalBytes });
-    }
-    if (data === null) {
-      zeroPages += 1;
-      return writer.zeroPage(blockIndex, pageIndex, fill);
-    }
-    dataPages += 1;
-    return writer.page(blockIndex, pageIndex, data);
-  });
-  await writer.endRamSection();
-  await writer.beginRamEnd(ram);
-  await writer.endRamSection();
-  await writer.deviceState(device, { withVmdescription: true });
-  await writer.flush();
-  socket.end();
-  return { dataPages, zeroPages, streamBytes: writer.bytesWritten };
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */

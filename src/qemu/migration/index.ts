@@ -57,5 +57,7 @@ export {
   type ByteSink,
   type MaybePromise,
   MigrationStreamWriter,
+  type StreamWriterOptions,
   sinkFromWritable,
+  streamWriterBufferBytes,
 } from "./stream-writer.ts";

@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
+import { BufferPool } from "../../bytes/index.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import type { DeviceState, RamBlock } from "./records.ts";
 import { readMigrationStream } from "./stream-reader.ts";
-import { MigrationStreamWriter, sinkFromWritable } from "./stream-writer.ts";
+import {
+  type ByteSink,
+  MigrationStreamWriter,
+  sinkFromWritable,
+  streamWriterBufferBytes,
+} from "./stream-writer.ts";
 import { configuration, DEVICE_SECTIONS, VMDESC } from "./test-streams.ts";
 import { chunked, type FinalPage, fixture, MemoryVisitor, prng } from "./test-support.ts";
 
@@ -21,23 +27,73 @@ class MemorySink {
   }
 }
 
+/** A command item of `bytes` bytes in all (raw() only checks that no section is open). */
+function encodeBig(bytes: number): Uint8Array {
+  return new Uint8Array(bytes).fill(0x5a);
+}
+
 async function parse(bytes: Uint8Array): Promise<MemoryVisitor> {
   const visitor = new MemoryVisitor();
   await readMigrationStream(chunked(bytes, 8191), visitor);
   return visitor;
 }
 
+/**
+ * A sink like a socket with a slow peer: it holds every batch until the test releases it, and
+ * checks that no batch is rewritten while held and no held buffer is handed to it again.
+ */
+class HoldingSink implements ByteSink {
+  readonly held: { bytes: Uint8Array; copy: Uint8Array; done: () => void }[] = [];
+  /** Every batch in write order (copies taken when written). */
+  readonly written: Uint8Array[] = [];
+  maxHeld = 0;
+  write(): void {
+    assert.fail("a pooled writer uses writeThen");
+  }
+  writeThen(bytes: Uint8Array, done: () => void): void {
+    for (const h of this.held) {
+      assert.notEqual(h.bytes.buffer, bytes.buffer, "a held buffer is never handed out again");
+    }
+    const copy = Uint8Array.from(bytes);
+    this.held.push({ bytes, copy, done });
+    this.written.push(copy);
+    this.maxHeld = Math.max(this.maxHeld, this.held.length);
+  }
+  /** Completes the write at `index` of those held (random order is allowed, as in a test). */
+  release(index: number): void {
+    const [h] = this.held.splice(index, 1);
+    assert.ok(h !== undefined);
+    assert.deepEqual(h.bytes, h.copy, "a batch stays unchanged until its write completed");
+    h.done();
+  }
+  bytes(): Uint8Array {
+    return new Uint8Array(Buffer.concat(this.written));
+  }
+}
+
 /** A random stream, written with the writer and modelled on the side: what must come back. */
-async function randomStream(seed: number) {
+async function randomStream(seed: number, pooled?: { sink: HoldingSink; keep: number }) {
   const random = prng(seed);
   const int = (n: number): number => Math.floor(random() * n);
+  const afterWrite = (): void => {
+    const h = pooled?.sink;
+    while (h !== undefined && h.held.length > 0 && random() < 0.4) h.release(int(h.held.length));
+  };
   const blocks: RamBlock[] = Array.from({ length: 1 + int(5) }, (_, i) => ({
     name: `${i}/${"b".repeat(int(40))}`,
     lengthBytes: (1 + int(64)) * PAGE_SIZE_BYTES,
   }));
   const model: Map<number, FinalPage>[] = blocks.map(() => new Map());
-  const sink = new MemorySink();
-  const w = new MigrationStreamWriter(sink, { batchBytes: 1 + int(100_000) });
+  const sink = pooled?.sink ?? new MemorySink();
+  const batchBytes = 1 + int(100_000);
+  const pool =
+    pooled === undefined
+      ? undefined
+      : new BufferPool(streamWriterBufferBytes(batchBytes), pooled.keep);
+  const w = new MigrationStreamWriter(sink, {
+    batchBytes,
+    ...(pool === undefined ? {} : { pool }),
+  });
   w.header();
   w.configuration(configuration());
   w.ramStart(RAM, blocks);
@@ -66,6 +122,7 @@ async function randomStream(seed: number) {
         model[block]?.set(pageIndex, data);
         expectedBytes += PAGE_SIZE_BYTES;
       }
+      afterWrite();
       last = block;
       if (random() < 0.02) {
         w.resetContinuation();
@@ -74,6 +131,8 @@ async function randomStream(seed: number) {
     }
     w.endRamSection();
     expectedBytes += 5 + 8 + 5;
+    if (pool !== undefined && random() < 0.5) await w.flush(); // a small part, as a server sends
+    afterWrite();
   }
   const device: DeviceState = {
     sections: DEVICE_SECTIONS,
@@ -83,7 +142,15 @@ async function randomStream(seed: number) {
   expectedBytes +=
     DEVICE_SECTIONS.byteLength + (device.vmdescription === null ? 0 : 5 + VMDESC.byteLength);
   await w.flush();
-  return { bytes: sink.bytes(), blocks, model, device, expectedBytes, written: w.bytesWritten };
+  return {
+    bytes: sink.bytes(),
+    blocks,
+    model,
+    device,
+    expectedBytes,
+    written: w.bytesWritten,
+    pool,
+  };
 }
 
 test("writer → reader round trip with random blocks, pages, zero pages and CONTINUE", async () => {
@@ -101,6 +168,39 @@ test("writer → reader round trip with random blocks, pages, zero pages and CON
     assert.deepEqual(got.pages, s.model, `seed ${seed}: final memory`);
     assert.deepEqual(got.device, s.device, `seed ${seed}: device state`);
   }
+});
+
+test("a pooled writer never rewrites or hands out a batch buffer a queued write still holds", async () => {
+  for (let seed = 1; seed <= 30; seed++) {
+    const sink = new HoldingSink();
+    const keep = seed % 3 === 0 ? 0 : 64; // 0: every buffer is new, and none is reused wrongly
+    const s = await randomStream(seed, { sink, keep });
+    const pool = s.pool;
+    assert.ok(pool !== undefined);
+    while (sink.held.length > 0) sink.release(sink.held.length - 1);
+    assert.equal(s.bytes.byteLength, s.expectedBytes, `seed ${seed}`);
+    const got = await parse(s.bytes);
+    assert.deepEqual(got.pages, s.model, `seed ${seed}: final memory`);
+    assert.deepEqual(got.device, s.device, `seed ${seed}: device state`);
+    const { allocated, outstanding } = pool.stats;
+    assert.equal(outstanding, 1, "only the buffer being written into is out");
+    if (keep > 0) {
+      assert.ok(allocated <= sink.maxHeld + 1, `${allocated} allocated, ${sink.maxHeld} held`);
+    }
+  }
+});
+
+test("a pooled writer whose batch grows out of its buffer gives the buffer back", async () => {
+  const pool = new BufferPool(streamWriterBufferBytes(1024), 4);
+  const sink = new HoldingSink();
+  const w = new MigrationStreamWriter(sink, { batchBytes: 1024, pool });
+  const big = encodeBig(3 * pool.bufferBytes);
+  w.raw(big); // grows: the batch is a new, larger buffer; the pooled one is free again
+  assert.equal(sink.held.length, 1);
+  assert.equal(pool.stats.outstanding, 1, "the grown-out-of buffer went back");
+  sink.release(0);
+  assert.deepEqual(sink.bytes(), big);
+  assert.equal(pool.stats.outstanding, 1);
 });
 
 test("re-encoding pc.mig through the writer gives the same final memory and device state", async () => {

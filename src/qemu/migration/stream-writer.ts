@@ -5,16 +5,20 @@
  * Records are batched into ~256 KiB buffers before they reach the sink, so a page costs a
  * memcpy, not a syscall. Backpressure: a method returns a Promise only when it handed a batch
  * to a sink that is not ready for more; await it before writing again (`if (p) await p`).
+ * With a BufferPool (and a sink that says when it is done with a batch: `writeThen`), batch
+ * buffers are reused rather than allocated: a page server flushing a small part at a time
+ * would otherwise allocate a 256 KiB buffer per part and spend its time collecting them.
  *
  * Invariants: a block's name is sent whenever the block differs from the previous record's
  * on this channel, CONTINUE otherwise; that memory persists across sections until
  * `resetContinuation()` (QEMU resets it at the postcopy discard step). Page records only go
  * inside an open RAM PART/END; everything else only between sections. Misuse is a bug
- * (assert), not an operating error.
+ * (assert), not an operating error. A pooled batch buffer goes back to its pool only when the
+ * sink called `done` for it, so no buffer is rewritten while a queued write still holds it.
  */
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
-import { ByteReader, ByteWriter, latin1Encode } from "../../bytes/index.ts";
+import { type BufferPool, ByteReader, ByteWriter, latin1Encode } from "../../bytes/index.ts";
 import { MIGRATION_WRITE_BATCH_BYTES, PAGE_SIZE_BYTES } from "../../limits.ts";
 import { encodeCommand, encodePackaged } from "./commands.ts";
 import {
@@ -30,6 +34,26 @@ import type { DeviceState, RamBlock, RamSectionInfo } from "./records.ts";
 /** Where the stream goes. Return a Promise to make the writer wait (backpressure). */
 export interface ByteSink {
   write(bytes: Uint8Array): void | Promise<void>;
+  /**
+   * Optional: write, then call `done` exactly once when the sink no longer references `bytes`
+   * (handed to the kernel, or dropped because the write failed). Required with a buffer pool.
+   */
+  writeThen?(bytes: Uint8Array, done: () => void): void | Promise<void>;
+}
+
+/** Bytes of one batch buffer: a batch of `batchBytes` plus one more page record. */
+export function streamWriterBufferBytes(batchBytes = MIGRATION_WRITE_BATCH_BYTES): number {
+  return batchBytes + PAGE_SIZE_BYTES + 512;
+}
+
+export interface StreamWriterOptions {
+  /** Records buffered before a batch goes to the sink; default MIGRATION_WRITE_BATCH_BYTES. */
+  readonly batchBytes?: number;
+  /**
+   * Batch buffers come from (and return to) this pool; the sink must implement writeThen.
+   * Its buffers hold a full batch plus a page record, so a batch never grows out of them.
+   */
+  readonly pool?: BufferPool;
 }
 
 export type MaybePromise = void | Promise<void>;
@@ -73,7 +97,10 @@ interface BlockOut {
 export class MigrationStreamWriter {
   readonly #sink: ByteSink;
   readonly #batchBytes: number;
+  readonly #pool: BufferPool | null;
   #out: ByteWriter;
+  /** With a pool: the pooled buffer #out writes into (unless it grew out of it). */
+  #pooled: Uint8Array | null = null;
   #ram: RamSectionInfo | null = null;
   #blocks: readonly BlockOut[] = [];
   #sectionOpen = false;
@@ -81,12 +108,21 @@ export class MigrationStreamWriter {
   #flushedBytes = 0;
 
   /** `sink`: a ByteSink, or a Node Writable (a net.Socket) adapted by sinkFromWritable. */
-  constructor(sink: ByteSink | Writable, options: { readonly batchBytes?: number } = {}) {
+  constructor(sink: ByteSink | Writable, options: StreamWriterOptions = {}) {
     // Writable's instanceof also recognises Duplex streams such as net.Socket.
     this.#sink = sink instanceof Writable ? sinkFromWritable(sink) : sink;
     this.#batchBytes = options.batchBytes ?? MIGRATION_WRITE_BATCH_BYTES;
     assert(this.#batchBytes > 0, "batch size is positive");
-    this.#out = new ByteWriter(this.#batchBytes + PAGE_SIZE_BYTES + 512);
+    const batchBufferBytes = streamWriterBufferBytes(this.#batchBytes);
+    this.#pool = options.pool ?? null;
+    if (this.#pool === null) {
+      this.#out = new ByteWriter(batchBufferBytes);
+    } else {
+      assert(this.#sink.writeThen !== undefined, "a pooled writer's sink says when it is done");
+      assert(this.#pool.bufferBytes >= batchBufferBytes, "a pooled buffer holds a whole batch");
+      this.#pooled = this.#pool.acquire();
+      this.#out = new ByteWriter(this.#pooled);
+    }
   }
 
   /** Bytes written so far, buffered ones included. */
@@ -204,9 +240,13 @@ export class MigrationStreamWriter {
     return this.#maybeFlush();
   }
 
-  /** Hands every buffered byte to the sink and waits for it. */
-  async flush(): Promise<void> {
-    const pending = this.#flushNow();
+  /**
+   * Hands every buffered byte to the sink and waits for it. `onWritten`, if given, is called
+   * once the sink is done with those bytes (with writeThen: handed to the kernel; at once if
+   * nothing was buffered).
+   */
+  async flush(onWritten?: () => void): Promise<void> {
+    const pending = this.#flushNow(onWritten);
     if (pending !== undefined) await pending;
   }
 
@@ -248,10 +288,51 @@ export class MigrationStreamWriter {
     if (this.#out.length >= this.#batchBytes) return this.#flushNow();
   }
 
-  #flushNow(): MaybePromise {
-    if (this.#out.length === 0) return;
-    const bytes = this.#out.take();
+  #flushNow(onWritten?: () => void): MaybePromise {
+    if (this.#out.length === 0) {
+      onWritten?.();
+      return;
+    }
+    if (this.#pool === null || this.#pooled === null) {
+      const bytes = this.#out.take();
+      this.#flushedBytes += bytes.byteLength;
+      if (this.#sink.writeThen !== undefined) {
+        return this.#sink.writeThen(bytes, () => onWritten?.());
+      }
+      const pending = this.#sink.write(bytes);
+      if (onWritten !== undefined) {
+        if (pending === undefined) onWritten();
+        else pending.then(onWritten, onWritten);
+      }
+      return pending;
+    }
+    return this.#flushPooled(this.#pool, this.#pooled, onWritten);
+  }
+
+  #flushPooled(pool: BufferPool, pooled: Uint8Array, onWritten?: () => void): MaybePromise {
+    const grew = this.#out.buffer !== pooled;
+    const next = pool.acquire();
+    const bytes = this.#out.handOff(next);
+    this.#pooled = next;
     this.#flushedBytes += bytes.byteLength;
-    return this.#sink.write(bytes);
+    // A batch that grew out of its pooled buffer was copied: that buffer is free already.
+    if (grew) pool.release(pooled);
+    let released = grew;
+    const release = (): void => {
+      assert(grew || !released, "the sink is done with a batch once");
+      if (!released) pool.release(pooled);
+      released = true;
+    };
+    const writeThen = this.#sink.writeThen;
+    assert(writeThen !== undefined, "checked in the constructor");
+    try {
+      return writeThen.call(this.#sink, bytes, () => {
+        release();
+        onWritten?.();
+      });
+    } catch (error) {
+      release(); // the sink refused the bytes: nothing references them
+      throw error;
+    }
   }
 }
