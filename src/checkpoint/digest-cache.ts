@@ -14,6 +14,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CHUNK_PAGES_MAX, DIGEST_CACHE_BYTES_MAX } from "../limits.ts";
+import { digestCacheDir } from "../store/layout.ts";
 import { chunkHashOfDigests, PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
 import type { ChunkEntry } from "./chunk-table.ts";
 import { PACK_ID_PATTERN } from "./format.ts";
@@ -29,7 +30,7 @@ export class DigestCache {
   readonly dir: string;
 
   constructor(home: string) {
-    this.dir = join(home, "cache", "digests");
+    this.dir = digestCacheDir(home);
   }
 
   /** The digests cached for pack `id` (empty if none or unreadable). Unverified: see `check`. */

@@ -25,6 +25,7 @@ import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import * as layout from "../store/layout.ts";
 import { type CheckpointListing, listingOf, readManifestFile } from "./checkpoint-files.ts";
 import { DigestCache } from "./digest-cache.ts";
 import { type Manifest, packIdOf } from "./manifest.ts";
@@ -57,22 +58,22 @@ export class CheckpointStore {
   }
 
   get checkpointsDir(): string {
-    return join(this.home, "checkpoints");
+    return layout.checkpointsDir(this.home);
   }
 
   get tempDir(): string {
-    return join(this.home, "tmp");
+    return layout.tempDir(this.home);
   }
 
   /** Frozen disk layers that checkpoints reference (src/disk's LayerStore owns the folder). */
   get layersDir(): string {
-    return join(this.home, "layers");
+    return layout.layersDir(this.home);
   }
 
   /** Directory of checkpoint `name` (validated; it need not exist). */
   dirOf(name: string): string {
     checkCheckpointName(name);
-    return join(this.checkpointsDir, name);
+    return layout.checkpointDir(this.home, name);
   }
 
   /** Complete checkpoints that open (see `stat`), by name; corrupt ones are left out. */
@@ -108,8 +109,9 @@ export class CheckpointStore {
   }
 
   /**
-   * Removes a checkpoint: unlisted atomically first, then deleted; then the frozen disk layers
-   * nothing uses any more. NotFoundError if absent. Says how much space that gave back, and how
+   * Removes a checkpoint: unlisted atomically first, then deleted with what is kept about it
+   * outside it (its working sets and restore records); then the frozen disk layers nothing
+   * uses any more. NotFoundError if absent. Says how much space that gave back, and how
    * much stays because other checkpoints link the same packs (format 1.2).
    */
   async remove(name: string): Promise<RemoveReport> {
@@ -125,6 +127,8 @@ export class CheckpointStore {
     await syncDir(this.checkpointsDir);
     const report = await linkedBytes(doomed);
     await rm(doomed, { recursive: true, force: true });
+    await rm(layout.workingSetsDir(this.home, name), { recursive: true, force: true });
+    await rm(layout.restoresDir(this.home, name), { recursive: true, force: true });
     await this.collectLayers();
     return report;
   }

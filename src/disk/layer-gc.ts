@@ -3,7 +3,7 @@
  * it, directly or through the backing links of the layers above it:
  *
  * - a checkpoint's manifest names it (the caller passes those ids: src/checkpoint reads them);
- * - a VM runs on it: `<home>/vms/<name>/disk-layers.json` (its hold file, written by save and
+ * - a VM runs on it: `disk-layers.json` in its state directory (store/layout.ts vmDir) (its hold file, written by save and
  *   restore into the VM's state directory) names the overlay each drive writes; the state
  *   directory, and so the hold, goes away when the VM is stopped;
  * - a live process is creating it (`pending/<pid>-<id>`, see LayerStore).
@@ -15,6 +15,7 @@
 import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LAYER_RECORD_BYTES_MAX } from "../limits.ts";
+import { vmDir, vmsDir } from "../store/layout.ts";
 import { DiskLayerError } from "./layer-error.ts";
 import { LAYER_ID_PATTERN, LayerStore } from "./layer-store.ts";
 
@@ -87,8 +88,8 @@ export async function collectLayers(home: string, roots: Iterable<string>): Prom
     if (alive(Number(m[1]))) keep.add(m[2]);
     else await rm(join(store.pendingDir, name), { force: true });
   }
-  for (const vm of await entries(join(home, "vms"))) {
-    const holds = await readHold(join(home, "vms", vm)).catch(() => null);
+  for (const vm of await entries(vmsDir(home))) {
+    const holds = await readHold(vmDir(home, vm)).catch(() => null);
     if (holds === null) return []; // a hold we cannot read might protect anything: keep all
     for (const h of holds) keep.add(h.active);
   }

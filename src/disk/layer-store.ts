@@ -16,6 +16,7 @@ import { copyFile, link, mkdir, readFile, rename, rm, writeFile } from "node:fs/
 import { join } from "node:path";
 import { DecodeError } from "../errors.ts";
 import { LAYER_RECORD_BYTES_MAX } from "../limits.ts";
+import { layersDir } from "../store/layout.ts";
 import { BlockIndex } from "./block-index.ts";
 import { DiskLayerError } from "./layer-error.ts";
 import { LayerFile, type LayerFormat } from "./layer-file.ts";
@@ -50,7 +51,7 @@ export class LayerStore {
   readonly dir: string;
 
   constructor(home: string) {
-    this.dir = join(home, "layers");
+    this.dir = layersDir(home);
   }
 
   /** The layer file of `id` (validated). */

@@ -3,6 +3,7 @@
  * launcher, the registry and the command line cannot disagree.
  */
 import { join } from "node:path";
+import * as layout from "../store/layout.ts";
 
 export interface VmStatePaths {
   stateDir: string;
@@ -24,7 +25,7 @@ export interface VmStatePaths {
 }
 
 export function vmsDir(home: string): string {
-  return join(home, "vms");
+  return layout.vmsDir(home);
 }
 
 export function vmStatePaths(stateDir: string): VmStatePaths {
@@ -42,5 +43,5 @@ export function vmStatePaths(stateDir: string): VmStatePaths {
 }
 
 export function vmPaths(home: string, name: string): VmStatePaths {
-  return vmStatePaths(join(vmsDir(home), name));
+  return vmStatePaths(layout.vmDir(home, name));
 }

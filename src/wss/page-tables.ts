@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PAGE_TABLE_PAGES_MAX, RAM_BLOCKS_MAX, WORKING_SET_FILE_BYTES_MAX } from "../limits.ts";
+import { workingSetsDir } from "../store/layout.ts";
 import { clearAccessedBits } from "./page-table-walk.ts";
 
 const FORMAT = "snapwake-page-tables";
@@ -44,7 +45,7 @@ export async function savePageTables(
   set: PageTableSet,
 ): Promise<void> {
   if (set.tables.length > PAGE_TABLE_PAGES_MAX) return; // too many to carry: no edit later
-  const dir = join(home, "wss", checkpoint);
+  const dir = workingSetsDir(home, checkpoint);
   await mkdir(dir, { recursive: true });
   const file = join(dir, FILE);
   const body = {
@@ -64,7 +65,9 @@ export async function loadPageTables(
   checkpoint: string,
   checkpointIndexSha256: string,
 ): Promise<PageTableSet | null> {
-  const text = await readFile(join(home, "wss", checkpoint, FILE), "utf8").catch(() => null);
+  const text = await readFile(join(workingSetsDir(home, checkpoint), FILE), "utf8").catch(
+    () => null,
+  );
   if (text === null || text.length > WORKING_SET_FILE_BYTES_MAX) return null;
   let body: unknown;
   try {

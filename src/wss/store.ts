@@ -1,13 +1,18 @@
 /**
- * Working sets kept beside the checkpoint they belong to, in `<home>/wss/<checkpoint>/`.
- * A checkpoint is immutable; its working sets are not (later restores refine them), so they
- * live outside it. A working set only steers prefetching: a wrong one costs speed, never
- * correctness, because every page still comes from the verified checkpoint.
+ * Working sets kept beside the checkpoint they belong to, in `<home>/wss/<name>/<identity>/`
+ * (store/layout.ts), where the identity is the SHA-256 of the checkpoint's manifest
+ * (store/identity.ts): a checkpoint saved again under a removed one's name starts with no
+ * working set rather than inheriting the old one. A checkpoint is immutable; its working sets
+ * are not (later restores refine them), so they live outside it. A working set only steers
+ * prefetching: a wrong one costs speed, never correctness, because every page still comes
+ * from the verified checkpoint.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidCheckpointError } from "../errors.ts";
+import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_PAGES_MAX } from "../limits.ts";
+import { checkpointIdentity } from "../store/identity.ts";
+import { IDENTITY_PATTERN, workingSetDir, workingSetsDir } from "../store/layout.ts";
 import type { WorkingSet, WorkingSetPage, WorkingSetSource } from "./working-set.ts";
 
 const FORMAT = "snapwake-working-set";
@@ -16,23 +21,32 @@ const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "ac
 /** Which working set a restore prefers when several exist: measured beats estimated. */
 const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "write-set"];
 
-function dirOf(home: string, checkpoint: string): string {
-  return join(home, "wss", checkpoint);
+/** The working-set directory of listed checkpoint `checkpoint`, or null when it is not listed. */
+async function dirOf(home: string, checkpoint: string): Promise<string | null> {
+  const identity = await checkpointIdentity(home, checkpoint);
+  return identity === null ? null : workingSetDir(home, checkpoint, identity);
 }
 
-/** Writes (atomically replaces) the checkpoint's working set of that source. */
+/**
+ * Writes (atomically replaces) the checkpoint's working set of that source; the working sets
+ * of earlier checkpoints of that name go. NotFoundError when no such checkpoint is listed.
+ */
 export async function saveWorkingSet(
   home: string,
   checkpoint: string,
   ws: WorkingSet,
 ): Promise<string> {
-  const dir = dirOf(home, checkpoint);
+  const dir = await dirOf(home, checkpoint);
+  if (dir === null)
+    throw new NotFoundError(`No checkpoint named "${checkpoint}" to keep a working set for`);
+  await removeStale(home, checkpoint, dir);
   await mkdir(dir, { recursive: true });
   const file = join(dir, `${ws.source}.json`);
   const body = {
     format: FORMAT,
     version: VERSION,
     checkpoint,
+    manifestSha256: dir.slice(-64),
     source: ws.source,
     createdAt: new Date().toISOString(),
     pages: ws.pages.map((p) => [p.block, p.page, Math.round(p.firstMs)]),
@@ -51,8 +65,9 @@ export async function loadWorkingSet(
 ): Promise<WorkingSet | null> {
   const present = await listSources(home, checkpoint);
   const pick = source ?? PREFERENCE.find((s) => present.includes(s));
-  if (pick === undefined || !present.includes(pick)) return null;
-  const file = join(dirOf(home, checkpoint), `${pick}.json`);
+  const dir = await dirOf(home, checkpoint);
+  if (dir === null || pick === undefined || !present.includes(pick)) return null;
+  const file = join(dir, `${pick}.json`);
   const text = await readFile(file, "utf8");
   const bad = (why: string) =>
     new InvalidCheckpointError(
@@ -69,15 +84,29 @@ export async function loadWorkingSet(
   return { source: pick, pages: parsePages(body, bad) };
 }
 
-/** The working-set sources stored for a checkpoint. */
+/** The working-set sources stored for a checkpoint (none when it is not listed). */
 export async function listSources(home: string, checkpoint: string): Promise<WorkingSetSource[]> {
-  const names = await readdir(dirOf(home, checkpoint)).catch(() => [] as string[]);
+  const dir = await dirOf(home, checkpoint);
+  if (dir === null) return [];
+  const names = await readdir(dir).catch(() => [] as string[]);
   return SOURCES.filter((s) => names.includes(`${s}.json`));
 }
 
-/** Removes every working set of a checkpoint (with the checkpoint). */
+/** Removes every working set kept under a checkpoint's name (CheckpointStore.remove does). */
 export async function removeWorkingSets(home: string, checkpoint: string): Promise<void> {
-  await rm(dirOf(home, checkpoint), { recursive: true, force: true });
+  await rm(workingSetsDir(home, checkpoint), { recursive: true, force: true });
+}
+
+/** Working sets of earlier checkpoints named like this one, and files of the unbound layout. */
+async function removeStale(home: string, checkpoint: string, keep: string): Promise<void> {
+  const parent = workingSetsDir(home, checkpoint);
+  for (const entry of await readdir(parent).catch(() => [] as string[])) {
+    const path = join(parent, entry);
+    const stale = IDENTITY_PATTERN.test(entry)
+      ? path !== keep
+      : SOURCES.some((s) => entry === `${s}.json`);
+    if (stale) await rm(path, { recursive: true, force: true });
+  }
 }
 
 function parsePages(body: unknown, bad: (why: string) => Error): WorkingSetPage[] {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { InvalidCheckpointError } from "../errors.ts";
+import { tempStore, writeSmall, writeSmallSaved } from "../checkpoint/test-support.ts";
+import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import { restoresDir, workingSetsDir } from "../store/layout.ts";
 import { listSources, loadWorkingSet, removeWorkingSets, saveWorkingSet } from "./store.ts";
 import { refineWorkingSet, workingSetFromTrace, workingSetFromWrites } from "./working-set.ts";
 
@@ -47,8 +48,15 @@ test("refinement is the union at earliest first access, bounded by size", () => 
 });
 
 test("working sets round-trip through the store; the refined one is preferred", async () => {
-  const home = await mkdtemp(join(tmpdir(), "sw-wss-"));
+  const t = await tempStore();
+  const home = t.home;
   try {
+    await assert.rejects(
+      saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }])),
+      NotFoundError,
+      "a working set needs its checkpoint",
+    );
+    await writeSmall(t.store, "c@1");
     assert.equal(await loadWorkingSet(home, "c@1"), null);
     await saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
     await saveWorkingSet(home, "c@1", workingSetFromTrace([{ block: 1, page: 3, tMs: 7 }]));
@@ -60,13 +68,40 @@ test("working sets round-trip through the store; the refined one is preferred", 
     await removeWorkingSets(home, "c@1");
     assert.deepEqual(await listSources(home, "c@1"), []);
   } finally {
-    await rm(home, { recursive: true, force: true });
+    await t.cleanup();
+  }
+});
+
+test("a checkpoint saved again under a removed one's name has none of its working sets", async () => {
+  const t = await tempStore();
+  try {
+    await writeSmall(t.store, "c@1");
+    await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
+    // Removed behind the store's back (a crash, a hand-made rm -r): the name's data stays.
+    await rm(t.store.dirOf("c@1"), { recursive: true });
+    await writeSmallSaved(t.store, "c@1"); // another checkpoint (writeSmall's is reproducible)
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null, "not inherited");
+    assert.deepEqual(await listSources(t.home, "c@1"), []);
+    await saveWorkingSet(t.home, "c@1", workingSetFromTrace([{ block: 1, page: 3, tMs: 7 }]));
+    assert.deepEqual(await listSources(t.home, "c@1"), ["trace"]);
+    assert.equal((await readdir(workingSetsDir(t.home, "c@1"))).length, 1, "the old one went");
+    // And through the store: rm takes the working sets and restore records with it.
+    await mkdir(restoresDir(t.home, "c@1"), { recursive: true });
+    await writeFile(join(restoresDir(t.home, "c@1"), "r.json"), "{}");
+    await t.store.remove("c@1");
+    for (const dir of [workingSetsDir(t.home, "c@1"), restoresDir(t.home, "c@1")])
+      assert.equal(await readdir(dir).catch(() => "gone"), "gone", dir);
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null);
+  } finally {
+    await t.cleanup();
   }
 });
 
 test("a damaged working-set file is a clear error, not a silent wrong prefetch", async () => {
-  const home = await mkdtemp(join(tmpdir(), "sw-wss-"));
+  const t = await tempStore();
+  const home = t.home;
   try {
+    await writeSmall(t.store, "c@1");
     const file = await saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 1 }]));
     for (const text of [
       "{",
@@ -77,6 +112,6 @@ test("a damaged working-set file is a clear error, not a silent wrong prefetch",
       await assert.rejects(loadWorkingSet(home, "c@1"), InvalidCheckpointError);
     }
   } finally {
-    await rm(home, { recursive: true, force: true });
+    await t.cleanup();
   }
 });

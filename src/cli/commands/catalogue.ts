@@ -8,7 +8,6 @@ import {
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
-import { removeWorkingSets } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 
@@ -49,7 +48,6 @@ export const runInspect: Run = async (ctx, p) => {
 
 export const runRm: Run = async (ctx, p) => {
   const report = await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));
-  await removeWorkingSets(ctx.home, p.arg(0));
   const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
   const kept =
     report.sharedBytes === 0

@@ -6,6 +6,7 @@
  */
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { restoresDir } from "../../store/layout.ts";
 import type { FillReport, PostcopyMode } from "./report.ts";
 
 export const RESTORE_RECORD_VERSION = 1;
@@ -23,9 +24,7 @@ export interface RestoreRecord {
   readonly error: { readonly name: string; readonly message: string } | null;
 }
 
-export function restoresDir(home: string, checkpoint: string): string {
-  return join(home, "restores", checkpoint);
-}
+export { restoresDir } from "../../store/layout.ts";
 
 /** Writes `record`; returns its path. */
 export async function writeRestoreRecord(home: string, record: RestoreRecord): Promise<string> {

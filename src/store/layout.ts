@@ -1,0 +1,71 @@
+/**
+ * The store layout: every path under `<home>` is spelled here and nowhere else, so the
+ * checkpoint store, the disk layers, the VM state directories, the caches, the working sets,
+ * the restore records and the store lock cannot disagree about where things are.
+ *
+ *   <home>/checkpoints/<name>/               complete checkpoints: the only thing listed
+ *   <home>/tmp/<pid>-<16 hex>[.removing|…]   writes, removals and replacements in progress
+ *   <home>/layers/<id>.{qcow2,raw,json,index} disk layers; pending/<pid>-<id> while created
+ *   <home>/vms/<vm>/                         a managed VM's state directory (vm/state-dir.ts)
+ *   <home>/cache/digests/<pack id>           page digests per pack (never trusted)
+ *   <home>/wss/<name>/<manifest sha256>/     working sets of exactly that checkpoint
+ *   <home>/wss/<name>/page-tables.json       page-table pages (bound by the index hash)
+ *   <home>/restores/<name>/                  restore records and the page servers' logs
+ *   <home>/locks/                            the store lock (store/lock.ts, ADR 0009)
+ *
+ * Checkpoint names are validated by the caller (checkpoint/names.ts) before a path is built
+ * from them; identities are 64 lowercase hex digits, checked here.
+ */
+import { join } from "node:path";
+
+/** A checkpoint's identity: the SHA-256 of its manifest file, as 64 lowercase hex digits. */
+export const IDENTITY_PATTERN = /^[0-9a-f]{64}$/;
+
+export function checkpointsDir(home: string): string {
+  return join(home, "checkpoints");
+}
+
+/** Directory of a listed checkpoint; `name` must have been validated. */
+export function checkpointDir(home: string, name: string): string {
+  return join(checkpointsDir(home), name);
+}
+
+export function tempDir(home: string): string {
+  return join(home, "tmp");
+}
+
+export function layersDir(home: string): string {
+  return join(home, "layers");
+}
+
+export function vmsDir(home: string): string {
+  return join(home, "vms");
+}
+
+export function vmDir(home: string, vm: string): string {
+  return join(vmsDir(home), vm);
+}
+
+export function digestCacheDir(home: string): string {
+  return join(home, "cache", "digests");
+}
+
+/** Everything kept about checkpoint `name` outside it: removed with it. */
+export function workingSetsDir(home: string, name: string): string {
+  return join(home, "wss", name);
+}
+
+/** The working sets of the checkpoint named `name` whose manifest hashes to `identity`. */
+export function workingSetDir(home: string, name: string, identity: string): string {
+  if (!IDENTITY_PATTERN.test(identity))
+    throw new RangeError(`not a checkpoint identity: ${JSON.stringify(identity)}`);
+  return join(workingSetsDir(home, name), identity);
+}
+
+export function restoresDir(home: string, name: string): string {
+  return join(home, "restores", name);
+}
+
+export function locksDir(home: string): string {
+  return join(home, "locks");
+}
