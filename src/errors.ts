@@ -50,3 +50,22 @@ export class UsageError extends Error {
 export class NotFoundError extends Error {
   override name = "NotFoundError";
 }
+
+/**
+ * Cancelled before it finished: by a signal (the CLI turns SIGINT and SIGTERM into this) or by
+ * the caller's AbortSignal. Whatever the operation started has been undone when it is thrown.
+ */
+export class InterruptedError extends Error {
+  override name = "InterruptedError";
+  /** The signal that asked for it, when one did. */
+  readonly signal: NodeJS.Signals | null;
+  constructor(message: string, signal: NodeJS.Signals | null = null, options?: ErrorOptions) {
+    super(message, options);
+    this.signal = signal;
+  }
+}
+
+/** Another snapwake command holds the store (or the checkpoint) in a way this one cannot share. */
+export class StoreBusyError extends Error {
+  override name = "StoreBusyError";
+}

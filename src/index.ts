@@ -3,7 +3,7 @@
  *
  *   import { save, restore, CheckpointStore } from "snapwake";
  *   await save({ home, vm: "web-1", name: "web-1@boot" });
- *   const { vm } = await restore({ home, checkpoint: "web-1@boot" });
+ *   const { vm } = await restore({ home, checkpoint: "web-1@boot" }); // auto, as the CLI
  */
 
 export { CheckpointReader, CheckpointStore, describeCheckpoint } from "./checkpoint/index.ts";

@@ -233,3 +233,10 @@ export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 export const RESTORE_EAGER_WORKERS = 1;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
+
+// The store lock (src/store/lock.ts, ADR 0009).
+/**
+ * How long taking the lock waits for another process to finish taking or changing its hold
+ * (held for milliseconds; a crashed holder's entry is taken over at once): 5 s.
+ */
+export const STORE_LOCK_ENTRY_WAIT_MS = 5000;

@@ -83,7 +83,7 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
 
   log("restoring with snapwake (eager)…");
   const sStart = performance.now();
-  const sr = await restore({ home, checkpoint: "cmp@1", vmName: "cmp-sw" });
+  const sr = await restore({ home, checkpoint: "cmp@1", vmName: "cmp-sw", mode: "eager" });
   const back = await connectAgent(sr.vm);
   const swPingMs = performance.now() - sStart;
   log("the restored guest verifies its memory and files…");

@@ -78,7 +78,7 @@ async function restoreAndVerify(
   try {
     const r =
       mode === "eager"
-        ? await restore({ home, checkpoint, vmName })
+        ? await restore({ home, checkpoint, vmName, mode: "eager" })
         : await restore({ home, checkpoint, vmName, mode: "lazy" });
     // A lazy fill that fails is a result, not an unhandled rejection.
     const filled =

@@ -18,6 +18,8 @@
  */
 import { UsageError } from "../errors.ts";
 import { CHECKPOINT_PAGES_MAX, RELAYOUT_CHUNK_CACHE_MAX } from "../limits.ts";
+import { checkpointIdentity, rebindWorkingSets } from "../store/identity.ts";
+import { StoreLock } from "../store/lock.ts";
 import type { CheckpointListing } from "./checkpoint-files.ts";
 import type { DiskBlockSource } from "./disk-pages.ts";
 import { FILL_MASK, KIND_SHIFT, PAYLOAD_MASK, PageKind, SLOT_BITS, SLOT_MASK } from "./format.ts";
@@ -57,7 +59,26 @@ export async function relayoutCheckpoint(
   order: readonly LayoutPage[],
   opts: RelayoutOptions = {},
 ): Promise<RelayoutResult> {
+  const lock = await StoreLock.acquire(store.home, {
+    command: "relayout",
+    mode: "shared",
+    uses: [{ checkpoint: name, access: "write" }],
+  });
+  try {
+    return await relayoutLocked(store, name, order, opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function relayoutLocked(
+  store: CheckpointStore,
+  name: string,
+  order: readonly LayoutPage[],
+  opts: RelayoutOptions,
+): Promise<RelayoutResult> {
   const started = performance.now();
+  const identity = await checkpointIdentity(store.home, name);
   const old = await CheckpointReader.open(store, name);
   let writer: CheckpointWriter | null = null;
   let ws: Uint32Array;
@@ -94,6 +115,8 @@ export async function relayoutCheckpoint(
   }
   await old.close(); // open handles stay valid across the swap; close before it anyway
   const listing = await writer.commit();
+  // The same pages in another order: its working sets stay true for the new manifest.
+  if (identity !== null) await rebindWorkingSets(store.home, name, identity);
   const fresh = await CheckpointReader.open(store, name);
   const after = await Promise.resolve(chunkSpan(fresh, ws)).finally(() => fresh.close());
   return {

@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { test } from "node:test";
 import { NotFoundError, UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
+import { MANIFEST_FILE, restoresDir, workingSetsDir } from "../store/layout.ts";
+import { StoreLock } from "../store/lock.ts";
+import { loadWorkingSet, saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
+import { FileName } from "./format.ts";
 import { CheckpointReader } from "./reader.ts";
 import type { CheckpointStore } from "./store.ts";
 import { CheckpointWriteError, nodeStoreIo, type StoreIo } from "./store-io.ts";
@@ -16,6 +20,10 @@ const noStream = { configuration: new Uint8Array(0) };
 async function tempEntries(store: CheckpointStore): Promise<string[]> {
   return readdir(store.tempDir).catch(() => []);
 }
+
+test("the store layout names the manifest file the format names", () => {
+  assert.equal(MANIFEST_FILE, FileName.manifest);
+});
 
 test("abort leaves nothing listed and no temp directory", async () => {
   const t = await tempStore();
@@ -256,6 +264,47 @@ test("remove unlists and deletes; an absent name is NotFoundError", async () => 
     assert.deepEqual(await tempEntries(t.store), []);
     await assert.rejects(t.store.remove("a"), NotFoundError);
     await assert.rejects(t.store.stat("a"), NotFoundError);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("rm of a checkpoint a restore reads is refused with a clear message, and so is gc", async () => {
+  const t = await tempStore();
+  try {
+    await writeSmall(t.store, "c@1");
+    const reading = await StoreLock.acquire(t.home, {
+      command: "restore",
+      mode: "shared",
+      uses: [{ checkpoint: "c@1", access: "read" }],
+    });
+    await assert.rejects(t.store.remove("c@1"), /Cannot rm checkpoint "c@1": `restore`/);
+    await assert.rejects(t.store.cleanTemp(), /Cannot gc now: `restore`/);
+    assert.deepEqual(
+      (await t.store.list()).map((c) => c.name),
+      ["c@1"],
+      "still listed",
+    );
+    await reading.release();
+    await t.store.remove("c@1");
+    assert.equal(await t.store.cleanTemp(), 0);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("rm takes the checkpoint's working sets and restore records; a new one of its name has none", async () => {
+  const t = await tempStore();
+  try {
+    await writeSmall(t.store, "c@1");
+    await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
+    await mkdir(restoresDir(t.home, "c@1"), { recursive: true });
+    await writeFile(join(restoresDir(t.home, "c@1"), "r.json"), "{}");
+    await t.store.remove("c@1");
+    for (const dir of [workingSetsDir(t.home, "c@1"), restoresDir(t.home, "c@1")])
+      assert.equal(await readdir(dir).catch(() => "gone"), "gone", dir);
+    await writeSmall(t.store, "c@1");
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null);
   } finally {
     await t.cleanup();
   }

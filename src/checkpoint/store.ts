@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import * as layout from "../store/layout.ts";
+import { StoreLock } from "../store/lock.ts";
 import { type CheckpointListing, listingOf, readManifestFile } from "./checkpoint-files.ts";
 import { DigestCache } from "./digest-cache.ts";
 import { type Manifest, packIdOf } from "./manifest.ts";
@@ -116,6 +117,20 @@ export class CheckpointStore {
    */
   async remove(name: string): Promise<RemoveReport> {
     const dir = this.dirOf(name);
+    // Refused while a save, restore or relayout uses it (a lazy restore until its fill ends).
+    const lock = await StoreLock.acquire(this.home, {
+      command: "rm",
+      mode: "shared",
+      uses: [{ checkpoint: name, access: "write" }],
+    });
+    try {
+      return await this.#remove(name, dir);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #remove(name: string, dir: string): Promise<RemoveReport> {
     const doomed = `${await this.newTempPath()}.removing`;
     try {
       await rename(dir, doomed);
@@ -171,6 +186,16 @@ export class CheckpointStore {
    * one included) are in use and kept.
    */
   async cleanTemp(): Promise<number> {
+    // Alone: no save, restore or rm may run meanwhile (ADR 0009).
+    const lock = await StoreLock.acquire(this.home, { command: "gc", mode: "exclusive" });
+    try {
+      return await this.#cleanTemp();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #cleanTemp(): Promise<number> {
     let removed = 0;
     for (const entry of await this.#entries(this.tempDir)) {
       const m = TEMP_NAME.exec(entry);

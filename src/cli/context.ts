@@ -11,6 +11,8 @@ import { ProgressBar } from "./progress-bar.ts";
 export interface Context {
   readonly home: string;
   readonly json: boolean;
+  /** Aborts on SIGINT or SIGTERM for commands that undo their work when cancelled (main.ts). */
+  readonly signal: AbortSignal;
   /**
    * $SNAPWAKE_QEMU resolved ("10.0", "7.2" or a path; docs/qemu-versions.md), or undefined
    * when unset. A default for `vm start` (a spec's own qemu field wins) and the QEMU a restore
@@ -35,11 +37,16 @@ export function resolveHome(env: NodeJS.ProcessEnv): string {
   return join(xdg, "snapwake");
 }
 
-export function makeContext(env: NodeJS.ProcessEnv, json: boolean): Context {
+export function makeContext(
+  env: NodeJS.ProcessEnv,
+  json: boolean,
+  signal: AbortSignal = new AbortController().signal,
+): Context {
   const bar = !json && process.stderr.isTTY ? new ProgressBar(process.stderr) : null;
   return {
     home: resolveHome(env),
     json,
+    signal,
     qemu() {
       const choice = env.SNAPWAKE_QEMU;
       return choice === undefined || choice === ""

@@ -8,12 +8,15 @@
  * code is loaded only once its arguments have parsed, help texts only when asked for.
  */
 import { readFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { STORE_THROTTLE_ENV, setStoreReadThrottle } from "../checkpoint/read-throttle.ts";
 import {
   DecodeError,
+  InterruptedError,
   InvalidCheckpointError,
   NotFoundError,
   QemuError,
+  StoreBusyError,
   UnsupportedStreamError,
   UsageError,
 } from "../errors.ts";
@@ -29,6 +32,8 @@ export const ExitCode = {
   notFound: 3,
   badData: 4,
   qemu: 5,
+  busy: 6,
+  // A command cancelled by SIGINT or SIGTERM exits 128 + the signal's number: 130 or 143.
 } as const;
 
 const help = () => import("./help.ts");
@@ -79,16 +84,53 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     return usageFailure(spec, error, json);
   }
-  const ctx = makeContext(process.env, json);
+  const interrupt = spec.interrupted === undefined ? null : catchSignals();
+  const ctx = makeContext(process.env, json, interrupt?.signal);
   try {
     setStoreReadThrottle(process.env[STORE_THROTTLE_ENV]);
     const run = await spec.load();
     await run(ctx, parsed);
+    if (interrupt?.signal.aborted) throw interrupt.signal.reason; // ended as it was asked to
     return ExitCode.ok;
   } catch (error) {
     ctx.done();
+    const by = interrupt?.signal.aborted ? interrupt.signal.reason : null;
+    if (by instanceof InterruptedError && by.signal !== null)
+      return interrupted(by.signal, spec, json);
     return report(error, json, spec.name);
   }
+}
+
+/**
+ * SIGINT and SIGTERM abort the returned controller with an InterruptedError: the command
+ * undoes its work and main exits 128 + the signal's number. A second signal exits at once.
+ */
+function catchSignals(): AbortController {
+  const controller = new AbortController();
+  const on = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`snapwake: ${signal} again: exiting without cleaning up\n`);
+      process.exit(signalExitCode(signal));
+    }
+    controller.abort(new InterruptedError(`Interrupted by ${signal}`, signal));
+  };
+  process.on("SIGINT", on);
+  process.on("SIGTERM", on);
+  return controller;
+}
+
+/** The one line of an interrupted command; the shell's convention for the exit code. */
+function interrupted(signal: NodeJS.Signals, spec: CommandSpec, json: boolean): number {
+  const message = `interrupted by ${signal}: ${spec.interrupted ?? "stopped"}`;
+  if (json) {
+    const error = { name: "InterruptedError", message, signal };
+    process.stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
+  } else process.stderr.write(`snapwake ${spec.name}: ${message}\n`);
+  return signalExitCode(signal);
+}
+
+function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[signal] ?? 0);
 }
 
 /** `snapwake help [GROUP | COMMAND]`. */
@@ -168,6 +210,8 @@ function classify(error: unknown, command: string): [number, string] {
       ExitCode.badData,
       "the migration stream is damaged or uses a QEMU feature snapwake does not read",
     ];
+  if (error instanceof StoreBusyError)
+    return [ExitCode.busy, "another snapwake command uses the store; run this again after it"];
   if (error instanceof QemuError)
     return [ExitCode.qemu, "the VM's qemu.log in its state dir has QEMU's own words"];
   return [ExitCode.failed, ""];

@@ -3,7 +3,7 @@
  * it, directly or through the backing links of the layers above it:
  *
  * - a checkpoint's manifest names it (the caller passes those ids: src/checkpoint reads them);
- * - a VM runs on it: `disk-layers.json` in its state directory (store/layout.ts vmDir) (its hold file, written by save and
+ * - a VM runs on it: `disk-layers.json` in its state directory (store/layout.ts) (its hold file, written by save and
  *   restore into the VM's state directory) names the overlay each drive writes; the state
  *   directory, and so the hold, goes away when the VM is stopped;
  * - a live process is creating it (`pending/<pid>-<id>`, see LayerStore).

@@ -23,6 +23,8 @@ export interface EagerRestoreOptions {
   /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
   readonly qemu?: QemuInstall;
   readonly onProgress?: ProgressListener;
+  /** Kills QEMU (the restore then fails and cleans up); restore.ts turns it into its reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface EagerRestoreResult {
@@ -59,7 +61,7 @@ async function restoreWith(
   );
   try {
     const device = await reader.deviceState();
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu);
+    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
     try {
       const socket = await openIncoming(vm);
       const counts = await sendCheckpoint(reader, socket, device, {

@@ -1,9 +1,18 @@
 /**
- * Restore entry point: picks the mode. eager replays the whole checkpoint before the guest
- * runs; lazy and partial make snapwake QEMU's postcopy source (src/restore/postcopy); auto is
- * partial when a working set is given, else lazy.
+ * Restore entry point, shared by the library and the CLI: picks the mode and its working set,
+ * holds the store lock, and cancels on the caller's AbortSignal. eager replays the whole
+ * checkpoint before the guest runs; lazy and partial make snapwake QEMU's postcopy source
+ * (src/restore/postcopy); auto (the default) is partial when a working set is given or stored
+ * for the checkpoint, else lazy.
+ *
+ * Invariants: the checkpoint is held for reading (store/lock.ts) until an eager restore
+ * returns or a postcopy fill settles, so `rm` cannot take it from under the page server; an
+ * abort stops QEMU (its state directory goes with it) and rejects with the signal's reason.
  */
+import { abortError, throwIfAborted } from "../abort.ts";
 import { UsageError } from "../errors.ts";
+import { StoreLock } from "../store/lock.ts";
+import { loadWorkingSet } from "../wss/store.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
 import {
   type PostcopyRestoreOptions,
@@ -13,40 +22,107 @@ import {
 
 export type RestoreMode = "eager" | "lazy" | "partial" | "auto";
 
+/** The mode of a restore that names none: the library's and the CLI's. */
+export const DEFAULT_RESTORE_MODE: RestoreMode = "auto";
+
 /**
  * The postcopy options (documented on PostcopyRestoreOptions) with any mode; eager uses
- * home, checkpoint, vmName and onProgress. Default mode "eager".
+ * home, checkpoint, vmName, qemu, onProgress and signal. Default mode "auto". Partial and
+ * auto without `workingSet` use the checkpoint's stored working set (src/wss).
  */
 export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
   readonly mode?: RestoreMode;
+  /**
+   * Cancels the restore: QEMU is stopped, its VM state goes, and the restore rejects with the
+   * signal's reason. After a postcopy restore returned, it still stops the guest until the
+   * fill is done (the guest cannot run without its page server).
+   */
+  readonly signal?: AbortSignal;
 };
 
 /** eager: done when it returns. lazy/partial: the guest runs; `fill` settles when all is in. */
 export type RestoreResult = EagerRestoreResult | PostcopyRestoreResult;
 
-/** Eager (the default mode) resolves with the eager result; other modes with a `fill`. */
+/** Eager resolves with the eager result; other modes (auto, the default) with a `fill`. */
 export function restore(
-  opts: RestoreOptions & { readonly mode?: "eager" },
+  opts: RestoreOptions & { readonly mode: "eager" },
 ): Promise<EagerRestoreResult>;
 export function restore(
-  opts: RestoreOptions & { readonly mode: "lazy" | "partial" | "auto" },
+  opts: RestoreOptions & { readonly mode?: "lazy" | "partial" | "auto" },
 ): Promise<PostcopyRestoreResult>;
 export function restore(opts: RestoreOptions): Promise<RestoreResult>;
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
-  const mode = opts.mode ?? "eager";
+  throwIfAborted(opts.signal);
+  const lock = await StoreLock.acquire(opts.home, {
+    command: "restore",
+    mode: "shared",
+    uses: [{ checkpoint: opts.checkpoint, access: "read" }],
+  });
+  // QEMU is killed through `stop`, which follows the caller's signal only while the restore
+  // needs it: until an eager restore returns, or a postcopy fill settles.
+  const stop = new AbortController();
+  const follow = () => stop.abort(opts.signal?.reason);
+  opts.signal?.addEventListener("abort", follow, { once: true });
+  const done = async () => {
+    opts.signal?.removeEventListener("abort", follow);
+    await lock.release();
+  };
+  let result: RestoreResult;
+  try {
+    result = await restoreIn({ ...opts, signal: stop.signal });
+  } catch (error) {
+    await done();
+    throw opts.signal?.aborted ? abortError(opts.signal) : error;
+  }
+  if (!("fill" in result)) {
+    await done();
+    return result;
+  }
+  const fill = result.fill.then(
+    async (report) => {
+      await done();
+      return report;
+    },
+    async (error: unknown) => {
+      await done();
+      throw opts.signal?.aborted ? abortError(opts.signal) : error;
+    },
+  );
+  fill.catch(() => undefined); // the caller may never look; the rejection is still theirs
+  return { ...result, fill };
+}
+
+async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
+  const mode = opts.mode ?? DEFAULT_RESTORE_MODE;
   switch (mode) {
     case "eager":
       if (opts.workingSet !== undefined)
         throw new UsageError("Cannot use a working set in an eager restore: every page is sent");
       return restoreEager(opts);
     case "lazy":
-    case "partial":
       return restorePostcopy({ ...opts, mode });
+    case "partial": {
+      const workingSet = opts.workingSet ?? (await storedWorkingSet(opts));
+      if (workingSet === null) {
+        throw new UsageError(
+          `Checkpoint "${opts.checkpoint}" has no working set to prefetch: profile it ` +
+            "(snapwake profile, or save with --continue), or restore with mode lazy",
+        );
+      }
+      return restorePostcopy({ ...opts, mode, workingSet });
+    }
     case "auto": {
-      const partial = opts.workingSet !== undefined && opts.workingSet.length > 0;
-      return restorePostcopy({ ...opts, mode: partial ? "partial" : "lazy" });
+      const workingSet = opts.workingSet ?? (await storedWorkingSet(opts)) ?? [];
+      if (workingSet.length === 0) return restorePostcopy({ ...opts, mode: "lazy" });
+      return restorePostcopy({ ...opts, mode: "partial", workingSet });
     }
     default:
       throw new Error(`unreachable restore mode ${String(mode satisfies never)}`);
   }
+}
+
+/** The checkpoint's preferred stored working set (measured beats estimated), or null. */
+async function storedWorkingSet(opts: RestoreOptions) {
+  const ws = await loadWorkingSet(opts.home, opts.checkpoint);
+  return ws === null ? null : ws.pages;
 }

@@ -7,6 +7,8 @@
  * metadata hash), so QEMU never starts on a disk that is not the checkpoint's; the VM's hold
  * file then names the overlay, which keeps the chain from gc while the VM runs.
  */
+
+import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
 import { InvalidCheckpointError, UsageError } from "../errors.ts";
@@ -22,6 +24,7 @@ import {
   type VmSpec,
   writeOrigin,
 } from "../vm/index.ts";
+import { signalProcess } from "../vm/process.ts";
 
 /** What a caller keeps of a restored VM once the restore returns. */
 export interface RestoredVm {
@@ -34,14 +37,18 @@ export interface RestoredVm {
 /**
  * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
  * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
- * spec's, which saves pin too); a QEMU without it is refused before anything starts.
+ * spec's, which saves pin too); a QEMU without it is refused before anything starts. Once
+ * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
+ * path removes the VM.
  */
 export async function startRestoreTarget(
   home: string,
   reader: CheckpointReader,
   vmName: string | undefined,
   qemu?: QemuInstall,
+  signal?: AbortSignal,
 ): Promise<ManagedVm> {
+  throwIfAborted(signal);
   const recorded = reader.manifest.vm;
   if (typeof recorded !== "object" || recorded === null) {
     throw new InvalidCheckpointError(reader.name, "its manifest has no VM spec");
@@ -59,6 +66,8 @@ export async function startRestoreTarget(
     const disks = withOverlays(spec, overlays, store, reader.name);
     const vm = await startVm(home, disks, { incoming: "defer" });
     try {
+      throwIfAborted(signal);
+      signal?.addEventListener("abort", () => signalProcess(vm.pid, "SIGKILL"), { once: true });
       await writeHold(vm.stateDir, overlays);
       // Its next save shares the pages it has not changed with this checkpoint (format 1.2).
       await writeOrigin(vm.stateDir, { checkpoint: reader.name, how: "restored" });

@@ -6,37 +6,33 @@
  * disk state is the one of its memory snapshot.
  *
  * Invariants: a checkpoint is listed only after commit() verified it; any failure (QEMU died,
- * a stream we cannot parse, a full disk) aborts the writer so nothing is listed, cancels the
- * migration if QEMU still lives, and resumes the source VM if it was running before.
+ * a stream we cannot parse, a full disk, the caller's AbortSignal) stops the stream, aborts
+ * the writer (its temp directory goes) so nothing is listed, cancels the migration if QEMU
+ * still lives, and resumes the source VM if it was running before.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { abortError, throwIfAborted, untilAborted } from "../abort.ts";
 import {
-  beginCheckpoint,
   type CheckpointListing,
   CheckpointStore,
-  type CheckpointWriter,
   type SharedPages,
   shareStore,
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../errors.ts";
-import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS, WORKING_SET_PAGES_MAX } from "../limits.ts";
+import { SAVE_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
-import {
-  type DeviceState,
-  type RamBlock,
-  type RamSectionInfo,
-  readMigrationStream,
-  type StreamSummary,
-} from "../qemu/migration/index.ts";
+import { readMigrationStream, type StreamSummary } from "../qemu/migration/index.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
+import { StoreLock } from "../store/lock.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
-import { enterSaveMode, runtimeOf } from "./live-safety.ts";
+import { enterSaveMode } from "./live-safety.ts";
+import { CheckpointSink } from "./sink.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -79,6 +75,12 @@ export interface SaveOptions {
    */
   readonly wholeStore?: boolean;
   readonly onProgress?: ProgressListener;
+  /**
+   * Cancels the save: the migration is cancelled, nothing is listed, no temp file stays, and
+   * the guest runs again if it ran before (also after --stop-first or in the pre-switchover
+   * pause). The save rejects with the signal's reason (an InterruptedError by default).
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface SaveResult {
@@ -99,57 +101,93 @@ export interface SaveResult {
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
 export async function save(opts: SaveOptions): Promise<SaveResult> {
+  const signal = opts.signal;
+  throwIfAborted(signal);
   const store = new CheckpointStore({ home: opts.home });
   await refuseExistingName(store, opts.name);
+  const lock = await StoreLock.acquire(opts.home, {
+    command: "save",
+    mode: "shared",
+    uses: [{ checkpoint: opts.name, access: "write" }],
+  });
+  try {
+    return await saveLocked(opts, store, lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function saveLocked(
+  opts: SaveOptions,
+  store: CheckpointStore,
+  lock: StoreLock,
+): Promise<SaveResult> {
+  const signal = opts.signal;
   const borrowed = typeof opts.vm !== "string";
   const vm = typeof opts.vm === "string" ? await openVm(opts.home, opts.vm) : opts.vm;
   const started = performance.now();
   const dir = await mkdtemp(join(tmpdir(), "snapwake-save-"));
   const socketPath = join(dir, "migration.sock");
   const server = createServer();
+  const accepting = new AbortController();
   let wasRunning = false;
-  let writer: CheckpointWriter | null = null;
+  let sink: CheckpointSink | null = null;
+  let socket: Socket | null = null;
+  let receiving: Promise<StreamSummary> | null = null;
   let duplicates: DiskDuplicates | null = null;
   let shared: SharedPages | null = null;
+  const step = <T>(work: Promise<T>) => untilAborted(work, signal);
   try {
     await listen(server, socketPath);
-    shared = await indexShared(store, opts, vm);
+    shared = await step(indexShared(store, opts, vm));
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const mode = await enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false);
+    const mode = await step(enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false));
     const stoppedForSave = mode.stoppedGuest;
-    const runsDuringSave = await prepareSourceForSave(vm.qmp, {
-      freezeAtSwitchover: freezer !== null,
-    });
+    wasRunning = stoppedForSave; // from here on a failure resumes the guest it paused
+    const runsDuringSave = await step(
+      prepareSourceForSave(vm.qmp, { freezeAtSwitchover: freezer !== null }),
+    );
     wasRunning = runsDuringSave || stoppedForSave;
     if (freezer !== null) {
       opts.onProgress?.({ phase: "freezing disks", doneBytes: 0, totalBytes: null });
-      await freezer.freeze();
-      await freezer.seal();
-      if (opts.diskDuplicates !== false) duplicates = await freezer.duplicates();
+      await step(freezer.freeze());
+      await step(freezer.seal());
+      if (opts.diskDuplicates !== false) duplicates = await step(freezer.duplicates());
     }
-    const connection = acceptOne(server, vm.qmp);
-    await vm.qmp.execute("migrate", { uri: `unix:${socketPath}` });
-    const socket = await connection;
-    const sink = new CheckpointSink(store, opts, vm, { duplicates, shared }, wasRunning);
-    const receiving = readMigrationStream(socket, sink, {
-      returnPath: (bytes) => void socket.write(bytes),
+    const connection = acceptOne(server, vm.qmp, accepting.signal);
+    await step(vm.qmp.execute("migrate", { uri: `unix:${socketPath}` }));
+    const accepted = await step(connection);
+    socket = accepted;
+    const sinkNow = new CheckpointSink(store, opts, vm, { duplicates, shared }, wasRunning);
+    sink = sinkNow;
+    receiving = readMigrationStream(accepted, sinkNow, {
+      returnPath: (bytes) => void accepted.write(bytes),
     });
     const atSwitchover = runsDuringSave ? freezer : null;
-    const [stream] = await Promise.all([receiving, waitMigrationCompleted(vm.qmp, atSwitchover)]);
-    writer = sink.writer;
+    const [stream] = await step(
+      Promise.all([receiving, waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress)]),
+    );
+    const writer = sinkNow.writer;
     if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
     if (freezer !== null) {
-      await freezer.seal();
-      const { layers, disks } = await freezer.chains();
+      await step(freezer.seal());
+      const { layers, disks } = await step(freezer.chains());
       writer.setDisks(layers, disks);
     }
     opts.onProgress?.({ phase: "verifying", doneBytes: stream.streamBytes, totalBytes: null });
+    throwIfAborted(signal);
     const checkpoint = await writer.commit();
-    writer = null;
-    const writeSetPages = sink.writes.length;
+    sinkNow.committed = true;
+    if (signal?.aborted) {
+      // Interrupted while it was being published: it goes again, so nothing is listed.
+      await lock.release();
+      await store.remove(opts.name).catch(() => undefined);
+      throw abortError(signal);
+    }
+    const writeSetPages = sinkNow.writes.length;
     if (writeSetPages > 0)
-      await saveWorkingSet(opts.home, opts.name, workingSetFromWrites(sink.writes));
-    socket.destroy();
+      await saveWorkingSet(opts.home, opts.name, workingSetFromWrites(sinkNow.writes));
+    accepted.destroy();
     if (opts.after !== "stop")
       await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
     await afterSave(vm, opts.after ?? "continue", wasRunning);
@@ -164,117 +202,21 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
       pausedBecause: mode.pausedBecause,
     };
   } catch (error) {
-    await writer?.abort(error instanceof Error ? error : undefined);
+    accepting.abort();
+    // The stream stops before the writer goes, so no page is being written while it aborts.
+    socket?.destroy();
+    await receiving?.catch(() => undefined);
+    if (sink !== null && !sink.committed)
+      await sink.writer?.abort(error instanceof Error ? error : undefined);
     await cancelAndResume(vm, wasRunning);
     throw error;
   } finally {
+    accepting.abort();
     server.close();
     await duplicates?.close();
     await shared?.discard(); // a no-op once the writer adopted it
     await rm(dir, { recursive: true, force: true });
     if (!borrowed) vm.qmp.close();
-  }
-}
-
-/** Receives parsed stream records and feeds the checkpoint writer (created once blocks are known). */
-class CheckpointSink {
-  writer: CheckpointWriter | null = null;
-  #configuration = new Uint8Array(0);
-  #machine = "";
-  #pages = 0;
-  /** Per block, per page: 0 unseen, 1 seen once, 2 re-sent (recorded in writes). */
-  #seen: Uint8Array[] = [];
-  /** Pages QEMU sent again in a later precopy round, in re-send order: the write set. */
-  readonly writes: { block: number; page: number }[] = [];
-  readonly #store: CheckpointStore;
-  readonly #opts: SaveOptions;
-  readonly #vm: ManagedVm;
-  readonly #sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null };
-  /** The guest ran when the save began: a restore resumes it even if QEMU saved it paused. */
-  readonly #guestRunning: boolean;
-
-  constructor(
-    store: CheckpointStore,
-    opts: SaveOptions,
-    vm: ManagedVm,
-    sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null },
-    guestRunning: boolean,
-  ) {
-    this.#guestRunning = guestRunning;
-    this.#store = store;
-    this.#opts = opts;
-    this.#vm = vm;
-    this.#sources = sources;
-  }
-
-  configuration(config: { machine: string; raw: Uint8Array }): void {
-    this.#configuration = config.raw.slice();
-    this.#machine = config.machine;
-  }
-
-  async ramBlocks(blocks: readonly RamBlock[], ram: RamSectionInfo): Promise<void> {
-    if (this.writer !== null)
-      throw new QemuError("The migration stream listed its RAM blocks twice");
-    const version = await this.#vm.qmp.execute("query-version", {});
-    const { duplicates, shared } = this.#sources;
-    this.writer = await beginCheckpoint(this.#store, {
-      name: this.#opts.name,
-      vm: { ...this.#vm.spec, machine: this.#machine || this.#vm.spec.machine },
-      qemu: { version: version.qemu, package: version.package, args: this.#vm.args },
-      stream: {
-        configuration: this.#configuration,
-        machine: this.#machine,
-        ram,
-        guestRunning: this.#guestRunning,
-      },
-      ...(this.#opts.compressionLevel === undefined
-        ? {}
-        : { compressionLevel: this.#opts.compressionLevel }),
-      ...(duplicates === null ? {} : { diskBlocks: duplicates }),
-      ...(shared === null ? {} : { shared }),
-      ...runtimeOf(version.qemu, this.#machine),
-    });
-    this.writer.setRamBlocks(blocks);
-    this.#seen = blocks.map((b) => new Uint8Array(Math.ceil(b.lengthBytes / PAGE_SIZE_BYTES)));
-  }
-
-  page(blockIndex: number, pageIndex: number, data: Uint8Array): void | Promise<void> {
-    this.#tick(blockIndex, pageIndex);
-    return this.#need().putPage(blockIndex, pageIndex, data);
-  }
-
-  zeroPage(blockIndex: number, pageIndex: number, fill: number): void {
-    this.#tick(blockIndex, pageIndex);
-    this.#need().putZero(blockIndex, pageIndex, fill);
-  }
-
-  deviceState(state: DeviceState): void {
-    this.#need().setDeviceState(state);
-  }
-
-  #tick(blockIndex: number, pageIndex: number): void {
-    this.#noteWrite(blockIndex, pageIndex);
-    this.#pages += 1;
-    if (this.#pages % 8192 === 0) {
-      const doneBytes = this.#pages * PAGE_SIZE_BYTES;
-      this.#opts.onProgress?.({ phase: "receiving", doneBytes, totalBytes: null });
-    }
-  }
-
-  /** A page seen before was dirtied during the save (VEE'11 / write tracking). */
-  #noteWrite(block: number, page: number): void {
-    const seen = this.#seen[block];
-    if (seen === undefined) return; // the reader rejects unknown blocks before we get here
-    const state = seen[page] ?? 0;
-    if (state === 1 && this.writes.length < WORKING_SET_PAGES_MAX)
-      this.writes.push({ block, page });
-    if (state < 2) seen[page] = state + 1;
-  }
-
-  #need(): CheckpointWriter {
-    if (this.writer === null)
-      throw new QemuError("The migration stream sent pages before its RAM blocks");
-    return this.writer;
   }
 }
 
@@ -337,14 +279,20 @@ function listen(server: Server, path: string): Promise<void> {
   });
 }
 
-/** Pauses the guest for a non-live save; true if it was running. */
-/** The first connection on the server, or a QemuError if QEMU dies or never connects. */
-function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
-  return new Promise((resolve, reject) => {
+/**
+ * The first connection on the server, or a QemuError if QEMU dies or never connects; settles
+ * (rejecting) at once when `stop` aborts, so a refused `migrate` leaves no timer behind.
+ */
+function acceptOne(server: Server, qmp: QmpClient, stop: AbortSignal): Promise<Socket> {
+  const accepted = new Promise<Socket>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new QemuError("QEMU did not connect to the migration socket in time")),
       SAVE_CONNECT_TIMEOUT_MS,
     );
+    stop.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new QemuError("The save stopped before QEMU connected"));
+    });
     server.once("connection", (socket) => {
       clearTimeout(timer);
       resolve(socket);
@@ -354,6 +302,8 @@ function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
       reject(new QemuError("QEMU exited before the migration started"));
     });
   });
+  accepted.catch(() => undefined); // awaited only once `migrate` was accepted
+  return accepted;
 }
 
 /**
@@ -361,9 +311,15 @@ function acceptOne(server: Server, qmp: QmpClient): Promise<Socket> {
  * freezer, the migration pauses in pre-switchover (vCPUs stopped): the disks are frozen there,
  * at exactly the memory snapshot point, and the migration continues.
  */
-async function waitMigrationCompleted(qmp: QmpClient, freezer: DiskFreezer | null): Promise<void> {
+async function waitMigrationCompleted(
+  qmp: QmpClient,
+  freezer: DiskFreezer | null,
+  onProgress: ProgressListener | undefined,
+): Promise<void> {
   if (freezer !== null) {
-    await qmp.waitForMigration({ until: (info) => info.status === "pre-switchover" });
+    const info = await qmp.waitForMigration({ until: (i) => i.status === "pre-switchover" });
+    const doneBytes = info.ram?.transferred ?? 0;
+    onProgress?.({ phase: "freezing disks at switchover", doneBytes, totalBytes: null });
     await freezer.freeze();
     await continueMigration(qmp);
   }
@@ -388,12 +344,31 @@ function assertNeverAfter(x: never): never {
   throw new UsageError(`Unknown --after value ${String(x)}`);
 }
 
+/**
+ * Puts the source back: the migration cancelled (QEMU then leaves the pre-switchover pause or
+ * the postmigrate state), and the guest running again if it ran before the save.
+ */
 async function cancelAndResume(vm: ManagedVm, wasRunning: boolean): Promise<void> {
   if (vm.qmp.isClosed()) return;
   try {
     await vm.qmp.execute("migrate_cancel", {});
+    await vm.qmp.waitForMigration({ until: (info) => !ACTIVE.has(info.status ?? "none") });
+  } catch {
+    // No migration to cancel, or it ended otherwise: resuming below is what matters.
+  }
+  try {
     await resumeIfWasRunning(vm.qmp, wasRunning);
   } catch {
     // QEMU died while we cleaned up; the save error already says what went wrong.
   }
 }
+
+/** query-migrate states in which the migration still runs; `cont` waits until it left them. */
+const ACTIVE = new Set([
+  "setup",
+  "active",
+  "pre-switchover",
+  "device",
+  "cancelling",
+  "wait-unplug",
+]);

@@ -5,21 +5,32 @@
  * keyed by it, so it can never be taken for another checkpoint's.
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { FileName } from "../checkpoint/format.ts";
-import { checkCheckpointName } from "../checkpoint/names.ts";
-import { checkpointDir } from "./layout.ts";
+import { readFile, rename, rm } from "node:fs/promises";
+import { manifestFile, workingSetDir } from "./layout.ts";
 
 /** The identity of listed checkpoint `name`, or null when it is not listed. */
 export async function checkpointIdentity(home: string, name: string): Promise<string | null> {
-  checkCheckpointName(name);
   let bytes: Buffer;
   try {
-    bytes = await readFile(join(checkpointDir(home, name), FileName.manifest));
+    bytes = await readFile(manifestFile(home, name));
   } catch (error) {
     if (error instanceof Error && "code" in error && error.code === "ENOENT") return null;
     throw error;
   }
   return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * Moves the working sets of checkpoint `name` from identity `from` to its identity now: for a
+ * relayout, which rewrites the manifest but keeps every page where a working set points.
+ */
+export async function rebindWorkingSets(home: string, name: string, from: string): Promise<void> {
+  const to = await checkpointIdentity(home, name);
+  if (to === null || to === from) return;
+  await rm(workingSetDir(home, name, to), { recursive: true, force: true });
+  await rename(workingSetDir(home, name, from), workingSetDir(home, name, to)).catch(
+    (error: unknown) => {
+      if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
+    },
+  );
 }

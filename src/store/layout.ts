@@ -13,10 +13,14 @@
  *   <home>/restores/<name>/                  restore records and the page servers' logs
  *   <home>/locks/                            the store lock (store/lock.ts, ADR 0009)
  *
- * Checkpoint names are validated by the caller (checkpoint/names.ts) before a path is built
- * from them; identities are 64 lowercase hex digits, checked here.
+ * Checkpoint and VM names are validated by their owners (checkpoint/names.ts, vm/spec.ts)
+ * before a path is built from them; as a last guard a name that could leave its folder is
+ * refused here too. Identities are 64 lowercase hex digits, checked here.
  */
 import { join } from "node:path";
+
+/** The manifest's file name inside a checkpoint directory (format.md; format.ts FileName). */
+export const MANIFEST_FILE = "manifest";
 
 /** A checkpoint's identity: the SHA-256 of its manifest file, as 64 lowercase hex digits. */
 export const IDENTITY_PATTERN = /^[0-9a-f]{64}$/;
@@ -27,7 +31,11 @@ export function checkpointsDir(home: string): string {
 
 /** Directory of a listed checkpoint; `name` must have been validated. */
 export function checkpointDir(home: string, name: string): string {
-  return join(checkpointsDir(home), name);
+  return join(checkpointsDir(home), segment(name));
+}
+
+export function manifestFile(home: string, name: string): string {
+  return join(checkpointDir(home, name), MANIFEST_FILE);
 }
 
 export function tempDir(home: string): string {
@@ -43,7 +51,7 @@ export function vmsDir(home: string): string {
 }
 
 export function vmDir(home: string, vm: string): string {
-  return join(vmsDir(home), vm);
+  return join(vmsDir(home), segment(vm));
 }
 
 export function digestCacheDir(home: string): string {
@@ -52,7 +60,7 @@ export function digestCacheDir(home: string): string {
 
 /** Everything kept about checkpoint `name` outside it: removed with it. */
 export function workingSetsDir(home: string, name: string): string {
-  return join(home, "wss", name);
+  return join(home, "wss", segment(name));
 }
 
 /** The working sets of the checkpoint named `name` whose manifest hashes to `identity`. */
@@ -63,9 +71,16 @@ export function workingSetDir(home: string, name: string, identity: string): str
 }
 
 export function restoresDir(home: string, name: string): string {
-  return join(home, "restores", name);
+  return join(home, "restores", segment(name));
 }
 
 export function locksDir(home: string): string {
   return join(home, "locks");
+}
+
+/** `name` when it is one path segment that stays in its folder; else a RangeError. */
+function segment(name: string): string {
+  if (name === "" || name.includes("/") || name.includes("\0") || name.startsWith("."))
+    throw new RangeError(`not a name that stays in its folder: ${JSON.stringify(name)}`);
+  return name;
 }

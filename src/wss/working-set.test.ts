@@ -1,12 +1,27 @@
 import assert from "node:assert/strict";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { tempStore, writeSmall, writeSmallSaved } from "../checkpoint/test-support.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
-import { restoresDir, workingSetsDir } from "../store/layout.ts";
+import { checkpointDir, manifestFile, workingSetsDir } from "../store/layout.ts";
 import { listSources, loadWorkingSet, removeWorkingSets, saveWorkingSet } from "./store.ts";
 import { refineWorkingSet, workingSetFromTrace, workingSetFromWrites } from "./working-set.ts";
+
+/** A home whose store lists checkpoints as far as working sets care: by their manifests. */
+async function tempHome() {
+  const home = await mkdtemp(join(tmpdir(), "sw-wss-"));
+  return {
+    home,
+    /** Lists `name` with manifest bytes `manifest` (a new checkpoint of that name if they differ). */
+    async list(name: string, manifest = "manifest 1") {
+      await mkdir(checkpointDir(home, name), { recursive: true });
+      await writeFile(manifestFile(home, name), manifest);
+    },
+    unlist: (name: string) => rm(checkpointDir(home, name), { recursive: true }),
+    cleanup: () => rm(home, { recursive: true, force: true }),
+  };
+}
 
 test("a traced working set keeps each page once, at its first request, in order", () => {
   const ws = workingSetFromTrace([
@@ -48,7 +63,7 @@ test("refinement is the union at earliest first access, bounded by size", () => 
 });
 
 test("working sets round-trip through the store; the refined one is preferred", async () => {
-  const t = await tempStore();
+  const t = await tempHome();
   const home = t.home;
   try {
     await assert.rejects(
@@ -56,7 +71,7 @@ test("working sets round-trip through the store; the refined one is preferred", 
       NotFoundError,
       "a working set needs its checkpoint",
     );
-    await writeSmall(t.store, "c@1");
+    await t.list("c@1");
     assert.equal(await loadWorkingSet(home, "c@1"), null);
     await saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
     await saveWorkingSet(home, "c@1", workingSetFromTrace([{ block: 1, page: 3, tMs: 7 }]));
@@ -73,35 +88,29 @@ test("working sets round-trip through the store; the refined one is preferred", 
 });
 
 test("a checkpoint saved again under a removed one's name has none of its working sets", async () => {
-  const t = await tempStore();
+  const t = await tempHome();
   try {
-    await writeSmall(t.store, "c@1");
+    await t.list("c@1");
     await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
     // Removed behind the store's back (a crash, a hand-made rm -r): the name's data stays.
-    await rm(t.store.dirOf("c@1"), { recursive: true });
-    await writeSmallSaved(t.store, "c@1"); // another checkpoint (writeSmall's is reproducible)
+    await t.unlist("c@1");
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null, "no checkpoint, no working set");
+    await t.list("c@1", "manifest 2");
     assert.equal(await loadWorkingSet(t.home, "c@1"), null, "not inherited");
     assert.deepEqual(await listSources(t.home, "c@1"), []);
     await saveWorkingSet(t.home, "c@1", workingSetFromTrace([{ block: 1, page: 3, tMs: 7 }]));
     assert.deepEqual(await listSources(t.home, "c@1"), ["trace"]);
     assert.equal((await readdir(workingSetsDir(t.home, "c@1"))).length, 1, "the old one went");
-    // And through the store: rm takes the working sets and restore records with it.
-    await mkdir(restoresDir(t.home, "c@1"), { recursive: true });
-    await writeFile(join(restoresDir(t.home, "c@1"), "r.json"), "{}");
-    await t.store.remove("c@1");
-    for (const dir of [workingSetsDir(t.home, "c@1"), restoresDir(t.home, "c@1")])
-      assert.equal(await readdir(dir).catch(() => "gone"), "gone", dir);
-    assert.equal(await loadWorkingSet(t.home, "c@1"), null);
   } finally {
     await t.cleanup();
   }
 });
 
 test("a damaged working-set file is a clear error, not a silent wrong prefetch", async () => {
-  const t = await tempStore();
+  const t = await tempHome();
   const home = t.home;
   try {
-    await writeSmall(t.store, "c@1");
+    await t.list("c@1");
     const file = await saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 1 }]));
     for (const text of [
       "{",

@@ -51,7 +51,7 @@ async function restoreAndVerify(
   const lazy = opts.mode === "lazy";
   const restored = lazy
     ? await restore({ home, checkpoint, vmName, mode: "lazy", record: false })
-    : await restore({ home, checkpoint, vmName });
+    : await restore({ home, checkpoint, vmName, mode: "eager" });
   const agent = await connectAgent(restored.vm);
   try {
     if ("fill" in restored) await restored.fill; // every page (disk chunks too) placed
@@ -148,7 +148,7 @@ test("a frozen layer changed behind snapwake's back fails the restore, naming la
   await fh.close();
 
   await assert.rejects(
-    restore({ home, checkpoint: "dd@2", vmName: "dd-bad" }),
+    restore({ home, checkpoint: "dd@2", vmName: "dd-bad", mode: "eager" }),
     (error: unknown) => {
       assert.ok(error instanceof InvalidCheckpointError, String(error));
       assert.match(error.message, new RegExp(`frozen disk layer ${victim?.id} .*was modified`));

@@ -37,7 +37,7 @@ async function manifestOf(name: string) {
 
 /** Restores `checkpoint` eagerly; the guest checks every page it owns and every data file. */
 async function restoreAndVerify(checkpoint: string, vmName: string, keep = false) {
-  const restored = await restore({ home, checkpoint, vmName });
+  const restored = await restore({ home, checkpoint, vmName, mode: "eager" });
   const agent = await connectAgent(restored.vm);
   try {
     const verify = await agent.verify({ timeoutMs: 120_000 });

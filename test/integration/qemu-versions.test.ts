@@ -68,7 +68,13 @@ test(
     assert.match(runtime?.qemuVersion ?? "", /^7\.2\.\d+$/);
     assert.equal(runtime?.machineType, "pc-i440fx-7.2");
 
-    const eager = await restore({ home, checkpoint: "v72@1", vmName: "v72-eager", qemu: QEMU_72 });
+    const eager = await restore({
+      home,
+      checkpoint: "v72@1",
+      vmName: "v72-eager",
+      qemu: QEMU_72,
+      mode: "eager",
+    });
     await verifyRestored(eager.vm);
     const lazy = await restore({
       home,
@@ -83,7 +89,13 @@ test(
 );
 
 test("a 7.2 checkpoint restores on 10.0 on machine type pc-i440fx-7.2", LIMIT, async () => {
-  const restored = await restore({ home, checkpoint: "v72@1", vmName: "v72-on-10", qemu: QEMU_10 });
+  const restored = await restore({
+    home,
+    checkpoint: "v72@1",
+    vmName: "v72-on-10",
+    qemu: QEMU_10,
+    mode: "eager",
+  });
   const vms = await listVms(home);
   assert.ok(vms.some((v) => v.name === "v72-on-10"));
   await verifyRestored(restored.vm);
@@ -104,7 +116,7 @@ test(
     assert.equal(runtime?.machineType, "pc-i440fx-10.0");
 
     await assert.rejects(
-      restore({ home, checkpoint: "v10@1", vmName: "v10-on-72", qemu: QEMU_72 }),
+      restore({ home, checkpoint: "v10@1", vmName: "v10-on-72", qemu: QEMU_72, mode: "eager" }),
       (error: unknown) => {
         assert.ok(error instanceof UsageError, String(error));
         assert.match(error.message, /no machine type "pc-i440fx-10\.0".*QEMU 10\.0\.\d+/);
@@ -115,7 +127,12 @@ test(
     const layers = await readdir(join(home, "layers")).catch(() => []);
     assert.deepEqual(layers, [], "no overlay was made");
 
-    const restored = await restore({ home, checkpoint: "v10@1", vmName: "v10-back" });
+    const restored = await restore({
+      home,
+      checkpoint: "v10@1",
+      vmName: "v10-back",
+      mode: "eager",
+    });
     await verifyRestored(restored.vm);
   },
 );

@@ -42,7 +42,12 @@ test("save, kill, eager restore: the guest verifies all its memory and files and
     "the stream carried data pages",
   );
 
-  const restored = await restore({ home, checkpoint: "guest-a@1", vmName: "guest-a2" });
+  const restored = await restore({
+    home,
+    checkpoint: "guest-a@1",
+    vmName: "guest-a2",
+    mode: "eager",
+  });
   const back = await connectAgent(restored.vm);
   try {
     const verify = await back.verify({ timeoutMs: 120_000 });
@@ -66,7 +71,12 @@ test("a non-live save pauses the guest only for the save; its checkpoint restore
   assert.equal(saved.writeSetPages, 0, "a paused guest writes nothing during the save");
   assert.equal((await vm.qmp.execute("query-status", {})).running, true, "the guest runs again");
   await killVm(home, vm);
-  const restored = await restore({ home, checkpoint: "guest-s@1", vmName: "guest-s2" });
+  const restored = await restore({
+    home,
+    checkpoint: "guest-s@1",
+    vmName: "guest-s2",
+    mode: "eager",
+  });
   const back = await connectAgent(restored.vm);
   try {
     assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0);
@@ -80,7 +90,7 @@ test("a checkpoint with a corrupt chunk fails to restore with a clear error and 
   const store = new CheckpointStore({ home });
   await corruptOneChunk(store, "guest-a@1");
   await assert.rejects(
-    restore({ home, checkpoint: "guest-a@1", vmName: "guest-bad" }),
+    restore({ home, checkpoint: "guest-a@1", vmName: "guest-bad", mode: "eager" }),
     (error: unknown) => {
       assert.ok(error instanceof InvalidCheckpointError, `got ${String(error)}`);
       assert.match(error.message, /chunk/);

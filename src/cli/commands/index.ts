@@ -20,6 +20,11 @@ export interface CommandSpec extends ArgumentTable {
   readonly details?: string;
   /** Internal commands snapwake runs itself; not listed. */
   readonly hidden?: boolean;
+  /**
+   * Set for commands that undo their work on SIGINT/SIGTERM (they get Context.signal): what
+   * the one-line message says was left. Other commands end as the signal's default does.
+   */
+  readonly interrupted?: string;
   readonly load: () => Promise<Run>;
 }
 
@@ -137,6 +142,7 @@ const SPECS: readonly CommandSpec[] = [
       seconds: { ...SECONDS_OPTION, help: `with --continue: ${SECONDS_OPTION.help}` },
       fixed: { ...FIXED_OPTION, help: `with --continue: ${FIXED_OPTION.help}` },
     },
+    interrupted: "the save was cancelled: nothing was saved, the VM is as it was",
     load: () => import("./save.ts").then((m) => m.runSave),
   },
   {
@@ -147,6 +153,7 @@ const SPECS: readonly CommandSpec[] = [
       "server (logging next to the restore record, `snapwake inspect --restores`) fills it.",
     args: [CHECKPOINT_ARG],
     options: RESTORE_OPTIONS,
+    interrupted: "the restore was cancelled: its QEMU is stopped, no VM was added",
     load: () => import("./restore.ts").then((m) => m.runRestore),
   },
   {
@@ -229,6 +236,7 @@ const SPECS: readonly CommandSpec[] = [
     hidden: true,
     args: [CHECKPOINT_ARG],
     options: RESTORE_OPTIONS,
+    interrupted: "the restore was cancelled: its QEMU is stopped",
     load: () => import("./serve-restore.ts").then((m) => m.runServeRestore),
   },
 ];

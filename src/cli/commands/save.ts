@@ -42,6 +42,7 @@ export const runSave: Run = async (ctx, p) => {
     live: !p.flag("stop-first"),
     ...parent,
     onProgress: (x) => ctx.progress(x),
+    signal: ctx.signal,
   });
   ctx.done();
   const c = result.checkpoint;

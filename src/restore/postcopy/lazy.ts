@@ -67,6 +67,8 @@ export interface PostcopyRestoreOptions {
   readonly record?: boolean;
   /** Opens the migration socket (default: connect to it); tests wrap it to break the channel. */
   readonly connectChannel?: ConnectChannel;
+  /** Kills QEMU (the restore or its fill then fails and cleans up); see restore.ts. */
+  readonly signal?: AbortSignal;
 }
 
 export interface PostcopyRestoreResult {
@@ -104,7 +106,7 @@ export async function restorePostcopy(
     });
     const cache = new ChunkCache(reader, RESTORE_CHUNK_CACHE_CHUNKS);
     const blockNames = reader.blocks.map((b) => b.name);
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu);
+    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
     let channel: MigrationChannel | undefined;
     try {
       channel = await openPostcopyChannel(vm, opts.connectChannel);
