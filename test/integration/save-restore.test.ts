@@ -1,10 +1,11 @@
 /**
  * Real QEMU, real guest: save a running test guest, kill it, restore the checkpoint eagerly,
  * and let the guest verify every page it owns and every file it cached. Then the failure
- * paths: a corrupt checkpoint starts no guest; QEMU killed mid-save lists no checkpoint.
+ * paths: a corrupt checkpoint starts no guest; QEMU killed mid-save lists no checkpoint and
+ * leaves no temp file.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -12,6 +13,7 @@ import { CheckpointStore } from "../../src/checkpoint/index.ts";
 import { InvalidCheckpointError, QemuError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
+import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { corruptOneChunk } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
@@ -127,6 +129,14 @@ test("QEMU killed in the middle of a save leaves no checkpoint listed", async ()
   assert.ok(killed, "the save was interrupted while receiving");
   const names = (await new CheckpointStore({ home }).list()).map((c) => c.name);
   assert.ok(!names.includes("guest-k@1"), `listed: ${names.join(", ")}`);
+  // The truncated stream leaks nothing: the writer's temp directory and its pack handle go.
+  assert.deepEqual(await readdir(tempDir(home)).catch(() => []), [], "no temp entry stays");
+  const open: string[] = [];
+  for (const fd of await readdir("/proc/self/fd")) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => "");
+    if (target.startsWith(home)) open.push(target);
+  }
+  assert.deepEqual(open, [], "no file of the store stays open");
   await killVm(home, vm);
 });
 
