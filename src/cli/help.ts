@@ -15,7 +15,7 @@ const LEFT_COLUMN_MAX = 24;
 const FOOTER =
   "Every command takes --json and --help. The store is $SNAPWAKE_HOME (default " +
   "~/.local/share/snapwake). Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 bad " +
-  "checkpoint or stream, 5 QEMU failed.";
+  "checkpoint or stream, 5 QEMU failed, 6 store busy, 130/143 interrupted.";
 
 /** The width to wrap to: the terminal's columns, else 80. */
 export function helpWidth(out: { readonly isTTY?: boolean; readonly columns?: number }): number {

@@ -139,7 +139,10 @@ async function saveLocked(
   const step = <T>(work: Promise<T>) => untilAborted(work, signal);
   try {
     await listen(server, socketPath);
-    shared = await step(indexShared(store, opts, vm));
+    const parent = await step(resolveParent(store, opts, vm));
+    // Read while this save runs: rm of it waits for the save (store/lock.ts).
+    if (parent !== null) await lock.add([{ checkpoint: parent, access: "read" }]);
+    shared = await step(indexShared(store, opts, parent));
     const freezer = await DiskFreezer.forVm(opts.home, vm);
     const mode = await step(enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false));
     const stoppedForSave = mode.stoppedGuest;
@@ -224,9 +227,8 @@ async function saveLocked(
 async function indexShared(
   store: CheckpointStore,
   opts: SaveOptions,
-  vm: ManagedVm,
+  parent: string | null,
 ): Promise<SharedPages | null> {
-  const parent = await resolveParent(store, opts, vm);
   const wholeStore = opts.wholeStore === true;
   if (parent === null && !wholeStore) return null;
   const phase = `indexing ${parent === null ? "" : `parent ${parent}`}${wholeStore ? " and the store" : ""}`;
