@@ -309,3 +309,23 @@ test("rm takes the checkpoint's working sets and restore records; a new one of i
     await t.cleanup();
   }
 });
+
+test("gc removes working sets and restore records of names no checkpoint has", async () => {
+  const t = await tempStore();
+  try {
+    await writeSmall(t.store, "kept");
+    for (const dir of [
+      workingSetsDir(t.home, "kept"),
+      workingSetsDir(t.home, "ghost"),
+      restoresDir(t.home, "ghost"),
+    ]) {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, "x.json"), "{}");
+    }
+    assert.equal(await t.store.cleanTemp(), 2);
+    assert.deepEqual(await readdir(join(t.home, "wss")), ["kept"]);
+    assert.deepEqual(await readdir(join(t.home, "restores")), []);
+  } finally {
+    await t.cleanup();
+  }
+});

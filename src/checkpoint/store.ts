@@ -181,8 +181,9 @@ export class CheckpointStore {
   }
 
   /**
-   * Removes leftovers of writes and removals whose process is gone, and frozen disk layers
-   * nothing uses (`collectLayers`); returns how many items. Entries of live processes (this
+   * Removes leftovers of writes and removals whose process is gone, working sets and restore
+   * records of names no checkpoint has, and frozen disk layers nothing uses (`collectLayers`);
+   * returns how many items. Entries of live processes (this
    * one included) are in use and kept.
    */
   async cleanTemp(): Promise<number> {
@@ -209,8 +210,23 @@ export class CheckpointStore {
       await rm(join(this.tempDir, entry), { recursive: true, force: true });
       removed += 1;
     }
+    removed += await this.#pruneOrphans();
     await this.pruneDigestCache(); // a cache: not counted as removed items
     return removed + (await this.collectLayers()).length;
+  }
+
+  /** Working sets and restore records of names no checkpoint has (a removal cut short). */
+  async #pruneOrphans(): Promise<number> {
+    const listed = new Set(await this.#entries(this.checkpointsDir));
+    let removed = 0;
+    for (const root of [layout.workingSetsRoot(this.home), layout.restoresRoot(this.home)]) {
+      for (const name of await this.#entries(root)) {
+        if (!CHECKPOINT_NAME_PATTERN.test(name) || listed.has(name)) continue;
+        await rm(join(root, name), { recursive: true, force: true });
+        removed += 1;
+      }
+    }
+    return removed;
   }
 
   /**

@@ -58,9 +58,14 @@ export function digestCacheDir(home: string): string {
   return join(home, "cache", "digests");
 }
 
+/** Where working sets are kept, one folder per checkpoint name. */
+export function workingSetsRoot(home: string): string {
+  return join(home, "wss");
+}
+
 /** Everything kept about checkpoint `name` outside it: removed with it. */
 export function workingSetsDir(home: string, name: string): string {
-  return join(home, "wss", segment(name));
+  return join(workingSetsRoot(home), segment(name));
 }
 
 /** The working sets of the checkpoint named `name` whose manifest hashes to `identity`. */
@@ -70,8 +75,13 @@ export function workingSetDir(home: string, name: string, identity: string): str
   return join(workingSetsDir(home, name), identity);
 }
 
+/** Where restore records are kept, one folder per checkpoint name. */
+export function restoresRoot(home: string): string {
+  return join(home, "restores");
+}
+
 export function restoresDir(home: string, name: string): string {
-  return join(home, "restores", segment(name));
+  return join(restoresRoot(home), segment(name));
 }
 
 export function locksDir(home: string): string {
