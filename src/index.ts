@@ -10,6 +10,11 @@ export { CheckpointReader, CheckpointStore, describeCheckpoint } from "./checkpo
 export * from "./errors.ts";
 export type { Progress, ProgressListener } from "./progress.ts";
 export { inspectMigrationStream } from "./qemu/migration/index.ts";
-export { type RestoreOptions, type RestoreResult, restore } from "./restore/index.ts";
+export {
+  DEFAULT_RESTORE_MODE,
+  type RestoreOptions,
+  type RestoreResult,
+  restore,
+} from "./restore/index.ts";
 export { type SaveOptions, type SaveResult, save } from "./save/index.ts";
 export { listVms, loadVmSpec, startVm, stopVm } from "./vm/index.ts";

@@ -26,5 +26,11 @@ export {
   type TraceWindowChoice,
 } from "./profile.ts";
 export { listRestoreRecords, type RestoreSummary } from "./records.ts";
-export { type RestoreMode, type RestoreOptions, type RestoreResult, restore } from "./restore.ts";
+export {
+  DEFAULT_RESTORE_MODE,
+  type RestoreMode,
+  type RestoreOptions,
+  type RestoreResult,
+  restore,
+} from "./restore.ts";
 export type { RestoredVm } from "./target.ts";

@@ -118,6 +118,7 @@ export async function saveAndContinue(
     mode: "lazy",
     vmName,
     traceWindow,
+    ...(opts.signal === undefined ? {} : { signal: opts.signal }),
   });
   const learned = restored.fill.then((fill) => learnFromTrace(opts.home, opts.name, fill));
   return { saved, restored, learned };

@@ -93,6 +93,7 @@ export async function saveContinue(
     ...parent,
     trace: traceChoice(p),
     onProgress: (x) => ctx.progress(x),
+    signal: ctx.signal,
   });
   ctx.done();
   process.stderr.write(
