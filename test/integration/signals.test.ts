@@ -4,7 +4,8 @@
  * in the pre-switchover pause leaves the guest running (its agent answers), nothing listed and
  * no temp file; a restore interrupted after QEMU started leaves no VM. Then the command line:
  * SIGINT during `snapwake save` and SIGTERM during a detached `snapwake restore` exit 130 and
- * 143 with one line, and `snapwake ls` / `vm ls` show nothing new.
+ * 143 with one line, and `snapwake ls` / `vm ls` show nothing new. Last, a save whose
+ * `migrate` QEMU refuses leaks nothing and leaves no unhandled rejection.
  *
  * Interrupts are placed by the operations' own progress (deterministic), and in the CLI tests
  * by waiting for the state the command has reached (its temp directory, its page server's log).
@@ -21,8 +22,13 @@ import { InterruptedError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { restoresDir, tempDir, vmDir } from "../../src/store/layout.ts";
-import { killVm, listVms, type ManagedVm, openVm } from "../../src/vm/index.ts";
-import { bootTestGuest, connectAgent, makeQcow2DataDisk } from "../support/test-guest.ts";
+import { killVm, listVms, type ManagedVm, openVm, startVm } from "../../src/vm/index.ts";
+import {
+  bootTestGuest,
+  connectAgent,
+  makeQcow2DataDisk,
+  testGuestSpec,
+} from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
@@ -215,6 +221,28 @@ test("a detached `snapwake restore` exits 143 on SIGTERM: its page server stops,
   assert.deepEqual(records, [], "no restore record claims anything");
   assert.deepEqual(await locks(), [], "the page server released the store lock");
   await store().remove("sig-e@1"); // not held by anyone
+});
+
+test("a save whose migrate QEMU refuses fails cleanly: no temp file, no unhandled rejection", async () => {
+  const unhandled: unknown[] = [];
+  const note = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", note);
+  // A VM waiting for an incoming migration refuses to be a migration's source.
+  const vm = await startVm(home, testGuestSpec({ name: "sig-f", ...GUEST }), {
+    incoming: "defer",
+  });
+  try {
+    await assert.rejects(save({ home, vm, name: "sig-f@1" }), /refused QMP command "migrate"/);
+    assert.deepEqual(await readdir(tempDir(home)).catch(() => []), [], "no temp entry stays");
+    assert.deepEqual(await openStoreFiles(), [], "no file of the store stays open");
+    assert.deepEqual(await locks(), [], "the store lock was released");
+    await killVm(home, vm); // QEMU's exit would reject a connection still being awaited
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", note);
+    await killVm(home, "sig-f").catch(() => undefined);
+  }
 });
 
 function store(): CheckpointStore {
