@@ -19,10 +19,9 @@ import {
   CheckpointStore,
   type CheckpointWriter,
   type SharedPages,
-  shareStore,
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
-import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../errors.ts";
+import { NotFoundError, QemuError, UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, SAVE_CONNECT_TIMEOUT_MS, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import {
@@ -33,10 +32,12 @@ import {
   type StreamSummary,
 } from "../qemu/migration/index.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
-import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
+import { type ManagedVm, openVm, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
+import { type AccessedBitsOutcome, recordAccessedBits } from "./accessed-bits.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
 import { enterSaveMode, runtimeOf } from "./live-safety.ts";
+import { indexShared } from "./parent.ts";
 import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
 
 /** What the source VM does after a successful save. */
@@ -78,6 +79,8 @@ export interface SaveOptions {
    * removing a checkpoint frees its pack only once no later checkpoint reads any of it.
    */
   readonly wholeStore?: boolean;
+  /** Default true: keep the "accessed-bits" working set, walked once the VM is back (docs/accessed-bits.md). */
+  readonly accessedBits?: boolean;
   readonly onProgress?: ProgressListener;
 }
 
@@ -95,6 +98,8 @@ export interface SaveResult {
   /** The guest ran during the save; else why a live save paused it (live-safety.ts). */
   readonly live: boolean;
   readonly pausedBecause: string | null;
+  /** The accessed-bit estimate kept with the checkpoint; null when not asked for. */
+  readonly accessedBits: AccessedBitsOutcome | null;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -153,15 +158,18 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     if (opts.after !== "stop")
       await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
     await afterSave(vm, opts.after ?? "continue", wasRunning);
+    const wallMs = performance.now() - started;
+    const accessedBits = opts.accessedBits === false ? null : await estimate(opts);
     return {
       checkpoint,
       stream,
-      wallMs: performance.now() - started,
+      wallMs,
       streamBytes: stream.streamBytes,
       writeSetPages,
       parent: shared?.parent?.name ?? null,
       live: mode.live,
       pausedBecause: mode.pausedBecause,
+      accessedBits,
     };
   } catch (error) {
     await writer?.abort(error instanceof Error ? error : undefined);
@@ -278,48 +286,6 @@ class CheckpointSink {
   }
 }
 
-/** The pages this save shares (format 1.2): its parent's, and with `wholeStore` the store's. */
-async function indexShared(
-  store: CheckpointStore,
-  opts: SaveOptions,
-  vm: ManagedVm,
-): Promise<SharedPages | null> {
-  const parent = await resolveParent(store, opts, vm);
-  const wholeStore = opts.wholeStore === true;
-  if (parent === null && !wholeStore) return null;
-  const phase = `indexing ${parent === null ? "" : `parent ${parent}`}${wholeStore ? " and the store" : ""}`;
-  opts.onProgress?.({ phase, doneBytes: 0, totalBytes: null });
-  return shareStore(store, parent, { wholeStore }).catch((error: unknown) => {
-    if (!(error instanceof InvalidCheckpointError)) throw error;
-    throw new InvalidCheckpointError(
-      error.checkpoint,
-      `${error.reason}; this save would share its pages: save with --full (parent: null), ` +
-        "and rm it",
-      { cause: error },
-    );
-  });
-}
-
-/** The parent a save shares pages with: the one asked for, else the VM's origin if listed. */
-async function resolveParent(
-  store: CheckpointStore,
-  opts: SaveOptions,
-  vm: ManagedVm,
-): Promise<string | null> {
-  if (opts.parent === null) return null;
-  if (opts.parent !== undefined) {
-    await store.stat(opts.parent); // NotFoundError / InvalidCheckpointError name it
-    return opts.parent;
-  }
-  const origin = await readOrigin(vm.stateDir);
-  if (origin === null) return null;
-  const listed = await store.stat(origin.checkpoint).then(
-    () => true,
-    () => false, // removed or damaged since: a full checkpoint instead
-  );
-  return listed ? origin.checkpoint : null;
-}
-
 async function refuseExistingName(store: CheckpointStore, name: string): Promise<void> {
   try {
     await store.stat(name);
@@ -396,4 +362,10 @@ async function cancelAndResume(vm: ManagedVm, wasRunning: boolean): Promise<void
   } catch {
     // QEMU died while we cleaned up; the save error already says what went wrong.
   }
+}
+
+/** The accessed-bit estimate of the checkpoint just listed (never throws). */
+function estimate(opts: SaveOptions): Promise<AccessedBitsOutcome> {
+  opts.onProgress?.({ phase: "estimating", doneBytes: 0, totalBytes: null });
+  return recordAccessedBits(opts.home, opts.name);
 }

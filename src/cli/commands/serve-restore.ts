@@ -11,7 +11,7 @@ import { closeSync, writeSync } from "node:fs";
 import { InvalidCheckpointError, UsageError } from "../../errors.ts";
 import type { FillReport, PostcopyRestoreResult, RestoreMode } from "../../restore/index.ts";
 import { restore } from "../../restore/restore.ts";
-import { loadWorkingSet } from "../../wss/index.ts";
+import { loadWorkingSet, type WorkingSetSource } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 import { choice, type Parsed } from "./parse.ts";
@@ -19,11 +19,18 @@ import { type FailedLine, humanLine, REPORT_FD, type RunningLine } from "./resto
 
 const MIB = 2 ** 20;
 const MODES = ["eager", "lazy", "partial", "auto"] as const;
+const KINDS = [
+  "union",
+  "trace",
+  "accessed-bits",
+  "write-set",
+] as const satisfies readonly WorkingSetSource[];
 
 /** `restore` with --mode eager or --wait: the whole restore in this process. */
 export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
   const mode = choice(p.str("mode"), MODES, "auto", "--mode");
   if (mode === "eager") {
+    refuseWorkingSetIn(mode, p);
     const result = await restore({ ...restoreArgs(ctx, p), mode });
     ctx.done();
     const seconds = (result.wallMs / 1000).toFixed(2);
@@ -63,6 +70,7 @@ function restoreArgs(ctx: Context, p: Parsed) {
     checkpoint: p.arg(0),
     ...(vmName === undefined ? {} : { vmName }),
     ...(qemu === undefined ? {} : { qemu }),
+    resetAccessedBits: !p.flag("keep-accessed-bits"),
     onProgress: ctx.progress.bind(ctx),
   };
 }
@@ -74,14 +82,25 @@ async function restorePostcopy(
   mode: Exclude<RestoreMode, "eager">,
 ): Promise<PostcopyRestoreResult> {
   const base = restoreArgs(ctx, p);
-  if (mode === "lazy") return restore({ ...base, mode });
-  const ws = await loadWorkingSet(ctx.home, p.arg(0));
-  if (ws === null && mode === "partial") {
+  if (mode === "lazy") {
+    refuseWorkingSetIn(mode, p);
+    return restore({ ...base, mode });
+  }
+  const asked = p.str("working-set");
+  const kind = asked === undefined ? undefined : choice(asked, KINDS, "union", "--working-set");
+  const ws = await loadWorkingSet(ctx.home, p.arg(0), kind);
+  if (ws === null && (mode === "partial" || kind !== undefined)) {
     throw new UsageError(
-      `Checkpoint "${p.arg(0)}" has no working set to prefetch: profile it, or use --mode lazy`,
+      `Checkpoint "${p.arg(0)}" has no ${kind ?? ""}${kind === undefined ? "" : " "}working ` +
+        "set to prefetch: profile it, or use --mode lazy",
     );
   }
   return restore({ ...base, mode, ...(ws === null ? {} : { workingSet: ws.pages }) });
+}
+
+function refuseWorkingSetIn(mode: "eager" | "lazy", p: Parsed): void {
+  if (p.str("working-set") !== undefined)
+    throw new UsageError(`--working-set prefetches in partial and auto modes, not in ${mode}`);
 }
 
 function describeRunning(r: PostcopyRestoreResult) {
