@@ -21,6 +21,7 @@ import {
   type ByteSink,
   type DeviceState,
   MigrationStreamWriter,
+  type PageEdit,
   streamWriterBufferBytes,
 } from "../qemu/migration/index.ts";
 import { replayInfo } from "./stream-info.ts";
@@ -43,11 +44,19 @@ export async function sendCheckpoint(
   reader: CheckpointReader,
   socket: Socket,
   device: DeviceState,
-  opts: { readonly workers: ChunkWorkers | null; readonly onProgress?: ProgressListener },
+  opts: {
+    readonly workers: ChunkWorkers | null;
+    /** Applied to each verified page before it is encoded (the accessed-bit reset). */
+    readonly pageEdit?: PageEdit;
+    readonly onProgress?: ProgressListener;
+  },
 ): Promise<SendCounts> {
   const { configuration, ram } = replayInfo(reader);
   const pool = new BufferPool(streamWriterBufferBytes(), BATCH_BUFFERS_KEPT);
-  const writer = new MigrationStreamWriter(pooledSocketSink(socket), { pool });
+  const writer = new MigrationStreamWriter(pooledSocketSink(socket), {
+    pool,
+    ...(opts.pageEdit === undefined ? {} : { pageEdit: opts.pageEdit }),
+  });
   const totalBytes = reader.blocks.reduce((sum, b) => sum + b.lengthBytes, 0);
   let dataPages = 0;
   let zeroPages = 0;

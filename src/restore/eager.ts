@@ -11,6 +11,8 @@ import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/i
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
+import type { AccessedBitsResetReport } from "../wss/index.ts";
+import { resetFor } from "./accessed-bits.ts";
 import { sendCheckpoint } from "./eager-send.ts";
 import { replayInfo } from "./stream-info.ts";
 import { type RestoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
@@ -22,6 +24,12 @@ export interface EagerRestoreOptions {
   readonly vmName?: string;
   /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
   readonly qemu?: QemuInstall;
+  /**
+   * Default true: the page-table pages the checkpoint's save proved leave with their Accessed
+   * bits cleared, so the VM's next save estimates what it touched since this restore
+   * (docs/accessed-bits.md). false sends every page exactly as stored.
+   */
+  readonly resetAccessedBits?: boolean;
   readonly onProgress?: ProgressListener;
   /** Kills QEMU (the restore then fails and cleans up); restore.ts turns it into its reason. */
   readonly signal?: AbortSignal;
@@ -36,6 +44,7 @@ export interface EagerRestoreResult {
   readonly zeroPages: number;
   /** Migration stream bytes sent to QEMU. */
   readonly streamBytes: number;
+  readonly accessedBits: AccessedBitsResetReport;
 }
 
 /** Restores a checkpoint eagerly into a new managed VM, running as it was saved. */
@@ -61,17 +70,25 @@ async function restoreWith(
   );
   try {
     const device = await reader.deviceState();
+    const reset = await resetFor(opts, reader);
     const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
     try {
       const socket = await openIncoming(vm);
       const counts = await sendCheckpoint(reader, socket, device, {
         workers,
+        pageEdit: reset,
         ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
       });
       await waitIncomingDone(vm.qmp);
       await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
       socket.destroy();
-      return { vm: summarize(vm), mode: "eager", wallMs: performance.now() - started, ...counts };
+      return {
+        vm: summarize(vm),
+        mode: "eager",
+        wallMs: performance.now() - started,
+        ...counts,
+        accessedBits: reset.report(),
+      };
     } catch (error) {
       await killVm(opts.home, vm);
       throw error;

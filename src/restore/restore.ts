@@ -13,6 +13,7 @@ import { abortError, throwIfAborted } from "../abort.ts";
 import { UsageError } from "../errors.ts";
 import { StoreLock } from "../store/lock.ts";
 import { loadWorkingSet } from "../wss/store.ts";
+import type { WorkingSetSource } from "../wss/working-set.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
 import {
   type PostcopyRestoreOptions,
@@ -38,6 +39,11 @@ export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
    * fill is done (the guest cannot run without its page server).
    */
   readonly signal?: AbortSignal;
+  /**
+   * Which stored estimate partial and auto prefetch (default: the best kept, wss/store.ts's
+   * preference order). Refused with eager and lazy, and when the checkpoint has none of it.
+   */
+  readonly workingSetKind?: WorkingSetSource;
 };
 
 /** eager: done when it returns. lazy/partial: the guest runs; `fill` settles when all is in. */
@@ -94,6 +100,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
 async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
   const mode = opts.mode ?? DEFAULT_RESTORE_MODE;
+  if (opts.workingSetKind !== undefined && (mode === "eager" || mode === "lazy")) {
+    throw new UsageError(
+      `A ${opts.workingSetKind} working set prefetches in partial and auto restores, not ${mode}`,
+    );
+  }
   switch (mode) {
     case "eager":
       if (opts.workingSet !== undefined)
@@ -121,8 +132,15 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
   }
 }
 
-/** The checkpoint's preferred stored working set (measured beats estimated), or null. */
+/** The checkpoint's stored working set of the kind asked for, else its preferred one, or null. */
 async function storedWorkingSet(opts: RestoreOptions) {
-  const ws = await loadWorkingSet(opts.home, opts.checkpoint);
+  const kind = opts.workingSetKind;
+  const ws = await loadWorkingSet(opts.home, opts.checkpoint, kind);
+  if (ws === null && kind !== undefined) {
+    throw new UsageError(
+      `Checkpoint "${opts.checkpoint}" has no ${kind} working set: \`snapwake inspect\` lists ` +
+        "the ones it has",
+    );
+  }
   return ws === null ? null : ws.pages;
 }

@@ -138,17 +138,18 @@ export type AccessedBitsOutcome =
 
 /**
  * Estimates from the committed checkpoint and stores the working set (source "accessed-bits")
- * and the page-table set beside it. Never throws for an estimator problem: the checkpoint is
- * complete without it, so a guest the walk cannot read (32-bit, an unknown machine) only
- * leaves the estimate out, with the reason.
+ * and the page-table set beside it. Never throws: the checkpoint is listed and complete
+ * without it, so a guest the walk cannot read (32-bit, an unknown machine), or any other
+ * failure of the estimate, only leaves the estimate out, with the reason.
  */
 export async function recordAccessedBits(
   home: string,
   checkpoint: string,
 ): Promise<AccessedBitsOutcome> {
   const started = performance.now();
-  const reader = await CheckpointReader.open(new CheckpointStore({ home }), checkpoint);
+  let reader: CheckpointReader | null = null;
   try {
+    reader = await CheckpointReader.open(new CheckpointStore({ home }), checkpoint);
     const e = await estimateFromAccessedBits(reader);
     if (e.workingSet.pages.length === 0) {
       return { kind: "failed", reason: e.notes.join("; ") || "no accessed pages found" };
@@ -163,11 +164,10 @@ export async function recordAccessedBits(
       notes: e.notes,
     };
   } catch (error) {
-    if (error instanceof UnsupportedStreamError || error instanceof UsageError) {
-      return { kind: "failed", reason: error.message };
-    }
-    throw error;
+    const known = error instanceof UnsupportedStreamError || error instanceof UsageError;
+    const reason = error instanceof Error ? error.message : String(error);
+    return { kind: "failed", reason: known ? reason : `the walk failed: ${reason}` };
   } finally {
-    await reader.close();
+    await reader?.close();
   }
 }

@@ -30,6 +30,7 @@ import type { QmpClient } from "../qemu/qmp/index.ts";
 import { StoreLock } from "../store/lock.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
+import { type AccessedBitsOutcome, recordAccessedBits } from "./accessed-bits.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
 import { enterSaveMode } from "./live-safety.ts";
 import { CheckpointSink } from "./sink.ts";
@@ -74,6 +75,8 @@ export interface SaveOptions {
    * removing a checkpoint frees its pack only once no later checkpoint reads any of it.
    */
   readonly wholeStore?: boolean;
+  /** Default true: keep the "accessed-bits" working set, walked once the VM is back (docs/accessed-bits.md). */
+  readonly accessedBits?: boolean;
   readonly onProgress?: ProgressListener;
   /**
    * Cancels the save: the migration is cancelled, nothing is listed, no temp file stays, and
@@ -97,6 +100,8 @@ export interface SaveResult {
   /** The guest ran during the save; else why a live save paused it (live-safety.ts). */
   readonly live: boolean;
   readonly pausedBecause: string | null;
+  /** The accessed-bit estimate kept with the checkpoint; null when not asked for. */
+  readonly accessedBits: AccessedBitsOutcome | null;
 }
 
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
@@ -194,15 +199,18 @@ async function saveLocked(
     if (opts.after !== "stop")
       await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
     await afterSave(vm, opts.after ?? "continue", wasRunning);
+    const wallMs = performance.now() - started;
+    const accessedBits = opts.accessedBits === false ? null : await estimate(opts);
     return {
       checkpoint,
       stream,
-      wallMs: performance.now() - started,
+      wallMs,
       streamBytes: stream.streamBytes,
       writeSetPages,
       parent: shared?.parent?.name ?? null,
       live: mode.live,
       pausedBecause: mode.pausedBecause,
+      accessedBits,
     };
   } catch (error) {
     accepting.abort();
@@ -374,3 +382,9 @@ const ACTIVE = new Set([
   "cancelling",
   "wait-unplug",
 ]);
+
+/** The accessed-bit estimate of the checkpoint just listed (never throws). */
+function estimate(opts: SaveOptions): Promise<AccessedBitsOutcome> {
+  opts.onProgress?.({ phase: "estimating", doneBytes: 0, totalBytes: null });
+  return recordAccessedBits(opts.home, opts.name);
+}

@@ -100,6 +100,27 @@ function isIndex(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** What a restore's accessed-bit reset did, for its result and record. */
+export interface AccessedBitsResetReport {
+  /** Page-table pages the checkpoint's walk proved (0: no reset, nothing to edit). */
+  readonly tables: number;
+  readonly cleared: number;
+  readonly mismatched: number;
+}
+
+/**
+ * The reset for a restore of `checkpoint` (identity `checkpointIndexSha256`): clears the
+ * Accessed bits of the page-table pages its save-time walk proved; with no valid set for that
+ * identity it edits nothing.
+ */
+export async function accessedBitsResetFor(
+  home: string,
+  checkpoint: string,
+  checkpointIndexSha256: string,
+): Promise<AccessedBitsReset> {
+  return new AccessedBitsReset(await loadPageTables(home, checkpoint, checkpointIndexSha256));
+}
+
 /**
  * Applied to every page a restore sends: a proven page-table page leaves with its Accessed
  * bits cleared (a new window starts at the restore); every other page leaves as it is.
@@ -124,6 +145,10 @@ export class AccessedBitsReset {
   /** Pages listed as tables whose bytes did not match the walk's: sent unchanged. */
   get mismatched(): number {
     return this.#mismatched;
+  }
+
+  report(): AccessedBitsResetReport {
+    return { tables: this.tables, cleared: this.#cleared, mismatched: this.#mismatched };
   }
 
   /** `data` must be the verified page; returns what to send. */

@@ -18,8 +18,12 @@ import type { WorkingSet, WorkingSetPage, WorkingSetSource } from "./working-set
 const FORMAT = "snapwake-working-set";
 const VERSION = 1;
 const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "accessed-bits"];
-/** Which working set a restore prefers when several exist: measured beats estimated. */
-const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "write-set"];
+/**
+ * Which working set a restore prefers when several exist: measured beats estimated, and of
+ * the estimates, pages the guest's MMU saw accessed (reads too) beat pages it wrote during the
+ * save (docs/accessed-bits.md, "Which estimate auto picks").
+ */
+const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "accessed-bits", "write-set"];
 
 /** The working-set directory of listed checkpoint `checkpoint`, or null when it is not listed. */
 async function dirOf(home: string, checkpoint: string): Promise<string | null> {
@@ -57,7 +61,7 @@ export async function saveWorkingSet(
   return file;
 }
 
-/** The preferred working set of a checkpoint (refined > traced > write set), or null. */
+/** The preferred working set of a checkpoint (PREFERENCE), or one `source`, or null. */
 export async function loadWorkingSet(
   home: string,
   checkpoint: string,
@@ -90,6 +94,32 @@ export async function listSources(home: string, checkpoint: string): Promise<Wor
   if (dir === null) return [];
   const names = await readdir(dir).catch(() => [] as string[]);
   return SOURCES.filter((s) => names.includes(`${s}.json`));
+}
+
+/** One kept working set as `inspect` shows it. */
+export interface WorkingSetSummary {
+  readonly source: WorkingSetSource;
+  readonly pages: number;
+  /** The one a partial or auto restore picks by default. */
+  readonly preferred: boolean;
+}
+
+/** Every working set kept for a checkpoint, in preference order. */
+export async function summarizeWorkingSets(
+  home: string,
+  checkpoint: string,
+): Promise<WorkingSetSummary[]> {
+  const present = await listSources(home, checkpoint);
+  const ordered = [
+    ...PREFERENCE.filter((s) => present.includes(s)),
+    ...present.filter((s) => !PREFERENCE.includes(s)),
+  ];
+  const out: WorkingSetSummary[] = [];
+  for (const source of ordered) {
+    const ws = await loadWorkingSet(home, checkpoint, source);
+    if (ws !== null) out.push({ source, pages: ws.pages.length, preferred: out.length === 0 });
+  }
+  return out;
 }
 
 /** Removes every working set kept under a checkpoint's name (CheckpointStore.remove does). */

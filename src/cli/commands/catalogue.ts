@@ -8,6 +8,7 @@ import {
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
+import { summarizeWorkingSets, type WorkingSetSummary } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 
@@ -37,14 +38,34 @@ export const runInspect: Run = async (ctx, p) => {
   try {
     const desc = describeCheckpoint(reader);
     const verified = p.flag("verify") ? await reader.verify() : null;
+    const workingSets = await summarizeWorkingSets(ctx.home, p.arg(0));
     const human =
       formatCheckpoint(desc) +
+      formatWorkingSets(workingSets) +
       (verified === null ? "" : "\nverify: every chunk and the device state match their hashes");
-    ctx.result(verified === null ? desc : { ...desc, verify: verified }, human);
+    const json = { ...desc, workingSets };
+    ctx.result(verified === null ? json : { ...json, verify: verified }, human);
   } finally {
     await reader.close();
   }
 };
+
+const WORKING_SET_SOURCE_TEXT: Readonly<Record<WorkingSetSummary["source"], string>> = {
+  union: "traced, refined over restores",
+  trace: "traced by profile or save --continue",
+  "accessed-bits": "page-table Accessed bits at the save",
+  "write-set": "pages the guest wrote during a live save",
+};
+
+function formatWorkingSets(list: readonly WorkingSetSummary[]): string {
+  if (list.length === 0) return "\nworking sets: none (profile it, or save with accessed bits)";
+  const rows = list.map(
+    (w) =>
+      `  ${w.source.padEnd(14)} ${String(w.pages).padStart(9)} pages  ` +
+      `${WORKING_SET_SOURCE_TEXT[w.source]}${w.preferred ? " (auto picks this)" : ""}`,
+  );
+  return `\nworking sets:\n${rows.join("\n")}`;
+}
 
 export const runRm: Run = async (ctx, p) => {
   const report = await new CheckpointStore({ home: ctx.home }).remove(p.arg(0));

@@ -69,6 +69,19 @@ const RESTORE_OPTIONS: Readonly<Record<string, OptionSpec>> = {
       "lazy and partial: serve the pages in the foreground until the fill is done and print " +
       "its report (default: a detached page server fills the guest after the command returns)",
   },
+  "working-set": {
+    type: "string",
+    value: "KIND",
+    help:
+      "partial and auto: prefetch this kind of kept working set: union, trace, accessed-bits " +
+      "or write-set (default: the first kept, in that order; `snapwake inspect` lists them)",
+  },
+  "keep-accessed-bits": {
+    type: "boolean",
+    help:
+      "send the guest's page tables exactly as stored (default: their Accessed bits are " +
+      "cleared, so the next save's accessed-bit working set covers what ran since)",
+  },
 };
 
 const catalogueCmd = () => import("./catalogue.ts");
@@ -125,6 +138,12 @@ const SPECS: readonly CommandSpec[] = [
       "stop-first": {
         type: "boolean",
         help: "pause the guest for the whole save (no live dirty tracking)",
+      },
+      "no-accessed-bits": {
+        type: "boolean",
+        help:
+          "skip the accessed-bit working set (a walk of the guest's page tables in the " +
+          "checkpoint once the VM is back)",
       },
       after: {
         type: "string",

@@ -3,7 +3,7 @@
  * along, so it is loaded only then: a plain save loads the save path alone.
  */
 import { UsageError } from "../../errors.ts";
-import { save } from "../../save/index.ts";
+import { type AccessedBitsOutcome, save } from "../../save/index.ts";
 import type { Run } from "./index.ts";
 import { choice } from "./parse.ts";
 
@@ -40,6 +40,7 @@ export const runSave: Run = async (ctx, p) => {
     name,
     after,
     live: !p.flag("stop-first"),
+    accessedBits: !p.flag("no-accessed-bits"),
     ...parent,
     onProgress: (x) => ctx.progress(x),
     signal: ctx.signal,
@@ -55,6 +56,7 @@ export const runSave: Run = async (ctx, p) => {
       ? "  live: the guest ran during the save"
       : "  paused: the guest was paused for the save",
     ...(result.pausedBecause === null ? [] : [`  note: ${result.pausedBecause}`]),
+    ...accessedBitsLines(result.accessedBits),
   ].join("\n");
   ctx.result(result, human);
 };
@@ -62,4 +64,14 @@ export const runSave: Run = async (ctx, p) => {
 /** `--parent X` → { parent: X }; absent → {} (the VM's origin, if any). */
 function parentOption(parent: string | undefined): { parent?: string } {
   return parent === undefined ? {} : { parent };
+}
+
+/** The accessed-bit working set the save kept (or why not). */
+function accessedBitsLines(a: AccessedBitsOutcome | null): string[] {
+  if (a === null) return [];
+  if (a.kind === "failed") return [`  accessed-bit working set: none (${a.reason})`];
+  return [
+    `  accessed-bit working set: ${a.pages} pages, ${a.tables} page-table pages ` +
+      `(${(a.ms / 1000).toFixed(2)} s)`,
+  ];
 }

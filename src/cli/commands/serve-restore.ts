@@ -7,11 +7,11 @@
  * The server's module load is on the restore's critical path: this module imports the restore
  * entry point itself, not the restore barrel (which brings profiling and with it the save path).
  */
-
 import { UsageError } from "../../errors.ts";
 import { reportFailed, reportRunning } from "../../restore/detached.ts";
 import type { FillReport, PostcopyRestoreResult } from "../../restore/index.ts";
 import { DEFAULT_RESTORE_MODE, restore } from "../../restore/restore.ts";
+import type { WorkingSetSource } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 import { choice, type Parsed } from "./parse.ts";
@@ -19,6 +19,12 @@ import { humanLine } from "./restore.ts";
 
 const MIB = 2 ** 20;
 const MODES = ["eager", "lazy", "partial", "auto"] as const;
+const KINDS = [
+  "union",
+  "trace",
+  "accessed-bits",
+  "write-set",
+] as const satisfies readonly WorkingSetSource[];
 
 /** `restore` with --mode eager or --wait: the whole restore in this process. */
 export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
@@ -63,9 +69,19 @@ function restoreArgs(ctx: Context, p: Parsed) {
     checkpoint: p.arg(0),
     ...(vmName === undefined ? {} : { vmName }),
     ...(qemu === undefined ? {} : { qemu }),
+    ...workingSetKind(p),
+    resetAccessedBits: !p.flag("keep-accessed-bits"),
     onProgress: ctx.progress.bind(ctx),
     signal: ctx.signal,
   };
+}
+
+/** --working-set KIND: which stored estimate partial and auto prefetch (the library checks). */
+function workingSetKind(p: Parsed): { workingSetKind?: WorkingSetSource } {
+  const asked = p.str("working-set");
+  return asked === undefined
+    ? {}
+    : { workingSetKind: choice(asked, KINDS, "union", "--working-set") };
 }
 
 function describeRunning(r: PostcopyRestoreResult) {

@@ -57,6 +57,7 @@ export {
   type ByteSink,
   type MaybePromise,
   MigrationStreamWriter,
+  type PageEdit,
   type StreamWriterOptions,
   sinkFromWritable,
   streamWriterBufferBytes,

@@ -238,6 +238,39 @@ test("re-encoding pc.mig through the writer gives the same final memory and devi
   );
 });
 
+test("a page edit changes only the pages it returns a copy for, never the caller's buffer", async () => {
+  const sink = new MemorySink();
+  const edited: string[] = [];
+  const w = new MigrationStreamWriter(sink, {
+    pageEdit: {
+      apply(block, page, data) {
+        edited.push(`${block}:${page}`);
+        return page === 2 ? new Uint8Array(data).fill(9) : data;
+      },
+    },
+  });
+  w.header();
+  w.ramStart(RAM, [{ name: "pc.ram", lengthBytes: 4 * PAGE_SIZE_BYTES }]);
+  w.beginRamEnd();
+  const data = new Uint8Array(PAGE_SIZE_BYTES).fill(7);
+  for (let i = 0; i < 3; i++) w.page(0, i, data);
+  w.zeroPage(0, 3);
+  w.endRamSection();
+  w.eof();
+  await w.flush();
+  assert.deepEqual(edited, ["0:0", "0:1", "0:2"], "data pages only, each once");
+  assert.ok(
+    data.every((b) => b === 7),
+    "the caller's page is not touched",
+  );
+  const got = await parse(sink.bytes());
+  const pages = got.pages[0];
+  assert.ok(pages !== undefined);
+  assert.deepEqual(pages.get(1), new Uint8Array(PAGE_SIZE_BYTES).fill(7));
+  assert.deepEqual(pages.get(2), new Uint8Array(PAGE_SIZE_BYTES).fill(9));
+  assert.equal(pages.get(3), 0);
+});
+
 test("records are batched: the sink sees few large writes", async () => {
   const sink = new MemorySink();
   const w = new MigrationStreamWriter(sink, { batchBytes: 256 * 1024 });

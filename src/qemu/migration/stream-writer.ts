@@ -54,6 +54,17 @@ export interface StreamWriterOptions {
    * Its buffers hold a full batch plus a page record, so a batch never grows out of them.
    */
   readonly pool?: BufferPool;
+  /**
+   * Sees every data page just before it is encoded and returns what to send: the page itself,
+   * or an edited copy (the accessed-bit reset of proven page-table pages; docs/accessed-bits.md).
+   * Callers only pass pages that passed their hash check.
+   */
+  readonly pageEdit?: PageEdit;
+}
+
+/** An edit of outgoing pages; returns `data` itself for a page it leaves alone. */
+export interface PageEdit {
+  apply(blockIndex: number, pageIndex: number, data: Uint8Array): Uint8Array;
 }
 
 export type MaybePromise = void | Promise<void>;
@@ -98,6 +109,7 @@ export class MigrationStreamWriter {
   readonly #sink: ByteSink;
   readonly #batchBytes: number;
   readonly #pool: BufferPool | null;
+  readonly #pageEdit: PageEdit | null;
   #out: ByteWriter;
   /** With a pool: the pooled buffer #out writes into (unless it grew out of it). */
   #pooled: Uint8Array | null = null;
@@ -115,6 +127,7 @@ export class MigrationStreamWriter {
     assert(this.#batchBytes > 0, "batch size is positive");
     const batchBufferBytes = streamWriterBufferBytes(this.#batchBytes);
     this.#pool = options.pool ?? null;
+    this.#pageEdit = options.pageEdit ?? null;
     if (this.#pool === null) {
       this.#out = new ByteWriter(batchBufferBytes);
     } else {
@@ -181,7 +194,7 @@ export class MigrationStreamWriter {
   page(blockIndex: number, pageIndex: number, data: Uint8Array): MaybePromise {
     assert(data.byteLength === PAGE_SIZE_BYTES, "a page is 4 KiB");
     this.#recordHeader(blockIndex, pageIndex, RamFlag.page);
-    this.#out.bytes(data);
+    this.#out.bytes(this.#pageEdit?.apply(blockIndex, pageIndex, data) ?? data);
     return this.#maybeFlush();
   }
 

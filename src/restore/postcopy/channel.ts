@@ -7,7 +7,7 @@
  * background data caused.
  */
 import { connect, type Socket } from "node:net";
-import { type ByteSink, MigrationStreamWriter } from "../../qemu/migration/index.ts";
+import { type ByteSink, MigrationStreamWriter, type PageEdit } from "../../qemu/migration/index.ts";
 import type { ManagedVm } from "../../vm/index.ts";
 import type { OutQueue } from "./page-server.ts";
 
@@ -27,13 +27,14 @@ export interface MigrationChannel {
 export async function openPostcopyChannel(
   vm: ManagedVm,
   connectChannel: ConnectChannel = connectUnix,
+  pageEdit?: PageEdit,
 ): Promise<MigrationChannel> {
   // Before migrate-incoming: QEMU checks userfaultfd here ("Postcopy is not supported").
   const capabilities = [{ capability: "postcopy-ram" as const, state: true }];
   await vm.qmp.execute("migrate-set-capabilities", { capabilities });
   const path = `${vm.stateDir}/incoming.sock`;
   await vm.qmp.execute("migrate-incoming", { uri: `unix:${path}` });
-  return channelOver(await connectChannel(path));
+  return channelOver(await connectChannel(path), pageEdit);
 }
 
 export function connectUnix(path: string): Promise<Socket> {
@@ -48,7 +49,7 @@ export function connectUnix(path: string): Promise<Socket> {
 }
 
 /** Wraps a connected socket: a never-waiting writer, the queue view, and close tracking. */
-export function channelOver(socket: Socket): MigrationChannel {
+export function channelOver(socket: Socket, pageEdit?: PageEdit): MigrationChannel {
   let closedWith: Error | undefined;
   let isClosed = false;
   const closed = new Promise<Error | undefined>((resolve) => {
@@ -93,7 +94,7 @@ export function channelOver(socket: Socket): MigrationChannel {
   };
   return {
     socket,
-    writer: new MigrationStreamWriter(sink),
+    writer: new MigrationStreamWriter(sink, pageEdit === undefined ? {} : { pageEdit }),
     out,
     closed,
     isClosed: () => isClosed,

@@ -8,6 +8,7 @@ import { InvalidCheckpointError, QemuError } from "../../errors.ts";
 import { RESTORE_COMPLETE_TIMEOUT_MS, RESTORE_STOP_TIMEOUT_MS } from "../../limits.ts";
 import { describeQemuLog } from "../../qemu/qmp/index.ts";
 import { killVm, listVms, type ManagedVm } from "../../vm/index.ts";
+import type { AccessedBitsReset } from "../../wss/index.ts";
 import type { MigrationChannel } from "./channel.ts";
 import type { ChunkCache } from "./chunk-cache.ts";
 import type { DemandWindow } from "./demand-window.ts";
@@ -32,6 +33,8 @@ export interface Session {
   readonly cache: ChunkCache;
   /** The demand-only window of a profiling restore, or null. */
   readonly window: DemandWindow | null;
+  /** The accessed-bit reset the channel's writer applies to every page it sends. */
+  readonly reset: AccessedBitsReset;
   readonly startedMs: number;
   readonly startedAt: Date;
   readonly record: boolean;
@@ -85,6 +88,7 @@ export async function serveFill(
       timeToFullFillMs,
       timeToCompletedMs: performance.now() - s.startedMs,
       traceWindow: s.window?.report ?? null,
+      accessedBits: s.reset.report(),
     });
   } catch (error) {
     s.window?.close("failed");

@@ -20,6 +20,7 @@ import {
 import type { ProgressListener } from "../../progress.ts";
 import type { RunState } from "../../qemu/qmp/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../../vm/index.ts";
+import { resetFor } from "../accessed-bits.ts";
 import { replayInfo } from "../stream-info.ts";
 import { type RestoredVm, startRestoreTarget } from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
@@ -41,6 +42,8 @@ export interface PostcopyRestoreOptions {
   readonly vmName?: string;
   /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
   readonly qemu?: QemuInstall;
+  /** Default true: the accessed-bit reset, as for eager (EagerRestoreOptions). */
+  readonly resetAccessedBits?: boolean;
   /** Pages sent before the guest runs; required for "partial", refused for "lazy". */
   readonly workingSet?: readonly PageRef[];
   /**
@@ -105,11 +108,12 @@ export async function restorePostcopy(
       return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
     });
     const cache = new ChunkCache(reader, RESTORE_CHUNK_CACHE_CHUNKS);
+    const reset = await resetFor(opts, reader);
     const blockNames = reader.blocks.map((b) => b.name);
     const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
     let channel: MigrationChannel | undefined;
     try {
-      channel = await openPostcopyChannel(vm, opts.connectChannel);
+      channel = await openPostcopyChannel(vm, opts.connectChannel, reset);
       const window = opts.traceWindow === undefined ? null : new DemandWindow(opts.traceWindow);
       const server = new PageServer({
         source: reader,
@@ -134,6 +138,7 @@ export async function restorePostcopy(
         order,
         cache,
         window,
+        reset,
         startedMs,
         startedAt,
         record: opts.record ?? true,

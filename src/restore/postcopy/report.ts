@@ -2,6 +2,7 @@
  * FillReport: what a lazy or partial restore did, VEE'11's table and more. Built once, when
  * the fill has finished (QEMU reported the migration completed).
  */
+import type { AccessedBitsResetReport } from "../../wss/index.ts";
 import type { ChunkCacheStats } from "./chunk-cache.ts";
 import type { TraceWindowReport } from "./demand-window.ts";
 import type { FillOrder } from "./fill-order.ts";
@@ -61,6 +62,8 @@ export interface FillReport {
    * every request with tMs ≤ closedAtMs saw a page nothing had pushed.
    */
   readonly traceWindow: TraceWindowReport | null;
+  /** Page-table pages sent with their Accessed bits cleared (docs/accessed-bits.md). */
+  readonly accessedBits: AccessedBitsResetReport;
   /** Where the restore record (this report and its trace) was written; null if not asked. */
   readonly recordPath: string | null;
 }
@@ -79,6 +82,7 @@ export interface ReportInput {
   readonly timeToFullFillMs: number;
   readonly timeToCompletedMs: number;
   readonly traceWindow: TraceWindowReport | null;
+  readonly accessedBits: AccessedBitsResetReport;
 }
 
 export function buildFillReport(r: ReportInput): FillReport {
@@ -114,6 +118,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     trace: r.trace,
     traceDropped: r.traceDropped,
     traceWindow: r.traceWindow,
+    accessedBits: r.accessedBits,
     recordPath: null,
   };
 }
