@@ -27,6 +27,7 @@ export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 export type { PageLocation } from "./page-map.ts";
 export type { PageVisitor } from "./page-walk.ts";
 export type { RamBlockInput } from "./ram-blocks.ts";
+export { throttledRead } from "./read-throttle.ts";
 export {
   CheckpointReader,
   type DiskRefInfo,

@@ -15,6 +15,12 @@ export interface ChunkLoader {
   readStoredChunk(chunk: number): Promise<Uint8Array>;
   /** Decompresses and verifies; throws InvalidCheckpointError naming the chunk. */
   decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[];
+  /**
+   * Optional: reads, decompresses and verifies `chunk` off the main thread (a chunk worker),
+   * or null when this chunk is read here (readStoredChunk, decodeChunk). Rejects like
+   * decodeChunk throws.
+   */
+  loadOffThread?(chunk: number): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
 }
 
 export interface ChunkCacheStats {
@@ -31,6 +37,8 @@ export class ChunkCache {
   readonly #capacity: number;
   /** Map order is recency order: the first key is the least recently used. */
   readonly #entries = new Map<number, Promise<Uint8Array[]>>();
+  /** The entries whose load has finished: served without waiting (peek). */
+  readonly #ready = new Map<number, Uint8Array[]>();
   #hits = 0;
   #misses = 0;
   #bytesRead = 0;
@@ -60,6 +68,22 @@ export class ChunkCache {
     return this.#entries.has(chunk);
   }
 
+  /**
+   * The verified pages of `chunk` if it is held and loaded, else undefined; no load starts.
+   * A hit refreshes its recency, as get() does: a page server answers a request from it in
+   * the same tick the request was read.
+   */
+  peek(chunk: number): Uint8Array[] | undefined {
+    const pages = this.#ready.get(chunk);
+    if (pages === undefined) return undefined;
+    const held = this.#entries.get(chunk);
+    assert(held !== undefined, "a ready chunk is held");
+    this.#hits += 1;
+    this.#entries.delete(chunk);
+    this.#entries.set(chunk, held);
+    return pages;
+  }
+
   /** The verified pages of `chunk`, slot by slot; rejects with the loader's error. */
   get(chunk: number): Promise<Uint8Array[]> {
     const held = this.#entries.get(chunk);
@@ -87,14 +111,27 @@ export class ChunkCache {
       const oldest = this.#entries.keys().next();
       assert(oldest.done !== true, "a cache over capacity is not empty");
       this.#entries.delete(oldest.value);
+      this.#ready.delete(oldest.value);
     }
-    loading.catch(() => {
-      if (this.#entries.get(chunk) === loading) this.#entries.delete(chunk);
-    });
+    loading.then(
+      (pages) => {
+        if (this.#entries.get(chunk) === loading) this.#ready.set(chunk, pages);
+      },
+      () => {
+        if (this.#entries.get(chunk) === loading) this.#entries.delete(chunk);
+      },
+    );
     return loading;
   }
 
   async #read(chunk: number): Promise<Uint8Array[]> {
+    const offThread = this.#loader.loadOffThread?.(chunk) ?? null;
+    if (offThread !== null) {
+      const { pages, storedBytes } = await offThread;
+      this.#bytesRead += storedBytes;
+      this.#bytesDecompressed += pages.length * PAGE_SIZE_BYTES;
+      return pages;
+    }
     const stored = await this.#loader.readStoredChunk(chunk);
     this.#bytesRead += stored.byteLength;
     const pages = this.#loader.decodeChunk(chunk, stored);
