@@ -3,7 +3,7 @@
  * (docs/adr/0003-store-layout-and-atomicity.md).
  */
 export type { CheckpointListing } from "./checkpoint-files.ts";
-export { ChunkWorkers } from "./chunk-workers.ts";
+export { ChunkWorkers, type DecodeInput } from "./chunk-workers.ts";
 export { type ChunkCodec, CodecId } from "./codec.ts";
 export { type CheckpointDescription, describeCheckpoint, formatCheckpoint } from "./describe.ts";
 export type { DeviceState } from "./device-file.ts";

@@ -20,7 +20,12 @@ export interface ChunkLoader {
    * or null when this chunk is read here (readStoredChunk, decodeChunk). Rejects like
    * decodeChunk throws.
    */
-  loadOffThread?(chunk: number): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
+  loadOffThread?(
+    chunk: number,
+    urgent: boolean,
+  ): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
+  /** Optional: a page request now waits for `chunk`; a load not started yet goes first. */
+  promote?(chunk: number): void;
 }
 
 export interface ChunkCacheStats {
@@ -84,17 +89,21 @@ export class ChunkCache {
     return pages;
   }
 
-  /** The verified pages of `chunk`, slot by slot; rejects with the loader's error. */
-  get(chunk: number): Promise<Uint8Array[]> {
+  /**
+   * The verified pages of `chunk`, slot by slot; rejects with the loader's error. `urgent`: a
+   * page request waits for it, so its load goes before the fill's (ChunkLoader.promote).
+   */
+  get(chunk: number, urgent = false): Promise<Uint8Array[]> {
     const held = this.#entries.get(chunk);
     if (held !== undefined) {
+      if (urgent && !this.#ready.has(chunk)) this.#loader.promote?.(chunk);
       this.#hits += 1;
       this.#entries.delete(chunk);
       this.#entries.set(chunk, held);
       return held;
     }
     this.#misses += 1;
-    return this.#load(chunk);
+    return this.#load(chunk, urgent);
   }
 
   /** Starts loading `chunk` if it is not held (read-ahead); counted as a miss now. */
@@ -104,8 +113,8 @@ export class ChunkCache {
     this.#load(chunk).catch(() => undefined); // the error is kept for get(), which rethrows it
   }
 
-  #load(chunk: number): Promise<Uint8Array[]> {
-    const loading = this.#read(chunk);
+  #load(chunk: number, urgent = false): Promise<Uint8Array[]> {
+    const loading = this.#read(chunk, urgent);
     this.#entries.set(chunk, loading);
     while (this.#entries.size > this.#capacity) {
       const oldest = this.#entries.keys().next();
@@ -124,8 +133,8 @@ export class ChunkCache {
     return loading;
   }
 
-  async #read(chunk: number): Promise<Uint8Array[]> {
-    const offThread = this.#loader.loadOffThread?.(chunk) ?? null;
+  async #read(chunk: number, urgent: boolean): Promise<Uint8Array[]> {
+    const offThread = this.#loader.loadOffThread?.(chunk, urgent) ?? null;
     if (offThread !== null) {
       const { pages, storedBytes } = await offThread;
       this.#bytesRead += storedBytes;

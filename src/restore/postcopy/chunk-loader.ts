@@ -4,21 +4,48 @@
  * requests for cached pages while a chunk is decoded; a disk chunk (or a reader without
  * workers) is read and verified on the main thread as before.
  *
+ * A request's chunk goes before the fill's: at most one job per thread is in the workers at a
+ * time, and the next one taken is the oldest urgent load (a page request waits for it), else
+ * the oldest other load (fill, locality, read-ahead). A request then waits for at most the
+ * decode in progress and its own, never behind the background's read-ahead.
+ *
  * Invariants: a chunk's pages come back only after the worker checked its hash (the reader's
- * own decode code); a failed decode rejects with the reader's error naming the chunk. Reads
+ * own decode code); a failed decode rejects with the reader's error naming the chunk; every
+ * load settles (close rejects those not started). Reads
  * still go through the emulated slow store when one is set (read-throttle.ts): the worker's
  * job is started when the throttle lets the read through.
  */
-import { type CheckpointReader, ChunkWorkers, throttledRead } from "../../checkpoint/index.ts";
+import {
+  type CheckpointReader,
+  ChunkWorkers,
+  type DecodeInput,
+  throttledRead,
+} from "../../checkpoint/index.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import type { ChunkLoader } from "./chunk-cache.ts";
+
+interface Load {
+  readonly chunk: number;
+  readonly job: DecodeInput;
+  urgent: boolean;
+  readonly resolve: (loaded: Loaded) => void;
+  readonly reject: (error: Error) => void;
+}
+
+type Loaded = { pages: Uint8Array[]; storedBytes: number };
 
 export class WorkerChunkLoader implements ChunkLoader {
   readonly #reader: CheckpointReader;
   readonly #workers: ChunkWorkers;
+  readonly #threads: number;
+  /** Loads not handed to a worker yet, oldest first. */
+  readonly #waiting: Load[] = [];
+  #running = 0;
+  #closed = false;
 
   constructor(reader: CheckpointReader, workers: number) {
     this.#reader = reader;
+    this.#threads = workers;
     this.#workers = ChunkWorkers.start(workers);
   }
 
@@ -30,24 +57,55 @@ export class WorkerChunkLoader implements ChunkLoader {
     return this.#reader.decodeChunk(chunk, stored);
   }
 
-  loadOffThread(chunk: number): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null {
+  loadOffThread(chunk: number, urgent = false): Promise<Loaded> | null {
     const job = this.#reader.decodeJobOf(chunk);
     if (job === null) return null;
+    if (this.#closed) return Promise.reject(new Error("The chunk loader is closed"));
+    return new Promise<Loaded>((resolve, reject) => {
+      this.#waiting.push({ chunk, job, urgent, resolve, reject });
+      this.#startNext();
+    });
+  }
+
+  /** A page request now waits for `chunk`: its load, if not started, goes first. */
+  promote(chunk: number): void {
+    for (const load of this.#waiting) if (load.chunk === chunk) load.urgent = true;
+  }
+
+  #startNext(): void {
+    while (this.#running < this.#threads && this.#waiting.length > 0) {
+      let at = this.#waiting.findIndex((l) => l.urgent);
+      if (at < 0) at = 0;
+      const [load] = this.#waiting.splice(at, 1);
+      if (load === undefined) return;
+      this.#running += 1;
+      this.#run(load)
+        .then(load.resolve, load.reject)
+        .finally(() => {
+          this.#running -= 1;
+          this.#startNext();
+        });
+    }
+  }
+
+  async #run({ chunk, job }: Load): Promise<Loaded> {
     // One buffer per chunk, held by the cache while the chunk is: pages are views into it.
     const buffer = new ArrayBuffer(job.pageCount * PAGE_SIZE_BYTES);
-    return throttledRead(job.storedBytes, () =>
+    const reply = await throttledRead(job.storedBytes, () =>
       this.#workers.run({ kind: "decode", ...job, buffer, wantDigests: false }),
-    ).then((reply) => {
-      if (!reply.ok) throw this.#reader.workerError(chunk, reply);
-      const pages: Uint8Array[] = [];
-      for (let s = 0; s < job.pageCount; s++)
-        pages.push(new Uint8Array(reply.buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
-      return { pages, storedBytes: job.storedBytes };
-    });
+    );
+    if (!reply.ok) throw this.#reader.workerError(chunk, reply);
+    const pages: Uint8Array[] = [];
+    for (let s = 0; s < job.pageCount; s++)
+      pages.push(new Uint8Array(reply.buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
+    return { pages, storedBytes: job.storedBytes };
   }
 
   /** Ends the worker threads; loads still running reject. */
   close(): Promise<void> {
+    this.#closed = true;
+    const error = new Error("The chunk loader was closed while a chunk was loading");
+    for (const load of this.#waiting.splice(0)) load.reject(error);
     return this.#workers.close();
   }
 }

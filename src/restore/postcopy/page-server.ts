@@ -90,6 +90,8 @@ export interface PageServerStats {
   readonly requestsAfterEnd: number;
   readonly servedOnRequest: number;
   readonly zeroPagesAnswered: number;
+  /** Requests answered after waiting for their chunk's load (the rest: at once). */
+  readonly waitedForChunk: number;
   readonly pushedForLocality: number;
   readonly pushedInBackground: number;
   readonly pagesSent: number;
@@ -126,6 +128,7 @@ export class PageServer {
     requestsAfterEnd: 0,
     servedOnRequest: 0,
     zeroPagesAnswered: 0,
+    waitedForChunk: 0,
     pushedForLocality: 0,
     pushedInBackground: 0,
     pagesSent: 0,
@@ -261,11 +264,10 @@ export class PageServer {
       waiting = [];
       this.#waiting.set(where.chunk, waiting);
       const chunk = where.chunk;
-      this.#d.cache.get(chunk).then(
+      this.#d.cache.get(chunk, true).then(
         (loaded) => this.#chunkReady(chunk, loaded),
         (error: unknown) => this.fail(asError(error)),
       );
-      this.#readAheadAfter(chunk); // the layout keeps pages touched together in nearby chunks
     }
     waiting.push(r);
     this.#waitingRequests += 1;
@@ -278,8 +280,12 @@ export class PageServer {
     this.#waitingRequests -= waiting.length;
     if (this.#failure !== null) return;
     for (const r of waiting) {
-      if (this.#d.placement.isSent(r.g)) this.#n.requestsIgnored += 1;
-      else this.#serve(r, chunk, pages);
+      if (this.#d.placement.isSent(r.g)) {
+        this.#n.requestsIgnored += 1;
+      } else {
+        this.#n.waitedForChunk += 1;
+        this.#serve(r, chunk, pages);
+      }
     }
   }
 
