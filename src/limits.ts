@@ -132,7 +132,9 @@ export const RESTORE_WRITE_BATCH_BYTES = 64 * 1024;
 /** Free pooled write buffers the postcopy channel keeps (≈ 69 KiB each, ADR 0010). */
 export const RESTORE_WRITE_BUFFERS_KEPT = 32;
 /** Chunk worker threads of a lazy or partial restore's page server (decode and verify). */
-export const RESTORE_POSTCOPY_WORKERS = 1;
+export const RESTORE_POSTCOPY_WORKERS = 2;
+/** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
+export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
 export const RESTORE_PUSH_PAGES_MAX = 16;
 /**

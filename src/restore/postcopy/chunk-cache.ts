@@ -26,6 +26,12 @@ export interface ChunkLoader {
   ): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
   /** Optional: a page request now waits for `chunk`; a load not started yet goes first. */
   promote?(chunk: number): void;
+  /**
+   * Optional: an evicted chunk's pages, given back in a later macrotask (every user of a
+   * chunk's pages copies them in the tick it got them: a page record is a memcpy), so their
+   * buffer can be reused for another load.
+   */
+  recycle?(pages: readonly Uint8Array[]): void;
 }
 
 export interface ChunkCacheStats {
@@ -120,7 +126,12 @@ export class ChunkCache {
       const oldest = this.#entries.keys().next();
       assert(oldest.done !== true, "a cache over capacity is not empty");
       this.#entries.delete(oldest.value);
+      const evicted = this.#ready.get(oldest.value);
       this.#ready.delete(oldest.value);
+      const recycle = this.#loader.recycle;
+      if (evicted !== undefined && recycle !== undefined) {
+        setImmediate(() => recycle.call(this.#loader, evicted));
+      }
     }
     loading.then(
       (pages) => {

@@ -21,7 +21,7 @@ import {
   type DecodeInput,
   throttledRead,
 } from "../../checkpoint/index.ts";
-import { PAGE_SIZE_BYTES } from "../../limits.ts";
+import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES, RESTORE_CHUNK_BUFFERS_KEPT } from "../../limits.ts";
 import type { ChunkLoader } from "./chunk-cache.ts";
 
 interface Load {
@@ -32,6 +32,8 @@ interface Load {
   readonly reject: (error: Error) => void;
 }
 
+const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
+
 type Loaded = { pages: Uint8Array[]; storedBytes: number };
 
 export class WorkerChunkLoader implements ChunkLoader {
@@ -40,6 +42,10 @@ export class WorkerChunkLoader implements ChunkLoader {
   readonly #threads: number;
   /** Loads not handed to a worker yet, oldest first. */
   readonly #waiting: Load[] = [];
+  /** Chunk buffers the cache has evicted, for the next loads (no 256 KiB allocation each). */
+  readonly #free: ArrayBuffer[] = [];
+  /** Buffers this loader made: only those are recycled (never a main-thread decode's). */
+  readonly #own = new WeakSet<ArrayBuffer>();
   #running = 0;
   #closed = false;
 
@@ -67,6 +73,13 @@ export class WorkerChunkLoader implements ChunkLoader {
     });
   }
 
+  /** `pages` (one loaded chunk) are no longer referenced: their buffer serves another load. */
+  recycle(pages: readonly Uint8Array[]): void {
+    const buffer = pages[0]?.buffer;
+    if (!(buffer instanceof ArrayBuffer) || !this.#own.has(buffer)) return;
+    if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
+  }
+
   /** A page request now waits for `chunk`: its load, if not started, goes first. */
   promote(chunk: number): void {
     for (const load of this.#waiting) if (load.chunk === chunk) load.urgent = true;
@@ -90,10 +103,12 @@ export class WorkerChunkLoader implements ChunkLoader {
 
   async #run({ chunk, job }: Load): Promise<Loaded> {
     // One buffer per chunk, held by the cache while the chunk is: pages are views into it.
-    const buffer = new ArrayBuffer(job.pageCount * PAGE_SIZE_BYTES);
+    // Not zero-filled: the worker writes every byte the pages cover before they are read.
+    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
     const reply = await throttledRead(job.storedBytes, () =>
       this.#workers.run({ kind: "decode", ...job, buffer, wantDigests: false }),
     );
+    this.#own.add(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
     if (!reply.ok) throw this.#reader.workerError(chunk, reply);
     const pages: Uint8Array[] = [];
     for (let s = 0; s < job.pageCount; s++)
