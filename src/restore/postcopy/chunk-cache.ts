@@ -113,10 +113,11 @@ export class ChunkCache {
   }
 
   /** Starts loading `chunk` if it is not held (read-ahead); counted as a miss now. */
-  prefetch(chunk: number): void {
+  prefetch(chunk: number, urgent = false): void {
     if (this.#entries.has(chunk)) return;
     this.#misses += 1;
-    this.#load(chunk).catch(() => undefined); // the error is kept for get(), which rethrows it
+    // The error is kept for get(), which rethrows it.
+    this.#load(chunk, urgent).catch(() => undefined);
   }
 
   #load(chunk: number, urgent = false): Promise<Uint8Array[]> {
