@@ -5,16 +5,17 @@
  * workers) is read and verified on the main thread as before.
  *
  * A request's chunk goes before the fill's: at most one job per thread is in the workers at a
- * time, the next one taken is the oldest urgent load (a page request or the working set before
- * the guest runs waits for it), else the oldest other load (fill, locality, read-ahead), and
- * other loads never take the last free thread. A request then waits for no fill decode, only
- * for other requests' and its own.
+ * time, and the next one taken is the oldest urgent load (a page request, or the working set
+ * before the guest runs, waits for it), else the oldest other load (fill, locality,
+ * read-ahead). A request waits for at most the decodes in progress and its own, never behind
+ * the fill's queued read-ahead. (Keeping a thread free for requests was measured: p99 about
+ * the same, the fill up to 25 % slower.)
  *
  * Invariants: a chunk's pages come back only after the worker checked its hash (the reader's
  * own decode code); a failed decode rejects with the reader's error naming the chunk; every
- * load settles (close rejects those not started). Reads
- * still go through the emulated slow store when one is set (read-throttle.ts): the worker's
- * job is started when the throttle lets the read through.
+ * load settles (close rejects those not started). Reads still go through the emulated slow
+ * store when one is set (read-throttle.ts): the worker's job starts when the throttle lets the
+ * read through.
  */
 import {
   type CheckpointReader,
@@ -89,8 +90,6 @@ export class WorkerChunkLoader implements ChunkLoader {
   #startNext(): void {
     while (this.#running < this.#threads && this.#waiting.length > 0) {
       let at = this.#waiting.findIndex((l) => l.urgent);
-      // The last free thread is kept for a request: the fill never occupies every thread.
-      if (at < 0 && this.#running >= this.#threads - 1 && this.#running > 0) return;
       if (at < 0) at = 0;
       const [load] = this.#waiting.splice(at, 1);
       if (load === undefined) return;
