@@ -120,9 +120,21 @@ export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
 export const RESTORE_CHUNK_CACHE_CHUNKS = 64;
 /**
  * Bytes queued in our socket before background fill waits. The socket is FIFO: a requested
- * page queues behind this much at most (1 MiB ≈ 0.1–1 ms at local socket speeds).
+ * page queues behind this much at most (256 KiB ≈ 25–250 µs at local socket speeds; the
+ * kernel's own socket buffer keeps QEMU busy while we refill it).
  */
-export const RESTORE_QUEUED_BYTES_MAX = 1 << 20;
+export const RESTORE_QUEUED_BYTES_MAX = 256 * 1024;
+/**
+ * Batch size of the postcopy channel's stream writer: a pushed part (RESTORE_PUSH_PAGES_MAX
+ * pages) and its headers, so a pooled buffer is not much bigger than what it carries.
+ */
+export const RESTORE_WRITE_BATCH_BYTES = 64 * 1024;
+/** Free pooled write buffers the postcopy channel keeps (≈ 69 KiB each, ADR 0010). */
+export const RESTORE_WRITE_BUFFERS_KEPT = 32;
+/** Chunk worker threads of a lazy or partial restore's page server (decode and verify). */
+export const RESTORE_POSTCOPY_WORKERS = 2;
+/** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
+export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
 export const RESTORE_PUSH_PAGES_MAX = 16;
 /**
@@ -130,8 +142,6 @@ export const RESTORE_PUSH_PAGES_MAX = 16;
  * past this the oldest is left to the background fill.
  */
 export const RESTORE_LOCALITY_CHUNKS_MAX = 48;
-/** Queued requests whose chunks are read ahead in parallel; more would evict each other. */
-export const RESTORE_REQUEST_READAHEAD_MAX = 8;
 /** Chunks the background looks past for its read-ahead: chunks whose pages are all sent. */
 export const RESTORE_READAHEAD_SCAN_CHUNKS = 64;
 /** Requests queued and not yet served; QEMU asks once per missing page, so more is a fault. */
@@ -156,8 +166,9 @@ assert(
   "a pushed part fits well inside the queued-bytes bound",
 );
 assert(
-  RESTORE_LOCALITY_CHUNKS_MAX + RESTORE_REQUEST_READAHEAD_MAX + 2 <= RESTORE_CHUNK_CACHE_CHUNKS,
-  "chunks waiting for a locality push stay cached, with the background's and its read-ahead",
+  RESTORE_LOCALITY_CHUNKS_MAX + 16 <= RESTORE_CHUNK_CACHE_CHUNKS,
+  "chunks waiting for a locality push stay cached, with the background's, its read-ahead and " +
+    "those requests wait for (more still works: an evicted chunk is read again)",
 );
 
 // Frozen disk layers and disk-duplicate references (src/disk, docs/adr/0006).

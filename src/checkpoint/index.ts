@@ -3,7 +3,7 @@
  * (docs/adr/0003-store-layout-and-atomicity.md).
  */
 export type { CheckpointListing } from "./checkpoint-files.ts";
-export { ChunkWorkers } from "./chunk-workers.ts";
+export { ChunkWorkers, type DecodeInput } from "./chunk-workers.ts";
 export { type ChunkCodec, CodecId } from "./codec.ts";
 export { type CheckpointDescription, describeCheckpoint, formatCheckpoint } from "./describe.ts";
 export type { DeviceState } from "./device-file.ts";
@@ -27,6 +27,7 @@ export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 export type { PageLocation } from "./page-map.ts";
 export type { PageVisitor } from "./page-walk.ts";
 export type { RamBlockInput } from "./ram-blocks.ts";
+export { throttledRead } from "./read-throttle.ts";
 export {
   CheckpointReader,
   type DiskRefInfo,

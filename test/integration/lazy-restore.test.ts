@@ -88,6 +88,14 @@ test(
       const record = JSON.parse(await readFile(report.recordPath, "utf8"));
       assert.equal(record.outcome, "filled");
       assert.equal(record.report.trace.length, report.trace.length);
+      // The record's request service latencies (request read → page handed to the socket):
+      // one per answered request, ordered percentiles.
+      const latency = record.report.serviceLatency;
+      assert.equal(latency.count, answered, "every answer is measured");
+      assert.ok(latency.count > 0);
+      assert.ok(0 <= latency.p50Ms, "p50 ≥ 0");
+      assert.ok(latency.p50Ms <= latency.p99Ms, "p50 ≤ p99");
+      assert.ok(latency.p99Ms <= latency.maxMs, "p99 ≤ max");
       lazyReport = report;
     } finally {
       agent.close();

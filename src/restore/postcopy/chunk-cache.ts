@@ -15,6 +15,23 @@ export interface ChunkLoader {
   readStoredChunk(chunk: number): Promise<Uint8Array>;
   /** Decompresses and verifies; throws InvalidCheckpointError naming the chunk. */
   decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[];
+  /**
+   * Optional: reads, decompresses and verifies `chunk` off the main thread (a chunk worker),
+   * or null when this chunk is read here (readStoredChunk, decodeChunk). Rejects like
+   * decodeChunk throws.
+   */
+  loadOffThread?(
+    chunk: number,
+    urgent: boolean,
+  ): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
+  /** Optional: a page request now waits for `chunk`; a load not started yet goes first. */
+  promote?(chunk: number): void;
+  /**
+   * Optional: an evicted chunk's pages, given back in a later macrotask (every user of a
+   * chunk's pages copies them in the tick it got them: a page record is a memcpy), so their
+   * buffer can be reused for another load.
+   */
+  recycle?(pages: readonly Uint8Array[]): void;
 }
 
 export interface ChunkCacheStats {
@@ -31,6 +48,8 @@ export class ChunkCache {
   readonly #capacity: number;
   /** Map order is recency order: the first key is the least recently used. */
   readonly #entries = new Map<number, Promise<Uint8Array[]>>();
+  /** The entries whose load has finished: served without waiting (peek). */
+  readonly #ready = new Map<number, Uint8Array[]>();
   #hits = 0;
   #misses = 0;
   #bytesRead = 0;
@@ -60,41 +79,80 @@ export class ChunkCache {
     return this.#entries.has(chunk);
   }
 
-  /** The verified pages of `chunk`, slot by slot; rejects with the loader's error. */
-  get(chunk: number): Promise<Uint8Array[]> {
+  /**
+   * The verified pages of `chunk` if it is held and loaded, else undefined; no load starts.
+   * A hit refreshes its recency, as get() does: a page server answers a request from it in
+   * the same tick the request was read.
+   */
+  peek(chunk: number): Uint8Array[] | undefined {
+    const pages = this.#ready.get(chunk);
+    if (pages === undefined) return undefined;
+    const held = this.#entries.get(chunk);
+    assert(held !== undefined, "a ready chunk is held");
+    this.#hits += 1;
+    this.#entries.delete(chunk);
+    this.#entries.set(chunk, held);
+    return pages;
+  }
+
+  /**
+   * The verified pages of `chunk`, slot by slot; rejects with the loader's error. `urgent`: a
+   * page request waits for it, so its load goes before the fill's (ChunkLoader.promote).
+   */
+  get(chunk: number, urgent = false): Promise<Uint8Array[]> {
     const held = this.#entries.get(chunk);
     if (held !== undefined) {
+      if (urgent && !this.#ready.has(chunk)) this.#loader.promote?.(chunk);
       this.#hits += 1;
       this.#entries.delete(chunk);
       this.#entries.set(chunk, held);
       return held;
     }
     this.#misses += 1;
-    return this.#load(chunk);
+    return this.#load(chunk, urgent);
   }
 
   /** Starts loading `chunk` if it is not held (read-ahead); counted as a miss now. */
-  prefetch(chunk: number): void {
+  prefetch(chunk: number, urgent = false): void {
     if (this.#entries.has(chunk)) return;
     this.#misses += 1;
-    this.#load(chunk).catch(() => undefined); // the error is kept for get(), which rethrows it
+    // The error is kept for get(), which rethrows it.
+    this.#load(chunk, urgent).catch(() => undefined);
   }
 
-  #load(chunk: number): Promise<Uint8Array[]> {
-    const loading = this.#read(chunk);
+  #load(chunk: number, urgent = false): Promise<Uint8Array[]> {
+    const loading = this.#read(chunk, urgent);
     this.#entries.set(chunk, loading);
     while (this.#entries.size > this.#capacity) {
       const oldest = this.#entries.keys().next();
       assert(oldest.done !== true, "a cache over capacity is not empty");
       this.#entries.delete(oldest.value);
+      const evicted = this.#ready.get(oldest.value);
+      this.#ready.delete(oldest.value);
+      const recycle = this.#loader.recycle;
+      if (evicted !== undefined && recycle !== undefined) {
+        setImmediate(() => recycle.call(this.#loader, evicted));
+      }
     }
-    loading.catch(() => {
-      if (this.#entries.get(chunk) === loading) this.#entries.delete(chunk);
-    });
+    loading.then(
+      (pages) => {
+        if (this.#entries.get(chunk) === loading) this.#ready.set(chunk, pages);
+      },
+      () => {
+        if (this.#entries.get(chunk) === loading) this.#entries.delete(chunk);
+      },
+    );
     return loading;
   }
 
-  async #read(chunk: number): Promise<Uint8Array[]> {
+  async #read(chunk: number, urgent: boolean): Promise<Uint8Array[]> {
+    const offThread = this.#loader.loadOffThread?.(chunk, urgent) ?? null;
+    if (offThread !== null) {
+      const { pages, storedBytes } = await offThread;
+      this.#bytesRead += storedBytes;
+      this.#bytesDecompressed += pages.length * PAGE_SIZE_BYTES;
+      return pages;
+    }
     const stored = await this.#loader.readStoredChunk(chunk);
     this.#bytesRead += stored.byteLength;
     const pages = this.#loader.decodeChunk(chunk, stored);

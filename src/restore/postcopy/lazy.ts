@@ -13,6 +13,7 @@ import { QemuError, UsageError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
   RESTORE_CHUNK_CACHE_CHUNKS,
+  RESTORE_POSTCOPY_WORKERS,
   RESTORE_PROGRESS_EVERY_PAGES,
   RESTORE_RUN_TIMEOUT_MS,
   RESTORE_STATUS_POLL_MS,
@@ -25,6 +26,7 @@ import { replayInfo } from "../stream-info.ts";
 import { type RestoredVm, startRestoreTarget } from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
 import { ChunkCache } from "./chunk-cache.ts";
+import { WorkerChunkLoader } from "./chunk-loader.ts";
 import { DemandWindow, type TraceWindowOptions } from "./demand-window.ts";
 import { abandon, asError, type Session, serveFill, watchSession } from "./fill.ts";
 import { FillOrder } from "./fill-order.ts";
@@ -98,6 +100,12 @@ export async function restorePostcopy(
     opts.checkpoint,
   );
   let handedOver = false;
+  // Started now: the threads load while QEMU starts, and decode the working set's chunks.
+  const loader = new WorkerChunkLoader(reader, RESTORE_POSTCOPY_WORKERS);
+  const closeAll = async (): Promise<void> => {
+    await loader.close();
+    await reader.close();
+  };
   try {
     const device = await reader.deviceState();
     const { configuration, ram } = replayInfo(reader);
@@ -107,7 +115,7 @@ export async function restorePostcopy(
       const where = reader.pageKind(b, p);
       return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
     });
-    const cache = new ChunkCache(reader, RESTORE_CHUNK_CACHE_CHUNKS);
+    const cache = new ChunkCache(loader, RESTORE_CHUNK_CACHE_CHUNKS);
     const reset = await resetFor(opts, reader);
     const blockNames = reader.blocks.map((b) => b.name);
     const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
@@ -142,7 +150,7 @@ export async function restorePostcopy(
         startedMs,
         startedAt,
         record: opts.record ?? true,
-        close: () => reader.close(),
+        close: closeAll,
       };
       const shut = watchSession(session);
       const prelude = await sendPrelude({
@@ -183,7 +191,7 @@ export async function restorePostcopy(
       throw error;
     }
   } finally {
-    if (!handedOver) await reader.close();
+    if (!handedOver) await closeAll();
   }
 }
 

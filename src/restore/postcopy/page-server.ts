@@ -4,12 +4,18 @@
  * locality), then every remaining non-zero page in pack order, until all are placed; then RAM
  * END and EOF. A demand-only window (profiling) holds back both kinds of push while it is open.
  *
+ * A request is answered in the tick it is read when its page is a zero page or its chunk is
+ * cached (decoded and verified); else it waits for its chunk's load (a chunk worker) and is
+ * answered the moment that settles. The background fill runs in small units between ticks, so
+ * it never stands between a request and its answer (ADR 0010).
+ *
  * Invariants:
  * - each page is sent at most once (Placement asserts it: EEXIST kills QEMU); a request for a
- *   page already sent is traced and ignored;
+ *   page already sent is traced and ignored; a pushed batch is picked after its chunk is
+ *   ready, from what is unsent then;
  * - a request is never stuck behind much background data: pushed pages go in small RAM PARTs
- *   only while fewer than RESTORE_QUEUED_BYTES_MAX bytes wait in our socket, requests are
- *   looked at between parts, and after every chunk read;
+ *   only while fewer than RESTORE_QUEUED_BYTES_MAX bytes wait in our socket; an answer is
+ *   written at once, whatever is queued;
  * - every request gets an answer, a zero page a ZERO record (an unanswered request blocks a
  *   vCPU, and after EOF it would read zeros: silent corruption for a non-zero page, §6.4);
  * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify);
@@ -24,71 +30,19 @@ import {
   RESTORE_PUSH_PAGES_MAX,
   RESTORE_QUEUED_BYTES_MAX,
   RESTORE_READAHEAD_SCAN_CHUNKS,
-  RESTORE_REQUEST_READAHEAD_MAX,
   RESTORE_REQUESTS_QUEUED_MAX,
   RESTORE_TRACE_REQUESTS_MAX,
 } from "../../limits.ts";
-import type { MigrationStreamWriter } from "../../qemu/migration/index.ts";
-import type { ChunkCache } from "./chunk-cache.ts";
-import type { FillOrder, PageKinds } from "./fill-order.ts";
-import type { Placement } from "./placement.ts";
-import { RequestQueue } from "./request-queue.ts";
+import type { PageServerDeps, PageServerStats } from "./page-server-deps.ts";
+import { type PageRequest, RequestQueue } from "./request-queue.ts";
 import { LatencyRecorder, RequestTrace } from "./trace.ts";
 
-/** The socket as the server sees it: how much is queued, and a wait for it to drain. */
-export interface OutQueue {
-  readonly queuedBytes: number;
-  /** Resolves once the queue has drained (or is below the high-water mark) or has closed. */
-  whenDrained(): Promise<void>;
-}
-
-/**
- * A span of pure demand paging at the start of the fill, for profiling: while it is open the
- * server sends only requested pages, so the request trace sees every page the guest touches.
- */
-export interface DemandOnlyWindow {
-  /** True while open; once false, false for good. */
-  isOpen(): boolean;
-  /** Resolves when the window closes. */
-  readonly closed: Promise<void>;
-  /** Told of every request: ms since begin(), and whether it is its page's first request. */
-  onRequest(tMs: number, firstRequest: boolean): void;
-}
-
-export interface PageServerDeps {
-  readonly source: PageKinds;
-  readonly blockNames: readonly string[];
-  readonly placement: Placement;
-  readonly order: FillOrder;
-  readonly cache: ChunkCache;
-  /** Writes to the socket without waiting; `out` is how the server limits what is queued. */
-  readonly writer: MigrationStreamWriter;
-  readonly out: OutQueue;
-  /**
-   * Background fill waits this long after begin() (requests and their locality pushes are
-   * served from the start): a profiling restore's trace then shows what the guest touches,
-   * not what the background placed first. Default 0.
-   */
-  readonly backgroundDelayMs?: number;
-  /** While open, no locality push and no background fill: requests only. Default: none. */
-  readonly demandOnly?: DemandOnlyWindow;
-  /** Called after each page sent (progress reports). */
-  readonly onSent?: (placed: number) => void;
-  readonly now?: () => number;
-}
-
-/** What the server did; FillReport is built from it. */
-export interface PageServerStats {
-  readonly requests: number;
-  readonly distinctPagesRequested: number;
-  readonly requestsIgnored: number;
-  readonly requestsAfterEnd: number;
-  readonly servedOnRequest: number;
-  readonly zeroPagesAnswered: number;
-  readonly pushedForLocality: number;
-  readonly pushedInBackground: number;
-  readonly pagesSent: number;
-}
+export type {
+  DemandOnlyWindow,
+  OutQueue,
+  PageServerDeps,
+  PageServerStats,
+} from "./page-server-deps.ts";
 
 type Counter = "servedOnRequest" | "zeroPagesAnswered" | "pushedForLocality" | "pushedInBackground";
 
@@ -99,7 +53,11 @@ export class PageServer {
   readonly #now: () => number;
   readonly #blockIndex: ReadonlyMap<string, number>;
   readonly #filledZero: ReadonlySet<number>;
-  readonly #queue = new RequestQueue();
+  /** Requests that came before begin(), answered by begin(). */
+  readonly #early = new RequestQueue();
+  /** Requests waiting for their chunk's load, by chunk. */
+  readonly #waiting = new Map<number, PageRequest[]>();
+  #waitingRequests = 0;
   readonly #locality: { chunk: number; next: number }[] = [];
   #bgChunk = 0;
   #bgNext = 0;
@@ -117,6 +75,7 @@ export class PageServer {
     requestsAfterEnd: 0,
     servedOnRequest: 0,
     zeroPagesAnswered: 0,
+    waitedForChunk: 0,
     pushedForLocality: 0,
     pushedInBackground: 0,
     pagesSent: 0,
@@ -148,9 +107,16 @@ export class PageServer {
     this.#t0 = this.#now();
     this.#remaining = this.#countUnsent();
     this.#begun = true;
+    for (let r = this.#early.shift(); r !== undefined; r = this.#early.shift()) this.#answer(r);
   }
 
-  /** A page request from the return path. Queued; the run loop serves it before anything else. */
+  /**
+   * A page request from the return path, answered in this call when it can be: a zero page,
+   * or a page whose chunk is cached (decoded and verified). Otherwise it waits for its chunk,
+   * whose load starts now (in a chunk worker), and is answered the moment the chunk is ready;
+   * the background fill never stands in between. Before begin() requests are held and
+   * answered by begin().
+   */
   request(blockName: string, startBytes: number, lengthBytes: number): void {
     const receivedMs = this.#now();
     const block = this.#blockIndex.get(blockName);
@@ -178,14 +144,10 @@ export class PageServer {
     } else if (this.#ended) {
       // Only zero pages can be unsent now; QEMU's cleanup after EOF maps them as zero pages.
       this.#n.requestsAfterEnd += 1;
-    } else if (!this.#queue.push({ g, block, page, receivedMs })) {
-      this.fail(new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`));
+    } else if (!this.#begun) {
+      if (!this.#early.push({ g, block, page, receivedMs })) this.fail(tooManyRequests());
     } else {
-      const where = this.#d.source.pageKind(block, page);
-      if (where.kind === "stored" && this.#queue.length <= RESTORE_REQUEST_READAHEAD_MAX) {
-        this.#d.cache.prefetch(where.chunk); // read in parallel with the requests before it
-      }
-      this.#signal();
+      this.#answer({ g, block, page, receivedMs });
     }
   }
 
@@ -195,15 +157,11 @@ export class PageServer {
     this.#signal();
   }
 
-  /** Serves until every fill page is sent, then writes RAM END and EOF. Rejects on failure. */
+  /** Fills in the background until every fill page is sent, then writes RAM END and EOF. */
   async run(): Promise<void> {
     assert(this.#begun, "begin() before run()");
     for (;;) {
       this.#throwIfFailed();
-      if (this.#hasRequests()) {
-        await this.#serveNext();
-        continue;
-      }
       if (this.#remaining === 0) break;
       if (this.#d.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) {
         await this.#sleepUntil(this.#d.out.whenDrained());
@@ -227,9 +185,8 @@ export class PageServer {
     await this.#d.writer.flush();
   }
 
-  async #serveNext(): Promise<void> {
-    const r = this.#queue.shift();
-    assert(r !== undefined, "a queued request");
+  /** Answers `r` now if its page is a zero page or its chunk is cached, else once it is. */
+  #answer(r: PageRequest): void {
     if (this.#d.placement.isSent(r.g)) {
       this.#n.requestsIgnored += 1;
       return;
@@ -237,17 +194,53 @@ export class PageServer {
     const where = this.#d.source.pageKind(r.block, r.page);
     if (where.kind === "zero") {
       this.#part([r.g], null, "zeroPagesAnswered");
-    } else {
-      const pages = await this.#d.cache.get(where.chunk);
-      this.#throwIfFailed();
-      if (this.#d.placement.isSent(r.g)) {
-        this.#n.requestsIgnored += 1;
+      this.latency.add(this.#now() - r.receivedMs);
+      return;
+    }
+    const pages = this.#d.cache.peek(where.chunk);
+    if (pages !== undefined) {
+      this.#serve(r, where.chunk, pages);
+      return;
+    }
+    let waiting = this.#waiting.get(where.chunk);
+    if (waiting === undefined) {
+      if (this.#waitingRequests >= RESTORE_REQUESTS_QUEUED_MAX) {
+        this.fail(tooManyRequests());
         return;
       }
-      this.#part([r.g], pages, "servedOnRequest");
-      this.#queueLocality(where.chunk);
+      waiting = [];
+      this.#waiting.set(where.chunk, waiting);
+      const chunk = where.chunk;
+      this.#d.cache.get(chunk, true).then(
+        (loaded) => this.#chunkReady(chunk, loaded),
+        (error: unknown) => this.fail(asError(error)),
+      );
     }
+    waiting.push(r);
+    this.#waitingRequests += 1;
+  }
+
+  /** Answers the requests that waited for `chunk`, oldest first. */
+  #chunkReady(chunk: number, pages: readonly Uint8Array[]): void {
+    const waiting = this.#waiting.get(chunk) ?? [];
+    this.#waiting.delete(chunk);
+    this.#waitingRequests -= waiting.length;
+    if (this.#failure !== null) return;
+    for (const r of waiting) {
+      if (this.#d.placement.isSent(r.g)) {
+        this.#n.requestsIgnored += 1;
+      } else {
+        this.#n.waitedForChunk += 1;
+        this.#serve(r, chunk, pages);
+      }
+    }
+  }
+
+  #serve(r: PageRequest, chunk: number, pages: readonly Uint8Array[]): void {
+    this.#part([r.g], pages, "servedOnRequest");
     this.latency.add(this.#now() - r.receivedMs);
+    this.#queueLocality(chunk);
+    this.#signal(); // the run loop pushes the chunk's other pages next
   }
 
   /** Newest first: the chunk of the latest request is the likeliest to be touched next. */
@@ -262,16 +255,22 @@ export class PageServer {
     const head = this.#locality[0];
     assert(head !== undefined, "a chunk to push");
     const refs = this.#d.order.pagesOf(head.chunk);
-    const batch = this.#nextUnsent(refs, head.next);
-    if (batch.pages.length === 0) {
-      this.#locality.shift();
+    if (this.#nextUnsent(refs, head.next).pages.length === 0) {
+      this.#dropLocality(head);
       return;
     }
-    const pages = await this.#d.cache.get(head.chunk);
+    const pages = this.#d.cache.peek(head.chunk) ?? (await this.#d.cache.get(head.chunk));
     this.#throwIfFailed();
-    if (this.#hasRequests()) return; // requests first; the chunk stays cached
+    // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
+    const batch = this.#nextUnsent(refs, head.next);
     head.next += batch.consumed;
-    this.#part(batch.pages, pages, "pushedForLocality");
+    if (batch.pages.length === 0) this.#dropLocality(head);
+    else this.#part(batch.pages, pages, "pushedForLocality");
+  }
+
+  #dropLocality(entry: { chunk: number; next: number }): void {
+    const at = this.#locality.indexOf(entry);
+    if (at >= 0) this.#locality.splice(at, 1);
   }
 
   /** Pushes the next few unsent non-zero pages in pack order. */
@@ -283,18 +282,21 @@ export class PageServer {
       this.#part(batch.pages, null, "pushedInBackground");
       return;
     }
-    const order = this.#d.order;
+    const { order, cache } = this.#d;
     for (; this.#bgChunk < order.chunkCount; this.#bgChunk++, this.#bgNext = 0) {
       const refs = order.pagesOf(this.#bgChunk);
-      const batch = this.#nextUnsent(refs, this.#bgNext);
-      if (batch.pages.length === 0) continue;
+      if (this.#nextUnsent(refs, this.#bgNext).pages.length === 0) continue;
       const chunk = this.#bgChunk;
-      const pages = await this.#d.cache.get(chunk);
+      let pages = cache.peek(chunk);
+      if (pages === undefined) {
+        pages = await cache.get(chunk);
+        this.#throwIfFailed();
+      }
       this.#readAheadAfter(chunk);
-      this.#throwIfFailed();
-      if (this.#hasRequests()) return; // requests first; the chunk stays cached
+      // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
+      const batch = this.#nextUnsent(refs, this.#bgNext);
       this.#bgNext += batch.consumed;
-      this.#part(batch.pages, pages, "pushedInBackground");
+      if (batch.pages.length > 0) this.#part(batch.pages, pages, "pushedInBackground");
       return;
     }
     assert.fail(`background fill ran out of pages with ${this.#remaining} still unsent`);
@@ -359,10 +361,6 @@ export class PageServer {
     return unsent;
   }
 
-  #hasRequests(): boolean {
-    return this.#queue.length > 0;
-  }
-
   #throwIfFailed(): void {
     if (this.#failure !== null) throw this.#failure;
   }
@@ -386,6 +384,10 @@ function sleep(ms: number): Promise<void> {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+function tooManyRequests(): QemuError {
+  return new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`);
 }
 
 function badRequest(block: string, start: number, length: number, why: string): QemuError {

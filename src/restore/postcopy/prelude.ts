@@ -97,9 +97,10 @@ async function sendWorkingSet(input: PreludeInput): Promise<PreludeCounts> {
   }
   const chunks = [...byChunk.keys()].sort((a, b) => a - b);
   for (const [i, chunk] of chunks.entries()) {
-    const pages = await cache.get(chunk); // InvalidCheckpointError here: no guest has run
+    // Urgent: the guest waits for the working set. InvalidCheckpointError here: no guest ran.
+    const pages = await cache.get(chunk, true);
     const next = chunks[i + 1];
-    if (next !== undefined) cache.prefetch(next);
+    if (next !== undefined) cache.prefetch(next, true);
     channel.writer.beginRamPart();
     for (const g of byChunk.get(chunk) ?? []) {
       const { block, page } = placement.locate(g);

@@ -30,6 +30,12 @@ export interface FillReport {
   readonly pagesServedOnRequest: number;
   /** Zero pages sent (as ZERO records) because they were requested. */
   readonly zeroPagesAnswered: number;
+  /**
+   * Of pagesServedOnRequest, those whose chunk was not decoded yet when the request came: they
+   * waited for a chunk read, decompression and hash check. The others were answered in the
+   * tick the request was read.
+   */
+  readonly requestsWaitedForChunk: number;
   /** Pages sent without a request: locality pushes plus background fill. */
   readonly pagesPushed: number;
   /** The other pages of a requested page's chunk (Halite locality blocks). */
@@ -100,6 +106,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     requestsAfterEnd: s.requestsAfterEnd,
     pagesServedOnRequest: s.servedOnRequest,
     zeroPagesAnswered: s.zeroPagesAnswered,
+    requestsWaitedForChunk: s.waitedForChunk,
     pagesPushed: s.pushedForLocality + s.pushedInBackground,
     pagesPushedForLocality: s.pushedForLocality,
     pagesPushedInBackground: s.pushedInBackground,
