@@ -64,8 +64,9 @@ export interface SaveOptions {
    * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
    * guest for the whole save: one pass, no write set. On QEMU < 9.0 under TCG a live save
    * pauses the guest anyway (live-safety.ts, ADR 0008): SaveResult.pausedBecause says so.
+   * "unsafe" saves live even there: only for showing what the pause prevents (bench soak).
    */
-  readonly live?: boolean;
+  readonly live?: boolean | "unsafe";
   /**
    * The checkpoint to save incrementally from (format 1.2): pages whose content it holds are
    * shared with it, not stored again. Default: the VM's origin (the checkpoint it was restored
@@ -115,7 +116,8 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
     await listen(server, socketPath);
     shared = await indexShared(store, opts, vm);
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const mode = await enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false);
+    const liveAsked = opts.live ?? true;
+    const mode = await enterSaveMode(vm.qmp, vm.spec.accel, liveAsked);
     const stoppedForSave = mode.stoppedGuest;
     const runsDuringSave = await prepareSourceForSave(vm.qmp, {
       freezeAtSwitchover: freezer !== null,
