@@ -20,6 +20,8 @@ export interface SoakOptions {
   /** Pages the guest owns, MiB; hotPct of them are rewritten at hotRate pages/s. */
   readonly params: { memMiB: number; hotPct: number; hotRate: number };
   readonly saves: number;
+  /** save()'s `live`: true (paused on QEMU < 9.0 under TCG) or "unsafe" (live anyway). */
+  readonly live: true | "unsafe";
   readonly log: (line: string) => void;
 }
 
@@ -31,6 +33,8 @@ export interface SoakRow {
   readonly dirtySyncs: number;
   readonly writeSetPages: number;
   readonly saveMs: number;
+  /** From starting the restore to the guest's verdict (verify included). */
+  readonly restoreMs: number;
   /** Pages the restored guest found wrong; null when it could not verify. */
   readonly bad: number | null;
   readonly failure: string | null;
@@ -48,7 +52,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakRow[]> {
     for (let i = 0; i < o.saves; i++) {
       const name = `soak@${i}`;
       const mode = i % 2 === 0 ? "eager" : "lazy";
-      const saved = await save({ home: o.home, vm, name });
+      const saved = await save({ home: o.home, vm, name, live: o.live });
       const migration = await vm.qmp.execute("query-migrate");
       const dirtySyncs = migration.ram?.["dirty-sync-count"] ?? 0;
       const base = {
@@ -59,8 +63,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakRow[]> {
         writeSetPages: saved.writeSetPages,
         saveMs: Math.round(saved.wallMs),
       } as const;
+      const restoreStart = performance.now();
       const verdict = await restoreAndVerify(o.home, name, mode, `soak-r${i}`);
-      rows.push({ ...base, ...verdict });
+      const restoreMs = Math.round(performance.now() - restoreStart);
+      rows.push({ ...base, restoreMs, ...verdict });
       o.log(`save ${i} (${mode}): ${verdict.failure ?? `bad ${verdict.bad}`}`);
     }
   } finally {
@@ -105,16 +111,59 @@ async function restoreAndVerify(
   }
 }
 
+export interface SoakSummary {
+  readonly saves: number;
+  readonly liveSaves: number;
+  readonly failures: number;
+  readonly restores: Record<"eager" | "lazy", { readonly count: number; readonly failed: number }>;
+  readonly dirtySyncs: { readonly min: number; readonly median: number; readonly max: number };
+  readonly saveMs: { readonly min: number; readonly median: number; readonly max: number };
+  readonly restoreMs: { readonly min: number; readonly median: number; readonly max: number };
+}
+
+export function summarizeSoak(rows: readonly SoakRow[]): SoakSummary {
+  const spread = (values: number[]) => {
+    const sorted = values.toSorted((a, b) => a - b);
+    return {
+      min: sorted[0] ?? 0,
+      median: sorted[Math.floor(sorted.length / 2)] ?? 0,
+      max: sorted.at(-1) ?? 0,
+    };
+  };
+  const byMode = (mode: "eager" | "lazy") => {
+    const of = rows.filter((r) => r.mode === mode);
+    return { count: of.length, failed: of.filter((r) => r.failure !== null).length };
+  };
+  return {
+    saves: rows.length,
+    liveSaves: rows.filter((r) => r.live).length,
+    failures: rows.filter((r) => r.failure !== null).length,
+    restores: { eager: byMode("eager"), lazy: byMode("lazy") },
+    dirtySyncs: spread(rows.map((r) => r.dirtySyncs)),
+    saveMs: spread(rows.map((r) => r.saveMs)),
+    restoreMs: spread(rows.map((r) => r.restoreMs)),
+  };
+}
+
 export function formatSoak(rows: readonly SoakRow[]): string {
-  const lines = ["save  restore  live  dirty syncs  write set  save ms  result"];
+  const lines = ["save  restore  live  dirty syncs  write set  save ms  restore ms  result"];
   for (const r of rows) {
     lines.push(
       `${String(r.save).padStart(4)}  ${r.mode.padEnd(7)}  ${(r.live ? "yes" : "no").padEnd(4)}  ` +
         `${String(r.dirtySyncs).padStart(11)}  ${String(r.writeSetPages).padStart(9)}  ` +
-        `${String(r.saveMs).padStart(7)}  ${r.failure ?? "verified, 0 bad"}`,
+        `${String(r.saveMs).padStart(7)}  ${String(r.restoreMs).padStart(10)}  ` +
+        `${r.failure ?? "verified, 0 bad"}`,
     );
   }
-  const failed = rows.filter((r) => r.failure !== null).length;
-  lines.push(`${failed} of ${rows.length} restores failed`);
+  const s = summarizeSoak(rows);
+  const range = (x: { min: number; median: number; max: number }) =>
+    `${x.min} / ${x.median} / ${x.max}`;
+  lines.push(
+    `${s.failures} of ${s.saves} restores failed (eager ${s.restores.eager.failed} of ` +
+      `${s.restores.eager.count}, lazy ${s.restores.lazy.failed} of ${s.restores.lazy.count}); ` +
+      `${s.liveSaves} saves live`,
+    `min / median / max: dirty syncs ${range(s.dirtySyncs)}, save ms ${range(s.saveMs)}, ` +
+      `restore ms ${range(s.restoreMs)}`,
+  );
   return lines.join("\n");
 }

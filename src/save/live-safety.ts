@@ -36,13 +36,15 @@ export function runtimeOf(qemu: QemuVersion, machine: string): { runtime?: Runti
 
 /**
  * Decides the save's mode (saveModeFor, with QEMU's query-version) and, when it is not live,
- * stops the guest if it runs; `stoppedGuest` says whether this call stopped it.
+ * stops the guest if it runs; `stoppedGuest` says whether this call stopped it. "unsafe" skips
+ * the check and saves live on any QEMU: only for measuring what the pause prevents.
  */
 export async function enterSaveMode(
   qmp: QmpClient,
   accel: Accel,
-  liveAsked: boolean,
+  liveAsked: boolean | "unsafe",
 ): Promise<SaveMode & { readonly stoppedGuest: boolean }> {
+  if (liveAsked === "unsafe") return { live: true, pausedBecause: null, stoppedGuest: false };
   const mode = saveModeFor((await qmp.execute("query-version")).qemu, accel, liveAsked);
   if (mode.live) return { ...mode, stoppedGuest: false };
   const status = await qmp.execute("query-status");

@@ -61,8 +61,9 @@ export interface SaveOptions {
    * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
    * guest for the whole save: one pass, no write set. On QEMU < 9.0 under TCG a live save
    * pauses the guest anyway (live-safety.ts, ADR 0008): SaveResult.pausedBecause says so.
+   * "unsafe" saves live even there: only for showing what the pause prevents (bench soak).
    */
-  readonly live?: boolean;
+  readonly live?: boolean | "unsafe";
   /**
    * The checkpoint to save incrementally from (format 1.2): pages whose content it holds are
    * shared with it, not stored again. Default: the VM's origin (the checkpoint it was restored
@@ -149,7 +150,7 @@ async function saveLocked(
     if (parent !== null) await lock.add([{ checkpoint: parent, access: "read" }]);
     shared = await step(indexShared(store, opts, parent));
     const freezer = await DiskFreezer.forVm(opts.home, vm);
-    const mode = await step(enterSaveMode(vm.qmp, vm.spec.accel, opts.live !== false));
+    const mode = await step(enterSaveMode(vm.qmp, vm.spec.accel, opts.live ?? true));
     const stoppedForSave = mode.stoppedGuest;
     wasRunning = stoppedForSave; // from here on a failure resumes the guest it paused
     const runsDuringSave = await step(
