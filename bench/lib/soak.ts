@@ -2,7 +2,7 @@
  * `npm run bench -- soak`: N saves of one running guest that rewrites a large share of its
  * memory, each restored (eager and lazy alternately) into a second VM that verifies every page
  * it owns. Prints one row per save and the failures. A save on QEMU < 9.0 under TCG pauses the
- * guest (ADR 0008), so the rows say whether each save was live.
+ * guest (ADR 0011), so the rows say whether each save was live.
  */
 import { waitUntilResponsive } from "../../src/guest/index.ts";
 import { restore } from "../../src/restore/index.ts";

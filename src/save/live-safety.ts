@@ -5,7 +5,7 @@
  * TLB entries that let the vCPU write it unnoticed, so a write after a sync may never be
  * re-sent (fixed upstream in 9.0, commit 03bfc2188f). The checkpoint is then inconsistent
  * and nothing detects it. On such a QEMU a save pauses the guest for its duration instead
- * (ADR 0008): no guest write can happen while pages are being sent.
+ * (ADR 0011): no guest write can happen while pages are being sent.
  *
  * Invariant: a live save happens only on a QEMU whose dirty tracking is sound (≥ 9.0, or
  * KVM, whose dirty log is the kernel's and does not take that path).

@@ -60,7 +60,7 @@ export interface SaveOptions {
   /**
    * Default true: a live (precopy) save; the guest runs until the final pass. false pauses the
    * guest for the whole save: one pass, no write set. On QEMU < 9.0 under TCG a live save
-   * pauses the guest anyway (live-safety.ts, ADR 0008): SaveResult.pausedBecause says so.
+   * pauses the guest anyway (live-safety.ts, ADR 0011): SaveResult.pausedBecause says so.
    * "unsafe" saves live even there: only for showing what the pause prevents (bench soak).
    */
   readonly live?: boolean | "unsafe";
