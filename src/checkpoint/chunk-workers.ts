@@ -2,7 +2,7 @@
  * ChunkWorkers: a small pool of worker threads (chunk-worker.ts) that decode and verify pack
  * chunks, hash pages and compress chunks, so eager restore, save and the commit's read-back
  * spread SHA-256 and zstd over the machine's cores while the main thread moves bytes between
- * sockets and files (ADR 0008).
+ * sockets and files (ADR 0013).
  *
  * Invariants: a job's buffer is transferred to its worker and comes back in the reply (the
  * caller keeps reusing a few buffers: no allocation per chunk); every job's Promise settles

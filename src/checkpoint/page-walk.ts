@@ -3,7 +3,7 @@
  * reverse index chunk → pages (a counting sort: 4 bytes a stored page, no objects). The
  * sequential walk reads one chunk ahead (the next read overlaps this chunk's decompression);
  * the parallel walk has chunk workers read, decompress and verify several chunks ahead while
- * this thread consumes them in order (ADR 0008).
+ * this thread consumes them in order (ADR 0013).
  *
  * Invariants: memory is bounded by a few chunks plus the reverse index; a read-ahead that is
  * abandoned (the visitor threw) never rejects unobserved, and a parallel walk returns only
