@@ -6,11 +6,15 @@
  *   restore  the user's path (docs/bench.md): `snapwake save`/`restore`/`profile` as processes
  *            against QEMU's own migrate to a file and -incoming, per guest size (--sizes),
  *            workload (--workloads hot,sweep), cache (--caches warm,cold,throttled) and mode
- *            (--modes qemu,eager,lazy,auto,partial,partial-ws): time from invoking the restore to
+ *            (--modes qemu,eager,lazy,auto,partial,partial-ab,partial-ws): time from invoking the restore to
  *            the guest's first useful output, its ratio to QEMU's own, and the VEE'11 table
  *   space    checkpoint bytes of a page-cache-heavy and a mostly-anonymous guest: QEMU's stream
  *            raw and zstd -1, snapwake with and without disk references, incremental later
  *            (--files-mib of files for the first guest, --later-seconds before the incremental)
+ *   estimators  VEE'11's estimator table (bench/lib/estimators.ts): save, eager restore (a clean
+ *            A-bit window), --run-seconds of work, save again; each working set set against a
+ *            trace, and lazy vs partial(accessed bits / write set / trace) restores of it;
+ *            --sizes (default 512), --workloads; JSON estimators.json (not in "all")
  *   soak     --saves N (default 30) live saves of a guest rewriting 30% of its --work-mib (over
  *            10% of its memory), each restored eager or lazy (alternately) and verified; failures
  *            and dirty-sync counts, JSON soak-<qemu>.json (not in "all"). --unsafe-live saves live
@@ -23,6 +27,7 @@ import { parseArgs } from "node:util";
 import { guestArtifacts, loadGuestInfo } from "../src/guest/index.ts";
 import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
+import { type EstimatorResult, formatEstimators, runEstimatorGuest } from "./lib/estimators.ts";
 import {
   CACHES,
   type Cache,
@@ -43,7 +48,8 @@ const { values, positionals } = parseArgs({
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
     "trace-seconds": { type: "string" },
-    sizes: { type: "string", default: "512,2048,4096" },
+    sizes: { type: "string" },
+    "run-seconds": { type: "string", default: "10" },
     workloads: { type: "string", default: "hot,sweep" },
     caches: { type: "string", default: CACHES.join(",") },
     modes: { type: "string", default: MODES.join(",") },
@@ -58,8 +64,10 @@ const { values, positionals } = parseArgs({
   },
 });
 const which = positionals[0] ?? "all";
-if (!["save", "restore", "space", "soak", "all"].includes(which)) {
-  console.error(`bench: unknown bench "${which}": use save, restore, space, soak or all`);
+if (!["save", "restore", "space", "soak", "estimators", "all"].includes(which)) {
+  console.error(
+    `bench: unknown bench "${which}": use save, restore, space, soak, estimators or all`,
+  );
   process.exit(2);
 }
 const memoryMiB = Number(values["memory-mib"]);
@@ -110,7 +118,9 @@ if (which === "restore" || which === "all") {
     }
     return items as T[];
   };
-  const sizes = String(values.sizes).split(",").map(Number);
+  const sizes = String(values.sizes ?? "512,2048,4096")
+    .split(",")
+    .map(Number);
   const writtenPct = Number(values["written-pct"]);
   if (sizes.some((x) => !Number.isSafeInteger(x) || x < 256 || x > 16384)) {
     console.error(`bench: --sizes ${values.sizes}: use guest sizes in MiB, 256 to 16384`);
@@ -246,6 +256,49 @@ if (which === "space" || which === "all") {
       `${formatSpaceBench(guests, laterSeconds)}\n`,
   );
   await writeJson("space.json", { laterSeconds, park: PARK_TC16, guests });
+}
+
+if (which === "estimators") {
+  const sizes = String(values.sizes ?? "512")
+    .split(",")
+    .map(Number);
+  const runSeconds = Number(values["run-seconds"]);
+  if (sizes.some((x) => !Number.isSafeInteger(x) || x < 256 || x > 16384)) {
+    console.error(`bench: --sizes ${values.sizes}: use guest sizes in MiB, 256 to 16384`);
+    process.exit(2);
+  }
+  if (!(runSeconds >= 1 && runSeconds <= 600)) {
+    console.error(`bench: --run-seconds ${values["run-seconds"]}: use 1 to 600`);
+    process.exit(2);
+  }
+  const workloads = String(values.workloads).split(",");
+  if (workloads.some((w) => w !== "hot" && w !== "sweep")) {
+    console.error(`bench: --workloads ${values.workloads}: use hot, sweep or both`);
+    process.exit(2);
+  }
+  const results: EstimatorResult[] = [];
+  for (const sizeMiB of sizes) {
+    for (const workload of workloads as ("hot" | "sweep")[]) {
+      const params = {
+        memMiB: Math.round(sizeMiB / 2),
+        hotPct: 3,
+        hotRate: 2000,
+        seed: 1,
+        sweepMs: workload === "sweep" ? 2000 : 0,
+      };
+      const result = await inScratch((work) =>
+        runEstimatorGuest({
+          home: join(work, "home"),
+          workDir: work,
+          plan: { sizeMiB, workload, params, runSeconds },
+          log,
+        }),
+      );
+      console.log(`\n${formatEstimators(result)}\n`);
+      results.push(result);
+      await writeJson("estimators.json", { guests: results });
+    }
+  }
 }
 
 if (which === "soak") {

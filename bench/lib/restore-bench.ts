@@ -3,8 +3,8 @@
  * is booted, saved paused by `snapwake save` (a process, as a user runs it) and by QEMU's own
  * `migrate` to a file, then restored every way under each cache condition: QEMU's own
  * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
- * eager, lazy, auto, partial with the `snapwake profile`d working set, and partial with the
- * save's write set when the save recorded one. Each restore is timed from its invocation to the
+ * eager, lazy, auto, partial with the `snapwake profile`d working set, partial with the save's
+ * accessed-bit estimate, and partial with the save's write set when the save recorded one. Each restore is timed from its invocation to the
  * guest's first useful output (first-output.ts); lazy and partial restores add the VEE'11
  * columns from their restore record.
  *
@@ -153,15 +153,22 @@ export async function runRestoreGuest(o: {
       savedCounter: { qemu: q.state.stats[counter], snapwake: sw.state.stats[counter] },
     };
     const runs: CacheRun[] = plan.caches.map((cache) => ({ cache, modes: [] }));
-    const hasWriteSet = (await listSources(o.home, checkpoint)).includes("write-set");
+    const sources = await listSources(o.home, checkpoint);
+    const missing: Partial<Record<Mode, string>> = {
+      ...(sources.includes("write-set")
+        ? {}
+        : { "partial-ws": "the save recorded no write set (a paused save never does)" }),
+      ...(sources.includes("accessed-bits")
+        ? {}
+        : { "partial-ab": "the save kept no accessed-bit working set (see its output)" }),
+    };
     // Before profiling: the checkpoint as `save` left it (profile relays it out).
     for (const run of runs) {
       for (const mode of plan.modes) {
         if (mode === "partial") continue;
-        if (mode === "partial-ws" && !hasWriteSet) {
-          run.modes.push(
-            skippedRun(mode, "the save recorded no write set (a paused save never does)"),
-          );
+        const why = missing[mode];
+        if (why !== undefined) {
+          run.modes.push(skippedRun(mode, why));
           continue;
         }
         run.modes.push(await measure(ctx, mode, run.cache));

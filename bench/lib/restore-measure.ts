@@ -14,6 +14,7 @@ import type { AgentClient } from "../../src/guest/index.ts";
 import { listRestoreRecords, type RestoreSummary } from "../../src/restore/index.ts";
 import { killVm, startVm } from "../../src/vm/index.ts";
 import { vmPaths } from "../../src/vm/state-dir.ts";
+import type { WorkingSetSource } from "../../src/wss/index.ts";
 import { testGuestSpec } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
 import { type FirstOutput, firstUsefulOutput, type TickCounter } from "./first-output.ts";
@@ -21,7 +22,15 @@ import type { GuestPlan } from "./restore-bench.ts";
 
 export const CACHES = ["warm", "cold", "throttled"] as const;
 export type Cache = (typeof CACHES)[number];
-export const MODES = ["qemu", "eager", "lazy", "auto", "partial", "partial-ws"] as const;
+export const MODES = [
+  "qemu",
+  "eager",
+  "lazy",
+  "auto",
+  "partial",
+  "partial-ab",
+  "partial-ws",
+] as const;
 export type Mode = (typeof MODES)[number];
 export const MODE_LABELS: Record<Mode, string> = {
   qemu: "QEMU's own",
@@ -29,10 +38,21 @@ export const MODE_LABELS: Record<Mode, string> = {
   lazy: "snapwake lazy",
   auto: "snapwake auto",
   partial: "partial (profiled WS)",
+  "partial-ab": "partial (accessed bits)",
   "partial-ws": "partial (write set)",
 };
 
-/** A restore that shows no useful output in 10 minutes has failed. */
+/** The working-set kind each partial mode prefetches (`restore --working-set`). */
+export const PARTIAL_KINDS = {
+  partial: "trace",
+  "partial-ab": "accessed-bits",
+  "partial-ws": "write-set",
+} as const satisfies Partial<Record<Mode, WorkingSetSource>>;
+
+function isPartial(mode: Mode): mode is keyof typeof PARTIAL_KINDS {
+  return mode in PARTIAL_KINDS;
+}
+
 /** A restore that shows no useful output in 10 minutes has failed. */
 const FIRST_OUTPUT_BUDGET_MS = 600_000;
 /** A lazy fill that has not finished in 20 minutes has failed (4 GiB at a throttled 5 MB/s). */
@@ -141,10 +161,12 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
       commandMs = performance.now() - startedAt;
       vm.qmp.close();
     } else {
-      const cliMode = mode === "partial-ws" ? "partial" : mode;
+      const how = isPartial(mode)
+        ? ["--mode", "partial", "--working-set", PARTIAL_KINDS[mode]]
+        : ["--mode", mode];
       const r = await runCli(
         home,
-        ["restore", ctx.checkpoint, "--name", vmName, "--mode", cliMode],
+        ["restore", ctx.checkpoint, "--name", vmName, ...how],
         cache === "throttled" ? { env: { [STORE_THROTTLE_ENV]: throttle } } : {},
       );
       commandMs = r.wallMs;
