@@ -147,6 +147,16 @@ test(
   async () => {
     assert.ok(lazy !== undefined, "the lazy restore ran first");
     const ws = await accessedBits(SECOND);
+    // Coverage: the pages a restored copy of this guest touched and had to ask for (the lazy
+    // restore's requests) are what the estimate must hold.
+    const key = (p: { block: number; page: number }) => `${p.block}:${p.page}`;
+    const estimate = new Set(ws.pages.map(key));
+    const asked = new Set(lazy.trace.filter((r) => !r.inFlight).map(key));
+    const covered = [...asked].filter((k) => estimate.has(k)).length;
+    process.stderr.write(
+      `accessed-bits: the estimate holds ${covered} of the ${asked.size} pages lazy asked for\n`,
+    );
+    assert.ok(covered >= 0.8 * asked.size, `${covered} of ${asked.size} asked pages estimated`);
     const report = await restoreCounting(
       { mode: "partial", workingSet: ws.pages },
       "abits-partial",
