@@ -24,7 +24,8 @@ import { loadWorkingSet, type WorkingSetSource } from "../../src/wss/index.ts";
 import { bootTestGuest } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
 import { firstUsefulOutput, type TickCounter, watchSave } from "./first-output.ts";
-import type { GuestPlan } from "./restore-bench.ts";
+import { type GuestPlan, waitSweeps } from "./restore-bench.ts";
+import { n, sec, table } from "./restore-format.ts";
 import {
   type MeasureContext,
   type Mode,
@@ -85,7 +86,7 @@ export async function runEstimatorGuest(o: {
   let agent = booted.agent;
   let saved2: { counter: number; live: boolean };
   try {
-    if (counter === "sweeps") await waitSweep(agent);
+    if (counter === "sweeps") await waitSweeps(agent, 1);
     log("snapwake save g --name g@1 --stop-first (accessed bits since boot)…");
     const s1 = await watchSave(agent, (w) =>
       saveVia(home, w, counter, ["save", "g", "--name", "g@1", "--stop-first"]),
@@ -179,14 +180,6 @@ async function saveVia(
   return runCli(home, [...args, "--after", "continue"]);
 }
 
-async function waitSweep(agent: { stats(): Promise<{ sweeps: number }> }): Promise<void> {
-  const end = performance.now() + SWEEP_WAIT_MS;
-  while ((await agent.stats()).sweeps < 1) {
-    if (performance.now() > end) throw new Error("the guest's sweeper never completed a sweep");
-    await sleep(20);
-  }
-}
-
 /** The restore bench's plan for `measure` (only size, params and the throttle are read). */
 function restorePlanOf(plan: EstimatorPlan): GuestPlan {
   return {
@@ -199,21 +192,6 @@ function restorePlanOf(plan: EstimatorPlan): GuestPlan {
     profileSeconds: null,
     save: "live",
   };
-}
-
-const sec = (ms: number | null) => (ms === null ? "–" : `${(ms / 1000).toFixed(2)} s`);
-const num = (v: number | null) => (v === null ? "–" : String(v));
-
-function table(rows: string[][]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 export function formatEstimators(r: EstimatorResult): string {
@@ -230,13 +208,13 @@ export function formatEstimators(r: EstimatorResult): string {
       ? [m.label, "skipped", m.skipped, "", "", ""]
       : [
           m.label,
-          num(m.prefetched),
-          num(m.lazyFaults),
+          n(m.prefetched),
+          n(m.lazyFaults),
           sec(m.firstOutputMs),
           lazy?.firstOutputMs && m.firstOutputMs !== null
             ? `${(m.firstOutputMs / lazy.firstOutputMs).toFixed(2)}×`
             : "",
-          num(m.verifyBad),
+          n(m.verifyBad),
         ],
   );
   return [

@@ -224,7 +224,8 @@ export async function runRestoreGuest(o: {
   }
 }
 
-async function waitSweeps(agent: AgentClient, n: number): Promise<void> {
+/** Waits until the guest's sweeper has completed `n` sweeps since boot. */
+export async function waitSweeps(agent: AgentClient, n: number): Promise<void> {
   const end = performance.now() + SWEEP_WAIT_MS;
   while ((await agent.stats()).sweeps < n) {
     if (performance.now() > end) throw new Error("the guest's sweeper never completed a sweep");

@@ -1,8 +1,8 @@
 /** The restore bench's tables: per guest and cache, each mode's time against QEMU's own. */
 import type { GuestResult, ModeRun } from "./restore-bench.ts";
 
-const sec = (ms: number | null) => (ms === null ? "–" : `${(ms / 1000).toFixed(2)} s`);
-const n = (v: number | null) => (v === null ? "–" : String(v));
+export const sec = (ms: number | null) => (ms === null ? "–" : `${(ms / 1000).toFixed(2)} s`);
+export const n = (v: number | null) => (v === null ? "–" : String(v));
 const ms2 = (v: number) => v.toFixed(1);
 
 /** "mode / QEMU's own" for the first useful output, or "" without both. */
@@ -11,7 +11,8 @@ export function ratioToQemu(m: ModeRun, qemu: ModeRun | undefined): number | nul
   return m.firstOutputMs === null || q === null || q <= 0 ? null : m.firstOutputMs / q;
 }
 
-function table(rows: string[][]): string {
+/** Rows as left-aligned columns, two spaces apart. */
+export function table(rows: string[][]): string {
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0)));
   return rows
     .map((r) =>
