@@ -4,9 +4,10 @@
  * `migrate` to a file, then restored every way under each cache condition: QEMU's own
  * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
  * eager, lazy, auto, partial with the `snapwake profile`d working set, partial with the save's
- * accessed-bit estimate, and partial with the save's write set when the save recorded one. Each restore is timed from its invocation to the
- * guest's first useful output (first-output.ts); lazy and partial restores add the VEE'11
- * columns from their restore record.
+ * accessed-bit estimate, and partial with the save's write set when the save recorded one.
+ * Each restore is timed from its invocation to the guest's first useful output
+ * (first-output.ts); lazy and partial restores add the VEE'11 columns from their restore
+ * record.
  *
  * Invariants: one VM runs at a time (the guest is killed before the first restore, each restored
  * VM after its measurement); every restored guest verifies all of its pages after its fill; the
