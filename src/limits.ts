@@ -108,6 +108,13 @@ assert(CHECKPOINT_PAGES_MAX <= 2 ** 32, "a global page index fits a u32");
 /** A working set beyond 1 Mi pages (4 GiB) is no longer a working set; it bounds refinement. */
 export const WORKING_SET_PAGES_MAX = 1 << 20;
 /**
+ * An estimate that holds more than this share of the guest memory it was chosen from predicts
+ * little (accessed bits read with no clean window: docs/accessed-bits.md); auto and a partial
+ * restore without --working-set do not pick it. Measured: bits since boot held 100% of a 512 MiB
+ * guest's pages and made partial 2× slower than lazy to the first output.
+ */
+export const WORKING_SET_BROAD_SHARE = 0.5;
+/**
  * Page-table pages a checkpoint's accessed-bit walk may list for a restore to reset: a 64 GiB
  * guest's 4 KiB mappings need ~32k; more is not a page table set we trust ourselves to edit.
  */

@@ -116,8 +116,9 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
       const workingSet = opts.workingSet ?? (await storedWorkingSet(opts));
       if (workingSet === null) {
         throw new UsageError(
-          `Checkpoint "${opts.checkpoint}" has no working set to prefetch: profile it ` +
-            "(snapwake profile, or save with --continue), or restore with mode lazy",
+          `Checkpoint "${opts.checkpoint}" has no working set to prefetch by default: profile ` +
+            "it (snapwake profile, or save with --continue), name a kept one (--working-set; " +
+            "`snapwake inspect` lists them), or restore with mode lazy",
         );
       }
       return restorePostcopy({ ...opts, mode, workingSet });

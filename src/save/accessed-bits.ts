@@ -72,7 +72,8 @@ export async function estimateFromAccessedBits(
     pages.push({ block, page, firstMs: 0 });
   }
   return {
-    workingSet: { source: "accessed-bits", pages },
+    // Out of the main RAM block: a set holding most of it predicts nothing (isBroad).
+    workingSet: { source: "accessed-bits", pages, ofPages: info.pageCount },
     pageTables: { checkpointIndexSha256: m.index.sha256, tables },
     walk: walk.stats,
     vcpus: vcpus.length,

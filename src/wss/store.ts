@@ -13,7 +13,12 @@ import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { IDENTITY_PATTERN, workingSetDir, workingSetsDir } from "../store/layout.ts";
-import type { WorkingSet, WorkingSetPage, WorkingSetSource } from "./working-set.ts";
+import {
+  isBroad,
+  type WorkingSet,
+  type WorkingSetPage,
+  type WorkingSetSource,
+} from "./working-set.ts";
 
 const FORMAT = "snapwake-working-set";
 const VERSION = 1;
@@ -53,6 +58,7 @@ export async function saveWorkingSet(
     manifestSha256: dir.slice(-64),
     source: ws.source,
     createdAt: new Date().toISOString(),
+    ...(ws.ofPages === undefined ? {} : { ofPages: ws.ofPages }),
     pages: ws.pages.map((p) => [p.block, p.page, Math.round(p.firstMs)]),
   };
   const temp = `${file}.${process.pid}.tmp`;
@@ -61,16 +67,31 @@ export async function saveWorkingSet(
   return file;
 }
 
-/** The preferred working set of a checkpoint (PREFERENCE), or one `source`, or null. */
+/**
+ * One `source` of a checkpoint's working sets, or without `source` the preferred one
+ * (PREFERENCE, skipping a broad estimate: isBroad), or null.
+ */
 export async function loadWorkingSet(
   home: string,
   checkpoint: string,
   source?: WorkingSetSource,
 ): Promise<WorkingSet | null> {
+  if (source !== undefined) return loadSource(home, checkpoint, source);
+  for (const s of PREFERENCE) {
+    const ws = await loadSource(home, checkpoint, s);
+    if (ws !== null && !isBroad(ws)) return ws;
+  }
+  return null;
+}
+
+async function loadSource(
+  home: string,
+  checkpoint: string,
+  pick: WorkingSetSource,
+): Promise<WorkingSet | null> {
   const present = await listSources(home, checkpoint);
-  const pick = source ?? PREFERENCE.find((s) => present.includes(s));
   const dir = await dirOf(home, checkpoint);
-  if (dir === null || pick === undefined || !present.includes(pick)) return null;
+  if (dir === null || !present.includes(pick)) return null;
   const file = join(dir, `${pick}.json`);
   const text = await readFile(file, "utf8");
   const bad = (why: string) =>
@@ -85,7 +106,11 @@ export async function loadWorkingSet(
   } catch {
     throw bad("is not JSON");
   }
-  return { source: pick, pages: parsePages(body, bad) };
+  const ofPages = (body as { ofPages?: unknown }).ofPages;
+  if (ofPages !== undefined && !(Number.isSafeInteger(ofPages) && (ofPages as number) > 0))
+    throw bad("has a malformed ofPages");
+  const pages = parsePages(body, bad);
+  return { source: pick, pages, ...(ofPages === undefined ? {} : { ofPages: ofPages as number }) };
 }
 
 /** The working-set sources stored for a checkpoint (none when it is not listed). */
@@ -102,6 +127,8 @@ export interface WorkingSetSummary {
   readonly pages: number;
   /** The one a partial or auto restore picks by default. */
   readonly preferred: boolean;
+  /** Holds most of the guest memory it was chosen from: picked only when asked for by name. */
+  readonly broad: boolean;
 }
 
 /** Every working set kept for a checkpoint, in preference order. */
@@ -117,7 +144,10 @@ export async function summarizeWorkingSets(
   const out: WorkingSetSummary[] = [];
   for (const source of ordered) {
     const ws = await loadWorkingSet(home, checkpoint, source);
-    if (ws !== null) out.push({ source, pages: ws.pages.length, preferred: out.length === 0 });
+    if (ws === null) continue;
+    const broad = isBroad(ws);
+    const preferred = !broad && !out.some((w) => w.preferred);
+    out.push({ source, pages: ws.pages.length, preferred, broad });
   }
   return out;
 }

@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { checkpointDir, manifestFile, workingSetsDir } from "../store/layout.ts";
-import { listSources, loadWorkingSet, removeWorkingSets, saveWorkingSet } from "./store.ts";
+import {
+  listSources,
+  loadWorkingSet,
+  removeWorkingSets,
+  saveWorkingSet,
+  summarizeWorkingSets,
+} from "./store.ts";
 import { refineWorkingSet, workingSetFromTrace, workingSetFromWrites } from "./working-set.ts";
 
 /** A home whose store lists checkpoints as far as working sets care: by their manifests. */
@@ -82,6 +88,41 @@ test("working sets round-trip through the store; the refined one is preferred", 
     assert.equal((await loadWorkingSet(home, "c@1", "write-set"))?.pages[0]?.page, 9);
     await removeWorkingSets(home, "c@1");
     assert.deepEqual(await listSources(home, "c@1"), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("an estimate holding most of guest memory is kept and named, but never picked by default", async () => {
+  const t = await tempHome();
+  try {
+    await t.list("c@1");
+    const pages = (n: number) =>
+      Array.from({ length: n }, (_, page) => ({ block: 0, page, firstMs: 0 }));
+    await saveWorkingSet(t.home, "c@1", {
+      source: "accessed-bits",
+      pages: pages(60),
+      ofPages: 100,
+    });
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null, "60 of 100 pages predict nothing");
+    const named = await loadWorkingSet(t.home, "c@1", "accessed-bits");
+    assert.equal(named?.pages.length, 60);
+    assert.equal(named?.ofPages, 100, "ofPages round-trips");
+    await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
+    assert.equal((await loadWorkingSet(t.home, "c@1"))?.source, "write-set", "the next one is");
+    assert.deepEqual(
+      (await summarizeWorkingSets(t.home, "c@1")).map((w) => [w.source, w.preferred, w.broad]),
+      [
+        ["accessed-bits", false, true],
+        ["write-set", true, false],
+      ],
+    );
+    await saveWorkingSet(t.home, "c@1", {
+      source: "accessed-bits",
+      pages: pages(50),
+      ofPages: 100,
+    });
+    assert.equal((await loadWorkingSet(t.home, "c@1"))?.source, "accessed-bits", "half is used");
   } finally {
     await t.cleanup();
   }

@@ -5,7 +5,7 @@
  * Invariants: a working set holds each (block, page) once, ordered by first access; it never
  * exceeds WORKING_SET_PAGES_MAX pages.
  */
-import { WORKING_SET_PAGES_MAX } from "../limits.ts";
+import { WORKING_SET_BROAD_SHARE, WORKING_SET_PAGES_MAX } from "../limits.ts";
 
 /** Where a working set came from (VEE'11's two estimators, and their refinement). */
 export type WorkingSetSource = "trace" | "write-set" | "union" | "accessed-bits";
@@ -20,6 +20,13 @@ export interface WorkingSetPage {
 export interface WorkingSet {
   readonly source: WorkingSetSource;
   readonly pages: readonly WorkingSetPage[];
+  /** Estimators: how many guest pages the set was chosen from (see isBroad). */
+  readonly ofPages?: number;
+}
+
+/** A set that holds most of the memory it was chosen from: no prediction, only a prefetch. */
+export function isBroad(ws: WorkingSet): boolean {
+  return ws.ofPages !== undefined && ws.pages.length > WORKING_SET_BROAD_SHARE * ws.ofPages;
 }
 
 /** One traced page request of a lazy restore. */

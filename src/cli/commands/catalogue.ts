@@ -62,7 +62,8 @@ function formatWorkingSets(list: readonly WorkingSetSummary[]): string {
   const rows = list.map(
     (w) =>
       `  ${w.source.padEnd(14)} ${String(w.pages).padStart(9)} pages  ` +
-      `${WORKING_SET_SOURCE_TEXT[w.source]}${w.preferred ? " (auto picks this)" : ""}`,
+      `${WORKING_SET_SOURCE_TEXT[w.source]}${w.preferred ? " (auto picks this)" : ""}` +
+      `${w.broad ? " (most of memory: auto skips it)" : ""}`,
   );
   return `\nworking sets:\n${rows.join("\n")}`;
 }
