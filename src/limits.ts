@@ -126,6 +126,11 @@ export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
 /** Decompressed chunks kept for requests and locality pushes: 64 × 256 KiB = 16 MiB of pages. */
 export const RESTORE_CHUNK_CACHE_CHUNKS = 64;
 /**
+ * Working-set chunks a partial restore's prelude asks the chunk workers for ahead of the one it
+ * sends: enough to keep both workers busy, well inside the cache (the one being sent is held).
+ */
+export const PRELUDE_READ_AHEAD_CHUNKS = 8;
+/**
  * Bytes queued in our socket before background fill waits. The socket is FIFO: a requested
  * page queues behind this much at most (256 KiB ≈ 25–250 µs at local socket speeds; the
  * kernel's own socket buffer keeps QEMU busy while we refill it).
@@ -171,6 +176,10 @@ export const RESTORE_PROGRESS_EVERY_PAGES = 8192;
 assert(
   RESTORE_PUSH_PAGES_MAX * PAGE_SIZE_BYTES < RESTORE_QUEUED_BYTES_MAX,
   "a pushed part fits well inside the queued-bytes bound",
+);
+assert(
+  PRELUDE_READ_AHEAD_CHUNKS + 1 < RESTORE_CHUNK_CACHE_CHUNKS,
+  "the prelude's read-ahead never evicts the chunk it is sending",
 );
 assert(
   RESTORE_LOCALITY_CHUNKS_MAX + 16 <= RESTORE_CHUNK_CACHE_CHUNKS,
