@@ -1,8 +1,8 @@
 /**
- * Locality layout (Halite, ATC'13; papers.md §2): rewrites a checkpoint so its stored pages are
- * packed in a given access order: the working set first, in first-access order, so it fills
- * the first few chunks and a partial restore reads it with a few sequential reads instead of
- * most of the pack; then every other stored page in the old pack order.
+ * Locality layout (Halite, ATC'13; docs/papers.md §2): rewrites a checkpoint so its stored
+ * pages are packed in a given access order: the working set first, in first-access order, so
+ * it fills the first few chunks and a partial restore reads it with a few sequential reads
+ * instead of most of the pack; then every other stored page in the old pack order.
  *
  * The rewrite is a save: every page is read from the old checkpoint (each chunk verified) and
  * fed to a normal CheckpointWriter in the new order; commit writes, fsyncs and re-reads the new

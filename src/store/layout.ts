@@ -19,7 +19,7 @@
  */
 import { join } from "node:path";
 
-/** The manifest's file name inside a checkpoint directory (format.md; format.ts FileName). */
+/** The manifest's file name in a checkpoint directory (docs/format.md §1; format.ts FileName). */
 export const MANIFEST_FILE = "manifest";
 
 /** A checkpoint's identity: the SHA-256 of its manifest file, as 64 lowercase hex digits. */

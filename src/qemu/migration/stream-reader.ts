@@ -1,5 +1,6 @@
 /**
- * Reads a QEMU 7.2 precopy migration stream (qemu-migration.md §1–§3, §13) as it arrives:
+ * Reads a QEMU 7.2 precopy migration stream (docs/migration-protocol.md §1–§3, §13) as it
+ * arrives:
  *
  *   header, [configuration], { command | RAM START | RAM PART }*, RAM END,
  *   device state (FULL sections, EOF, [VMDESCRIPTION]) up to the end of the transport.

@@ -1,7 +1,7 @@
 /**
- * Reads the return path of a lazy restore (qemu-migration.md §4): page requests go to the page
- * server as they arrive; PONGs are ignored; SHUT ends the reading with its status. A channel
- * that ends or breaks before SHUT ends it with null (the fill reports why).
+ * Reads the return path of a lazy restore (docs/migration-protocol.md §4): page requests go
+ * to the page server as they arrive; PONGs are ignored; SHUT ends the reading with its
+ * status. A channel that ends or breaks before SHUT ends it with null (the fill reports why).
  */
 import { QemuError } from "../../errors.ts";
 import { ReturnPathReader } from "../../qemu/migration/index.ts";
