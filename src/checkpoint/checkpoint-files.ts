@@ -7,9 +7,9 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidCheckpointError } from "../errors.ts";
 import { MANIFEST_BYTES_MAX } from "../limits.ts";
+import { errorCode } from "../util/index.ts";
 import { FileName } from "./format.ts";
 import { decodeManifest, type Manifest } from "./manifest.ts";
-import { errorCode } from "./store-io.ts";
 
 /** One line of the catalogue. */
 export interface CheckpointListing {

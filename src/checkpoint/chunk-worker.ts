@@ -11,6 +11,7 @@
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { assertNever } from "../util/index.ts";
 import { decodePackChunk } from "./chunk-decode.ts";
 import { PAGE_DIGEST_BYTES, pageDigestsOf } from "./chunk-hash.ts";
 import type { ChunkJob, ChunkReply, CompressJob, DecodeJob, DigestJob } from "./chunk-workers.ts";
@@ -42,7 +43,7 @@ function run(job: ChunkJob): ChunkReply {
     case "compress":
       return compress(job);
     default:
-      return assertNever(job);
+      return assertNever(job, "chunk job");
   }
 }
 
@@ -104,8 +105,4 @@ function describe(error: unknown): string {
     return code === undefined ? error.message : `${error.message} (${code})`;
   }
   return String(error);
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unknown chunk job ${JSON.stringify(x)}`);
 }

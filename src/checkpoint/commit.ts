@@ -8,6 +8,7 @@ import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidCheckpointError, UsageError } from "../errors.ts";
 import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
+import { errorCode } from "../util/index.ts";
 import { type CheckpointListing, listingOf } from "./checkpoint-files.ts";
 import type { ChunkPacker } from "./chunk-packer.ts";
 import type { ChunkTable } from "./chunk-table.ts";
@@ -36,7 +37,7 @@ import type { PageMap } from "./page-map.ts";
 import { CheckpointReader } from "./reader.ts";
 import type { PlacedShared, SharedPages } from "./shared-pages.ts";
 import { type CheckpointStore, syncDir } from "./store.ts";
-import { CheckpointWriteError, errorCode, writeWholeFile } from "./store-io.ts";
+import { CheckpointWriteError, writeWholeFile } from "./store-io.ts";
 
 export interface WriterSnapshot {
   readonly store: CheckpointStore;

@@ -15,6 +15,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { CHUNK_PAGES_MAX, DIGEST_CACHE_BYTES_MAX } from "../limits.ts";
 import { digestCacheDir } from "../store/layout.ts";
+import { processAlive } from "../util/index.ts";
 import { chunkHashOfDigests, PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
 import type { ChunkEntry } from "./chunk-table.ts";
 import { PACK_ID_PATTERN } from "./format.ts";
@@ -78,7 +79,7 @@ export class DigestCache {
     let removed = 0;
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
       if (PACK_ID_PATTERN.test(name) && keep.has(name)) continue;
-      if (/\.([0-9]+)\.tmp$/.test(name) && alive(Number(/\.([0-9]+)\.tmp$/.exec(name)?.[1])))
+      if (/\.([0-9]+)\.tmp$/.test(name) && processAlive(Number(/\.([0-9]+)\.tmp$/.exec(name)?.[1])))
         continue;
       await rm(join(this.dir, name), { force: true });
       removed += 1;
@@ -104,13 +105,4 @@ function header(): Buffer {
   h.write(MAGIC, 0, "latin1");
   h.writeUInt16LE(1, 4);
   return h;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return error instanceof Error && "code" in error && error.code === "EPERM";
-  }
 }

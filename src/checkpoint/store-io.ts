@@ -5,6 +5,7 @@
  */
 import { open } from "node:fs/promises";
 import { InvalidCheckpointError, UsageError } from "../errors.ts";
+import { errorCode } from "../util/index.ts";
 
 /** The subset of fs.promises.FileHandle the writer uses. */
 export interface WritableFile {
@@ -48,11 +49,6 @@ export class CheckpointWriteError extends Error {
 function reasonOf(error: unknown): string {
   if (error instanceof InvalidCheckpointError) return error.reason;
   return error instanceof Error ? error.message : String(error);
-}
-
-export function errorCode(error: unknown): string | undefined {
-  if (typeof error !== "object" || error === null || !("code" in error)) return undefined;
-  return typeof error.code === "string" ? error.code : undefined;
 }
 
 /** Writes all `length` bytes at `position`; a short write is retried, a zero-byte one fails. */

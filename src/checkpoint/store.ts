@@ -27,12 +27,13 @@ import { collectLayers } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import * as layout from "../store/layout.ts";
 import { StoreLock } from "../store/lock.ts";
+import { errorCode, processAlive } from "../util/index.ts";
 import { type CheckpointListing, listingOf, readManifestFile } from "./checkpoint-files.ts";
 import { DigestCache } from "./digest-cache.ts";
 import { type Manifest, packIdOf } from "./manifest.ts";
 import { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
 import { CheckpointReader } from "./reader.ts";
-import { errorCode, nodeStoreIo, type StoreIo } from "./store-io.ts";
+import { nodeStoreIo, type StoreIo } from "./store-io.ts";
 
 export interface StoreOptions {
   /** The snapwake home directory ($SNAPWAKE_HOME is resolved by the CLI, not here). */
@@ -310,14 +311,5 @@ export async function syncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errorCode(error) === "EPERM"; // exists, owned by someone else
   }
 }

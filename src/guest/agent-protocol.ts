@@ -11,6 +11,7 @@
  * Lines that are not replies (bytes left from before a restore, a reply's torn tail) parse
  * as "noise"; a known verb with fields that do not parse is "invalid".
  */
+import { assertNever } from "../util/index.ts";
 export type AgentRequest =
   | { verb: "ping"; token: string }
   | { verb: "verify" }
@@ -83,7 +84,7 @@ export function formatRequest(request: AgentRequest): string {
     case "files":
       return request.verb;
     default:
-      return assertNever(request);
+      return assertNever(request, "agent request");
   }
 }
 
@@ -204,10 +205,6 @@ export function answers(request: AgentRequest, reply: AgentReply): boolean {
     case "noise":
       return false;
     default:
-      return assertNever(reply);
+      return assertNever(reply, "agent message");
   }
-}
-
-function assertNever(x: never): never {
-  throw new TypeError(`Cannot handle agent message ${JSON.stringify(x)}`);
 }

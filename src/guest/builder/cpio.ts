@@ -5,6 +5,7 @@
  * NUL-terminated name padded to 4 bytes, data padded to 4 bytes; then "TRAILER!!!".
  */
 import assert from "node:assert/strict";
+import { assertNever } from "../../util/index.ts";
 
 export type CpioEntry =
   | { kind: "dir"; path: string; mode: number }
@@ -74,7 +75,7 @@ function fieldsOf(entry: CpioEntry, ino: number): Fields {
         rdevMinor: entry.minor,
       };
     default:
-      return assertNever(entry);
+      return assertNever(entry, "cpio entry");
   }
 }
 
@@ -90,8 +91,4 @@ export function writeCpio(entries: readonly CpioEntry[]): Uint8Array {
   const empty = { ino: 0, mode: 0, nlink: 1, data: new Uint8Array(0), rdevMajor: 0, rdevMinor: 0 };
   parts.push(...record(TRAILER, empty));
   return Buffer.concat(parts);
-}
-
-function assertNever(x: never): never {
-  throw new TypeError(`Cannot write cpio entry ${JSON.stringify(x)}`);
 }

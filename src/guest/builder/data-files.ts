@@ -5,6 +5,7 @@
  * text, random and zeros). MANIFEST lists each file's name, size and FNV-1a 64.
  */
 import assert from "node:assert/strict";
+import { assertNever } from "../../util/index.ts";
 import { DATA_FILE_BYTES_MAX, DATA_FILES_MAX, DATA_TOTAL_BYTES_MAX } from "../limits.ts";
 import { fnv1a64Hex } from "./fnv1a64.ts";
 import { Sfc32 } from "./prng.ts";
@@ -107,7 +108,7 @@ export function generateDataFile(plan: DataFilePlan): Uint8Array {
       fillMixed(bytes, prng);
       break;
     default:
-      return assertNever(plan.kind);
+      return assertNever(plan.kind, "data kind");
   }
   return bytes;
 }
@@ -122,8 +123,4 @@ export function manifestEntry(plan: DataFilePlan, bytes: Uint8Array): ManifestEn
 export function formatManifest(entries: readonly ManifestEntry[]): string {
   const header = "# snapwake data disk v1: <name> <size bytes> <fnv1a64 hex>\n";
   return header + entries.map((e) => `${e.name} ${e.sizeBytes} ${e.fnv1a64}\n`).join("");
-}
-
-function assertNever(x: never): never {
-  throw new TypeError(`Cannot handle data kind ${String(x)}`);
 }

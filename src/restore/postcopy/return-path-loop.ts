@@ -5,6 +5,7 @@
  */
 import { QemuError } from "../../errors.ts";
 import { ReturnPathReader } from "../../qemu/migration/index.ts";
+import { assertNever } from "../../util/index.ts";
 import type { MigrationChannel } from "./channel.ts";
 import type { PageServer } from "./page-server.ts";
 
@@ -36,11 +37,7 @@ export async function readReturnPath(
         // Postcopy recovery messages; snapwake never asks for recovery.
         throw new QemuError(`The restoring QEMU sent an unexpected ${message.kind} message`);
       default:
-        return assertNever(message);
+        return assertNever(message, "return-path message");
     }
   }
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unexpected return-path message ${JSON.stringify(x)}`);
 }
