@@ -2,9 +2,11 @@
  * device.bin (docs/format.md §5): QEMU's device sections and vmdescription, opaque to us, behind
  * a 32-byte header. decodeDeviceState runs after the file's SHA-256 matched the manifest.
  */
+import { ByteReader, ByteWriter } from "../bytes/index.ts";
 import { DecodeError, InvalidCheckpointError } from "../errors.ts";
 import { DEVICE_STATE_BYTES_MAX } from "../limits.ts";
 import {
+  BYTE_ORDER,
   DEVICE_FLAG_VMDESCRIPTION,
   DEVICE_HEADER_BYTES,
   FORMAT_MAJOR,
@@ -12,7 +14,6 @@ import {
   Magic,
   Minor,
 } from "./format.ts";
-import { LeReader, LeWriter } from "./le-bytes.ts";
 
 export interface DeviceState {
   readonly sections: Uint8Array;
@@ -24,15 +25,16 @@ export const DEVICE_FILE_BYTES_MAX = DEVICE_STATE_BYTES_MAX + DEVICE_HEADER_BYTE
 
 export function encodeDeviceState(state: DeviceState): Uint8Array {
   const vmdesc = state.vmdescription;
-  const h = new LeWriter(DEVICE_HEADER_BYTES)
-    .magic(Magic.device)
+  const h = new ByteWriter(DEVICE_HEADER_BYTES, BYTE_ORDER)
+    .latin1(Magic.device)
     .u16(FORMAT_MAJOR)
     .u16(Minor.base)
     .u32(vmdesc === null ? 0 : DEVICE_FLAG_VMDESCRIPTION)
     .reserved(4)
     .u64(state.sections.byteLength)
-    .u64(vmdesc?.byteLength ?? 0);
-  return Buffer.concat([h.bytes, state.sections, vmdesc ?? new Uint8Array(0)]);
+    .u64(vmdesc?.byteLength ?? 0)
+    .takeExactly(DEVICE_HEADER_BYTES);
+  return Buffer.concat([h, state.sections, vmdesc ?? new Uint8Array(0)]);
 }
 
 export function decodeDeviceState(
@@ -44,8 +46,8 @@ export function decodeDeviceState(
     new InvalidCheckpointError(checkpoint, `device state file "${file}" ${why}`, { cause });
   if (bytes.byteLength < DEVICE_HEADER_BYTES) throw fail("is shorter than its header");
   try {
-    const r = new LeReader(bytes);
-    if (r.magic() !== Magic.device) throw fail("is not a device state file (bad magic)");
+    const r = new ByteReader(bytes, 0, BYTE_ORDER);
+    if (r.latin1(4) !== Magic.device) throw fail("is not a device state file (bad magic)");
     const major = r.u16();
     const minor = r.u16();
     if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR)
@@ -54,8 +56,8 @@ export function decodeDeviceState(
     if ((flags & ~DEVICE_FLAG_VMDESCRIPTION) !== 0)
       throw fail(`has unknown flags 0x${flags.toString(16)}`);
     r.reserved(4);
-    const sectionsBytes = r.u64("sections length");
-    const vmdescBytes = r.u64("vmdescription length");
+    const sectionsBytes = r.u64Number("sections length");
+    const vmdescBytes = r.u64Number("vmdescription length");
     const hasVmdesc = (flags & DEVICE_FLAG_VMDESCRIPTION) !== 0;
     if (!hasVmdesc && vmdescBytes !== 0)
       throw fail("has vmdescription bytes but no vmdescription flag");

@@ -8,11 +8,11 @@
  * and sorts them at commit, returning the provisional → final order for the page map.
  */
 import assert from "node:assert/strict";
+import { ByteReader, ByteWriter } from "../bytes/index.ts";
 import { CHECKPOINT_DISK_REFS_MAX, PAGE_SIZE_BYTES } from "../limits.ts";
 import { PAGE_DIGEST_BYTES } from "./chunk-hash.ts";
 import { DedupIndex } from "./dedup-index.ts";
-import { DISK_REF_ENTRY_BYTES } from "./format.ts";
-import { LeReader, LeWriter } from "./le-bytes.ts";
+import { BYTE_ORDER, DISK_REF_ENTRY_BYTES } from "./format.ts";
 
 export interface DiskRef {
   /** Index into the manifest's `layers`. */
@@ -35,10 +35,10 @@ export class DiskRefTable {
 
   entry(i: number): DiskRef {
     assert(Number.isInteger(i) && i >= 0 && i < this.count, "disk reference in table");
-    const r = new LeReader(this.bytes.subarray(i * DISK_REF_ENTRY_BYTES));
+    const r = new ByteReader(this.bytes.subarray(i * DISK_REF_ENTRY_BYTES), 0, BYTE_ORDER);
     const layer = r.u32();
     r.u32(); // reserved, checked by checkDiskRefs
-    return { layer, offsetBytes: r.u64("offset"), sha256: r.slice(PAGE_DIGEST_BYTES) };
+    return { layer, offsetBytes: r.u64Number("offset"), sha256: r.slice(PAGE_DIGEST_BYTES) };
   }
 }
 
@@ -49,10 +49,10 @@ export function checkDiskRefs(
 ): string | null {
   let previous: [number, number] = [-1, -1];
   for (let i = 0; i < table.count; i++) {
-    const r = new LeReader(table.bytes.subarray(i * DISK_REF_ENTRY_BYTES));
+    const r = new ByteReader(table.bytes.subarray(i * DISK_REF_ENTRY_BYTES), 0, BYTE_ORDER);
     const layer = r.u32();
     if (r.u32() !== 0) return `disk reference ${i} has non-zero reserved bits`;
-    const offset = r.u64("offset");
+    const offset = r.u64Number("offset");
     const l = layers[layer];
     if (l === undefined) return `disk reference ${i} names layer ${layer} of ${layers.length}`;
     if (offset % PAGE_SIZE_BYTES !== 0 || offset + PAGE_SIZE_BYTES > l.virtualBytes) {
@@ -118,16 +118,17 @@ export class DiskRefCollector {
     const order = kept.sort(
       (a, b) => layerOf(a) - layerOf(b) || (this.#offsets[a] ?? 0) - (this.#offsets[b] ?? 0),
     );
-    const w = new LeWriter(order.length * DISK_REF_ENTRY_BYTES);
+    const tableBytes = order.length * DISK_REF_ENTRY_BYTES;
+    const w = new ByteWriter(Math.max(1, tableBytes), BYTE_ORDER);
     const rankOf = new Uint32Array(this.#count);
     order.forEach((i, rank) => {
       rankOf[i] = rank;
       w.u32(layerOf(i))
         .u32(0)
         .u64(this.#offsets[i] ?? 0);
-      w.raw(this.#digests.subarray(i * PAGE_DIGEST_BYTES, (i + 1) * PAGE_DIGEST_BYTES));
+      w.bytes(this.#digests.subarray(i * PAGE_DIGEST_BYTES, (i + 1) * PAGE_DIGEST_BYTES));
     });
-    return { table: new DiskRefTable(w.bytes), rankOf };
+    return { table: new DiskRefTable(w.takeExactly(tableBytes)), rankOf };
   }
 
   #grow(): void {

@@ -4,6 +4,7 @@
  * (see "Versioning" in the spec).
  */
 import assert from "node:assert/strict";
+import type { ByteOrder } from "../bytes/index.ts";
 import {
   CHECKPOINT_CHUNKS_MAX,
   CHECKPOINT_DISK_REFS_MAX,
@@ -37,6 +38,9 @@ export const FileName = {
 } as const;
 /** A file name the manifest may name: plain, no directories, no "..". */
 export const FILE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The byte order of every integer in the binary files (index.bin, packs, device.bin). */
+export const BYTE_ORDER: ByteOrder = "little-endian";
 
 /** Binary file magics, ASCII, read as the first 4 bytes. */
 export const Magic = { index: "SWIX", pack: "SWPK", device: "SWDS" } as const;

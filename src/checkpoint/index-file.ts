@@ -5,12 +5,14 @@
  * bytes are the ones written, not that the writer was right.
  */
 import os from "node:os";
+import { ByteReader, ByteWriter } from "../bytes/index.ts";
 import { DecodeError, InvalidCheckpointError } from "../errors.ts";
 import { CHECKPOINT_CHUNKS_MAX, CHECKPOINT_DISK_REFS_MAX } from "../limits.ts";
 import { ChunkTable, checkChunkTable } from "./chunk-table.ts";
 import { type ChunkCodec, CodecId, codecById } from "./codec.ts";
 import { checkDiskRefs, DiskRefTable } from "./disk-refs.ts";
 import {
+  BYTE_ORDER,
   CHUNK_ENTRY_BYTES,
   DISK_REF_ENTRY_BYTES,
   FORMAT_MAJOR,
@@ -21,7 +23,6 @@ import {
   Minor,
   PAGE_ENTRY_BYTES,
 } from "./format.ts";
-import { LeReader, LeWriter } from "./le-bytes.ts";
 import { type BlockShape, checkPageMap, PageMap } from "./page-map.ts";
 
 const littleEndianHost = os.endianness() === "LE";
@@ -51,8 +52,8 @@ export function encodeIndex(
   const packed = codec.compress(raw);
   const [bodyCodec, body] =
     packed.byteLength < raw.byteLength ? [codec.id, packed] : [CodecId.none, raw];
-  const h = new LeWriter(INDEX_HEADER_BYTES)
-    .magic(Magic.index)
+  const h = new ByteWriter(INDEX_HEADER_BYTES, BYTE_ORDER)
+    .latin1(Magic.index)
     .u16(FORMAT_MAJOR)
     .u16(diskRefs.count > 0 ? Minor.diskLayers : Minor.base)
     .u32(0) // flags
@@ -64,8 +65,9 @@ export function encodeIndex(
     .u64(body.byteLength)
     .u64(raw.byteLength)
     .u32(diskRefs.count)
-    .reserved(12);
-  return Buffer.concat([h.bytes, body]);
+    .reserved(12)
+    .takeExactly(INDEX_HEADER_BYTES);
+  return Buffer.concat([h, body]);
 }
 
 export interface IndexContext {
@@ -120,9 +122,9 @@ function readBody(
   ctx: IndexContext,
   fail: (why: string, cause?: unknown) => Error,
 ): { body: Uint8Array; diskRefCount: number } {
-  const r = new LeReader(bytes);
+  const r = new ByteReader(bytes, 0, BYTE_ORDER);
   if (bytes.byteLength < INDEX_HEADER_BYTES) throw fail("is shorter than its header");
-  if (r.magic() !== Magic.index) throw fail("is not a checkpoint index (bad magic)");
+  if (r.latin1(4) !== Magic.index) throw fail("is not a checkpoint index (bad magic)");
   const major = r.u16();
   const minor = r.u16();
   if (major !== FORMAT_MAJOR || minor > FORMAT_MINOR || minor > ctx.minor)
@@ -133,9 +135,9 @@ function readBody(
   r.reserved(3);
   const chunkCount = r.u32();
   const blockCount = r.u32();
-  const pageCount = r.u64("page count");
-  const storedBytes = r.u64("body length");
-  const rawBytes = r.u64("raw body length");
+  const pageCount = r.u64Number("page count");
+  const storedBytes = r.u64Number("body length");
+  const rawBytes = r.u64Number("raw body length");
   const diskRefCount = minor >= Minor.diskLayers ? r.u32() : 0;
   r.reserved(minor >= Minor.diskLayers ? 12 : 16);
   const pages = ctx.blocks.reduce((n, b) => n + b.pageCount, 0);
