@@ -15,7 +15,7 @@ import { dirname, join, normalize } from "node:path";
 import { test } from "node:test";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const CHECKED = ["src", "test", "bench", "scripts", "docs", "README.md"];
+const CHECKED = ["src", "guest", "test", "bench", "scripts", "docs", "README.md"];
 
 /** Names of notes outside the repository; built from pieces so this file does not match itself. */
 const OUTSIDE = [

@@ -7,8 +7,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { NotFoundError, UsageError } from "../errors.ts";
-import type { DataDiskParams } from "./builder/data-files.ts";
+import { NotFoundError, UsageError } from "../../src/errors.ts";
+import type { DataDiskParams } from "../builder/data-files.ts";
 import { GUEST_HOT_RATE_MAX, GUEST_MEM_MIB_MAX, GUEST_SWEEP_MS_MAX } from "./limits.ts";
 
 /** build/guest/ of this checkout. */

@@ -11,7 +11,7 @@
  * Lines that are not replies (bytes left from before a restore, a reply's torn tail) parse
  * as "noise"; a known verb with fields that do not parse is "invalid".
  */
-import { assertNever } from "../util/index.ts";
+import { assertNever } from "../../src/util/index.ts";
 export type AgentRequest =
   | { verb: "ping"; token: string }
   | { verb: "verify" }

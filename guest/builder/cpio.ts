@@ -5,7 +5,7 @@
  * NUL-terminated name padded to 4 bytes, data padded to 4 bytes; then "TRAILER!!!".
  */
 import assert from "node:assert/strict";
-import { assertNever } from "../../util/index.ts";
+import { assertNever } from "../../src/util/index.ts";
 
 export type CpioEntry =
   | { kind: "dir"; path: string; mode: number }

@@ -1,7 +1,7 @@
 /**
- * Limits of the test guest and its agent, with units last. They belong with src/limits.ts;
- * they live here only until that file's owner merges them (guest/ is built in parallel).
- * The guest-side twins are in guest/src/swagent.h and agent.c; keep them in step.
+ * Limits of the test guest and its agent, with units last. They stay out of src/limits.ts:
+ * the test guest is not part of the library. The guest-side twins are in guest/src/swagent.h
+ * and agent.c; keep them in step.
  */
 import assert from "node:assert/strict";
 

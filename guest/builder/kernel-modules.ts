@@ -6,7 +6,7 @@
  * a chosen or built-in module, or resolution fails and says which module to add.
  */
 import assert from "node:assert/strict";
-import { NotFoundError } from "../../errors.ts";
+import { NotFoundError } from "../../src/errors.ts";
 
 export interface ModuleTables {
   dep: string;

@@ -5,8 +5,8 @@
  * text, random and zeros). MANIFEST lists each file's name, size and FNV-1a 64.
  */
 import assert from "node:assert/strict";
-import { assertNever } from "../../util/index.ts";
-import { DATA_FILE_BYTES_MAX, DATA_FILES_MAX, DATA_TOTAL_BYTES_MAX } from "../limits.ts";
+import { assertNever } from "../../src/util/index.ts";
+import { DATA_FILE_BYTES_MAX, DATA_FILES_MAX, DATA_TOTAL_BYTES_MAX } from "../host/limits.ts";
 import { fnv1a64Hex } from "./fnv1a64.ts";
 import { Sfc32 } from "./prng.ts";
 

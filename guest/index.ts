@@ -5,15 +5,15 @@ export {
   type RequestOptions,
   type WaitOptions,
   waitUntilResponsive,
-} from "./agent-client.ts";
-export { GuestAgentError } from "./agent-error.ts";
+} from "./host/agent-client.ts";
+export { GuestAgentError } from "./host/agent-error.ts";
 export type {
   FilesResult,
   GuestPhase,
   GuestStats,
   VerifyResult,
   WorkResult,
-} from "./agent-protocol.ts";
+} from "./host/agent-protocol.ts";
 export {
   DATA_DISK_DEFAULT,
   GUEST_BUILD_DIR,
@@ -26,11 +26,11 @@ export {
   guestQemuArgs,
   kernelAppend,
   loadGuestInfo,
-} from "./artifacts.ts";
+} from "./host/artifacts.ts";
 export {
   baselineLatency,
   TTR_CONSECUTIVE_PINGS,
   TTR_SLOWDOWN_MAX,
   type TtrResult,
   timeToResponsive,
-} from "./responsiveness.ts";
+} from "./host/responsiveness.ts";
