@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { InvalidCheckpointError } from "../errors.ts";
 import { PACK_HEADER_BYTES } from "./format.ts";
 import type { Manifest } from "./manifest.ts";
-import { checkPackHeader } from "./pack-writer.ts";
+import { checkPackHeader } from "./pack-header.ts";
 import { throttledRead } from "./read-throttle.ts";
 
 export class CheckpointPacks {
