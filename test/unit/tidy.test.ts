@@ -133,3 +133,27 @@ test("the library never imports the test guest (guest/ is not in the package)", 
     }
   }
 });
+
+/**
+ * src/checkpoint's rooms, lowest first: a module imports its own room and those before it.
+ * Tests may cross (a round trip writes, then reads). One exception, by type only: read/ names
+ * store/'s CheckpointStore, which hands it the paths of shared packs and layers.
+ */
+const CHECKPOINT_ROOMS = ["format", "read", "store", "write"];
+const TYPE_ONLY_UP: ReadonlySet<string> = new Set(["read->store"]);
+
+test("checkpoint rooms import only the rooms below them", () => {
+  const roomOf = (path: string) => /^src\/checkpoint\/([a-z]+)\//.exec(path)?.[1];
+  for (const f of files) {
+    const room = roomOf(f.path);
+    if (room === undefined || f.path.endsWith(".test.ts") || f.path.includes("/testdata/"))
+      continue;
+    for (const m of f.text.matchAll(/^import (type )?[^;]*?from "(\.[^"]+)"/gms)) {
+      const target = roomOf(relative(ROOT, join(ROOT, f.path, "..", m[2] ?? "")));
+      if (target === undefined || target === room) continue;
+      const up = CHECKPOINT_ROOMS.indexOf(target) > CHECKPOINT_ROOMS.indexOf(room);
+      const allowed = !up || (m[1] !== undefined && TYPE_ONLY_UP.has(`${room}->${target}`));
+      assert.ok(allowed, `${f.path} imports ${m[2]}, a room above ${room}/`);
+    }
+  }
+});
