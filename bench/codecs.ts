@@ -26,7 +26,7 @@ import {
   chunkHashOfDigests,
   chunkHashOfPages,
   writePageDigest,
-} from "../src/checkpoint/chunk-hash.ts";
+} from "../src/checkpoint/format/chunk-hash.ts";
 import { beginCheckpoint, CheckpointReader, CheckpointStore } from "../src/checkpoint/index.ts";
 import { prng } from "../src/checkpoint/test-support.ts";
 

@@ -24,7 +24,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { guestArtifacts, loadGuestInfo } from "../src/guest/index.ts";
+import { guestArtifacts, loadGuestInfo } from "../guest/index.ts";
 import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
 import { type EstimatorResult, formatEstimators, runEstimatorGuest } from "./lib/estimators.ts";

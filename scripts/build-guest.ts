@@ -11,16 +11,16 @@ import { createHash } from "node:crypto";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { DATA_DISK_DEFAULT, type GuestInfo, guestArtifacts } from "../src/guest/artifacts.ts";
 import {
   BUILD_ENV,
   dataImageBytes,
   makeExt4Image,
   writeDataDir,
-} from "../src/guest/builder/data-disk.ts";
-import { buildInitramfs } from "../src/guest/builder/initramfs.ts";
-import { extractVmlinux, kernelHasPvh } from "../src/guest/builder/kernel-image.ts";
-import { moduleName, resolveModules } from "../src/guest/builder/kernel-modules.ts";
+} from "../guest/builder/data-disk.ts";
+import { buildInitramfs } from "../guest/builder/initramfs.ts";
+import { extractVmlinux, kernelHasPvh } from "../guest/builder/kernel-image.ts";
+import { moduleName, resolveModules } from "../guest/builder/kernel-modules.ts";
+import { DATA_DISK_DEFAULT, type GuestInfo, guestArtifacts } from "../guest/host/artifacts.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BUSYBOX = "/bin/busybox";
@@ -29,12 +29,18 @@ const BUSYBOX = "/bin/busybox";
  * virtio_balloon lets a VM with a virtio-balloon device hint its free pages during a save.
  */
 const WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "ext4", "virtio_balloon"];
-/** Source files whose content defines the build (besides guest/**). */
+/**
+ * Files whose content defines the build: what runs in the guest, the builder, and the two host
+ * files that fix paths and defaults. The rest of guest/host/ (the agent client, TTR) is not
+ * built into the guest, so changing it rebuilds nothing.
+ */
 const BUILD_SOURCES = [
   "scripts/build-guest.ts",
-  "src/guest/artifacts.ts",
-  "src/guest/limits.ts",
-  "src/guest/builder",
+  "guest/init",
+  "guest/src",
+  "guest/builder",
+  "guest/host/artifacts.ts",
+  "guest/host/limits.ts",
 ];
 const CFLAGS = [
   "-static",
@@ -112,7 +118,7 @@ async function inputsHash(
     h.update(`${label}\0${data.length}\0`);
     h.update(data);
   };
-  for (const file of await listFiles(["guest", ...BUILD_SOURCES]))
+  for (const file of await listFiles(BUILD_SOURCES))
     add(file, await readFile(path.join(ROOT, file)));
   add("kernel", await readFile(kernel.image));
   add("kernel-config", await readFile(kernel.config).catch(() => ""));

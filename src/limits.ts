@@ -246,14 +246,14 @@ export const DIGEST_CACHE_BYTES_MAX = 256 * 1024 * 1024;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;
 
-// The emulated slow store (src/checkpoint/read-throttle.ts): a bench and test facility.
+// The emulated slow store (src/checkpoint/read/read-throttle.ts): a bench and test facility.
 /** Bandwidth accepted in SNAPWAKE_STORE_THROTTLE: 1 MB/s (a crawl) to 100 GB/s (no limit). */
 export const STORE_THROTTLE_MBPS_MIN = 1;
 export const STORE_THROTTLE_MBPS_MAX = 100_000;
 /** Latency per read accepted there: 0 to 1 s (a slow object store's first byte). */
 export const STORE_THROTTLE_LATENCY_MS_MAX = 1000;
 
-// Chunk workers (src/checkpoint/chunk-workers.ts, ADR 0002 "Parallel decode").
+// Chunk workers (src/checkpoint/read/chunk-workers.ts, ADR 0002 "Parallel decode").
 /** Chunks a parallel walk has in flight (read, decoded, verified ahead): 2 MiB of pages. */
 export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 /** Chunk workers of an eager restore: they decode while this thread and QEMU move the bytes. */

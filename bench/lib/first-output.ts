@@ -17,7 +17,7 @@
  * was invoked (the spawn of `snapwake restore`, or of QEMU for QEMU's own restore).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { AgentClient, GuestAgentError, type GuestStats } from "../../src/guest/index.ts";
+import { AgentClient, GuestAgentError, type GuestStats } from "../../guest/index.ts";
 
 /** Which counter shows the workload's tick. */
 export type TickCounter = "rewrites" | "sweeps";

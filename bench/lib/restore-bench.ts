@@ -17,7 +17,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AgentClient, GuestParams } from "../../src/guest/index.ts";
+import type { AgentClient, GuestParams } from "../../guest/index.ts";
 import { killVm, openVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { bootTestGuest } from "../../test/support/test-guest.ts";

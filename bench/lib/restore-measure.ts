@@ -9,8 +9,8 @@
 import { execFileSync } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { STORE_THROTTLE_ENV } from "../../src/checkpoint/read-throttle.ts";
-import type { AgentClient } from "../../src/guest/index.ts";
+import type { AgentClient } from "../../guest/index.ts";
+import { STORE_THROTTLE_ENV } from "../../src/checkpoint/read/read-throttle.ts";
 import { listRestoreRecords, type RestoreSummary } from "../../src/restore/index.ts";
 import { killVm, startVm } from "../../src/vm/index.ts";
 import { vmPaths } from "../../src/vm/state-dir.ts";

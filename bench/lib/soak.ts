@@ -4,7 +4,7 @@
  * it owns. Prints one row per save and the failures. A save on QEMU < 9.0 under TCG pauses the
  * guest (ADR 0011), so the rows say whether each save was live.
  */
-import { waitUntilResponsive } from "../../src/guest/index.ts";
+import { waitUntilResponsive } from "../../guest/index.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms } from "../../src/vm/index.ts";

@@ -1,6 +1,6 @@
 /**
  * A bench-only data disk for the page-cache-heavy guest of `bench space`: the test guest's own
- * data-disk builder (src/guest/builder/) at a bigger size, so the guest's page cache holds a few
+ * data-disk builder (guest/builder/) at a bigger size, so the guest's page cache holds a few
  * hundred MiB of distinct file pages from its disk. The default test image stays 64 MiB (npm
  * test time); this one is built once and cached under build/bench-data/, keyed by a SHA-256 of
  * its parameters, the builder's sources and mke2fs's version, like scripts/build-guest.ts.
@@ -15,13 +15,13 @@ import {
   dataImageBytes,
   makeExt4Image,
   writeDataDir,
-} from "../../src/guest/builder/data-disk.ts";
-import type { DataDiskParams } from "../../src/guest/builder/data-files.ts";
+} from "../../guest/builder/data-disk.ts";
+import type { DataDiskParams } from "../../guest/builder/data-files.ts";
 
 const MIB = 1024 * 1024;
 /** build/bench-data/ of this checkout: outside build/guest/, which its build owns. */
 const CACHE_DIR = fileURLToPath(new URL("../../build/bench-data/", import.meta.url));
-const BUILDER_DIR = fileURLToPath(new URL("../../src/guest/builder/", import.meta.url));
+const BUILDER_DIR = fileURLToPath(new URL("../../guest/builder/", import.meta.url));
 /** ~5 MiB per file on average: sizes vary 1–16× by the builder's weights. */
 const FILE_BYTES_AVERAGE = 5 * MIB;
 /** Not the default image's seed (0x5eed): nothing on this disk equals the default disk. */

@@ -9,9 +9,9 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { GuestParams } from "../../guest/index.ts";
 import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
 import { LayerStore } from "../../src/disk/index.ts";
-import type { GuestParams } from "../../src/guest/index.ts";
 import { PAGE_SIZE_BYTES } from "../../src/limits.ts";
 import { type SaveResult, save } from "../../src/save/index.ts";
 import { killVm, type ManagedVm } from "../../src/vm/index.ts";

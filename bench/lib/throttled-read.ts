@@ -1,6 +1,6 @@
 /**
  * `node throttled-read.ts FILE MBPS,LATENCY_MS`: writes FILE to stdout as read from the
- * emulated slow store (src/checkpoint/read-throttle.ts, the model snapwake's own store reads
+ * emulated slow store (src/checkpoint/read/read-throttle.ts, the model snapwake's own store reads
  * use under SNAPWAKE_STORE_THROTTLE). The bench hands it to QEMU's own restore as
  * `migrate-incoming "exec:…"`, so QEMU's stream file and snapwake's checkpoint are read under
  * the same limits.
@@ -9,7 +9,7 @@
  * of them outstanding, written out in order (backpressure from QEMU's pipe is respected).
  */
 import { open } from "node:fs/promises";
-import { parseThrottleLimits, ReadThrottle } from "../../src/checkpoint/read-throttle.ts";
+import { parseThrottleLimits, ReadThrottle } from "../../src/checkpoint/read/read-throttle.ts";
 
 /** One request to the store: 1 MiB, a network file system's usual largest read. */
 export const READ_BYTES = 1 << 20;

@@ -1,5 +1,5 @@
 /*
- * The two pure functions the host side re-implements (src/guest/builder/data-files.ts has
+ * The two pure functions the host side re-implements (guest/builder/fnv1a64.ts has
  * fnv1a64; no host code recomputes the memory pattern, only the guest verifies it).
  */
 #ifndef MIX_H

@@ -40,3 +40,31 @@ test("latin1Encode is the inverse of latin1 decoding", () => {
   const text = String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i));
   assert.equal(new ByteReader(latin1Encode(text)).latin1(256), text);
 });
+
+test("the writer puts each order the reader reads, fixed-size records exactly", () => {
+  for (const order of ["big-endian", "little-endian"] as const) {
+    const bytes = new ByteWriter(4, order)
+      .latin1("SWIX")
+      .u16(0x0102)
+      .u32(0x03040506)
+      .reserved(2)
+      .u64(0x1f_ffff_ffff_f008)
+      .u64(0xfedc_ba98_7654_3210n)
+      .takeExactly(28);
+    const r = new ByteReader(bytes, 0, order);
+    assert.equal(r.latin1(4), "SWIX");
+    assert.equal(r.u16(), 0x0102, order);
+    assert.equal(r.u32(), 0x03040506, order);
+    r.reserved(2);
+    assert.equal(r.u64Number("x"), 0x1f_ffff_ffff_f008, order);
+    assert.equal(r.u64(), 0xfedc_ba98_7654_3210n, order);
+  }
+  const le = new ByteWriter(8, "little-endian").u32(1).take();
+  assert.deepEqual(le, Uint8Array.of(1, 0, 0, 0));
+  assert.throws(() => new ByteWriter(8).u16(1).takeExactly(4), { name: "AssertionError" });
+});
+
+test("reserved bytes are zero even in a reused buffer", () => {
+  const dirty = new Uint8Array(8).fill(0xff);
+  assert.deepEqual(new ByteWriter(dirty).reserved(3).take(), new Uint8Array(3));
+});

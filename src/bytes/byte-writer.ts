@@ -1,12 +1,14 @@
 /**
- * ByteWriter: a growable buffer with big-endian puts, the writing twin of ByteReader.
- * Values come from our own code, so a value that does not fit its field is a bug (assert).
+ * ByteWriter: a growable buffer with puts in a byte order (big-endian unless told otherwise,
+ * as ByteReader), the writing twin of ByteReader. Values come from our own code, so a value
+ * that does not fit its field is a bug (assert).
  *
  * Invariant: bytes [0, length) are written; `take()` and `handOff()` hand them off and never
  * touch that memory again, so a sink may keep the returned array (until it gives the memory
  * back to whoever supplied it, for `handOff`).
  */
 import assert from "node:assert/strict";
+import type { ByteOrder } from "./byte-reader.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
 
@@ -15,9 +17,11 @@ export class ByteWriter {
   #view: DataView;
   #len = 0;
   readonly #initialCapacity: number;
+  readonly #littleEndian: boolean;
 
   /** `initial`: a capacity in bytes, or a buffer to write into first (e.g. from a pool). */
-  constructor(initial: number | Uint8Array = 4096) {
+  constructor(initial: number | Uint8Array = 4096, order: ByteOrder = "big-endian") {
+    this.#littleEndian = order === "little-endian";
     const capacity = typeof initial === "number" ? initial : initial.byteLength;
     assert(Number.isInteger(capacity) && capacity > 0, "capacity > 0");
     this.#initialCapacity = capacity;
@@ -63,7 +67,7 @@ export class ByteWriter {
     assert(value >= 0 && value <= 0xffff && Number.isInteger(value), "u16 in range");
     // Reserve first: growing replaces #view.
     const at = this.#reserve(2);
-    this.#view.setUint16(at, value);
+    this.#view.setUint16(at, value, this.#littleEndian);
     return this;
   }
 
@@ -71,21 +75,29 @@ export class ByteWriter {
     assert(value >= 0 && value <= 0xffff_ffff && Number.isInteger(value), "u32 in range");
     // Reserve first: growing replaces #view.
     const at = this.#reserve(4);
-    this.#view.setUint32(at, value);
+    this.#view.setUint32(at, value, this.#littleEndian);
     return this;
   }
 
-  /** A be64 from a bigint, or from a non-negative safe integer. */
+  /** A u64 from a bigint, or from a non-negative safe integer. */
   u64(value: bigint | number): this {
     const at = this.#reserve(8);
+    const le = this.#littleEndian;
     if (typeof value === "bigint") {
       assert(value >= 0n && value < 1n << 64n, "u64 in range");
-      this.#view.setBigUint64(at, value);
+      this.#view.setBigUint64(at, value, le);
       return this;
     }
     assert(Number.isSafeInteger(value) && value >= 0, "u64 is a non-negative safe integer");
-    this.#view.setUint32(at, Math.floor(value / TWO_POW_32));
-    this.#view.setUint32(at + 4, value % TWO_POW_32);
+    this.#view.setUint32(le ? at + 4 : at, Math.floor(value / TWO_POW_32), le);
+    this.#view.setUint32(le ? at : at + 4, value % TWO_POW_32, le);
+    return this;
+  }
+
+  /** n zero bytes: reserved fields, written as zero in every version that has them. */
+  reserved(n: number): this {
+    const at = this.#reserve(n);
+    this.#buf.fill(0, at, at + n);
     return this;
   }
 
@@ -126,6 +138,15 @@ export class ByteWriter {
     this.#view = new DataView(next.buffer, next.byteOffset, next.byteLength);
     this.#len = 0;
     return out;
+  }
+
+  /**
+   * Hands off exactly `sizeBytes` written bytes: for fixed-size headers and table entries,
+   * where writing fewer or more fields than the layout has is our bug.
+   */
+  takeExactly(sizeBytes: number): Uint8Array {
+    assert.equal(this.#len, sizeBytes, "the fields written fill the fixed-size record");
+    return this.take();
   }
 
   /** Hands the written bytes off (the caller owns them) and starts an empty buffer. */

@@ -1,15 +1,17 @@
 /**
- * Public surface of src/checkpoint: checkpoint format 1.2 (docs/format.md) and the local store
- * (docs/adr/0003-store-layout-and-atomicity.md).
+ * Public surface of src/checkpoint: the checkpoint format (docs/format.md) and the local store
+ * (docs/adr/0003-store-layout-and-atomicity.md). Other folders import only this file. Its
+ * rooms, each importing only the ones before it (the tidy test checks it):
+ *
+ *   format/  the bytes on disk, no I/O: constants, manifest, index, pack header, codecs, hashes
+ *   read/    opening and verifying a checkpoint: reader, page walk, chunk workers, describe
+ *   store/   the directory of checkpoints: list, remove, gc; file I/O; the digest cache
+ *   write/   saving one: writer, chunk packer, pack writer, commit, shared pages, relayout
  */
-export type { CheckpointListing } from "./checkpoint-files.ts";
-export { ChunkWorkers, type DecodeInput } from "./chunk-workers.ts";
-export { type ChunkCodec, CodecId } from "./codec.ts";
-export { type CheckpointDescription, describeCheckpoint, formatCheckpoint } from "./describe.ts";
-export type { DeviceState } from "./device-file.ts";
-export type { DiskBlockSource } from "./disk-pages.ts";
-export { FORMAT_MAJOR, FORMAT_MINOR, formatVersion } from "./format.ts";
-export type { JsonObject, JsonValue } from "./json-value.ts";
+export { type ChunkCodec, CodecId } from "./format/codec.ts";
+export type { DeviceState } from "./format/device-file.ts";
+export { FORMAT_MAJOR, FORMAT_MINOR, formatVersion } from "./format/format.ts";
+export type { JsonObject, JsonValue } from "./format/json-value.ts";
 export type {
   CheckpointStatistics,
   ChunksInfo,
@@ -22,30 +24,38 @@ export type {
   RamBlockInfo,
   RuntimeInfo,
   SharedPackInfo,
-} from "./manifest.ts";
-export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./names.ts";
-export type { PageLocation } from "./page-map.ts";
-export type { PageVisitor } from "./page-walk.ts";
-export type { RamBlockInput } from "./ram-blocks.ts";
-export { throttledRead } from "./read-throttle.ts";
+} from "./format/manifest.ts";
+export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./format/names.ts";
+export type { PageLocation } from "./format/page-map.ts";
+export type { RamBlockInput } from "./format/ram-blocks.ts";
+export type { CheckpointListing } from "./read/checkpoint-files.ts";
+export { ChunkWorkers, type DecodeInput } from "./read/chunk-workers.ts";
+export {
+  type CheckpointDescription,
+  describeCheckpoint,
+  formatCheckpoint,
+} from "./read/describe.ts";
+export type { PageVisitor } from "./read/page-walk.ts";
+export { throttledRead } from "./read/read-throttle.ts";
 export {
   CheckpointReader,
   type DiskRefInfo,
   type StoredStream,
   type VerifyReport,
-} from "./reader.ts";
-export {
-  type LayoutPage,
-  type RelayoutOptions,
-  type RelayoutResult,
-  relayoutCheckpoint,
-} from "./relayout.ts";
-export { type SharedPages, shareCheckpoint, shareStore } from "./shared-pages.ts";
+} from "./read/reader.ts";
 export {
   CheckpointStore,
   type InvalidListing,
   type RemoveReport,
   type StoreOptions,
-} from "./store.ts";
-export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store-io.ts";
-export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./writer.ts";
+} from "./store/store.ts";
+export { CheckpointWriteError, type StoreIo, type WritableFile } from "./store/store-io.ts";
+export type { DiskBlockSource } from "./write/disk-pages.ts";
+export {
+  type LayoutPage,
+  type RelayoutOptions,
+  type RelayoutResult,
+  relayoutCheckpoint,
+} from "./write/relayout.ts";
+export { type SharedPages, shareCheckpoint, shareStore } from "./write/shared-pages.ts";
+export { type BeginOptions, beginCheckpoint, CheckpointWriter } from "./write/writer.ts";

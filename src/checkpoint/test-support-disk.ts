@@ -8,12 +8,12 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BlockIndex, LayerFile } from "../disk/index.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
-import type { CheckpointListing } from "./checkpoint-files.ts";
-import type { DiskBlockSource } from "./disk-pages.ts";
-import type { LayerInfo } from "./manifest.ts";
-import type { CheckpointStore } from "./store.ts";
+import type { LayerInfo } from "./format/manifest.ts";
+import type { CheckpointListing } from "./read/checkpoint-files.ts";
+import type { CheckpointStore } from "./store/store.ts";
 import { textPage } from "./test-support.ts";
-import { beginCheckpoint } from "./writer.ts";
+import type { DiskBlockSource } from "./write/disk-pages.ts";
+import { beginCheckpoint } from "./write/writer.ts";
 
 export const SMALL_LAYER_ID = "00112233445566ff";
 const LAYER_BLOCKS = 8;

@@ -7,22 +7,22 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
-import type { CheckpointListing } from "./checkpoint-files.ts";
-import { zstdCodec } from "./codec.ts";
-import { FileName, MANIFEST_MAGIC } from "./format.ts";
-import { decodeIndex, encodeIndex } from "./index-file.ts";
+import { zstdCodec } from "./format/codec.ts";
+import { FileName, MANIFEST_MAGIC } from "./format/format.ts";
+import { decodeIndex, encodeIndex } from "./format/index-file.ts";
 import {
   decodeManifest,
   encodeManifest,
   type ManifestBody,
   type RuntimeInfo,
   sha256Hex,
-} from "./manifest.ts";
-import { indexContext } from "./reader.ts";
-import { shareCheckpoint } from "./shared-pages.ts";
-import { CheckpointStore } from "./store.ts";
-import type { StoreIo } from "./store-io.ts";
-import { beginCheckpoint, type CheckpointWriter } from "./writer.ts";
+} from "./format/manifest.ts";
+import type { CheckpointListing } from "./read/checkpoint-files.ts";
+import { indexContext } from "./read/reader.ts";
+import { CheckpointStore } from "./store/store.ts";
+import type { StoreIo } from "./store/store-io.ts";
+import { shareCheckpoint } from "./write/shared-pages.ts";
+import { beginCheckpoint, type CheckpointWriter } from "./write/writer.ts";
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 export function prng(seed: number): () => number {

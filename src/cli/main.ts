@@ -9,7 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { STORE_THROTTLE_ENV, setStoreReadThrottle } from "../checkpoint/read-throttle.ts";
+import { STORE_THROTTLE_ENV, setStoreReadThrottle } from "../checkpoint/read/read-throttle.ts";
 import {
   DecodeError,
   InterruptedError,

@@ -16,6 +16,7 @@ import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LAYER_RECORD_BYTES_MAX } from "../limits.ts";
 import { vmDir, vmsDir } from "../store/layout.ts";
+import { errorCode, processAlive } from "../util/index.ts";
 import { DiskLayerError } from "./layer-error.ts";
 import { LAYER_ID_PATTERN, LayerStore } from "./layer-store.ts";
 
@@ -44,7 +45,7 @@ export async function readHold(stateDir: string): Promise<DriveHold[]> {
   try {
     bytes = await readFile(join(stateDir, HOLD_FILE));
   } catch (error) {
-    if (codeOf(error) === "ENOENT") return [];
+    if (errorCode(error) === "ENOENT") return [];
     throw error;
   }
   const bad = () => new DiskLayerError(join(stateDir, HOLD_FILE), "the hold file is malformed");
@@ -78,14 +79,14 @@ export async function collectLayers(home: string, roots: Iterable<string>): Prom
     const m = LAYER_FILE.exec(name);
     if (m?.[1] !== undefined) present.add(m[1]);
     const t = TEMP.exec(name);
-    if (t !== null && !alive(Number(t[2]))) await rm(join(store.dir, name), { force: true });
+    if (t !== null && !processAlive(Number(t[2]))) await rm(join(store.dir, name), { force: true });
   }
   if (present.size === 0) return [];
   const keep = new Set<string>(roots);
   for (const name of await entries(store.pendingDir)) {
     const m = PENDING.exec(name);
     if (m === null || m[2] === undefined) continue;
-    if (alive(Number(m[1]))) keep.add(m[2]);
+    if (processAlive(Number(m[1]))) keep.add(m[2]);
     else await rm(join(store.pendingDir, name), { force: true });
   }
   for (const vm of await entries(vmsDir(home))) {
@@ -123,21 +124,7 @@ async function entries(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
   } catch (error) {
-    if (codeOf(error) === "ENOENT" || codeOf(error) === "ENOTDIR") return [];
+    if (errorCode(error) === "ENOENT" || errorCode(error) === "ENOTDIR") return [];
     throw error;
   }
-}
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return codeOf(error) === "EPERM";
-  }
-}
-
-function codeOf(error: unknown): string | undefined {
-  return error instanceof Error && "code" in error ? String(error.code) : undefined;
 }

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { DecodeError } from "../errors.ts";
 import { LAYER_RECORD_BYTES_MAX } from "../limits.ts";
 import { layersDir } from "../store/layout.ts";
+import { errorCode } from "../util/index.ts";
 import { BlockIndex } from "./block-index.ts";
 import { DiskLayerError } from "./layer-error.ts";
 import { LayerFile, type LayerFormat } from "./layer-file.ts";
@@ -99,7 +100,7 @@ export class LayerStore {
     const id = await this.#claim();
     const target = this.pathOf(id, format);
     await link(path, target).catch(async (error: unknown) => {
-      if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
+      if (errorCode(error) !== "EXDEV") throw error;
       await copyFile(path, target);
     });
     await this.#writeSidecar({ id, format, backing: null, virtualBytes });

@@ -6,10 +6,11 @@
  * chunk is hash-checked before any of its pages is sent, so a corrupt chunk stops the restore
  * (QEMU is killed, its state dir removed) and the guest never runs on a wrong page.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
+import { connectUnix } from "../util/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
@@ -103,11 +104,7 @@ async function restoreWith(
 async function openIncoming(vm: ManagedVm): Promise<Socket> {
   const path = `${vm.stateDir}/incoming.sock`;
   await vm.qmp.execute("migrate-incoming", { uri: `unix:${path}` });
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    socket.once("connect", () => resolve(socket));
-    socket.once("error", reject);
-  });
+  return connectUnix(path);
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */

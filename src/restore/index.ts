@@ -1,7 +1,6 @@
 export type { EagerRestoreResult } from "./eager.ts";
 export {
   type ConnectChannel,
-  connectUnix,
   type FillReport,
   type LatencySummary,
   type PageRef,

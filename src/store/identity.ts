@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFile, rename, rm } from "node:fs/promises";
+import { errorCode } from "../util/index.ts";
 import { manifestFile, workingSetDir } from "./layout.ts";
 
 /** The identity of listed checkpoint `name`, or null when it is not listed. */
@@ -14,7 +15,7 @@ export async function checkpointIdentity(home: string, name: string): Promise<st
   try {
     bytes = await readFile(manifestFile(home, name));
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOENT") return null;
+    if (errorCode(error) === "ENOENT") return null;
     throw error;
   }
   return createHash("sha256").update(bytes).digest("hex");
@@ -30,7 +31,7 @@ export async function rebindWorkingSets(home: string, name: string, from: string
   await rm(workingSetDir(home, name, to), { recursive: true, force: true });
   await rename(workingSetDir(home, name, from), workingSetDir(home, name, to)).catch(
     (error: unknown) => {
-      if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
+      if (errorCode(error) !== "ENOENT") throw error;
     },
   );
 }

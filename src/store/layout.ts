@@ -13,13 +13,13 @@
  *   <home>/restores/<name>/                  restore records and the page servers' logs
  *   <home>/locks/                            the store lock (store/lock.ts, ADR 0009)
  *
- * Checkpoint and VM names are validated by their owners (checkpoint/names.ts, vm/spec.ts)
+ * Checkpoint and VM names are validated by their owners (checkpoint/format/names.ts, vm/spec.ts)
  * before a path is built from them; as a last guard a name that could leave its folder is
  * refused here too. Identities are 64 lowercase hex digits, checked here.
  */
 import { join } from "node:path";
 
-/** The manifest's file name inside a checkpoint directory (format.md; format.ts FileName). */
+/** The manifest's file name in a checkpoint directory (docs/format.md §1; format.ts FileName). */
 export const MANIFEST_FILE = "manifest";
 
 /** A checkpoint's identity: the SHA-256 of its manifest file, as 64 lowercase hex digits. */

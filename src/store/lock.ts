@@ -20,6 +20,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { StoreBusyError } from "../errors.ts";
 import { STORE_LOCK_ENTRY_WAIT_MS } from "../limits.ts";
+import { errorCode, processAlive } from "../util/index.ts";
 import { locksDir } from "./layout.ts";
 
 export type LockMode = "shared" | "exclusive";
@@ -127,7 +128,7 @@ async function underEntry(dir: string, body: () => Promise<void>): Promise<void>
       await writeFile(entry, `${process.pid} ${startTimeOf(process.pid) ?? ""}\n`, { flag: "wx" });
       break;
     } catch (error) {
-      if (!(error instanceof Error && "code" in error && error.code === "EEXIST")) throw error;
+      if (errorCode(error) !== "EEXIST") throw error;
     }
     const owner = await entryOwner(entry);
     if (owner === "stale") {
@@ -224,11 +225,7 @@ async function readHolder(path: string): Promise<Holder | null> {
 
 /** Whether `pid` lives and, where /proc says, is the same process that wrote the hold. */
 function holderAlive(pid: number, started: string | null): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "EPERM")) return false;
-  }
+  if (!processAlive(pid)) return false;
   if (started === null) return true;
   const now = startTimeOf(pid);
   return now === null || now === started;

@@ -11,14 +11,9 @@ import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
 import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
+import { errorCode, processAlive } from "../util/index.ts";
 import { buildQemuArgs, type QemuRuntime, qemuFor, resolveQemuBinary } from "./command-line.ts";
-import {
-  isProcessAlive,
-  readPidFile,
-  signalProcess,
-  stuckError,
-  waitForQemuExit,
-} from "./process.ts";
+import { readPidFile, signalProcess, stuckError, waitForQemuExit } from "./process.ts";
 import { type QemuInstall, qemuCommand } from "./qemu-install.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
 import { VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
@@ -117,7 +112,7 @@ async function claimStateDir(home: string, name: string, paths: VmStatePaths): P
   }
   if (existing !== undefined) {
     const starter = await readPidFile(paths.startingFile);
-    if (starter !== undefined && isProcessAlive(starter)) {
+    if (starter !== undefined && processAlive(starter)) {
       throw new UsageError(
         `VM "${name}" is being started by process ${starter}; wait for it or choose another name`,
       );
@@ -128,7 +123,7 @@ async function claimStateDir(home: string, name: string, paths: VmStatePaths): P
   try {
     await mkdir(paths.stateDir);
   } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "EEXIST")) throw error;
+    if (errorCode(error) !== "EEXIST") throw error;
     throw new UsageError(
       `Another process is starting a VM named "${name}" right now; choose another name`,
     );

@@ -6,10 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { QemuError } from "../errors.ts";
 import { VM_PID_POLL_MS } from "../limits.ts";
-
-function errorCode(error: unknown): string | undefined {
-  return error instanceof Error && "code" in error ? String(error.code) : undefined;
-}
+import { errorCode, processAlive } from "../util/index.ts";
 
 /** Whether `pid` is a live QEMU started with `-pidfile <pidFile>`. */
 export async function isQemuAlive(pid: number, pidFile: string): Promise<boolean> {
@@ -20,21 +17,9 @@ export async function isQemuAlive(pid: number, pidFile: string): Promise<boolean
     const code = errorCode(error);
     if (code === "ENOENT" || code === "ESRCH") return false;
     if (code !== "EACCES" && code !== "ENOTDIR") throw error;
-    return isProcessAlive(pid); // no usable /proc: fall back to "some process has this pid"
+    return processAlive(pid); // no usable /proc: fall back to "some process has this pid"
   }
   return cmdline.split("\0").includes(pidFile);
-}
-
-/** Whether some process has `pid` (it may not be the one that once had it). */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if (errorCode(error) === "ESRCH") return false;
-    if (errorCode(error) === "EPERM") return true;
-    throw error;
-  }
 }
 
 /** The pid QEMU wrote to `pidFile`, or undefined when there is none (yet). */

@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { VM_STATUS_TIMEOUT_MS } from "../limits.ts";
 import { QmpClient, type RunState } from "../qemu/qmp/index.ts";
+import { errorCode } from "../util/index.ts";
 import { isQemuAlive, readPidFile } from "./process.ts";
 import { parseVmSpec, VM_NAME_PATTERN, type VmSpec } from "./spec.ts";
 import { type VmStatePaths, vmPaths, vmsDir } from "./state-dir.ts";
@@ -32,10 +33,6 @@ export interface VmRecord {
   paths: VmStatePaths;
   pid: number | undefined;
   alive: boolean;
-}
-
-function errorCode(error: unknown): string | undefined {
-  return error instanceof Error && "code" in error ? String(error.code) : undefined;
 }
 
 /** Reads the VM's state directory, or returns undefined when there is none. */

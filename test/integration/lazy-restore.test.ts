@@ -13,7 +13,6 @@ import { after, before, test } from "node:test";
 import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
 import { InvalidCheckpointError } from "../../src/errors.ts";
 import {
-  connectUnix,
   type FillReport,
   type PageRef,
   type PostcopyRestoreResult,
@@ -21,6 +20,7 @@ import {
   restore,
 } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
+import { connectUnix } from "../../src/util/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { workingSetFromTrace } from "../../src/wss/index.ts";
 import { flipBit } from "../support/corrupt.ts";

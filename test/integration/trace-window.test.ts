@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { AgentClient } from "../../src/guest/index.ts";
+import type { AgentClient } from "../../guest/index.ts";
 import {
   type FillReport,
   type ProfileResult,

@@ -10,7 +10,7 @@ import {
   guestArtifacts,
   kernelAppend,
   waitUntilResponsive,
-} from "../../src/guest/index.ts";
+} from "../../guest/index.ts";
 import {
   type ManagedVm,
   parseVmSpec,

@@ -13,9 +13,9 @@ import {
   answers,
   formatRequest,
   parseReply,
-} from "../../src/guest/agent-protocol.ts";
-import { AgentClient, GuestAgentError, waitUntilResponsive } from "../../src/guest/index.ts";
-import { type PendingRequest, ReplyQueue } from "../../src/guest/reply-queue.ts";
+} from "../../guest/host/agent-protocol.ts";
+import { type PendingRequest, ReplyQueue } from "../../guest/host/reply-queue.ts";
+import { AgentClient, GuestAgentError, waitUntilResponsive } from "../../guest/index.ts";
 
 const STATS_JSON =
   '{"phase":"running","memPages":16384,"hotPages":819,"rewrites":33820,"uptimeMs":17646,' +

@@ -2,18 +2,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { NotFoundError, UsageError } from "../../src/errors.ts";
-import { guestArtifacts, guestQemuArgs, kernelAppend } from "../../src/guest/artifacts.ts";
-import { writeCpio } from "../../src/guest/builder/cpio.ts";
+import { writeCpio } from "../../guest/builder/cpio.ts";
 import {
   formatManifest,
   generateDataFile,
   manifestEntry,
   planDataFiles,
-} from "../../src/guest/builder/data-files.ts";
-import { Fnv1a64, fnv1a64Hex } from "../../src/guest/builder/fnv1a64.ts";
-import { buildInitramfs, LOAD_ORDER_PATH } from "../../src/guest/builder/initramfs.ts";
-import { resolveModules } from "../../src/guest/builder/kernel-modules.ts";
+} from "../../guest/builder/data-files.ts";
+import { Fnv1a64, fnv1a64Hex } from "../../guest/builder/fnv1a64.ts";
+import { buildInitramfs, LOAD_ORDER_PATH } from "../../guest/builder/initramfs.ts";
+import { resolveModules } from "../../guest/builder/kernel-modules.ts";
+import { guestArtifacts, guestQemuArgs, kernelAppend } from "../../guest/host/artifacts.ts";
+import { NotFoundError, UsageError } from "../../src/errors.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

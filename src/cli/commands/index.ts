@@ -240,16 +240,6 @@ const SPECS: readonly CommandSpec[] = [
     load: () => import("./stream.ts").then((m) => m.runStreamInspect),
   },
   {
-    name: "agent",
-    summary: "ask the test guest's agent (snapwake's own guest)",
-    args: [
-      { name: "VM", help: "a managed VM running the test guest" },
-      { name: "REQUEST", help: "what to ask", choices: ["ping", "verify", "stats", "files"] },
-    ],
-    options: {},
-    load: () => import("./agent.ts").then((m) => m.runAgent),
-  },
-  {
     name: "__serve-restore",
     summary: "(internal) the detached page server of `restore` without --wait",
     hidden: true,

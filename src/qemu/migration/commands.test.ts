@@ -18,7 +18,10 @@ import { Command, Section } from "./constants.ts";
 import { readMigrationStream } from "./stream-reader.ts";
 import { chunked, fixture, MemoryVisitor } from "./test-support.ts";
 
-/** Both directions of a real QEMU 7.2 postcopy migration; offsets from qemu-migration.md §5. */
+/**
+ * Both directions of a real QEMU 7.2 postcopy migration; offsets from
+ * docs/migration-protocol.md §5.
+ */
 const src2dst = fixture("pc-postcopy.src2dst.bin");
 const At = {
   openReturnPath: 0x1a,

@@ -1,7 +1,8 @@
 /**
- * Encoders for QEMU_VM_COMMAND items (qemu-migration.md §1.6): `0x08, be16 cmd, be16 len,
- * payload`. Each returns the whole item, ready for MigrationStreamWriter.raw(). Includes the
- * postcopy sequence a restore sends as QEMU's migration source (§6.7): OPEN_RETURN_PATH,
+ * Encoders for QEMU_VM_COMMAND items (docs/migration-protocol.md §1.6): `0x08, be16 cmd,
+ * be16 len, payload`. Each returns the whole item, ready for MigrationStreamWriter.raw().
+ * Includes the postcopy sequence a restore sends as QEMU's migration source (§6.7):
+ * OPEN_RETURN_PATH,
  * POSTCOPY_ADVISE, POSTCOPY_RAM_DISCARD (split to fit be16 lengths), and the PACKAGED blob of
  * LISTEN + device FULL sections + RUN.
  */

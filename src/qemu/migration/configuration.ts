@@ -1,6 +1,6 @@
 /**
- * The configuration section (qemu-migration.md §1.2): `0x07, be32 len, machine name,
- * subsection*`. It has no section id and no footer; its subsections are recognised by their
+ * The configuration section (docs/migration-protocol.md §1.2): `0x07, be32 len, machine
+ * name, subsection*`. It has no section id and no footer; its subsections are recognised by their
  * 0x05 type byte (a top-level item never starts with 0x05). Kept verbatim for replay.
  *
  * Rejected: any validated capability (7.2 validates only x-ignore-shared, whose MEM_SIZE

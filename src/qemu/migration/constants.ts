@@ -1,6 +1,6 @@
 /**
  * Wire constants of the QEMU 7.2 migration stream and its return path
- * (docs: qemu-migration.md §1.3, §1.6, §2.1, §4). Typed `as const` so no bare number or
+ * (docs/migration-protocol.md §1.3, §1.6, §2.1, §4). Typed `as const` so no bare number or
  * string travels through the parsers.
  */
 

@@ -1,8 +1,9 @@
 /**
  * The device state: everything after the final RAM END footer up to the end of the transport
  * (FULL sections, EOF, optional VMDESCRIPTION). FULL sections are not length-framed, so the
- * blob stays opaque; it is split per qemu-migration.md §3.2 item 8: a trailing VMDESCRIPTION
- * is `00 06 be32(len) JSON` ending exactly at the end; otherwise the last byte must be EOF.
+ * blob stays opaque; it is split per docs/migration-protocol.md §3.2 item 8: a trailing
+ * VMDESCRIPTION is `00 06 be32(len) JSON` ending exactly at the end; otherwise the last byte
+ * must be EOF.
  *
  * Invariant: the collector never holds more than its cap; the cap is checked before copying.
  */

@@ -1,6 +1,6 @@
 /**
- * The RAM section body (qemu-migration.md §2): the MEM_SIZE block list of its START, the
- * PAGE/ZERO records of its PARTs and END, each body closed by EOS and a section footer.
+ * The RAM section body (docs/migration-protocol.md §2): the MEM_SIZE block list of its START,
+ * the PAGE/ZERO records of its PARTs and END, each body closed by EOS and a section footer.
  *
  * Hot path: `readRamRecords` handles a page record with synchronous ByteSource.take calls and
  * awaits only when input runs short or the visitor returns a Promise.

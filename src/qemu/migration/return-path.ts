@@ -1,9 +1,9 @@
 /**
- * The return path (destination → source; qemu-migration.md §4): `be16 type, be16 len,
- * payload[len]`, len ≤ 512 as QEMU's own source enforces. `ReturnPathReader` decodes what a
- * restoring QEMU sends us (page requests, PONG, SHUT, recovery messages); the encoders build
- * what snapwake sends QEMU as a migration destination (SHUT, PONG) and what a fake
- * destination sends in tests (page requests).
+ * The return path (destination → source; docs/migration-protocol.md §4): `be16 type,
+ * be16 len, payload[len]`, len ≤ 512 as QEMU's own source enforces. `ReturnPathReader`
+ * decodes what a restoring QEMU sends us (page requests, PONG, SHUT, recovery messages); the
+ * encoders build what snapwake sends QEMU as a migration destination (SHUT, PONG) and what a
+ * fake destination sends in tests (page requests).
  *
  * Invariant: REQ_PAGES carries no block name; it is the block of the most recent
  * REQ_PAGES_ID on the same path (migration.c migrate_send_rp_req_pages).

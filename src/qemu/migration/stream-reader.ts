@@ -1,5 +1,6 @@
 /**
- * Reads a QEMU 7.2 precopy migration stream (qemu-migration.md §1–§3, §13) as it arrives:
+ * Reads a QEMU 7.2 precopy migration stream (docs/migration-protocol.md §1–§3, §13) as it
+ * arrives:
  *
  *   header, [configuration], { command | RAM START | RAM PART }*, RAM END,
  *   device state (FULL sections, EOF, [VMDESCRIPTION]) up to the end of the transport.
@@ -19,6 +20,7 @@
 import { ByteSource } from "../../bytes/index.ts";
 import { DecodeError, UnsupportedStreamError } from "../../errors.ts";
 import { DEVICE_STATE_BYTES_MAX } from "../../limits.ts";
+import { assertNever } from "../../util/index.ts";
 import { readConfiguration } from "./configuration.ts";
 import {
   FILE_MAGIC,
@@ -244,7 +246,7 @@ class StreamReader {
         this.#switchoverStart = true;
         return;
       default:
-        return assertNever(command);
+        return assertNever(command, "stream command");
     }
   }
 
@@ -282,10 +284,6 @@ class StreamReader {
     const pending = send(bytes);
     if (pending !== undefined) await pending;
   }
-}
-
-function assertNever(value: never): never {
-  throw new Error(`Unexpected value: ${JSON.stringify(value)}`);
 }
 
 function unexpectedItem(type: number, at: number): DecodeError {

@@ -1,6 +1,6 @@
 /**
  * MigrationStreamWriter: writes a QEMU 7.2 migration stream, for restores where snapwake is
- * QEMU's migration source (qemu-migration.md §1–§3, §6.7).
+ * QEMU's migration source (docs/migration-protocol.md §1–§3, §6.7).
  *
  * Records are batched into ~256 KiB buffers before they reach the sink, so a page costs a
  * memcpy, not a syscall. Backpressure: a method returns a Promise only when it handed a batch

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { QemuError } from "../../errors.ts";
+import { errorCode } from "../../util/index.ts";
 import { QmpClient } from "./client.ts";
 
 const QEMU = "qemu-system-x86_64";
@@ -53,7 +54,7 @@ async function startQemu(): Promise<Qemu> {
     const qmp = await QmpClient.connect(qmpPath, { logPath, signal: controller.signal });
     return { child, qmp, logPath };
   } catch (error) {
-    const missing = error instanceof Error && "code" in error && error.code === "ENOENT";
+    const missing = errorCode(error) === "ENOENT";
     if (missing)
       assert.fail(`${QEMU} is not installed: run \`npm run setup\` (Debian: qemu-system-x86)`);
     throw error;

@@ -13,6 +13,7 @@ import {
   QMP_CONNECT_TIMEOUT_MS,
   QMP_LINE_BYTES_MAX,
 } from "../../limits.ts";
+import { assertNever } from "../../util/index.ts";
 import type {
   Empty,
   MigrationInfo,
@@ -227,7 +228,7 @@ export class QmpClient {
       case "other-event":
         return;
       default:
-        assertNever(message);
+        assertNever(message, "QMP message");
     }
   }
 
@@ -254,8 +255,4 @@ export class QmpClient {
   #commandClosedError(command: string, cause: QemuError): QemuError {
     return new QemuError(`QMP "${command}" failed: ${cause.message}`, { cause });
   }
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unexpected value ${JSON.stringify(value)}`);
 }

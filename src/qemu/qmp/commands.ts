@@ -2,7 +2,8 @@
  * The QMP commands snapwake uses, typed after QEMU 7.2's QAPI schema (qapi/*.json). This map is
  * the boundary: callers see these types, never raw QMP JSON. Only the fields snapwake reads are
  * spelled out; the rest of a reply is still present at run time but not promised here.
- * Later QEMU versions add fields and deprecate a few (qemu-migration.md §12); none used here.
+ * Later QEMU versions add fields and deprecate a few (docs/migration-protocol.md §12); none
+ * used here.
  */
 
 /** No arguments / an empty reply. */

@@ -3,10 +3,11 @@
  * socket a few milliseconds to seconds later. Retries are bounded by a deadline and stop
  * early when the caller's signal aborts (e.g. the QEMU being waited for has exited).
  */
-import { connect as netConnect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { QemuError } from "../../errors.ts";
 import { QMP_CONNECT_RETRY_MS } from "../../limits.ts";
+import { connectUnix, errorCode } from "../../util/index.ts";
 
 /** Not there yet, or there but not listening yet (a stale socket file). */
 const RETRYABLE_CONNECT_CODES: ReadonlySet<string> = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN"]);
@@ -21,9 +22,9 @@ export async function connectWithRetry(
   for (;;) {
     signal?.throwIfAborted();
     try {
-      return await connectOnce(path);
+      return await connectUnix(path);
     } catch (error) {
-      const code = error instanceof Error && "code" in error ? String(error.code) : "";
+      const code = errorCode(error) ?? "";
       if (!RETRYABLE_CONNECT_CODES.has(code)) {
         throw new QemuError(`Cannot connect to QMP socket ${path}: ${String(error)}`, {
           cause: error,
@@ -44,17 +45,6 @@ export async function connectWithRetry(
       );
     }
   }
-}
-
-function connectOnce(path: string): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect(path);
-    socket.once("connect", () => {
-      socket.off("error", reject);
-      resolve(socket);
-    });
-    socket.once("error", reject);
-  });
 }
 
 export function withTimeout<T>(

@@ -6,7 +6,7 @@
  * so a requested page is written the moment it is ready instead of waiting for a drain that
  * background data caused.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { BufferPool } from "../../bytes/index.ts";
 import { RESTORE_WRITE_BATCH_BYTES, RESTORE_WRITE_BUFFERS_KEPT } from "../../limits.ts";
 import {
@@ -15,6 +15,7 @@ import {
   type PageEdit,
   streamWriterBufferBytes,
 } from "../../qemu/migration/index.ts";
+import { connectUnix } from "../../util/index.ts";
 import type { ManagedVm } from "../../vm/index.ts";
 import type { OutQueue } from "./page-server.ts";
 
@@ -42,17 +43,6 @@ export async function openPostcopyChannel(
   const path = `${vm.stateDir}/incoming.sock`;
   await vm.qmp.execute("migrate-incoming", { uri: `unix:${path}` });
   return channelOver(await connectChannel(path), pageEdit);
-}
-
-export function connectUnix(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    socket.once("connect", () => {
-      socket.off("error", reject);
-      resolve(socket);
-    });
-    socket.once("error", reject);
-  });
 }
 
 /** Wraps a connected socket: a never-waiting writer, the queue view, and close tracking. */

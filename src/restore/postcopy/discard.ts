@@ -1,10 +1,11 @@
 /**
- * The POSTCOPY_RAM_DISCARD commands a lazy restore sends before LISTEN (qemu-migration.md
- * §6.1, §6.3): every page not sent in precopy is discarded, in coalesced host-page-aligned byte
- * ranges. That breaks any transparent huge page the destination built around a precopy page,
- * whose never-sent neighbours would otherwise be "present" and fail their UFFDIO_COPY with
- * EEXIST. At least one DISCARD must be sent: without one, QEMU 7.2's LISTEN falls back to a
- * state change that makes RUN fail ("CMD_POSTCOPY_RUN in wrong postcopy state (2)").
+ * The POSTCOPY_RAM_DISCARD commands a lazy restore sends before LISTEN
+ * (docs/migration-protocol.md §6.1, §6.3): every page not sent in precopy is discarded, in
+ * coalesced host-page-aligned byte ranges. That breaks any transparent huge page the
+ * destination built around a precopy page, whose never-sent neighbours would otherwise be
+ * "present" and fail their UFFDIO_COPY with EEXIST. At least one DISCARD must be sent: without
+ * one, QEMU 7.2's LISTEN falls back to a state change that makes RUN fail
+ * ("CMD_POSTCOPY_RUN in wrong postcopy state (2)").
  */
 import assert from "node:assert/strict";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";

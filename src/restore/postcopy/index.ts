@@ -1,5 +1,5 @@
 /** Lazy and partial restore: snapwake as QEMU's postcopy migration source (ADR 0005). */
-export { type ConnectChannel, connectUnix } from "./channel.ts";
+export type { ConnectChannel } from "./channel.ts";
 export type {
   TraceWindowEnd,
   TraceWindowOptions,

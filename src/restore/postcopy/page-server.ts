@@ -1,8 +1,9 @@
 /**
- * Serves guest pages to a restoring QEMU after the postcopy package (qemu-migration.md §6.7
- * step 8): requested pages first, then the rest of each requested page's chunk (Halite
- * locality), then every remaining non-zero page in pack order, until all are placed; then RAM
- * END and EOF. A demand-only window (profiling) holds back both kinds of push while it is open.
+ * Serves guest pages to a restoring QEMU after the postcopy package
+ * (docs/migration-protocol.md §6.7 step 8): requested pages first, then the rest of each
+ * requested page's chunk (Halite locality), then every remaining non-zero page in pack order,
+ * until all are placed; then RAM END and EOF. A demand-only window (profiling) holds back both
+ * kinds of push while it is open.
  *
  * A request is answered in the tick it is read when its page is a zero page or its chunk is
  * cached (decoded and verified); else it waits for its chunk's load (a chunk worker) and is

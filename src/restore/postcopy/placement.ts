@@ -4,8 +4,8 @@
  * back (block b's page p is global index `starts[b] + p`).
  *
  * Invariant: a page is sent at most once. A second UFFDIO_COPY of a present page fails with
- * EEXIST and kills the destination (qemu-migration.md §6.2), so markSent asserts it: sending a
- * page twice is our bug, never an operating error.
+ * EEXIST and kills the destination (docs/migration-protocol.md §6.2), so markSent asserts
+ * it: sending a page twice is our bug, never an operating error.
  */
 import assert from "node:assert/strict";
 

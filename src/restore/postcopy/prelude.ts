@@ -1,8 +1,8 @@
 /**
- * Everything a lazy or partial restore sends before the guest may run (qemu-migration.md §6.7
- * steps 1–7): header, configuration, OPEN_RETURN_PATH, POSTCOPY_ADVISE, RAM START, the
- * working set in precopy RAM PARTs, DISCARD commands for every page not sent, and
- * PACKAGED(LISTEN + device FULL sections + RUN).
+ * Everything a lazy or partial restore sends before the guest may run
+ * (docs/migration-protocol.md §6.7 steps 1–7): header, configuration, OPEN_RETURN_PATH,
+ * POSTCOPY_ADVISE, RAM START, the working set in precopy RAM PARTs, DISCARD commands for every
+ * page not sent, and PACKAGED(LISTEN + device FULL sections + RUN).
  *
  * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); every
  * prefetched stored page comes from a chunk that passed its hash check, and all of them are

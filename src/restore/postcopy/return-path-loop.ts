@@ -1,10 +1,11 @@
 /**
- * Reads the return path of a lazy restore (qemu-migration.md §4): page requests go to the page
- * server as they arrive; PONGs are ignored; SHUT ends the reading with its status. A channel
- * that ends or breaks before SHUT ends it with null (the fill reports why).
+ * Reads the return path of a lazy restore (docs/migration-protocol.md §4): page requests go
+ * to the page server as they arrive; PONGs are ignored; SHUT ends the reading with its
+ * status. A channel that ends or breaks before SHUT ends it with null (the fill reports why).
  */
 import { QemuError } from "../../errors.ts";
 import { ReturnPathReader } from "../../qemu/migration/index.ts";
+import { assertNever } from "../../util/index.ts";
 import type { MigrationChannel } from "./channel.ts";
 import type { PageServer } from "./page-server.ts";
 
@@ -36,11 +37,7 @@ export async function readReturnPath(
         // Postcopy recovery messages; snapwake never asks for recovery.
         throw new QemuError(`The restoring QEMU sent an unexpected ${message.kind} message`);
       default:
-        return assertNever(message);
+        return assertNever(message, "return-path message");
     }
   }
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unexpected return-path message ${JSON.stringify(x)}`);
 }

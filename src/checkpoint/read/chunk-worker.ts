@@ -1,0 +1,108 @@
+/**
+ * The body of a chunk worker thread (started by ChunkWorkers, chunk-workers.ts): it reads and
+ * decodes pack chunks, hashes pages and compresses chunks for the main thread, one job at a
+ * time, so a save or restore spreads its SHA-256 and zstd work over the machine's cores.
+ *
+ * Invariants: every job is answered exactly once, with its buffer transferred back (the pool
+ * reuses it: no allocation per chunk on the main thread); a decode answers `ok` only with bytes
+ * that passed the chunk's hash check (chunk-decode.ts, the reader's own code). Pack files are
+ * read through file descriptors the main thread opened and keeps open while jobs run.
+ */
+import { readSync } from "node:fs";
+import { parentPort } from "node:worker_threads";
+import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../../limits.ts";
+import { assertNever } from "../../util/index.ts";
+import { decodePackChunk } from "../format/chunk-decode.ts";
+import { PAGE_DIGEST_BYTES, pageDigestsOf } from "../format/chunk-hash.ts";
+import { CodecId, zstdCodec } from "../format/codec.ts";
+import type { ChunkJob, ChunkReply, CompressJob, DecodeJob, DigestJob } from "./chunk-workers.ts";
+
+const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
+/** Stored bytes of a compressed chunk are read here, then decompressed into the job's buffer. */
+const scratch = Buffer.allocUnsafe(CHUNK_BYTES_MAX);
+const codecs = new Map<number, ReturnType<typeof zstdCodec>>();
+
+const port = parentPort;
+if (port === null) throw new Error("chunk-worker.ts runs as a worker thread (ChunkWorkers)");
+port.on("message", (job: ChunkJob) => {
+  let reply: ChunkReply;
+  try {
+    reply = run(job);
+  } catch (error) {
+    reply = { id: job.id, ok: false, buffer: job.buffer, error: describe(error) };
+  }
+  port.postMessage(reply, [reply.buffer]);
+});
+
+function run(job: ChunkJob): ChunkReply {
+  switch (job.kind) {
+    case "decode":
+      return decode(job);
+    case "digest":
+      return digest(job);
+    case "compress":
+      return compress(job);
+    default:
+      return assertNever(job, "chunk job");
+  }
+}
+
+function decode(job: DecodeJob): ChunkReply {
+  const out = new Uint8Array(job.buffer, 0, job.pageCount * PAGE_SIZE_BYTES);
+  const raw = job.codec === CodecId.none;
+  const into = raw ? out : scratch;
+  if (job.storedBytes > into.byteLength) {
+    return { id: job.id, ok: false, buffer: job.buffer, error: "stored bytes exceed the chunk" };
+  }
+  const stored = into.subarray(0, job.storedBytes);
+  let done = 0;
+  while (done < job.storedBytes) {
+    const n = readSync(job.fd, stored, done, job.storedBytes - done, job.offset + done);
+    if (n === 0) return { id: job.id, ok: false, buffer: job.buffer, ended: true };
+    done += n;
+  }
+  const decoded = decodePackChunk(job, stored);
+  if (!decoded.ok) return { id: job.id, ok: false, buffer: job.buffer, problem: decoded.problem };
+  if (!raw) out.set(decoded.raw);
+  const digests = job.wantDigests ? new Uint8Array(decoded.digests) : null;
+  return { id: job.id, ok: true, buffer: job.buffer, digests };
+}
+
+function digest(job: DigestJob): ChunkReply {
+  const pages = new Uint8Array(job.buffer, 0, job.pages * PAGE_SIZE_BYTES);
+  const digests = new Uint8Array(pageDigestsOf(pages));
+  if (digests.byteLength !== job.pages * PAGE_DIGEST_BYTES) throw new Error("digest count");
+  return { id: job.id, ok: true, buffer: job.buffer, digests };
+}
+
+/** Compresses the chunk in place: the stored form overwrites the raw bytes when smaller. */
+function compress(job: CompressJob): ChunkReply {
+  const raw = new Uint8Array(job.buffer, 0, job.rawBytes);
+  let codec = codecs.get(job.level);
+  if (codec === undefined) {
+    codec = zstdCodec(job.level);
+    codecs.set(job.level, codec);
+  }
+  const packed = codec.compress(raw);
+  const { id, buffer } = job;
+  if (packed.byteLength >= raw.byteLength) {
+    const stored = { codec: CodecId.none, bytes: raw.byteLength };
+    return { id, ok: true, buffer, digests: null, stored };
+  }
+  raw.set(packed);
+  return {
+    id,
+    ok: true,
+    buffer,
+    digests: null,
+    stored: { codec: codec.id, bytes: packed.byteLength },
+  };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === undefined ? error.message : `${error.message} (${code})`;
+  }
+  return String(error);
+}

@@ -1,0 +1,173 @@
+/**
+ * ChunkWorkers: a small pool of worker threads (chunk-worker.ts) that decode and verify pack
+ * chunks, hash pages and compress chunks, so eager restore, save and the commit's read-back
+ * spread SHA-256 and zstd over the machine's cores while the main thread moves bytes between
+ * sockets and files (ADR 0013).
+ *
+ * Invariants: a job's buffer is transferred to its worker and comes back in the reply (the
+ * caller keeps reusing a few buffers: no allocation per chunk); every job's Promise settles
+ * (a worker that dies rejects its jobs, and the pool then refuses new ones); the pool keeps
+ * the process alive only while a job is pending, and `close` ends every thread.
+ */
+import assert from "node:assert/strict";
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { ChunkProblem } from "../format/chunk-decode.ts";
+
+interface JobBase {
+  readonly id: number;
+  /** Moved to the worker and back: the chunk's or batch's bytes. */
+  readonly buffer: ArrayBuffer;
+}
+
+/** Read `storedBytes` at `offset` of `fd`, decode into `buffer` and check the chunk hash. */
+export interface DecodeJob extends JobBase {
+  readonly kind: "decode";
+  readonly fd: number;
+  readonly offset: number;
+  readonly storedBytes: number;
+  readonly codec: number;
+  readonly pageCount: number;
+  /** A copy, never a view of the chunk table (a view would clone the whole table). */
+  readonly sha256: Uint8Array;
+  readonly wantDigests: boolean;
+}
+
+/** The SHA-256 of each of the first `pages` pages of `buffer`. */
+export interface DigestJob extends JobBase {
+  readonly kind: "digest";
+  readonly pages: number;
+}
+
+/** Compress the first `rawBytes` of `buffer` in place (stored raw when that is not smaller). */
+export interface CompressJob extends JobBase {
+  readonly kind: "compress";
+  readonly rawBytes: number;
+  readonly level: number;
+}
+
+export type ChunkJob = DecodeJob | DigestJob | CompressJob;
+
+/** What a reader says about a chunk for a decode job (CheckpointReader.decodeJobOf). */
+export type DecodeInput = Omit<DecodeJob, "id" | "kind" | "buffer" | "wantDigests">;
+
+/** A chunk's stored form after a compress job: codec id and its byte count. */
+export interface StoredForm {
+  readonly codec: number;
+  readonly bytes: number;
+}
+
+export type ChunkReply =
+  | {
+      readonly id: number;
+      readonly ok: true;
+      readonly buffer: ArrayBuffer;
+      /** Page digests (decode with wantDigests, digest jobs), else null. */
+      readonly digests: Uint8Array | null;
+      readonly stored?: StoredForm;
+    }
+  | {
+      readonly id: number;
+      readonly ok: false;
+      readonly buffer: ArrayBuffer;
+      /** Decode: the chunk is bad. */
+      readonly problem?: ChunkProblem;
+      /** Decode: the file ended inside the chunk. */
+      readonly ended?: true;
+      /** Anything else the worker threw (an I/O error), as text. */
+      readonly error?: string;
+    };
+
+/** Why a decode job failed (CheckpointReader.workerError words it). */
+export type DecodeFailure = Extract<ChunkReply, { readonly ok: false }>;
+
+/** A job as its caller gives it: the pool numbers it. */
+type JobInput = Omit<DecodeJob, "id"> | Omit<DigestJob, "id"> | Omit<CompressJob, "id">;
+
+interface Pending {
+  readonly resolve: (reply: ChunkReply) => void;
+  readonly reject: (error: Error) => void;
+}
+
+interface Thread {
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+}
+
+/** The worker's module beside this one: .ts when run from source, .js when compiled. */
+const WORKER_URL = new URL(
+  `./chunk-worker${extname(fileURLToPath(import.meta.url))}`,
+  import.meta.url,
+);
+
+export class ChunkWorkers {
+  readonly size: number;
+  readonly #threads: Thread[] = [];
+  #nextId = 0;
+  #failure: Error | null = null;
+  #closed = false;
+
+  private constructor(count: number) {
+    this.size = count;
+    for (let i = 0; i < count; i++) this.#threads.push(this.#spawn());
+  }
+
+  /** Starts `count` threads; they load in the background and take jobs at once (queued). */
+  static start(count: number): ChunkWorkers {
+    assert(Number.isInteger(count) && count >= 1, "at least one chunk worker");
+    return new ChunkWorkers(count);
+  }
+
+  /** Runs a job on the least busy thread; its buffer is unusable until the reply returns it. */
+  run(input: JobInput): Promise<ChunkReply> {
+    assert(!this.#closed, "the chunk workers are open");
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    const id = this.#nextId++;
+    let thread = this.#threads[0];
+    for (const t of this.#threads) if (t.pending.size < (thread?.pending.size ?? 0)) thread = t;
+    assert(thread !== undefined, "the pool has threads");
+    const chosen = thread;
+    return new Promise((resolve, reject) => {
+      if (chosen.pending.size === 0) chosen.worker.ref();
+      chosen.pending.set(id, { resolve, reject });
+      chosen.worker.postMessage({ ...input, id }, [input.buffer]);
+    });
+  }
+
+  /** Ends every thread; jobs still pending reject. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#fail(new Error("The chunk workers were closed while a job ran"));
+    await Promise.all(this.#threads.map((t) => t.worker.terminate()));
+  }
+
+  #spawn(): Thread {
+    const worker = new Worker(WORKER_URL, { stdout: false, stderr: false });
+    const thread: Thread = { worker, pending: new Map() };
+    worker.unref(); // referenced only while a job is pending (run)
+    worker.on("message", (reply: ChunkReply) => {
+      const p = thread.pending.get(reply.id);
+      if (p === undefined && this.#failure !== null) return; // its job was rejected already
+      assert(p !== undefined, "a worker answers each job once");
+      thread.pending.delete(reply.id);
+      if (thread.pending.size === 0) worker.unref();
+      p.resolve(reply);
+    });
+    worker.on("error", (error) => this.#fail(new Error(`A chunk worker failed: ${error.message}`)));
+    worker.on("exit", (code) => {
+      if (!this.#closed) this.#fail(new Error(`A chunk worker exited (code ${code})`));
+    });
+    return thread;
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    for (const t of this.#threads) {
+      for (const p of t.pending.values()) p.reject(this.#failure);
+      t.pending.clear();
+      t.worker.unref();
+    }
+  }
+}
