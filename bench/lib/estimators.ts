@@ -17,7 +17,7 @@
  * faults, time to the guest's first useful output. Invariant: one VM runs at a time.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { GuestParams } from "../../src/guest/index.ts";
+import type { GuestParams } from "../../guest/index.ts";
 import { killVm } from "../../src/vm/index.ts";
 import { vmPaths } from "../../src/vm/state-dir.ts";
 import { loadWorkingSet, type WorkingSetSource } from "../../src/wss/index.ts";
