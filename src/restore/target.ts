@@ -40,7 +40,7 @@ export interface RestoredVm {
  * spec's, which saves pin too); a QEMU without it fails to start, and that failure is then
  * explained as a UsageError naming the machine type (no VM or overlay is left). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
- * path removes the VM.
+ * path removes the VM. `onSpawn` is called once QEMU is exec'd (startVm's).
  */
 export async function startRestoreTarget(
   home: string,
@@ -48,6 +48,7 @@ export async function startRestoreTarget(
   vmName: string | undefined,
   qemu?: QemuInstall,
   signal?: AbortSignal,
+  onSpawn?: () => void,
 ): Promise<ManagedVm> {
   throwIfAborted(signal);
   const recorded = reader.manifest.vm;
@@ -64,7 +65,10 @@ export async function startRestoreTarget(
   const overlays = await freshOverlays(store, reader);
   try {
     const disks = withOverlays(spec, overlays, store, reader.name);
-    const vm = await startVm(home, disks, { incoming: "defer" }).catch(async (error: unknown) => {
+    const vm = await startVm(home, disks, {
+      incoming: "defer",
+      ...(onSpawn === undefined ? {} : { onSpawn }),
+    }).catch(async (error: unknown) => {
       // Asked only now: listing the machine types runs QEMU once more (~0.1 s on the critical
       // path of every restore), and a QEMU that started has the machine type it was given.
       if (error instanceof QemuError) await refuseMissingMachine(reader, install, machine, error);
