@@ -280,21 +280,42 @@ function prefetchPages(
   return prefetch;
 }
 
-/** Polls query-status until the guest left `inmigrate`; a failed fill ends the wait at once. */
+/**
+ * Polls query-status until the guest left `inmigrate`; a failed fill ends the wait at once.
+ * QEMU's RESUME event (the guest runs) cuts a poll interval short: the caller's "running" is
+ * on the restore's critical path. A guest saved paused sends none; the poll sees it.
+ */
 async function waitRunning(vm: ManagedVm, fill: Promise<FillReport>): Promise<RunState> {
   const failed = fill.then(() => null, asError);
   const deadline = performance.now() + RESTORE_RUN_TIMEOUT_MS;
-  for (;;) {
-    const status = await Promise.race([vm.qmp.execute("query-status"), failed]);
-    if (status instanceof Error) throw status;
-    if (status !== null && status.status !== "inmigrate") return status.status;
-    if (performance.now() > deadline) {
-      throw new QemuError(
-        `The restored guest did not start within ${RESTORE_RUN_TIMEOUT_MS} ms of the postcopy ` +
-          "package (QEMU still loading device state)",
-      );
+  let resumed = false;
+  let wake = (): void => undefined;
+  const off = vm.qmp.on("RESUME", () => {
+    resumed = true;
+    wake();
+  });
+  try {
+    for (;;) {
+      const status = await Promise.race([vm.qmp.execute("query-status"), failed]);
+      if (status instanceof Error) throw status;
+      if (status !== null && status.status !== "inmigrate") return status.status;
+      if (performance.now() > deadline) {
+        throw new QemuError(
+          `The restored guest did not start within ${RESTORE_RUN_TIMEOUT_MS} ms of the postcopy ` +
+            "package (QEMU still loading device state)",
+        );
+      }
+      if (resumed) continue; // it came during the query: ask again at once
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, RESTORE_STATUS_POLL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
-    await new Promise((resolve) => setTimeout(resolve, RESTORE_STATUS_POLL_MS));
+  } finally {
+    off();
   }
 }
 
