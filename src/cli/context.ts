@@ -5,7 +5,9 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Progress } from "../progress.ts";
-import { type QemuInstall, resolveQemuChoice } from "../vm/index.ts";
+// Not the vm barrel: it brings QEMU's launcher and QMP client, ~20 modules every command would
+// load at start, and a detached restore before it can spawn its page server.
+import { type QemuInstall, resolveQemuChoice } from "../vm/qemu-install.ts";
 import { ProgressBar } from "./progress-bar.ts";
 
 export interface Context {

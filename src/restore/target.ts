@@ -11,7 +11,7 @@
 import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
-import { InvalidCheckpointError, UsageError } from "../errors.ts";
+import { InvalidCheckpointError, QemuError, UsageError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import {
   killVm,
@@ -37,9 +37,10 @@ export interface RestoredVm {
 /**
  * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
  * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
- * spec's, which saves pin too); a QEMU without it is refused before anything starts. Once
+ * spec's, which saves pin too); a QEMU without it fails to start, and that failure is then
+ * explained as a UsageError naming the machine type (no VM or overlay is left). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
- * path removes the VM.
+ * path removes the VM. `onSpawn` is called once QEMU is exec'd (startVm's).
  */
 export async function startRestoreTarget(
   home: string,
@@ -47,6 +48,7 @@ export async function startRestoreTarget(
   vmName: string | undefined,
   qemu?: QemuInstall,
   signal?: AbortSignal,
+  onSpawn?: () => void,
 ): Promise<ManagedVm> {
   throwIfAborted(signal);
   const recorded = reader.manifest.vm;
@@ -58,13 +60,20 @@ export async function startRestoreTarget(
   });
   const install = qemuFor(saved, qemu === undefined ? {} : { qemu });
   const machine = reader.manifest.runtime?.machineType ?? saved.machine;
-  await refuseMissingMachine(reader, install, machine);
   const spec: VmSpec = { ...saved, machine, qemu: install };
   const store = new LayerStore(home);
   const overlays = await freshOverlays(store, reader);
   try {
     const disks = withOverlays(spec, overlays, store, reader.name);
-    const vm = await startVm(home, disks, { incoming: "defer" });
+    const vm = await startVm(home, disks, {
+      incoming: "defer",
+      ...(onSpawn === undefined ? {} : { onSpawn }),
+    }).catch(async (error: unknown) => {
+      // Asked only now: listing the machine types runs QEMU once more (~0.1 s on the critical
+      // path of every restore), and a QEMU that started has the machine type it was given.
+      if (error instanceof QemuError) await refuseMissingMachine(reader, install, machine, error);
+      throw error;
+    });
     try {
       throwIfAborted(signal);
       signal?.addEventListener("abort", () => signalProcess(vm.pid, "SIGKILL"), { once: true });
@@ -83,14 +92,18 @@ export async function startRestoreTarget(
   }
 }
 
-/** A QEMU without the checkpoint's machine type could not load its device state. */
+/**
+ * Explains a QEMU that failed to start (`startError`) when it lacks the checkpoint's machine
+ * type: it could not have loaded the device state anyway. Returns when it has the type.
+ */
 async function refuseMissingMachine(
   reader: CheckpointReader,
   install: QemuInstall,
   machine: string,
+  startError: QemuError,
 ): Promise<void> {
-  const known = await machineTypesOf(install);
-  if (known.has(machine)) return;
+  const known = await machineTypesOf(install).catch(() => null);
+  if (known === null || known.has(machine)) return;
   const savedBy = reader.manifest.runtime?.qemuVersion;
   const versioned = [...known].filter((m) => /-\d+\.\d+$/.test(m));
   throw new UsageError(
@@ -99,6 +112,7 @@ async function refuseMissingMachine(
       (savedBy === undefined ? "" : ` (QEMU ${savedBy})`) +
       `. Restore it with a QEMU that has that machine type (the same or a newer version; ` +
       `SNAPWAKE_QEMU chooses it). This one has ${versioned.slice(0, 3).join(", ")}…`,
+    { cause: startError },
   );
 }
 

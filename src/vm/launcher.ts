@@ -55,6 +55,8 @@ export interface StartVmOptions {
   qemuBinary?: string;
   /** Deadline for QEMU to bring up QMP. */
   timeoutMs?: number;
+  /** Called once QEMU is exec'd, before its QMP is up: the caller may work while it starts. */
+  onSpawn?: () => void;
 }
 
 /**
@@ -88,6 +90,7 @@ export async function startVm(
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
     spawned = await spawnDetached(...qemuCommand(install, binary, args), paths.qemuLog);
+    options.onSpawn?.();
     const qmp = await connectStarting(paths, spawned, options.timeoutMs);
     spawned.child.unref();
     const pid = spawned.child.pid;

@@ -19,8 +19,10 @@ import {
   RESTORE_STATUS_POLL_MS,
 } from "../../limits.ts";
 import type { ProgressListener } from "../../progress.ts";
+import type { DeviceState, RamSectionInfo } from "../../qemu/migration/index.ts";
 import type { RunState } from "../../qemu/qmp/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../../vm/index.ts";
+import type { AccessedBitsReset } from "../../wss/index.ts";
 import { resetFor } from "../accessed-bits.ts";
 import { replayInfo } from "../stream-info.ts";
 import { type RestoredVm, startRestoreTarget } from "../target.ts";
@@ -95,6 +97,7 @@ export async function restorePostcopy(
 ): Promise<PostcopyRestoreResult> {
   const startedMs = performance.now();
   const startedAt = new Date();
+  checkMode(opts);
   const reader = await CheckpointReader.open(
     new CheckpointStore({ home: opts.home }),
     opts.checkpoint,
@@ -107,18 +110,28 @@ export async function restorePostcopy(
     await reader.close();
   };
   try {
-    const device = await reader.deviceState();
-    const { configuration, ram } = replayInfo(reader);
-    const placement = new Placement(reader.blocks.map((b) => b.pageCount));
-    const order = new FillOrder(reader, placement);
-    const prefetch = prefetchPages(opts, placement, (b, p) => {
-      const where = reader.pageKind(b, p);
-      return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
+    // QEMU first: it takes ~0.1 s to come up for QMP, in which this process reads the device
+    // state and builds the fill order instead of waiting for it.
+    let spawned = (): void => undefined;
+    const qemuSpawned = new Promise<void>((resolve) => {
+      spawned = resolve;
     });
-    const cache = new ChunkCache(loader, RESTORE_CHUNK_CACHE_CHUNKS);
-    const reset = await resetFor(opts, reader);
+    const { home, vmName, qemu, signal } = opts;
+    const target = startRestoreTarget(home, reader, vmName, qemu, signal, spawned);
+    target.then(spawned, spawned); // awaited below, after the preparation
+    let ready: Prepared;
+    try {
+      ready = await prepare(opts, reader, loader, qemuSpawned);
+    } catch (error) {
+      await target.then(
+        (vm) => killVm(opts.home, vm),
+        () => undefined,
+      );
+      throw error;
+    }
+    const { device, configuration, ram, placement, order, prefetch, cache, reset } = ready;
     const blockNames = reader.blocks.map((b) => b.name);
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
+    const vm = await target;
     let channel: MigrationChannel | undefined;
     try {
       channel = await openPostcopyChannel(vm, opts.connectChannel, reset);
@@ -195,6 +208,48 @@ export async function restorePostcopy(
   }
 }
 
+/** What the prelude and the page server need beside QEMU, built while QEMU starts. */
+interface Prepared {
+  readonly device: DeviceState;
+  readonly configuration: Uint8Array;
+  readonly ram: RamSectionInfo;
+  readonly placement: Placement;
+  readonly order: FillOrder;
+  readonly prefetch: number[];
+  readonly cache: ChunkCache;
+  readonly reset: AccessedBitsReset;
+}
+
+async function prepare(
+  opts: PostcopyRestoreOptions,
+  reader: CheckpointReader,
+  loader: WorkerChunkLoader,
+  qemuSpawned: Promise<void>,
+): Promise<Prepared> {
+  const device = await reader.deviceState();
+  const reset = await resetFor(opts, reader);
+  // The rest holds the thread for tens of ms: not before QEMU is on its way.
+  await qemuSpawned;
+  const { configuration, ram } = replayInfo(reader);
+  const placement = new Placement(reader.blocks.map((b) => b.pageCount));
+  const order = new FillOrder(reader, placement);
+  const prefetch = prefetchPages(opts, placement, (b, p) => {
+    const where = reader.pageKind(b, p);
+    return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
+  });
+  const cache = new ChunkCache(loader, RESTORE_CHUNK_CACHE_CHUNKS);
+  return { device, configuration, ram, placement, order, prefetch, cache, reset };
+}
+
+/** The working set given (or not) fits the mode: checked before QEMU starts, and again after. */
+function checkMode(opts: PostcopyRestoreOptions): void {
+  const ws = opts.workingSet;
+  if (opts.mode === "lazy" && ws !== undefined && ws.length > 0)
+    throw new UsageError("Cannot prefetch a working set in a lazy restore: use mode partial");
+  if (opts.mode === "partial" && ws === undefined)
+    throw new UsageError("Cannot restore partially without a working set: use mode lazy");
+}
+
 /**
  * Validates the working set against the mode and the checkpoint; returns the pages to send in
  * precopy as global indices, deduped. `chunkOf` gives a stored page's chunk's pages.
@@ -204,11 +259,8 @@ function prefetchPages(
   placement: Placement,
   chunkOf: (block: number, page: number) => Uint32Array | null,
 ): number[] {
+  checkMode(opts);
   const ws = opts.workingSet;
-  if (opts.mode === "lazy" && ws !== undefined && ws.length > 0)
-    throw new UsageError("Cannot prefetch a working set in a lazy restore: use mode partial");
-  if (opts.mode === "partial" && ws === undefined)
-    throw new UsageError("Cannot restore partially without a working set: use mode lazy");
   const seen = new Set<number>();
   for (const { block, page } of ws ?? []) {
     const pages = Number.isInteger(block) ? placement.pagesOf(block) : 0;
@@ -228,21 +280,42 @@ function prefetchPages(
   return prefetch;
 }
 
-/** Polls query-status until the guest left `inmigrate`; a failed fill ends the wait at once. */
+/**
+ * Polls query-status until the guest left `inmigrate`; a failed fill ends the wait at once.
+ * QEMU's RESUME event (the guest runs) cuts a poll interval short: the caller's "running" is
+ * on the restore's critical path. A guest saved paused sends none; the poll sees it.
+ */
 async function waitRunning(vm: ManagedVm, fill: Promise<FillReport>): Promise<RunState> {
   const failed = fill.then(() => null, asError);
   const deadline = performance.now() + RESTORE_RUN_TIMEOUT_MS;
-  for (;;) {
-    const status = await Promise.race([vm.qmp.execute("query-status"), failed]);
-    if (status instanceof Error) throw status;
-    if (status !== null && status.status !== "inmigrate") return status.status;
-    if (performance.now() > deadline) {
-      throw new QemuError(
-        `The restored guest did not start within ${RESTORE_RUN_TIMEOUT_MS} ms of the postcopy ` +
-          "package (QEMU still loading device state)",
-      );
+  let resumed = false;
+  let wake = (): void => undefined;
+  const off = vm.qmp.on("RESUME", () => {
+    resumed = true;
+    wake();
+  });
+  try {
+    for (;;) {
+      const status = await Promise.race([vm.qmp.execute("query-status"), failed]);
+      if (status instanceof Error) throw status;
+      if (status !== null && status.status !== "inmigrate") return status.status;
+      if (performance.now() > deadline) {
+        throw new QemuError(
+          `The restored guest did not start within ${RESTORE_RUN_TIMEOUT_MS} ms of the postcopy ` +
+            "package (QEMU still loading device state)",
+        );
+      }
+      if (resumed) continue; // it came during the query: ask again at once
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, RESTORE_STATUS_POLL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
-    await new Promise((resolve) => setTimeout(resolve, RESTORE_STATUS_POLL_MS));
+  } finally {
+    off();
   }
 }
 
