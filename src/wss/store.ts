@@ -76,22 +76,25 @@ export async function loadWorkingSet(
   checkpoint: string,
   source?: WorkingSetSource,
 ): Promise<WorkingSet | null> {
-  if (source !== undefined) return loadSource(home, checkpoint, source);
+  // The checkpoint's identity (its manifest's hash) and directory listing, once per call.
+  const dir = await dirOf(home, checkpoint);
+  if (dir === null) return null;
+  const present = await sourcesIn(dir);
+  if (source !== undefined)
+    return present.includes(source) ? readSource(dir, checkpoint, source) : null;
   for (const s of PREFERENCE) {
-    const ws = await loadSource(home, checkpoint, s);
-    if (ws !== null && !isBroad(ws)) return ws;
+    if (!present.includes(s)) continue;
+    const ws = await readSource(dir, checkpoint, s);
+    if (!isBroad(ws)) return ws;
   }
   return null;
 }
 
-async function loadSource(
-  home: string,
+async function readSource(
+  dir: string,
   checkpoint: string,
   pick: WorkingSetSource,
-): Promise<WorkingSet | null> {
-  const present = await listSources(home, checkpoint);
-  const dir = await dirOf(home, checkpoint);
-  if (dir === null || !present.includes(pick)) return null;
+): Promise<WorkingSet> {
   const file = join(dir, `${pick}.json`);
   const text = await readFile(file, "utf8");
   const bad = (why: string) =>
@@ -106,17 +109,21 @@ async function loadSource(
   } catch {
     throw bad("is not JSON");
   }
+  const pages = parsePages(body, bad); // checks it is an object of the right format first
   const ofPages = (body as { ofPages?: unknown }).ofPages;
-  if (ofPages !== undefined && !(Number.isSafeInteger(ofPages) && (ofPages as number) > 0))
+  if (ofPages === undefined) return { source: pick, pages };
+  if (!(typeof ofPages === "number" && Number.isSafeInteger(ofPages) && ofPages > 0))
     throw bad("has a malformed ofPages");
-  const pages = parsePages(body, bad);
-  return { source: pick, pages, ...(ofPages === undefined ? {} : { ofPages: ofPages as number }) };
+  return { source: pick, pages, ofPages };
 }
 
 /** The working-set sources stored for a checkpoint (none when it is not listed). */
 export async function listSources(home: string, checkpoint: string): Promise<WorkingSetSource[]> {
   const dir = await dirOf(home, checkpoint);
-  if (dir === null) return [];
+  return dir === null ? [] : sourcesIn(dir);
+}
+
+async function sourcesIn(dir: string): Promise<WorkingSetSource[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
   return SOURCES.filter((s) => names.includes(`${s}.json`));
 }
