@@ -157,6 +157,8 @@ test("a damaged working-set file is a clear error, not a silent wrong prefetch",
       "{",
       '{"format":"other","version":1,"pages":[]}',
       '{"format":"snapwake-working-set","version":1,"pages":[[0,-1,0]]}',
+      '{"format":"snapwake-working-set","version":1,"ofPages":-5,"pages":[]}',
+      "null",
     ]) {
       await writeFile(file, text);
       await assert.rejects(loadWorkingSet(home, "c@1"), InvalidCheckpointError);
