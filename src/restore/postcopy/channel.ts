@@ -110,6 +110,7 @@ export function channelOver(socket: Socket, pageEdit?: PageEdit): MigrationChann
     }),
     out,
     closed,
-    isClosed: () => isClosed,
+    // destroy() marks the socket at once; its 'close' event comes a tick later.
+    isClosed: () => isClosed || socket.destroyed,
   };
 }
