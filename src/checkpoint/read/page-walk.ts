@@ -122,19 +122,23 @@ export async function walkChunksParallel(
   const submit = (c: number): Promise<Decoded> => {
     const job = src.decodeJobOf(c);
     if (job === null) {
-      return src.readStoredChunk(c).then(
-        (stored): Decoded => ({ ok: true, pages: src.decodeChunk(c, stored), buffer: null }),
-        (error: unknown): Decoded => ({ ok: false, error, buffer: null }),
-      );
+      // decodeChunk runs inside then(): its throw is caught there too, so a Decoded never
+      // rejects while it waits in the queue (an unhandled rejection otherwise).
+      return src
+        .readStoredChunk(c)
+        .then((stored): Decoded => ({ ok: true, pages: src.decodeChunk(c, stored), buffer: null }))
+        .catch((error: unknown): Decoded => ({ ok: false, error, buffer: null }));
     }
     const buffer = free.pop() ?? new ArrayBuffer(CHUNK_PAGES_MAX * PAGE_SIZE_BYTES);
-    return workers.run({ kind: "decode", ...job, buffer, wantDigests: false }).then(
-      (reply): Decoded =>
-        reply.ok
-          ? { ok: true, pages: pagesOf(reply.buffer, job.pageCount), buffer: reply.buffer }
-          : { ok: false, error: src.workerError(c, reply), buffer: reply.buffer },
-      (error: unknown): Decoded => ({ ok: false, error, buffer: null }),
-    );
+    return workers
+      .run({ kind: "decode", ...job, buffer, wantDigests: false })
+      .then(
+        (reply): Decoded =>
+          reply.ok
+            ? { ok: true, pages: pagesOf(reply.buffer, job.pageCount), buffer: reply.buffer }
+            : { ok: false, error: src.workerError(c, reply), buffer: reply.buffer },
+      )
+      .catch((error: unknown): Decoded => ({ ok: false, error, buffer: null }));
   };
   const queue: { chunk: number; result: Promise<Decoded> }[] = [];
   let next = nextFrom(-1);
