@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * The `snapwake` command of the npm package: checks the Node version, then runs the compiled
- * CLI (dist/cli/main.js). Plain JavaScript that older Nodes parse too, so they get a clear
- * message instead of a syntax error deep in dist/. In a source checkout whose `node` is older,
- * it runs itself on the project's own Node 24 (node_modules/.bin/node, the node devDependency).
+ * The `snapwake` command of the npm package: checks the Node version, then runs the bundled
+ * CLI (dist/bundle/main.js, docs/adr/0014). Plain JavaScript that older Nodes parse too, so
+ * they get a clear message instead of a syntax error deep in dist/. In a source checkout whose
+ * `node` is older, it runs itself on the project's own Node 24 (node_modules/.bin/node, the
+ * node devDependency).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -26,4 +27,4 @@ if (Number(process.versions.node.split(".")[0]) < NODE_MAJOR_MIN) {
   process.exit(1);
 }
 
-await import("../dist/cli/main.js");
+await import("../dist/bundle/main.js");

@@ -1,9 +1,11 @@
 /**
  * Builds dist/: the compiled JavaScript and .d.ts of src/ (tsconfig.build.json, no tests), which
- * the npm package and bin/snapwake run (docs/adr/0008). Idempotent and fast when nothing
- * changed: a SHA-256 of the inputs (every compiled source file, both tsconfigs) is compared with
- * dist/.stamp, which is written last; tsc itself is incremental (dist/.tsbuildinfo). Files whose
- * source is gone are removed. --clean starts from an empty dist/ (npm pack).
+ * the package's library entry exports (docs/adr/0008), and dist/bundle/, the CLI bundled by
+ * esbuild (its entry, one file per command loaded on demand, and the chunk worker), which
+ * bin/snapwake.js runs (docs/adr/0014). Idempotent and fast when nothing changed: a SHA-256 of
+ * the inputs (every compiled source file, both tsconfigs, this script) is compared with
+ * dist/.stamp, which is written last; tsc itself is incremental (dist/.tsbuildinfo). Files
+ * whose source is gone are removed. --clean starts from an empty dist/ (npm pack).
  * Run: node_modules/.bin/node scripts/build-dist.ts [--clean]
  */
 import { execFileSync } from "node:child_process";
@@ -12,13 +14,24 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SRC = path.join(ROOT, "src");
 const DIST = path.join(ROOT, "dist");
 /** bin/snapwake compares source mtimes with this file's: keep the name in step with it. */
 const STAMP = path.join(DIST, ".stamp");
-const CONFIGS = ["tsconfig.json", "tsconfig.build.json"];
+const CONFIGS = ["tsconfig.json", "tsconfig.build.json", "scripts/build-dist.ts"];
+/** The bundled CLI; removeOrphans leaves it alone (its files have no source of their own). */
+const BUNDLE = path.join(DIST, "bundle");
+/**
+ * The bundle's entry points. The chunk worker is one because chunk-workers.ts starts it by URL,
+ * `./chunk-worker.js` beside its own module: every output file sits in one folder for that.
+ */
+const BUNDLE_ENTRIES = {
+  main: "src/cli/main.ts",
+  "chunk-worker": "src/checkpoint/read/chunk-worker.ts",
+};
 const TSC = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
 
 /** Sources tsc compiles: src/**.ts but tests and test data (tsconfig.build.json's exclude). */
@@ -52,6 +65,7 @@ async function removeOrphans(files: readonly string[]): Promise<number> {
   const wanted = new Set(files.map((f) => f.replace(/\.ts$/, "")));
   let removed = 0;
   for (const rel of await readdir(DIST, { recursive: true })) {
+    if (rel.split(path.sep)[0] === "bundle") continue;
     const stem = rel.match(/^(.*)(\.d\.ts|\.js)$/)?.[1];
     if (stem === undefined || wanted.has(stem)) continue;
     await rm(path.join(DIST, rel));
@@ -76,10 +90,35 @@ async function main(): Promise<void> {
     stdio: "inherit",
   });
   const orphans = await removeOrphans(files);
+  await bundle();
   await writeFile(STAMP, `${hash}\n`);
   const ms = Math.round(performance.now() - started);
   const extra = orphans === 0 ? "" : `, removed ${orphans} stale file(s)`;
   console.error(`build-dist: compiled ${files.length} modules into dist/ in ${ms} ms${extra}`);
+}
+
+/**
+ * The CLI as a few files instead of ~150 modules: Node's ESM loader costs about 1 ms per module,
+ * twice on a lazy restore's path (the command, then its page server). Dynamic imports stay
+ * split (`splitting`), so a command still loads only its own code. Class names are kept:
+ * errors are told apart by name across the page server's report line.
+ */
+async function bundle(): Promise<void> {
+  await rm(BUNDLE, { recursive: true, force: true });
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints: BUNDLE_ENTRIES,
+    outdir: BUNDLE,
+    entryNames: "[name]",
+    chunkNames: "chunk-[hash]",
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node24",
+    keepNames: true,
+    logLevel: "warning",
+  });
 }
 
 await main();
