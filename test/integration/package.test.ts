@@ -2,8 +2,10 @@
  * The npm package as a user gets it: `npm pack` of the dist/ that scripts/build-dist.ts keeps
  * fresh, installed with `npm install -g` into a scratch prefix (no devDependencies, offline:
  * the package has no runtime dependencies). Its `snapwake` runs on the project's Node 24, a
- * scratch project imports the library by name, and an older Node gets a clear refusal.
- * Needs npm, no QEMU and no network.
+ * scratch project imports the library by name, an older Node gets a clear refusal, and the
+ * installed CLI (the bundle of docs/adr/0014, its chunk workers included) saves a real guest
+ * and restores it eagerly and lazily, the guest verifying every page. Needs npm and QEMU, no
+ * network.
  */
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
@@ -12,6 +14,8 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
+import { killVm, listVms, openVm } from "../../src/vm/index.ts";
+import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const VERSION: unknown = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
@@ -60,6 +64,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const vm of await listVms(home)) await killVm(home, vm.name);
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -69,6 +74,9 @@ test("the package holds the compiled code, docs and bin, and no sources, tests o
   assert.deepEqual(top, ["LICENSE", "README.md", "bin", "dist", "docs", "package.json"]);
   const files = readdirSync(join(pkg, "dist"), { recursive: true }).map(String);
   assert.ok(files.includes(join("cli", "main.js")) && files.includes("index.d.ts"));
+  // The bin runs the bundled CLI; its page server starts the chunk worker beside it.
+  assert.ok(files.includes(join("bundle", "main.js")), "the bundled CLI");
+  assert.ok(files.includes(join("bundle", "chunk-worker.js")), "the bundle's chunk worker");
   assert.ok(
     !files.some(
       (f) =>
@@ -143,4 +151,29 @@ test("a Node older than 24 is told what to install", (t) => {
   const r = run(old, [join(prefix, "bin", "snapwake"), "--version"]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /snapwake needs Node\.js 24 or newer/);
+});
+
+test("the installed snapwake saves a real guest and restores it eagerly and lazily", async () => {
+  const params = { memMiB: 64, hotPct: 5, hotRate: 500 };
+  const { vm, agent } = await bootTestGuest(home, { name: "pkg", memoryMiB: 256, params });
+  agent.close();
+  vm.close(); // QEMU serves one QMP client: the CLI's
+  const saved = snapwake("save", vm.name, "--name", "pkg@1", "--stop-first", "--after", "stop");
+  assert.equal(saved.status, 0, saved.stderr);
+  for (const mode of ["eager", "lazy"]) {
+    const name = `pkg-${mode}`;
+    const r = snapwake("restore", "pkg@1", "--mode", mode, "--name", name);
+    assert.equal(r.status, 0, r.stderr);
+    const restored = await openVm(home, name);
+    restored.close();
+    const guest = await connectAgent(restored);
+    try {
+      const verify = await guest.verify({ timeoutMs: 120_000 }); // lazy: faults pages in
+      assert.equal(verify.bad, 0, `${mode}: no page differs`);
+      assert.equal(verify.pages, params.memMiB * 256);
+    } finally {
+      guest.close();
+    }
+    assert.equal(snapwake("vm", "stop", name).status, 0);
+  }
 });
