@@ -119,8 +119,10 @@ export const WORKING_SET_BROAD_SHARE = 0.5;
  * guest's 4 KiB mappings need ~32k; more is not a page table set we trust ourselves to edit.
  */
 export const PAGE_TABLE_PAGES_MAX = 1 << 17;
-/** A working-set file holds ≤ 1 Mi entries of ~25 bytes of JSON each. */
+/** A JSON file of src/wss (page-tables.json, a version-1 working set): ≤ 1 Mi entries of ~25 B. */
 export const WORKING_SET_FILE_BYTES_MAX = 64 * 1024 * 1024;
+/** A working-set file's header line (src/wss/file.ts): a few names, counts and one hash. */
+export const WORKING_SET_HEADER_BYTES_MAX = 4096;
 
 // Lazy and partial restore: snapwake as QEMU's postcopy source (src/restore/postcopy).
 /** Decompressed chunks kept for requests and locality pushes: 64 × 256 KiB = 16 MiB of pages. */

@@ -7,21 +7,15 @@
  * prefetching: a wrong one costs speed, never correctness, because every page still comes
  * from the verified checkpoint.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
-import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_PAGES_MAX } from "../limits.ts";
+import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_HEADER_BYTES_MAX } from "../limits.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { IDENTITY_PATTERN, workingSetDir, workingSetsDir } from "../store/layout.ts";
-import {
-  isBroad,
-  type WorkingSet,
-  type WorkingSetPage,
-  type WorkingSetSource,
-} from "./working-set.ts";
+import { decodeHeader, decodeJson, decodePages, encodeWorkingSet } from "./file.ts";
+import { isBroadCount, type WorkingSet, type WorkingSetSource } from "./working-set.ts";
 
-const FORMAT = "snapwake-working-set";
-const VERSION = 1;
 const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "accessed-bits"];
 /**
  * Which working set a restore prefers when several exist: measured beats estimated, and of
@@ -29,6 +23,9 @@ const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "ac
  * save (docs/accessed-bits.md, "Which estimate auto picks").
  */
 const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "accessed-bits", "write-set"];
+/** The file of each version (file.ts): version 2 is written, version 1 still read. */
+const fileOf = (source: WorkingSetSource, version: 1 | 2) =>
+  `${source}.${version === 2 ? "ws" : "json"}`;
 
 /** The working-set directory of listed checkpoint `checkpoint`, or null when it is not listed. */
 async function dirOf(home: string, checkpoint: string): Promise<string | null> {
@@ -50,26 +47,17 @@ export async function saveWorkingSet(
     throw new NotFoundError(`No checkpoint named "${checkpoint}" to keep a working set for`);
   await removeStale(home, checkpoint, dir);
   await mkdir(dir, { recursive: true });
-  const file = join(dir, `${ws.source}.json`);
-  const body = {
-    format: FORMAT,
-    version: VERSION,
-    checkpoint,
-    manifestSha256: dir.slice(-64),
-    source: ws.source,
-    createdAt: new Date().toISOString(),
-    ...(ws.ofPages === undefined ? {} : { ofPages: ws.ofPages }),
-    pages: ws.pages.map((p) => [p.block, p.page, Math.round(p.firstMs)]),
-  };
+  const file = join(dir, fileOf(ws.source, 2));
   const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(body)}\n`);
+  await writeFile(temp, encodeWorkingSet(ws, checkpoint, dir.slice(-64)));
   await rename(temp, file);
+  await rm(join(dir, fileOf(ws.source, 1)), { force: true }); // replaced
   return file;
 }
 
 /**
  * One `source` of a checkpoint's working sets, or without `source` the preferred one
- * (PREFERENCE, skipping a broad estimate: isBroad), or null.
+ * (PREFERENCE, skipping a broad estimate: isBroad, told from a file's header), or null.
  */
 export async function loadWorkingSet(
   home: string,
@@ -80,52 +68,82 @@ export async function loadWorkingSet(
   const dir = await dirOf(home, checkpoint);
   if (dir === null) return null;
   const present = await sourcesIn(dir);
-  if (source !== undefined)
-    return present.includes(source) ? readSource(dir, checkpoint, source) : null;
+  if (source !== undefined) {
+    const version = present.get(source);
+    return version === undefined ? null : readSource(dir, checkpoint, source, version);
+  }
   for (const s of PREFERENCE) {
-    if (!present.includes(s)) continue;
-    const ws = await readSource(dir, checkpoint, s);
-    if (!isBroad(ws)) return ws;
+    const version = present.get(s);
+    if (version === undefined) continue;
+    if (version === 2) {
+      const { pageCount, ofPages } = await readCounts(dir, checkpoint, s);
+      if (isBroadCount(pageCount, ofPages)) continue;
+    }
+    const ws = await readSource(dir, checkpoint, s, version);
+    if (!isBroadCount(ws.pages.length, ws.ofPages)) return ws;
   }
   return null;
+}
+
+function badFile(checkpoint: string, file: string): (why: string) => InvalidCheckpointError {
+  return (why) =>
+    new InvalidCheckpointError(
+      checkpoint,
+      `its working set ${file} ${why}: delete the file and profile again`,
+    );
+}
+
+/** A version-2 file's page count and ofPages, from its header alone. */
+async function readCounts(
+  dir: string,
+  checkpoint: string,
+  source: WorkingSetSource,
+): Promise<{ pageCount: number; ofPages: number | undefined }> {
+  const file = join(dir, fileOf(source, 2));
+  const fh = await open(file, "r");
+  try {
+    const head = Buffer.alloc(WORKING_SET_HEADER_BYTES_MAX + 1);
+    const { bytesRead } = await fh.read(head, 0, head.byteLength, 0);
+    const { header } = decodeHeader(head.subarray(0, bytesRead), source, badFile(checkpoint, file));
+    return { pageCount: header.pageCount, ofPages: header.ofPages };
+  } finally {
+    await fh.close();
+  }
 }
 
 async function readSource(
   dir: string,
   checkpoint: string,
-  pick: WorkingSetSource,
+  source: WorkingSetSource,
+  version: 1 | 2,
 ): Promise<WorkingSet> {
-  const file = join(dir, `${pick}.json`);
-  const text = await readFile(file, "utf8");
-  const bad = (why: string) =>
-    new InvalidCheckpointError(
-      checkpoint,
-      `its working set ${file} ${why}: delete the file and profile again`,
-    );
-  if (text.length > WORKING_SET_FILE_BYTES_MAX) throw bad("is too large");
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw bad("is not JSON");
-  }
-  const pages = parsePages(body, bad); // checks it is an object of the right format first
-  const ofPages = (body as { ofPages?: unknown }).ofPages;
-  if (ofPages === undefined) return { source: pick, pages };
-  if (!(typeof ofPages === "number" && Number.isSafeInteger(ofPages) && ofPages > 0))
-    throw bad("has a malformed ofPages");
-  return { source: pick, pages, ofPages };
+  const file = join(dir, fileOf(source, version));
+  const bad = badFile(checkpoint, file);
+  const bytes = await readFile(file);
+  if (bytes.byteLength > WORKING_SET_FILE_BYTES_MAX) throw bad("is too large");
+  if (version === 1) return { source, ...decodeJson(bytes.toString("utf8"), bad) };
+  const { header, recordsAt } = decodeHeader(bytes, source, bad);
+  const pages = decodePages(bytes, header, recordsAt, bad);
+  return header.ofPages === undefined
+    ? { source, pages }
+    : { source, pages, ofPages: header.ofPages };
 }
 
 /** The working-set sources stored for a checkpoint (none when it is not listed). */
 export async function listSources(home: string, checkpoint: string): Promise<WorkingSetSource[]> {
   const dir = await dirOf(home, checkpoint);
-  return dir === null ? [] : sourcesIn(dir);
+  return dir === null ? [] : [...(await sourcesIn(dir)).keys()];
 }
 
-async function sourcesIn(dir: string): Promise<WorkingSetSource[]> {
+/** Each stored source with the version of its file (2 where both are there). */
+async function sourcesIn(dir: string): Promise<Map<WorkingSetSource, 1 | 2>> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  return SOURCES.filter((s) => names.includes(`${s}.json`));
+  const out = new Map<WorkingSetSource, 1 | 2>();
+  for (const s of SOURCES) {
+    if (names.includes(fileOf(s, 2))) out.set(s, 2);
+    else if (names.includes(fileOf(s, 1))) out.set(s, 1);
+  }
+  return out;
 }
 
 /** One kept working set as `inspect` shows it. */
@@ -138,23 +156,31 @@ export interface WorkingSetSummary {
   readonly broad: boolean;
 }
 
-/** Every working set kept for a checkpoint, in preference order. */
+/** Every working set kept for a checkpoint, in preference order (from headers where it can). */
 export async function summarizeWorkingSets(
   home: string,
   checkpoint: string,
 ): Promise<WorkingSetSummary[]> {
-  const present = await listSources(home, checkpoint);
+  const dir = await dirOf(home, checkpoint);
+  if (dir === null) return [];
+  const present = await sourcesIn(dir);
   const ordered = [
-    ...PREFERENCE.filter((s) => present.includes(s)),
-    ...present.filter((s) => !PREFERENCE.includes(s)),
+    ...PREFERENCE.filter((s) => present.has(s)),
+    ...[...present.keys()].filter((s) => !PREFERENCE.includes(s)),
   ];
   const out: WorkingSetSummary[] = [];
   for (const source of ordered) {
-    const ws = await loadWorkingSet(home, checkpoint, source);
-    if (ws === null) continue;
-    const broad = isBroad(ws);
+    const version = present.get(source) ?? 2;
+    const { pageCount, ofPages } =
+      version === 2
+        ? await readCounts(dir, checkpoint, source)
+        : await readSource(dir, checkpoint, source, version).then((ws) => ({
+            pageCount: ws.pages.length,
+            ofPages: ws.ofPages,
+          }));
+    const broad = isBroadCount(pageCount, ofPages);
     const preferred = !broad && !out.some((w) => w.preferred);
-    out.push({ source, pages: ws.pages.length, preferred, broad });
+    out.push({ source, pages: pageCount, preferred, broad });
   }
   return out;
 }
@@ -171,26 +197,7 @@ async function removeStale(home: string, checkpoint: string, keep: string): Prom
     const path = join(parent, entry);
     const stale = IDENTITY_PATTERN.test(entry)
       ? path !== keep
-      : SOURCES.some((s) => entry === `${s}.json`);
+      : SOURCES.some((s) => entry === fileOf(s, 1) || entry === fileOf(s, 2));
     if (stale) await rm(path, { recursive: true, force: true });
   }
-}
-
-function parsePages(body: unknown, bad: (why: string) => Error): WorkingSetPage[] {
-  if (typeof body !== "object" || body === null) throw bad("is not an object");
-  const o = body as Record<string, unknown>;
-  if (o.format !== FORMAT || o.version !== VERSION)
-    throw bad(`is not a ${FORMAT} version ${VERSION}`);
-  if (!Array.isArray(o.pages) || o.pages.length > WORKING_SET_PAGES_MAX)
-    throw bad("has no valid page list");
-  return o.pages.map((entry: unknown) => {
-    if (
-      !Array.isArray(entry) ||
-      entry.length !== 3 ||
-      !entry.every((n) => Number.isSafeInteger(n) && n >= 0)
-    ) {
-      throw bad("has a malformed page entry");
-    }
-    return { block: entry[0], page: entry[1], firstMs: entry[2] };
-  });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { checkpointDir, manifestFile, workingSetsDir } from "../store/layout.ts";
@@ -152,18 +152,81 @@ test("a damaged working-set file is a clear error, not a silent wrong prefetch",
   const home = t.home;
   try {
     await t.list("c@1");
-    const file = await saveWorkingSet(home, "c@1", workingSetFromWrites([{ block: 0, page: 1 }]));
-    for (const text of [
-      "{",
-      '{"format":"other","version":1,"pages":[]}',
-      '{"format":"snapwake-working-set","version":1,"pages":[[0,-1,0]]}',
-      '{"format":"snapwake-working-set","version":1,"ofPages":-5,"pages":[]}',
-      "null",
-    ]) {
-      await writeFile(file, text);
-      await assert.rejects(loadWorkingSet(home, "c@1"), InvalidCheckpointError);
+    const ws = workingSetFromWrites([1, 2, 3].map((page) => ({ block: 0, page })));
+    const file = await saveWorkingSet(home, "c@1", ws);
+    assert.match(file, /write-set\.ws$/);
+    const good = await readFile(file);
+    const header = good.subarray(0, good.indexOf(0x0a) + 1).toString();
+    const records = good.subarray(header.length);
+    const damaged: [string, Buffer][] = [
+      ["no header line", Buffer.from("{")],
+      ["not JSON", Buffer.from("{\n")],
+      ["another format", Buffer.from('{"format":"other","version":2}\n')],
+      ["a missing record", good.subarray(0, good.byteLength - 12)],
+      ["a changed record", Buffer.concat([Buffer.from(header), flipped(records, 5)])],
+      ["a wrong count", Buffer.from(header.replace('"pageCount":3', '"pageCount":2'))],
+      ["another source", Buffer.from(header.replace('"write-set"', '"trace"'))],
+    ];
+    for (const [what, bytes] of damaged) {
+      await writeFile(file, bytes);
+      await assert.rejects(loadWorkingSet(home, "c@1"), InvalidCheckpointError, what);
     }
   } finally {
     await t.cleanup();
   }
 });
+
+test("a version-1 (JSON) working-set file is still read, and checked", async () => {
+  const t = await tempHome();
+  try {
+    await t.list("c@1");
+    const v2 = await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 1 }]));
+    await rm(v2);
+    const v1 = v2.replace(/\.ws$/, ".json");
+    const body = { format: "snapwake-working-set", version: 1, ofPages: 9, pages: [[0, 7, 3]] };
+    await writeFile(v1, JSON.stringify(body));
+    const ws = await loadWorkingSet(t.home, "c@1");
+    assert.deepEqual(ws, {
+      source: "write-set",
+      pages: [{ block: 0, page: 7, firstMs: 3 }],
+      ofPages: 9,
+    });
+    for (const text of ["{", '{"format":"snapwake-working-set","version":1,"pages":[[0,-1,0]]}']) {
+      await writeFile(v1, text);
+      await assert.rejects(loadWorkingSet(t.home, "c@1"), InvalidCheckpointError);
+    }
+    await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 2 }]));
+    assert.deepEqual(await readdir(dirname(v1)), ["write-set.ws"], "the new file replaces it");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a broad estimate is skipped from its header: its pages are never read", async () => {
+  const t = await tempHome();
+  try {
+    await t.list("c@1");
+    const pages = Array.from({ length: 80 }, (_, page) => ({ block: 0, page, firstMs: 0 }));
+    const file = await saveWorkingSet(t.home, "c@1", {
+      source: "accessed-bits",
+      pages,
+      ofPages: 100,
+    });
+    const bytes = await readFile(file);
+    await writeFile(file, bytes.subarray(0, bytes.indexOf(0x0a) + 1)); // the records are gone
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null, "broad: skipped by its header");
+    assert.deepEqual(
+      (await summarizeWorkingSets(t.home, "c@1")).map((w) => [w.source, w.pages, w.broad]),
+      [["accessed-bits", 80, true]],
+    );
+    await assert.rejects(loadWorkingSet(t.home, "c@1", "accessed-bits"), /holds 0 bytes of pages/);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+function flipped(bytes: Buffer, at: number): Buffer {
+  const out = Buffer.from(bytes);
+  out[at] = (out[at] ?? 0) ^ 1;
+  return out;
+}

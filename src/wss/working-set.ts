@@ -26,7 +26,12 @@ export interface WorkingSet {
 
 /** A set that holds most of the memory it was chosen from: no prediction, only a prefetch. */
 export function isBroad(ws: WorkingSet): boolean {
-  return ws.ofPages !== undefined && ws.pages.length > WORKING_SET_BROAD_SHARE * ws.ofPages;
+  return isBroadCount(ws.pages.length, ws.ofPages);
+}
+
+/** isBroad from the counts alone (a working-set file's header has them). */
+export function isBroadCount(pageCount: number, ofPages: number | undefined): boolean {
+  return ofPages !== undefined && pageCount > WORKING_SET_BROAD_SHARE * ofPages;
 }
 
 /** One traced page request of a lazy restore. */
