@@ -25,6 +25,7 @@ import {
   refineWorkingSet,
   saveWorkingSet,
   type WorkingSet,
+  workingSetFile,
   workingSetFromTrace,
 } from "../wss/index.ts";
 import type {
@@ -142,13 +143,15 @@ export async function learnFromTrace(
     (await loadWorkingSet(home, checkpoint, "union")) ??
     (await loadWorkingSet(home, checkpoint, "trace"));
   const workingSet = kept === null ? traced : refineWorkingSet(kept, traced);
-  const file = await saveWorkingSet(home, checkpoint, workingSet);
+  const saved = await saveWorkingSet(home, checkpoint, workingSet);
   const relayout = await relayoutCheckpoint(
     new CheckpointStore({ home }),
     checkpoint,
     workingSet.pages,
     { source: workingSet.source },
   );
+  // The relayout gives the checkpoint a new identity and moves its working sets with it.
+  const file = (await workingSetFile(home, checkpoint, workingSet.source)) ?? saved;
   return {
     tracedPages: traced.pages.length,
     window: fill.traceWindow,

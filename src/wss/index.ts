@@ -12,6 +12,7 @@ export {
   saveWorkingSet,
   summarizeWorkingSets,
   type WorkingSetSummary,
+  workingSetFile,
 } from "./store.ts";
 export { SETTLE_RULE_DEFAULT, type SettleRule, TraceSettle } from "./trace-window.ts";
 export {

@@ -129,6 +129,17 @@ async function readSource(
     : { source, pages, ofPages: header.ofPages };
 }
 
+/** Where the checkpoint's working set of `source` is now (a relayout moves it), or null. */
+export async function workingSetFile(
+  home: string,
+  checkpoint: string,
+  source: WorkingSetSource,
+): Promise<string | null> {
+  const dir = await dirOf(home, checkpoint);
+  const version = dir === null ? undefined : (await sourcesIn(dir)).get(source);
+  return dir === null || version === undefined ? null : join(dir, fileOf(source, version));
+}
+
 /** The working-set sources stored for a checkpoint (none when it is not listed). */
 export async function listSources(home: string, checkpoint: string): Promise<WorkingSetSource[]> {
   const dir = await dirOf(home, checkpoint);

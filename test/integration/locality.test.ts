@@ -6,6 +6,7 @@
  * guest still asks for few pages, and it verifies every page and file.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -98,6 +99,7 @@ test(
     const learned = await learnFromTrace(home, CHECKPOINT, traced, PROFILE_MS);
     const kept = await loadWorkingSet(home, CHECKPOINT);
     assert.ok(kept !== null, "the working set is kept");
+    assert.ok(existsSync(learned.file), `the reported file ${learned.file} is where it is now`);
     const now = await partial("loc-after", kept.pages);
 
     const r = learned.relayout;
