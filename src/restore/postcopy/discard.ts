@@ -1,11 +1,12 @@
 /**
  * The POSTCOPY_RAM_DISCARD commands a lazy restore sends before LISTEN
  * (docs/migration-protocol.md §6.1, §6.3): every page not sent in precopy is discarded, in
- * coalesced host-page-aligned byte ranges. That breaks any transparent huge page the
- * destination built around a precopy page, whose never-sent neighbours would otherwise be
- * "present" and fail their UFFDIO_COPY with EEXIST. At least one DISCARD must be sent: without
- * one, QEMU 7.2's LISTEN falls back to a state change that makes RUN fail
- * ("CMD_POSTCOPY_RUN in wrong postcopy state (2)").
+ * coalesced host-page-aligned byte ranges. The first one turns transparent huge pages off for
+ * guest RAM, so the prelude sends them before the working set (its pages then land as 4 KiB
+ * pages); were a huge page built around a precopy page, the discard would break it up, since
+ * its never-sent neighbours would otherwise be "present" and fail their UFFDIO_COPY with
+ * EEXIST. At least one DISCARD must be sent: without one, QEMU 7.2's LISTEN falls back to a
+ * state change that makes RUN fail ("CMD_POSTCOPY_RUN in wrong postcopy state (2)").
  */
 import assert from "node:assert/strict";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";

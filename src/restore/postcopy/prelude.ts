@@ -1,13 +1,20 @@
 /**
  * Everything a lazy or partial restore sends before the guest may run
  * (docs/migration-protocol.md §6.7 steps 1–7): header, configuration, OPEN_RETURN_PATH,
- * POSTCOPY_ADVISE, RAM START, the working set in precopy RAM PARTs, DISCARD commands for every
- * page not sent, and PACKAGED(LISTEN + device FULL sections + RUN).
+ * POSTCOPY_ADVISE, RAM START, DISCARD commands for every page the working set leaves out, the
+ * working set in precopy RAM PARTs, and PACKAGED(LISTEN + device FULL sections + RUN).
  *
- * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); every
- * prefetched stored page comes from a chunk that passed its hash check, and all of them are
- * read before the package is sent, so a corrupt working-set chunk fails the restore before
- * any guest code runs; at least one DISCARD is sent (the caller leaves a page unsent).
+ * The DISCARDs go before the working set, unlike QEMU's own source: the first one makes QEMU
+ * turn transparent huge pages off for all guest RAM, so each prefetched page lands as one
+ * 4 KiB page instead of a zeroed 2 MiB huge page around it (§6.3; a scattered working set
+ * touched most of a 4 GiB guest's huge pages, ~2 s of page zeroing before the guest ran).
+ *
+ * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); the
+ * working set is marked sent before the DISCARDs are built, so none of its pages is
+ * discarded; every prefetched stored page comes from a chunk that passed its hash check, and
+ * all of them are read before the package is sent, so a corrupt working-set chunk fails the
+ * restore before any guest code runs; at least one DISCARD is sent (the caller leaves a page
+ * unsent).
  */
 import assert from "node:assert/strict";
 import {
@@ -66,22 +73,30 @@ export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
     lengthBytes: input.blockBytes[b] ?? 0,
   }));
   writer.ramStart(input.ram, blocks);
-  const counts = await sendWorkingSet(input);
+  const plan = planWorkingSet(input); // marks its pages sent: the DISCARDs leave them out
   for (const command of discardCommands(input.blockNames, input.placement)) writer.raw(command);
   writer.resetContinuation(); // as QEMU does at the discard step: the next record names its block
+  const counts = await sendWorkingSet(input, plan);
   writer.packaged(buildPostcopyPackage(input.device));
   await writer.flush();
   return counts;
 }
 
-/** Zero pages first, then stored pages chunk by chunk, each chunk read and verified once. */
-async function sendWorkingSet(input: PreludeInput): Promise<PreludeCounts> {
-  const { source, placement, cache, channel } = input;
+/** The working set's zero pages, and its stored pages by chunk. */
+interface WorkingSetPlan {
+  readonly zeros: readonly number[];
+  readonly byChunk: ReadonlyMap<number, readonly number[]>;
+}
+
+/** Sorts the working set by how it is sent, and marks every page of it sent. */
+function planWorkingSet(input: PreludeInput): WorkingSetPlan {
+  const { source, placement } = input;
   const zeros: number[] = [];
   const byChunk = new Map<number, number[]>();
   for (const g of input.prefetch) {
     const { block, page } = placement.locate(g);
     const where = source.pageKind(block, page);
+    placement.markSent(g);
     if (where.kind === "zero") zeros.push(g);
     else {
       const list = byChunk.get(where.chunk) ?? [];
@@ -89,12 +104,18 @@ async function sendWorkingSet(input: PreludeInput): Promise<PreludeCounts> {
       byChunk.set(where.chunk, list);
     }
   }
+  return { zeros, byChunk };
+}
+
+/** Zero pages first, then stored pages chunk by chunk, each chunk read and verified once. */
+async function sendWorkingSet(input: PreludeInput, plan: WorkingSetPlan): Promise<PreludeCounts> {
+  const { source, placement, cache, channel } = input;
+  const { zeros, byChunk } = plan;
   for (let i = 0; i < zeros.length; i += ZERO_RECORDS_PER_PART) {
     channel.writer.beginRamPart();
     for (const g of zeros.slice(i, i + ZERO_RECORDS_PER_PART)) {
       const { block, page } = placement.locate(g);
       const where = source.pageKind(block, page);
-      placement.markSent(g);
       channel.writer.zeroPage(block, page, where.kind === "zero" ? where.fill : 0);
     }
     channel.writer.endRamSection();
@@ -113,7 +134,6 @@ async function sendWorkingSet(input: PreludeInput): Promise<PreludeCounts> {
       const where = source.pageKind(block, page);
       const data = where.kind === "stored" ? pages[where.slot] : undefined;
       assert(data !== undefined, "a prefetched stored page is in its verified chunk");
-      placement.markSent(g);
       channel.writer.page(block, page, data);
     }
     channel.writer.endRamSection();
