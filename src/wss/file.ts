@@ -73,16 +73,7 @@ export function decodeHeader(
 ): { header: WorkingSetHeader; recordsAt: number } {
   const end = head.indexOf(0x0a);
   if (end < 0 || end > WORKING_SET_HEADER_BYTES_MAX) throw bad("has no header line");
-  let h: unknown;
-  try {
-    h = JSON.parse(head.subarray(0, end).toString("utf8"));
-  } catch {
-    throw bad("has a header that is not JSON");
-  }
-  if (typeof h !== "object" || h === null) throw bad("has a header that is not an object");
-  const o = h as Record<string, unknown>;
-  if (o.format !== WS_FORMAT || o.version !== WS_VERSION)
-    throw bad(`is not a ${WS_FORMAT} version ${WS_VERSION}`);
+  const o = parseVersioned(head.subarray(0, end).toString("utf8"), WS_VERSION, "header", bad);
   if (o.source !== source) throw bad(`holds source ${String(o.source)}, not ${source}`);
   if (!isCount(o.pageCount) || o.pageCount > WORKING_SET_PAGES_MAX)
     throw bad("has a malformed pageCount");
@@ -122,16 +113,7 @@ export function decodeJson(
   text: string,
   bad: (why: string) => Error,
 ): { pages: WorkingSetPage[]; ofPages?: number } {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw bad("is not JSON");
-  }
-  if (typeof body !== "object" || body === null) throw bad("is not an object");
-  const o = body as Record<string, unknown>;
-  if (o.format !== WS_FORMAT || o.version !== WS_VERSION_JSON)
-    throw bad(`is not a ${WS_FORMAT} version ${WS_VERSION_JSON}`);
+  const o = parseVersioned(text, WS_VERSION_JSON, "file", bad);
   if (!Array.isArray(o.pages) || o.pages.length > WORKING_SET_PAGES_MAX)
     throw bad("has no valid page list");
   const pages = o.pages.map((entry: unknown): WorkingSetPage => {
@@ -143,6 +125,27 @@ export function decodeJson(
   if (o.ofPages === undefined) return { pages };
   if (!(isCount(o.ofPages) && o.ofPages > 0)) throw bad("has a malformed ofPages");
   return { pages, ofPages: o.ofPages };
+}
+
+/** A JSON object of this format and `version`: the header line (2) or the whole file (1). */
+function parseVersioned(
+  text: string,
+  version: number,
+  what: "header" | "file",
+  bad: (why: string) => Error,
+): Record<string, unknown> {
+  const its = what === "header" ? "has a header that" : "";
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch {
+    throw bad(`${its} is not JSON`.trim());
+  }
+  if (typeof o !== "object" || o === null) throw bad(`${its} is not an object`.trim());
+  const r = o as Record<string, unknown>;
+  if (r.format !== WS_FORMAT || r.version !== version)
+    throw bad(`is not a ${WS_FORMAT} version ${version}`);
+  return r;
 }
 
 function isCount(n: unknown): n is number {
