@@ -133,6 +133,11 @@ export const RESTORE_CHUNK_CACHE_CHUNKS = 64;
  */
 export const PRELUDE_READ_AHEAD_CHUNKS = 8;
 /**
+ * Working-set chunks a partial restore hands to the chunk workers before QEMU is ready (~0.1 s
+ * of QMP start-up), half of the cache: the prelude then finds them decoded and verified.
+ */
+export const PRELUDE_EARLY_CHUNKS = 32;
+/**
  * Bytes queued in our socket before background fill waits. The socket is FIFO: a requested
  * page queues behind this much at most (256 KiB ≈ 25–250 µs at local socket speeds; the
  * kernel's own socket buffer keeps QEMU busy while we refill it).

@@ -12,6 +12,7 @@ import { CheckpointReader, CheckpointStore } from "../../checkpoint/index.ts";
 import { QemuError, UsageError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
+  PRELUDE_EARLY_CHUNKS,
   RESTORE_CHUNK_CACHE_CHUNKS,
   RESTORE_POSTCOPY_WORKERS,
   RESTORE_PROGRESS_EVERY_PAGES,
@@ -34,7 +35,7 @@ import { abandon, asError, type Session, serveFill, watchSession } from "./fill.
 import { FillOrder } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
 import { Placement } from "./placement.ts";
-import { sendPrelude } from "./prelude.ts";
+import { planWorkingSet, sendPrelude, type WorkingSetPlan } from "./prelude.ts";
 import type { PageRef } from "./record.ts";
 import type { FillReport, PostcopyMode } from "./report.ts";
 
@@ -129,7 +130,7 @@ export async function restorePostcopy(
       );
       throw error;
     }
-    const { device, configuration, ram, placement, order, prefetch, cache, reset } = ready;
+    const { device, configuration, ram, placement, order, plan, cache, reset } = ready;
     const blockNames = reader.blocks.map((b) => b.name);
     const vm = await target;
     let channel: MigrationChannel | undefined;
@@ -176,7 +177,7 @@ export async function restorePostcopy(
         channel,
         placement,
         cache,
-        prefetch,
+        plan,
       });
       server.begin();
       window?.start();
@@ -215,7 +216,7 @@ interface Prepared {
   readonly ram: RamSectionInfo;
   readonly placement: Placement;
   readonly order: FillOrder;
-  readonly prefetch: number[];
+  readonly plan: WorkingSetPlan;
   readonly cache: ChunkCache;
   readonly reset: AccessedBitsReset;
 }
@@ -238,7 +239,10 @@ async function prepare(
     return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
   });
   const cache = new ChunkCache(loader, RESTORE_CHUNK_CACHE_CHUNKS);
-  return { device, configuration, ram, placement, order, prefetch, cache, reset };
+  const plan = planWorkingSet(reader, placement, prefetch);
+  // The workers decode the first working-set chunks while QEMU comes up for QMP.
+  for (const chunk of plan.chunks.slice(0, PRELUDE_EARLY_CHUNKS)) cache.prefetch(chunk, true);
+  return { device, configuration, ram, placement, order, plan, cache, reset };
 }
 
 /** The working set given (or not) fits the mode: checked before QEMU starts, and again after. */

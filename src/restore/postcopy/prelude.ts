@@ -48,8 +48,8 @@ export interface PreludeInput {
   readonly channel: MigrationChannel;
   readonly placement: Placement;
   readonly cache: ChunkCache;
-  /** Global page indices to send in precopy (the working set), without duplicates. */
-  readonly prefetch: readonly number[];
+  /** The working set to send in precopy (planWorkingSet); its pages are not yet marked sent. */
+  readonly plan: WorkingSetPlan;
 }
 
 export interface PreludeCounts {
@@ -73,7 +73,8 @@ export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
     lengthBytes: input.blockBytes[b] ?? 0,
   }));
   writer.ramStart(input.ram, blocks);
-  const plan = planWorkingSet(input); // marks its pages sent: the DISCARDs leave them out
+  const { plan } = input;
+  for (const g of plan.pages) input.placement.markSent(g); // so the DISCARDs leave them out
   for (const command of discardCommands(input.blockNames, input.placement)) writer.raw(command);
   writer.resetContinuation(); // as QEMU does at the discard step: the next record names its block
   const counts = await sendWorkingSet(input, plan);
@@ -82,21 +83,27 @@ export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
   return counts;
 }
 
-/** The working set's zero pages, and its stored pages by chunk. */
-interface WorkingSetPlan {
+/** A working set as the prelude sends it: zero pages, then stored pages by chunk. */
+export interface WorkingSetPlan {
+  /** Global page indices, without duplicates. */
+  readonly pages: readonly number[];
   readonly zeros: readonly number[];
   readonly byChunk: ReadonlyMap<number, readonly number[]>;
+  /** The chunks holding its stored pages, in the order they are sent (ascending). */
+  readonly chunks: readonly number[];
 }
 
-/** Sorts the working set by how it is sent, and marks every page of it sent. */
-function planWorkingSet(input: PreludeInput): WorkingSetPlan {
-  const { source, placement } = input;
+/** Groups the working set `pages` (global indices, no duplicates) by how they are sent. */
+export function planWorkingSet(
+  source: PageKinds,
+  placement: Placement,
+  pages: readonly number[],
+): WorkingSetPlan {
   const zeros: number[] = [];
   const byChunk = new Map<number, number[]>();
-  for (const g of input.prefetch) {
+  for (const g of pages) {
     const { block, page } = placement.locate(g);
     const where = source.pageKind(block, page);
-    placement.markSent(g);
     if (where.kind === "zero") zeros.push(g);
     else {
       const list = byChunk.get(where.chunk) ?? [];
@@ -104,13 +111,14 @@ function planWorkingSet(input: PreludeInput): WorkingSetPlan {
       byChunk.set(where.chunk, list);
     }
   }
-  return { zeros, byChunk };
+  const chunks = [...byChunk.keys()].sort((a, b) => a - b);
+  return { pages, zeros, byChunk, chunks };
 }
 
 /** Zero pages first, then stored pages chunk by chunk, each chunk read and verified once. */
 async function sendWorkingSet(input: PreludeInput, plan: WorkingSetPlan): Promise<PreludeCounts> {
   const { source, placement, cache, channel } = input;
-  const { zeros, byChunk } = plan;
+  const { zeros, byChunk, chunks } = plan;
   for (let i = 0; i < zeros.length; i += ZERO_RECORDS_PER_PART) {
     channel.writer.beginRamPart();
     for (const g of zeros.slice(i, i + ZERO_RECORDS_PER_PART)) {
@@ -120,7 +128,6 @@ async function sendWorkingSet(input: PreludeInput, plan: WorkingSetPlan): Promis
     }
     channel.writer.endRamSection();
   }
-  const chunks = [...byChunk.keys()].sort((a, b) => a - b);
   for (const [i, chunk] of chunks.entries()) {
     // Urgent: the guest waits for the working set. InvalidCheckpointError here: no guest ran.
     const pages = await cache.get(chunk, true);
@@ -141,7 +148,7 @@ async function sendWorkingSet(input: PreludeInput, plan: WorkingSetPlan): Promis
     if (channel.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) await channel.out.whenDrained();
     if (channel.isClosed()) throw new Error("the restoring QEMU closed the migration channel");
   }
-  const pagesPrefetched = input.prefetch.length;
+  const pagesPrefetched = plan.pages.length;
   return {
     pagesPrefetched,
     zeroPagesPrefetched: zeros.length,
