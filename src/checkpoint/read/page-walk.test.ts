@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import type { ChunkTable } from "../format/chunk-table.ts";
@@ -8,14 +8,17 @@ import type { PageMap } from "../format/page-map.ts";
 import type { ChunkWorkers } from "./chunk-workers.ts";
 import { type ParallelChunkSource, walkChunksParallel } from "./page-walk.ts";
 
-/** Three chunks decoded on this thread; chunk 1's decode fails its check. */
-function sourceWithBadChunk(): ParallelChunkSource {
+/** Three chunks decoded on this thread; chunk 1's decode fails its check (then `failed`). */
+function sourceWithBadChunk(failed: () => void = () => undefined): ParallelChunkSource {
   return {
     chunks: { count: 3 } as ChunkTable, // the walk reads only the count
     pageMap: {} as PageMap,
     readStoredChunk: async () => new Uint8Array(PAGE_SIZE_BYTES),
     decodeChunk: (chunk, stored) => {
-      if (chunk === 1) throw new InvalidCheckpointError("t", "chunk 1 fails its hash check");
+      if (chunk === 1) {
+        failed();
+        throw new InvalidCheckpointError("t", "chunk 1 fails its hash check");
+      }
       return [stored];
     },
     decodeJobOf: () => null,
@@ -29,13 +32,18 @@ test("a chunk that fails its check while queued is reported by the walk, never u
   process.on("unhandledRejection", note);
   try {
     const seen: number[] = [];
+    const { promise: chunk1Failed, resolve } = Promise.withResolvers<void>();
     await assert.rejects(
       walkChunksParallel(
-        sourceWithBadChunk(),
+        sourceWithBadChunk(resolve),
         null,
         async (chunk) => {
           seen.push(chunk);
-          await sleep(20); // chunk 1 is decoded (and fails) while chunk 0 is consumed
+          // Chunk 0 is consumed until chunk 1 has failed and Node has had its turns to report
+          // an unobserved rejection.
+          await chunk1Failed;
+          await nextTurn();
+          await nextTurn();
         },
         null,
         {} as ChunkWorkers, // decodeJobOf is null: no job reaches the workers
@@ -43,7 +51,7 @@ test("a chunk that fails its check while queued is reported by the walk, never u
       /chunk 1 fails its hash check/,
     );
     assert.deepEqual(seen, [0]);
-    await sleep(10);
+    await nextTurn();
     assert.deepEqual(unhandled, []);
   } finally {
     process.off("unhandledRejection", note);
