@@ -47,7 +47,8 @@ if [ "$(cat "$qemu10_root/.version" 2>/dev/null)" != "$qemu10_version" ]; then
     echo "setup: adding bookworm-backports to apt sources ($backports)" >&2
     echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$backports"
   fi
-  if ! apt-cache show "qemu-system-x86=$qemu10_version" >/dev/null 2>&1; then
+  # `apt-cache show pkg=version` exits 0 even when the version is unknown, so ask madison.
+  if ! apt-cache madison qemu-system-x86 | grep -qF "$qemu10_version"; then
     apt-get update -qq >&2
   fi
   echo "setup: unpacking QEMU $qemu10_version into $qemu10_root" >&2
