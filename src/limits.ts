@@ -267,6 +267,22 @@ export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 export const RESTORE_EAGER_WORKERS = 1;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
+/**
+ * Chunk workers of a checkpoint writer: they hash pages and compress chunks while this thread
+ * parses the stream and deduplicates, then verify the written pack (ADR 0013, "Save").
+ */
+export const WRITE_WORKERS = 2;
+/** Pages a writer gathers before one hashing job (256 KiB): a worker message per 64 pages. */
+export const WRITE_BATCH_PAGES = 64;
+/**
+ * Page records (data and zero) one batch holds in stream order: zero records ride in the batch
+ * so a page's last record still wins (up to 16 KiB of bookkeeping a batch).
+ */
+export const WRITE_BATCH_RECORDS_MAX = 4096;
+/** Hashing batches in flight before putPage waits: 1 MiB of pages. */
+export const WRITE_BATCHES_IN_FLIGHT_MAX = 4;
+/** Chunks being compressed before the writer waits: 1 MiB of pages. */
+export const WRITE_CHUNKS_IN_FLIGHT_MAX = 4;
 
 // The store lock (src/store/lock.ts, ADR 0009).
 /**

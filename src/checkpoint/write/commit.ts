@@ -30,6 +30,7 @@ import {
 } from "../format/manifest.ts";
 import type { PageMap } from "../format/page-map.ts";
 import { type CheckpointListing, listingOf } from "../read/checkpoint-files.ts";
+import type { ChunkWorkers } from "../read/chunk-workers.ts";
 import { CheckpointReader } from "../read/reader.ts";
 import { DigestCache } from "../store/digest-cache.ts";
 import { type CheckpointStore, syncDir } from "../store/store.ts";
@@ -40,6 +41,8 @@ import type { PackWriter } from "./pack-writer.ts";
 import type { PlacedShared, SharedPages } from "./shared-pages.ts";
 
 export interface WriterSnapshot {
+  /** They read every chunk back at the end (verifyWritten). */
+  readonly workers: ChunkWorkers;
   readonly store: CheckpointStore;
   readonly name: string;
   readonly dir: string;
@@ -240,7 +243,7 @@ async function verifyWritten(s: WriterSnapshot, chunks: ChunkTable): Promise<voi
     if (!sameMap || !Buffer.from(reader.chunks.bytes).equals(chunks.bytes)) {
       throw new InvalidCheckpointError(s.name, "the index read back differs from the one written");
     }
-    await reader.verify();
+    await reader.verify({ workers: s.workers });
   } finally {
     await reader.close();
   }

@@ -1,7 +1,7 @@
 /**
  * Appends chunks to chunks.pack (docs/format.md §4) with large sequential writes. Two buffers of
- * PACK_WRITE_BUFFER_BYTES alternate: one fills while the other is written, so compression on the
- * main thread overlaps the disk. When both are busy, `append` returns a Promise (backpressure).
+ * PACK_WRITE_BUFFER_BYTES alternate: one fills while the other is written, so compression
+ * overlaps the disk. When both are busy, `append` returns a Promise (backpressure).
  *
  * Invariants: at most two buffers exist, so memory stays bounded; the caller never appends while
  * a returned Promise is pending (asserted); a failed write is kept in `failure` and rethrown by

@@ -90,8 +90,6 @@ async function relayoutLocked(
   let writer: CheckpointWriter | null = null;
   let ws: Uint32Array;
   let before: ChunkSpan;
-  /** The page being fed to the writer: what the disk source hands back for its own block. */
-  const feeding: { page: Uint8Array | null } = { page: null };
   try {
     ws = workingSetIndices(old, order);
     before = chunkSpan(old, ws);
@@ -105,20 +103,18 @@ async function relayoutLocked(
       now: () => new Date(old.manifest.createdAt),
       layout: { kind: "access-order", workingSetPages: ws.length, source: opts.source ?? "trace" },
       replace: true,
-      ...(old.manifest.layers.length > 0 ? { diskBlocks: diskSource(old, feeding) } : {}),
+      ...(old.manifest.layers.length > 0 ? { diskBlocks: diskSource(old) } : {}),
       // Pages in packs it shares stay shared: only its own pack is rewritten.
       ...(old.manifest.packs.length > 0 ? { shared: await sharedPacksOf(store, old) } : {}),
       ...(old.manifest.parent === undefined ? {} : { parent: old.manifest.parent }),
     });
-    await copyPages(old, writer, ws, feeding);
+    await copyPages(old, writer, ws);
     if (old.manifest.layers.length > 0) writer.setDisks(old.manifest.layers, old.manifest.disks);
     writer.setDeviceState(await old.deviceState());
   } catch (error) {
     await writer?.abort();
     await old.close();
     throw error;
-  } finally {
-    feeding.page = null;
   }
   await old.close(); // open handles stay valid across the swap; close before it anyway
   const listing = await writer.commit();
@@ -150,9 +146,9 @@ async function sharedPacksOf(store: CheckpointStore, old: CheckpointReader): Pro
 /**
  * The old checkpoint's disk references as a DiskBlockSource keyed by full SHA-256: a page
  * whose digest a reference has *is* that block (the old reader verified it against the hash),
- * so `read` returns the verified page being fed rather than reading the layer again.
+ * so the source is `verified` and no layer is read again.
  */
-function diskSource(old: CheckpointReader, feeding: { page: Uint8Array | null }): DiskBlockSource {
+function diskSource(old: CheckpointReader): DiskBlockSource {
   const byDigest = new Map<string, { layer: string; offsetBytes: number }>();
   for (let i = 0; i < old.diskRefs.count; i++) {
     const ref = old.diskRefs.entry(i);
@@ -165,9 +161,9 @@ function diskSource(old: CheckpointReader, feeding: { page: Uint8Array | null })
   }
   return {
     find: (digest) => byDigest.get(Buffer.from(digest).toString("hex")) ?? null,
+    verified: true,
     read: () => {
-      if (feeding.page === null) throw new Error("relayout: no page is being fed");
-      return feeding.page;
+      throw new Error("relayout: a verified disk source is never read");
     },
   };
 }
@@ -217,7 +213,6 @@ async function copyPages(
   old: CheckpointReader,
   w: CheckpointWriter,
   ws: Uint32Array,
-  feeding: { page: Uint8Array | null },
 ): Promise<void> {
   const map = old.pageMap;
   w.setRamBlocks(old.blocks.map((b) => ({ name: b.name, lengthBytes: b.lengthBytes })));
@@ -243,7 +238,6 @@ async function copyPages(
       const e = entries[i] ?? 0;
       const page = (await chunks.get(chunkOf(e)))[e & SLOT_MASK];
       if (page === undefined) throw new Error(`relayout: slot of ${map.describe(i)} is missing`);
-      feeding.page = page;
       const wait = w.putPage(...where(old, i), page);
       if (wait) await wait;
     }

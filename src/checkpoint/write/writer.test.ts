@@ -202,6 +202,47 @@ test("the last version of a page wins, zero or not", async () => {
   }
 });
 
+test("records keep stream order while earlier batches are still being hashed", async () => {
+  const t = await tempStore();
+  try {
+    const pages = 64 * 6;
+    const w = await beginCheckpoint(t.store, {
+      name: "order",
+      vm: {},
+      qemu: {},
+      stream: { configuration: new Uint8Array(0) },
+    });
+    w.setRamBlocks([{ name: "ram", lengthBytes: pages * PAGE_SIZE_BYTES }]);
+    // No await between the rounds unless told to wait: the first round's batches are in flight
+    // while the second round's records for the same pages arrive.
+    for (let p = 0; p < pages; p++) await w.putPage(0, p, textPage(p));
+    for (let p = 0; p < pages; p++) {
+      if (p % 3 === 0) w.putZero(0, p, 5);
+      if (p % 3 === 1) await w.putPage(0, p, textPage(p + 1000));
+    }
+    w.setDeviceState({ sections: new Uint8Array(1), vmdescription: null });
+    await w.commit();
+    const reader = await CheckpointReader.open(t.store, "order");
+    const seen = new Map<number, Buffer | null>();
+    await reader.forEachPage((_b, p, data) => {
+      seen.set(p, data === null ? null : Buffer.from(data));
+    });
+    for (let p = 0; p < pages; p++) {
+      if (p % 3 === 0)
+        assert.deepEqual(reader.pageKind(0, p), { kind: "zero", fill: 5 }, `page ${p}`);
+      else
+        assert.deepEqual(
+          seen.get(p),
+          Buffer.from(textPage(p % 3 === 1 ? p + 1000 : p)),
+          `page ${p}`,
+        );
+    }
+    await reader.close();
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test("many incompressible chunks go through both pack buffers with backpressure", async () => {
   const t = await tempStore();
   try {

@@ -3,19 +3,26 @@
  * version of a page wins) and device state, and turns them into a checkpoint in a temp
  * directory that `commit` verifies and renames into the catalogue (ADR 0003).
  *
+ * Pages go through two stages on the chunk workers (ADR 0013, "Save"): they are gathered into
+ * batches that a worker hashes, then deduplicated here in stream order, and full chunks go to a
+ * worker to be compressed before they are appended to the pack in chunk order. This thread only
+ * parses, copies and looks up; the same workers verify the pack at commit.
+ *
  * Invariants: memory holds the page map (4 B a page), a seen-bit a page, the dedup index
- * (~48 B a distinct page), one open chunk and two pack write buffers, never more page data;
- * any write error fails the writer for good, removes its temp directory and is rethrown by every
- * later call; nothing is listed unless commit returned.
+ * (~48 B a distinct page), WRITE_BATCHES_IN_FLIGHT_MAX + 1 page batches, the open chunk plus
+ * WRITE_CHUNKS_IN_FLIGHT_MAX being compressed and two pack write buffers, never more page data;
+ * a page's records take effect in stream order (zero records ride in the batches), so its last
+ * record wins; any write error fails the writer for good, removes its temp directory and is
+ * rethrown by every later call; nothing is listed unless commit returned.
  */
 import assert from "node:assert/strict";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NotFoundError, UsageError } from "../../errors.ts";
-import { DEVICE_STATE_BYTES_MAX, PAGE_SIZE_BYTES } from "../../limits.ts";
-import { ZSTD_LEVEL_DEFAULT, ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN, zstdCodec } from "../format/codec.ts";
+import { DEVICE_STATE_BYTES_MAX, PAGE_SIZE_BYTES, WRITE_WORKERS } from "../../limits.ts";
+import { ZSTD_LEVEL_DEFAULT, ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN } from "../format/codec.ts";
 import type { DeviceState } from "../format/device-file.ts";
-import { FileName, zeroEntry } from "../format/format.ts";
+import { FileName } from "../format/format.ts";
 import { toJsonObject } from "../format/json-value.ts";
 import type {
   DiskInfo,
@@ -28,12 +35,14 @@ import { checkCheckpointName } from "../format/names.ts";
 import { PageMap } from "../format/page-map.ts";
 import { checkRamBlocks, type RamBlockInput } from "../format/ram-blocks.ts";
 import type { CheckpointListing } from "../read/checkpoint-files.ts";
+import { ChunkWorkers } from "../read/chunk-workers.ts";
 import type { CheckpointStore } from "../store/store.ts";
 import { CheckpointWriteError, wrapWriteError } from "../store/store-io.ts";
 import { ChunkPacker } from "./chunk-packer.ts";
 import { commitFiles, type WriterSnapshot } from "./commit.ts";
 import { type DiskBlockSource, DiskPages } from "./disk-pages.ts";
 import { PackWriter } from "./pack-writer.ts";
+import { PagePlacer } from "./page-placer.ts";
 import type { SharedPages } from "./shared-pages.ts";
 
 export interface BeginOptions {
@@ -115,6 +124,7 @@ export async function beginCheckpoint(
     await shared?.adopt(dir);
     const pack = await PackWriter.create(store.io, join(dir, FileName.pack));
     return new CheckpointWriter({
+      workers: ChunkWorkers.start(WRITE_WORKERS),
       store,
       name: opts.name,
       dir,
@@ -143,6 +153,8 @@ async function refuseTakenName(store: CheckpointStore, name: string): Promise<vo
 }
 
 export interface WriterInit {
+  /** The writer's own: hashing, compression and the commit's read-back; closed at its end. */
+  readonly workers: ChunkWorkers;
   readonly store: CheckpointStore;
   readonly name: string;
   readonly dir: string;
@@ -168,11 +180,12 @@ export class CheckpointWriter {
   #waiting = false;
   #error: unknown = null;
   #cleanup: Promise<void> | null = null;
+  #placer: PagePlacer | null = null;
 
   constructor(init: WriterInit) {
     this.name = init.name;
     this.#init = init;
-    this.#packer = new ChunkPacker(init.pack, zstdCodec(init.meta.level));
+    this.#packer = new ChunkPacker(init.pack, init.workers, init.meta.level);
   }
 
   /** The RAM blocks, in stream order; called once, before any page. */
@@ -183,78 +196,36 @@ export class CheckpointWriter {
     const total = shapes.reduce((n, b) => n + b.pageCount, 0);
     this.#map = new PageMap(shapes, new Uint32Array(total)); // all zero entries: fill 0
     this.#seen = new Uint8Array(Math.ceil(total / 8));
+    const { workers, shared, disk } = this.#init;
+    const entries = this.#map.entries;
+    this.#placer = new PagePlacer({ workers, packer: this.#packer, entries, shared, disk });
   }
 
   /**
-   * A page's content. `data` (4096 bytes) is a view valid only during the call. Returns a
-   * Promise only when the caller must wait for a write; do not call again before it settles.
+   * A page's content. `data` (4096 bytes) is a view valid only during the call (it is copied).
+   * Returns a Promise only when the caller must wait (hashing, compression or pack writes are
+   * behind); do not call again before it settles.
    */
   putPage(blockIndex: number, pageIndex: number, data: Uint8Array): void | Promise<void> {
     const index = this.#receive(blockIndex, pageIndex);
     if (data.byteLength !== PAGE_SIZE_BYTES)
       assert.fail(`a page is ${PAGE_SIZE_BYTES} bytes, got ${data.byteLength}`);
-    const entries = (this.#map as PageMap).entries;
-    if (ZERO_PAGE.equals(data)) {
-      entries[index] = zeroEntry(0);
-      return;
-    }
-    const packer = this.#packer;
-    const digest = packer.digest(data);
-    const existing = packer.existing(digest);
-    if (existing >= 0) {
-      entries[index] = existing;
-      return;
-    }
-    const shared = this.#init.shared?.find(digest) ?? -1;
-    if (shared >= 0) {
-      entries[index] = shared;
-      return;
-    }
-    const disk = this.#init.disk;
-    const known = disk?.known(digest) ?? -1;
-    if (known >= 0) {
-      entries[index] = known;
-      return;
-    }
-    const candidate = disk?.candidate(digest) ?? null;
-    if (disk && candidate !== null) {
-      let entry: number;
-      try {
-        entry = disk.confirm(data, digest, candidate);
-      } catch (error) {
-        return this.#fail(error, "reading a frozen disk layer");
-      }
-      if (entry >= 0) {
-        entries[index] = entry;
-        return;
-      }
-    }
-    entries[index] = this.#guard(() => packer.store(data, digest));
-    return this.#sealIfFull();
-  }
-
-  /** Seals a full open chunk; a Promise means wait (pack write backpressure). */
-  #sealIfFull(): void | Promise<void> {
-    if (!this.#packer.full) return;
-    const wait = this.#guard(() => this.#packer.seal());
+    const placer = this.#placer as PagePlacer;
+    if (ZERO_PAGE.equals(data)) return placer.zero(index, 0);
+    const wait = placer.data(index, data);
     if (wait === undefined) return;
     this.#waiting = true;
-    return wait.then(
-      () => {
-        this.#waiting = false;
-      },
-      (error: unknown) => {
-        this.#waiting = false;
-        return this.#fail(error, "writing the pack file");
-      },
-    );
+    return wait.then(() => {
+      this.#waiting = false;
+      this.#rethrow();
+    });
   }
 
   /** A page that is `fill` repeated (QEMU's ZERO record). */
   putZero(blockIndex: number, pageIndex: number, fill: number): void {
     const index = this.#receive(blockIndex, pageIndex);
     if (!Number.isInteger(fill) || fill < 0 || fill > 0xff) assert.fail(`fill ${fill} is a byte`);
-    (this.#map as PageMap).entries[index] = zeroEntry(fill);
+    (this.#placer as PagePlacer).zero(index, fill);
   }
 
   /**
@@ -293,9 +264,9 @@ export class CheckpointWriter {
   }
 
   /**
-   * Flushes, writes index, device state and manifest, fsyncs, re-opens and verifies everything
-   * (every chunk read back), then renames the checkpoint into the catalogue and returns it.
-   * On any failure nothing is listed and the temp directory is gone.
+   * Places every page, flushes, writes index, device state and manifest, fsyncs, re-opens and
+   * verifies everything (every chunk read back), then renames the checkpoint into the catalogue
+   * and returns it. On any failure nothing is listed and the temp directory is gone.
    */
   async commit(): Promise<CheckpointListing> {
     this.#checkOpen();
@@ -305,7 +276,8 @@ export class CheckpointWriter {
       throw new UsageError("Cannot commit: setDeviceState was never called");
     this.#state = "committing";
     try {
-      await this.#packer.seal();
+      await this.#placer?.flush();
+      await this.#packer.finish();
       const listing = await commitFiles({
         ...this.#init,
         packer: this.#packer,
@@ -315,10 +287,11 @@ export class CheckpointWriter {
         layers: this.#layers,
       });
       this.#state = "committed";
+      await this.#init.workers.close();
       return listing;
     } catch (error) {
       try {
-        this.#fail(error, "committing");
+        this.#fail(error, this.#placer?.failure?.action ?? "committing");
       } catch (wrapped) {
         // A failed commit returns only once its temp directory is gone: nothing lingers.
         await this.#cleanup;
@@ -344,6 +317,7 @@ export class CheckpointWriter {
       assert.fail(
         "a page arrived before putPage's backpressure Promise settled (the caller waits for it)",
       );
+    this.#rethrow();
     if (this.#map === null) throw new UsageError("Pages arrived before setRamBlocks");
     const index = this.#map.indexOf(blockIndex, pageIndex);
     const bit = 1 << (index & 7);
@@ -362,12 +336,10 @@ export class CheckpointWriter {
     assert(this.#state === "open", `the writer is open (it is ${this.#state})`);
   }
 
-  #guard<T>(step: () => T): T {
-    try {
-      return step();
-    } catch (error) {
-      return this.#fail(error, "writing the pack file");
-    }
+  /** Fails the writer with the first failure of its background work, if there was one. */
+  #rethrow(): void {
+    const failure = this.#placer?.failure;
+    if (failure) this.#fail(failure.error, failure.action);
   }
 
   /** Fails the writer for good: cleans up in the background and throws the (wrapped) error. */
@@ -381,6 +353,10 @@ export class CheckpointWriter {
   }
 
   async #discard(): Promise<void> {
+    // Pending jobs reject and the chains record it; then no page is written any more.
+    await this.#init.workers.close();
+    await this.#placer?.settle();
+    await this.#packer.settle();
     await this.#init.pack.discard();
     // A directory we cannot remove stays under tmp/, which is never listed; cleanTemp retries.
     await rm(this.#init.dir, { recursive: true, force: true }).catch(() => undefined);
