@@ -93,6 +93,8 @@ export const CHECKPOINT_CHUNKS_MAX = 2 ** 23;
 export const INDEX_BYTES_MAX = CHECKPOINT_CHUNKS_MAX * 48 + CHECKPOINT_PAGES_MAX * 4;
 /** Pack bytes gathered before one write; two such buffers alternate, so compression overlaps I/O. */
 export const PACK_WRITE_BUFFER_BYTES = 1 << 20;
+/** Pack bytes written between background fsyncs, so the final fsync of a save is short. */
+export const PACK_SYNC_AHEAD_BYTES = 32 << 20;
 /** Problems one checkpoint verify() describes; past that it only counts them. */
 export const VERIFY_PROBLEMS_MAX = 100;
 /** QEMU RAM block ids are at most 256 bytes (RAMBlock.idstr[256]). */

@@ -4,7 +4,7 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { test } from "node:test";
 import { NotFoundError, UsageError } from "../../errors.ts";
-import { PAGE_SIZE_BYTES } from "../../limits.ts";
+import { PACK_SYNC_AHEAD_BYTES, PAGE_SIZE_BYTES } from "../../limits.ts";
 import { MANIFEST_FILE, restoresDir, workingSetsDir } from "../../store/layout.ts";
 import { StoreLock } from "../../store/lock.ts";
 import { loadWorkingSet, saveWorkingSet, workingSetFromWrites } from "../../wss/index.ts";
@@ -158,6 +158,51 @@ for (const [what, io] of [
     }
   });
 }
+
+test("an fsync failing in the background while pages stream in fails the write cleanly", async () => {
+  let syncs = 0;
+  const io: StoreIo = {
+    async createFile(path) {
+      const file = await nodeStoreIo.createFile(path);
+      if (basename(path) !== "chunks.pack") return file;
+      return {
+        write: (buffer, offset, length, position) => file.write(buffer, offset, length, position),
+        sync: async () => {
+          syncs += 1;
+          throw Object.assign(new Error("EIO: simulated"), { code: "EIO" });
+        },
+        close: () => file.close(),
+      };
+    },
+  };
+  const t = await tempStore(io);
+  try {
+    // More than PACK_SYNC_AHEAD_BYTES of incompressible pages: a sync starts before the end.
+    const pages = Math.ceil((PACK_SYNC_AHEAD_BYTES * 2) / PAGE_SIZE_BYTES);
+    const rand = prng(4);
+    const w = await beginCheckpoint(t.store, {
+      name: "doomed",
+      vm: {},
+      qemu: {},
+      stream: noStream,
+    });
+    w.setRamBlocks([{ name: "ram", lengthBytes: pages * PAGE_SIZE_BYTES }]);
+    let error: unknown = null;
+    try {
+      for (let p = 0; p < pages; p++) await w.putPage(0, p, randomBytes(rand, PAGE_SIZE_BYTES));
+    } catch (thrown) {
+      error = thrown;
+    }
+    await w.abort();
+    assert.ok(error instanceof CheckpointWriteError, `putPage fails, got ${String(error)}`);
+    assert.equal(error.code, "EIO");
+    assert.equal(syncs, 1, "the background sync failed and no later one was tried");
+    assert.deepEqual(await t.store.list(), []);
+    assert.deepEqual(await tempEntries(t.store), []);
+  } finally {
+    await t.cleanup();
+  }
+});
 
 test("a disk that silently corrupts a write is caught by commit's read-back", async () => {
   const lying: StoreIo = {

@@ -1,14 +1,21 @@
 /**
  * Appends chunks to chunks.pack (docs/format.md §4) with large sequential writes. Two buffers of
  * PACK_WRITE_BUFFER_BYTES alternate: one fills while the other is written, so compression
- * overlaps the disk. When both are busy, `append` returns a Promise (backpressure).
+ * overlaps the disk. When both are busy, `append` returns a Promise (backpressure). Every
+ * PACK_SYNC_AHEAD_BYTES written, an fsync starts in the background, so the kernel writes the
+ * pack back while chunks are still being made and the final fsync has little left to do.
  *
  * Invariants: at most two buffers exist, so memory stays bounded; the caller never appends while
  * a returned Promise is pending (asserted); a failed write is kept in `failure` and rethrown by
  * every later call, and no write Promise ever rejects unobserved.
  */
 import assert from "node:assert/strict";
-import { CHUNK_PAGES_MAX, PACK_WRITE_BUFFER_BYTES, PAGE_SIZE_BYTES } from "../../limits.ts";
+import {
+  CHUNK_PAGES_MAX,
+  PACK_SYNC_AHEAD_BYTES,
+  PACK_WRITE_BUFFER_BYTES,
+  PAGE_SIZE_BYTES,
+} from "../../limits.ts";
 import { encodePackHeader } from "../format/pack-header.ts";
 import type { StoreIo, WritableFile } from "../store/store-io.ts";
 import { writeFully } from "../store/store-io.ts";
@@ -26,6 +33,9 @@ export class PackWriter {
   /** File offset of the current buffer's first byte. */
   #position = 0;
   #inflight: Promise<void> | null = null;
+  /** A background fsync in progress (never rejects), and the file offset it started at. */
+  #syncing: Promise<void> | null = null;
+  #syncedTo = 0;
   #blocked = false;
   #failure: unknown = null;
 
@@ -72,6 +82,7 @@ export class PackWriter {
     if (this.#failure !== null) throw this.#failure;
     this.#startWrite();
     await this.#inflight;
+    await this.#syncing;
     if (this.#failure !== null) throw this.#failure;
     await this.#file.sync();
     await this.#file.close();
@@ -81,6 +92,7 @@ export class PackWriter {
   /** Waits for a write in flight, then closes; for abort paths, so it never throws. */
   async discard(): Promise<void> {
     await this.#inflight;
+    await this.#syncing;
     // The checkpoint is being thrown away and its directory removed next: a close error
     // (typically the same EIO/ENOSPC that caused the abort) adds nothing for the caller.
     await this.#file.close().catch(() => undefined);
@@ -100,6 +112,21 @@ export class PackWriter {
     this.#startWrite();
   }
 
+  /** Starts a background fsync once PACK_SYNC_AHEAD_BYTES were written since the last one. */
+  #syncAhead(): void {
+    if (this.#syncing !== null || this.#position - this.#syncedTo < PACK_SYNC_AHEAD_BYTES) return;
+    this.#syncedTo = this.#position;
+    this.#syncing = this.#file.sync().then(
+      () => {
+        this.#syncing = null;
+      },
+      (error: unknown) => {
+        this.#failure ??= error;
+        this.#syncing = null;
+      },
+    );
+  }
+
   /** Starts writing the current buffer and switches to the other one. Never rejects. */
   #startWrite(): void {
     assert(this.#inflight === null, "one write in flight at a time");
@@ -113,6 +140,7 @@ export class PackWriter {
     this.#inflight = writeFully(this.#file, buf, length, position).then(
       () => {
         this.#inflight = null;
+        this.#syncAhead();
       },
       (error: unknown) => {
         this.#failure ??= error;
