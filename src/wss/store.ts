@@ -7,7 +7,7 @@
  * prefetching: a wrong one costs speed, never correctness, because every page still comes
  * from the verified checkpoint.
  */
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
 import { WORKING_SET_FILE_BYTES_MAX, WORKING_SET_HEADER_BYTES_MAX } from "../limits.ts";
@@ -119,6 +119,8 @@ async function readSource(
 ): Promise<WorkingSet> {
   const file = join(dir, fileOf(source, version));
   const bad = badFile(checkpoint, file);
+  // Sized before it is read: a damaged or foreign file never makes us allocate its length.
+  if ((await stat(file)).size > WORKING_SET_FILE_BYTES_MAX) throw bad("is too large");
   const bytes = await readFile(file);
   if (bytes.byteLength > WORKING_SET_FILE_BYTES_MAX) throw bad("is too large");
   if (version === 1) return { source, ...decodeJson(bytes.toString("utf8"), bad) };

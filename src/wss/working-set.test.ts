@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { InvalidCheckpointError, NotFoundError } from "../errors.ts";
+import { WORKING_SET_FILE_BYTES_MAX } from "../limits.ts";
 import { checkpointDir, manifestFile, workingSetsDir } from "../store/layout.ts";
 import {
   listSources,
@@ -171,6 +172,10 @@ test("a damaged working-set file is a clear error, not a silent wrong prefetch",
       await writeFile(file, bytes);
       await assert.rejects(loadWorkingSet(home, "c@1"), InvalidCheckpointError, what);
     }
+    // Past the size limit (sparse: its header is good, the rest holes): refused by its size.
+    await writeFile(file, good);
+    await truncate(file, WORKING_SET_FILE_BYTES_MAX + 1);
+    await assert.rejects(loadWorkingSet(home, "c@1"), /is too large/);
   } finally {
     await t.cleanup();
   }
