@@ -6,9 +6,10 @@
  * already (this pack, a shared pack, a frozen disk block) or a new slot of the ChunkPacker.
  *
  * Invariants: records take effect in stream order (zero records ride in the batches while data
- * records wait), so a page's last record wins; at most WRITE_BATCHES_IN_FLIGHT_MAX + 1 batches
- * exist and are reused (no allocation per batch); the first failure is kept in `failure` and
- * nothing is placed after it; no Promise made here ever rejects unobserved.
+ * records wait), so a page's last record wins; past WRITE_BATCHES_IN_FLIGHT_MAX batches in
+ * flight `data` asks the caller to wait, and placed batches are reused (no allocation per
+ * batch); the first failure is kept in `failure` and nothing is placed after it; no Promise
+ * made here ever rejects unobserved.
  */
 import {
   PAGE_SIZE_BYTES,

@@ -9,8 +9,9 @@
  * parses, copies and looks up; the same workers verify the pack at commit.
  *
  * Invariants: memory holds the page map (4 B a page), a seen-bit a page, the dedup index
- * (~48 B a distinct page), WRITE_BATCHES_IN_FLIGHT_MAX + 1 page batches, the open chunk plus
- * WRITE_CHUNKS_IN_FLIGHT_MAX being compressed and two pack write buffers, never more page data;
+ * (~48 B a distinct page), the open page batch and up to WRITE_BATCHES_IN_FLIGHT_MAX + 1 being
+ * hashed or placed, the open chunk and up to WRITE_CHUNKS_IN_FLIGHT_MAX + 1 being compressed,
+ * and two pack write buffers, never more page data;
  * a page's records take effect in stream order (zero records ride in the batches), so its last
  * record wins; any write error fails the writer for good, removes its temp directory and is
  * rethrown by every later call; nothing is listed unless commit returned.
