@@ -1,14 +1,44 @@
 /**
  * The snapwake command line as a user runs it: one process per command. `snapwakeCli` is the
- * one place that knows where the CLI's entry point is (the bench must not care whether it is a
- * script running TypeScript or compiled JS); everything else spawns through `runCli`.
+ * one place that knows where the CLI's entry point is: the package's own `bin/snapwake.js`,
+ * which runs the compiled bundle in dist/, as an installed snapwake does. The checkout's
+ * `bin/snapwake` wrapper would fall back to the TypeScript sources (a slower start) the moment
+ * a source file is newer than dist/, so a bench run would quietly time another program:
+ * a stale dist/ is refused instead. Everything else spawns through `runCli`.
  */
 import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The command and leading arguments that start the snapwake CLI of this checkout. */
 export function snapwakeCli(): { readonly command: string; readonly args: readonly string[] } {
-  return { command: fileURLToPath(new URL("../../bin/snapwake", import.meta.url)), args: [] };
+  assertDistFresh();
+  return { command: process.execPath, args: [join(ROOT, "bin", "snapwake.js")] };
+}
+
+/** Throws unless dist/ was built after every source file changed (scripts/build-dist.ts). */
+function assertDistFresh(): void {
+  const stamp = statSync(join(ROOT, "dist", ".stamp"), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const newer = newestSource(join(ROOT, "src"));
+  if (newer !== null && newer.mtimeMs > stamp)
+    throw new Error(`dist/ is older than ${newer.path}: run \`npm run build\` before the bench`);
+}
+
+function newestSource(dir: string): { path: string; mtimeMs: number } | null {
+  let newest: { path: string; mtimeMs: number } | null = null;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    const found = entry.isDirectory()
+      ? newestSource(path)
+      : entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")
+        ? { path, mtimeMs: statSync(path).mtimeMs }
+        : null;
+    if (found !== null && (newest === null || found.mtimeMs > newest.mtimeMs)) newest = found;
+  }
+  return newest;
 }
 
 export interface CliRun {
