@@ -15,7 +15,7 @@ import { LayerStore } from "../../src/disk/index.ts";
 import { PAGE_SIZE_BYTES } from "../../src/limits.ts";
 import { type SaveResult, save } from "../../src/save/index.ts";
 import { killVm, type ManagedVm } from "../../src/vm/index.ts";
-import { waitForReported } from "../../test/support/qemu-rss.ts";
+import { reportedAfter } from "../../test/support/qemu-rss.ts";
 import { bootTestGuest, connectAgent } from "../../test/support/test-guest.ts";
 import { qemuSave } from "./qemu-baseline.ts";
 import { qcow2Copy } from "./space-data-disk.ts";
@@ -156,8 +156,7 @@ async function reportingGuest(opts: SpaceOptions): Promise<SaveMeasure> {
   });
   agent.close();
   try {
-    await scratch(vm);
-    await waitForReported(vm.pid, (FREED_MIB * 2 ** 20 * 3) / 4);
+    await reportedAfter(vm.pid, (FREED_MIB * 2 ** 20 * 3) / 4, () => scratch(vm));
     const s = await save({ home, vm, name: "reported", parent: null });
     return { bytes: s.checkpoint.bytes, saveMs: s.wallMs, streamBytes: s.streamBytes };
   } finally {

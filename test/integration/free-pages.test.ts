@@ -13,7 +13,7 @@ import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
-import { waitForReported } from "../support/qemu-rss.ts";
+import { reportedAfter } from "../support/qemu-rss.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 512, params: { memMiB: 32, hotPct: 5, hotRate: 200 } } as const;
@@ -44,8 +44,10 @@ test("free page reporting: memory the guest freed is not stored; restores verify
     freePageReporting: true,
   });
   await save({ home, vm, name: "fpr@0", parent: null });
-  assert.equal(await agent.scratch(SCRATCH_MIB), SCRATCH_MIB);
-  await waitForReported(vm.pid, (SCRATCH_MIB * MIB * 3) / 4);
+  const filled = await reportedAfter(vm.pid, (SCRATCH_MIB * MIB * 3) / 4, () =>
+    agent.scratch(SCRATCH_MIB),
+  );
+  assert.equal(filled, SCRATCH_MIB);
   agent.close();
   await save({ home, vm, name: "fpr@1", parent: null, after: "stop" });
   await killVm(home, vm).catch(() => undefined);
@@ -64,8 +66,12 @@ test("free page reporting: memory the guest freed is not stored; restores verify
       if ("fill" in r) await r.fill;
       assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0, `${mode}: pages`);
       assert.equal((await back.files({ timeoutMs: 120_000 })).bad, 0, `${mode}: files`);
-      await back.scratch(SCRATCH_MIB / 2);
-      await waitForReported(r.vm.pid, (SCRATCH_MIB * MIB) / 4);
+      await reportedAfter(
+        r.vm.pid,
+        (SCRATCH_MIB * MIB) / 4,
+        () => back.scratch(SCRATCH_MIB / 2),
+        `the ${mode} restore of fpr@1`,
+      );
       assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0, `${mode}: after reports`);
     } finally {
       back.close();
