@@ -25,6 +25,7 @@ import { DedupIndex } from "../format/dedup-index.ts";
 import { storedEntry } from "../format/format.ts";
 import type { ChunkWorkers } from "../read/chunk-workers.ts";
 import type { PackDigests } from "../store/digest-cache.ts";
+import { InOrder } from "./in-order.ts";
 import type { PackWriter } from "./pack-writer.ts";
 
 const CHUNK_BYTES = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
@@ -42,11 +43,8 @@ export class ChunkPacker {
   #openPages = 0;
   /** Chunks handed to compression: the chunk index of the open chunk. */
   #sealed = 0;
-  /** Each sealed chunk's compression then append, in chunk order; never rejects. */
-  #tail: Promise<void> = Promise.resolve();
-  /** Appends still to come, oldest first (each never rejects). */
-  readonly #inFlight: Promise<void>[] = [];
-  #failure: unknown = null;
+  /** Each sealed chunk's compression, appended in chunk order. */
+  readonly #appends = new InOrder();
   /** Pages whose content was already stored. */
   duplicates = 0;
   /** Bytes of compressed (or raw-stored) chunks appended. */
@@ -78,7 +76,7 @@ export class ChunkPacker {
 
   /** Stores a page whose content is not stored yet; returns its page-map entry. */
   store(page: Uint8Array, digest: Uint8Array): number {
-    if (this.#failure !== null) throw this.#failure;
+    this.#rethrow();
     if (this.#dedup.get(digest) >= 0) assert.fail("store is only called for new contents");
     assert(this.#openPages < CHUNK_PAGES_MAX, "a full chunk is sealed before the next store");
     const chunk = this.#sealed;
@@ -100,7 +98,7 @@ export class ChunkPacker {
    * order. A Promise means "wait": too many chunks are in flight.
    */
   seal(): Promise<void> | undefined {
-    if (this.#failure !== null) throw this.#failure;
+    this.#rethrow();
     if (this.#openPages === 0) return undefined;
     const pageCount = this.#openPages;
     const digests = Buffer.from(this.#digests.subarray(0, pageCount * PAGE_DIGEST_BYTES));
@@ -112,55 +110,45 @@ export class ChunkPacker {
       rawBytes: pageCount * PAGE_SIZE_BYTES,
       level: this.#level,
     });
-    compressed.catch(() => undefined); // observed in the chain below
     this.#open = new Uint8Array(this.#free.pop() ?? new ArrayBuffer(CHUNK_BYTES));
     this.#openPages = 0;
     this.#sealed += 1;
-    const appended = this.#tail
-      .then(() => compressed)
-      .then((reply) => {
-        if (this.#failure !== null) return;
-        if (!reply.ok || reply.stored === undefined)
-          throw new Error(`compressing a chunk failed: ${reply.ok ? "no size" : reply.error}`);
-        const codec = codecById(reply.stored.codec);
-        assert(codec !== null, "a chunk worker answers with a known codec");
-        const stored = new Uint8Array(reply.buffer, 0, reply.stored.bytes);
-        const { offset, wait } = this.#pack.append(stored);
-        this.#free.push(reply.buffer); // append copied it
-        this.chunkDigests.set(offset, digests);
-        this.table.append({
-          offset,
-          storedBytes: stored.byteLength,
-          pageCount,
-          codec: codec.id,
-          sha256,
-        });
-        this.storedBytes += stored.byteLength;
-        return wait ?? undefined;
-      })
-      .catch((error: unknown) => {
-        this.#failure ??= error;
+    this.#appends.add(compressed, (reply) => {
+      if (!reply.ok || reply.stored === undefined)
+        throw new Error(`compressing a chunk failed: ${reply.ok ? "no size" : reply.error}`);
+      const codec = codecById(reply.stored.codec);
+      assert(codec !== null, "a chunk worker answers with a known codec");
+      const stored = new Uint8Array(reply.buffer, 0, reply.stored.bytes);
+      const { offset, wait } = this.#pack.append(stored);
+      this.#free.push(reply.buffer); // append copied it
+      this.chunkDigests.set(offset, digests);
+      this.table.append({
+        offset,
+        storedBytes: stored.byteLength,
+        pageCount,
+        codec: codec.id,
+        sha256,
       });
-    this.#tail = appended;
-    this.#inFlight.push(appended);
-    void appended.then(() => this.#inFlight.shift());
-    if (this.#inFlight.length <= WRITE_CHUNKS_IN_FLIGHT_MAX) return undefined;
-    return this.#inFlight[0]?.then(() => this.#rethrow());
+      this.storedBytes += stored.byteLength;
+      return wait ?? undefined;
+    });
+    if (this.#appends.pending <= WRITE_CHUNKS_IN_FLIGHT_MAX) return undefined;
+    return this.#appends.oldest().then(() => this.#rethrow());
   }
 
   /** Seals the open chunk and waits until every chunk is in the pack (or throws why not). */
   async finish(): Promise<void> {
     await this.seal();
-    await this.#tail;
+    await this.#appends.settled();
     this.#rethrow();
   }
 
   /** Waits for work in flight without throwing: for abort paths. */
-  async settle(): Promise<void> {
-    await this.#tail;
+  settle(): Promise<void> {
+    return this.#appends.settled();
   }
 
   #rethrow(): void {
-    if (this.#failure !== null) throw this.#failure;
+    if (this.#appends.failed) throw this.#appends.failure;
   }
 }

@@ -22,6 +22,7 @@ import { zeroEntry } from "../format/format.ts";
 import type { ChunkWorkers } from "../read/chunk-workers.ts";
 import type { ChunkPacker } from "./chunk-packer.ts";
 import type { DiskPages } from "./disk-pages.ts";
+import { InOrder } from "./in-order.ts";
 import type { SharedPages } from "./shared-pages.ts";
 
 /**
@@ -57,11 +58,10 @@ export class PagePlacer {
   #batch: Batch = newBatch();
   /** Placed batches, for the next ones. */
   readonly #free: Batch[] = [];
-  /** Each sent batch's hashing then placement, in stream order; never rejects. */
-  #tail: Promise<void> = Promise.resolve();
-  /** Placements still to come, oldest first (each never rejects). */
-  readonly #inFlight: Promise<void>[] = [];
-  #failure: PlaceFailure | null = null;
+  /** Each sent batch's hashing, placed in stream order. */
+  readonly #placements = new InOrder();
+  /** What was being done when the placements failed, for the error. */
+  #action = "writing the pack file";
 
   constructor(init: PlacerInit) {
     this.#init = init;
@@ -69,7 +69,8 @@ export class PagePlacer {
 
   /** The first failure of a placement (hashing, a disk read, the chunk limit, a pack write). */
   get failure(): PlaceFailure | null {
-    return this.#failure;
+    const p = this.#placements;
+    return p.failed ? { error: p.failure, action: this.#action } : null;
   }
 
   /**
@@ -81,8 +82,8 @@ export class PagePlacer {
     batch.pages.set(page, batch.pageCount * PAGE_SIZE_BYTES);
     batch.pageCount += 1;
     this.#record(index, -1);
-    if (this.#inFlight.length <= WRITE_BATCHES_IN_FLIGHT_MAX) return undefined;
-    return this.#inFlight[0];
+    if (this.#placements.pending <= WRITE_BATCHES_IN_FLIGHT_MAX) return undefined;
+    return this.#placements.oldest();
   }
 
   /**
@@ -90,7 +91,7 @@ export class PagePlacer {
    * `data` call carries the backpressure, not this).
    */
   zero(index: number, fill: number): void {
-    if (this.#batch.recordCount === 0 && this.#inFlight.length === 0) {
+    if (this.#batch.recordCount === 0 && this.#placements.pending === 0) {
       this.#init.entries[index] = zeroEntry(fill);
       return;
     }
@@ -100,13 +101,13 @@ export class PagePlacer {
   /** Places every record given so far; throws the first failure's error. */
   async flush(): Promise<void> {
     this.#send();
-    await this.#tail;
-    if (this.#failure !== null) throw this.#failure.error;
+    await this.#placements.settled();
+    if (this.#placements.failed) throw this.#placements.failure;
   }
 
   /** Waits for placements in flight without throwing: for abort paths. */
-  async settle(): Promise<void> {
-    await this.#tail;
+  settle(): Promise<void> {
+    return this.#placements.settled();
   }
 
   #record(index: number, fill: number): void {
@@ -131,29 +132,19 @@ export class PagePlacer {
             buffer: batch.pages.buffer as ArrayBuffer,
             pages: batch.pageCount,
           });
-    hashed?.catch(() => undefined); // observed in the chain below
-    const placed = this.#tail
-      .then(() => hashed)
-      .then(async (reply) => {
-        if (this.#failure !== null) return;
-        let digests: Uint8Array = new Uint8Array(0);
-        if (reply !== null) {
-          if (!reply.ok || reply.digests === null)
-            throw new Error(`hashing pages failed: ${reply.ok ? "no digests" : reply.error}`);
-          batch.pages = new Uint8Array(reply.buffer);
-          digests = reply.digests;
-        }
-        await this.#place(batch, digests);
-        batch.recordCount = 0;
-        batch.pageCount = 0;
-        this.#free.push(batch);
-      })
-      .catch((error: unknown) => {
-        this.#failure ??= { error, action: "writing the pack file" };
-      });
-    this.#tail = placed;
-    this.#inFlight.push(placed);
-    void placed.then(() => this.#inFlight.shift());
+    this.#placements.add(hashed ?? Promise.resolve(null), async (reply) => {
+      let digests: Uint8Array = new Uint8Array(0);
+      if (reply !== null) {
+        if (!reply.ok || reply.digests === null)
+          throw new Error(`hashing pages failed: ${reply.ok ? "no digests" : reply.error}`);
+        batch.pages = new Uint8Array(reply.buffer);
+        digests = reply.digests;
+      }
+      await this.#place(batch, digests);
+      batch.recordCount = 0;
+      batch.pageCount = 0;
+      this.#free.push(batch);
+    });
   }
 
   /** Gives each record of a hashed batch its page-map entry, in stream order. */
@@ -195,7 +186,7 @@ export class PagePlacer {
     try {
       return disk.confirm(data, digest, candidate);
     } catch (error) {
-      this.#failure ??= { error, action: "reading a frozen disk layer" };
+      this.#action = "reading a frozen disk layer";
       throw error;
     }
   }
