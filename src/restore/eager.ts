@@ -73,8 +73,9 @@ async function restoreWith(
     const device = await reader.deviceState();
     const reset = await resetFor(opts, reader);
     const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
+    let socket: Socket | null = null;
     try {
-      const socket = await openIncoming(vm);
+      socket = await openIncoming(vm);
       const counts = await sendCheckpoint(reader, socket, device, {
         workers,
         pageEdit: reset,
@@ -91,6 +92,7 @@ async function restoreWith(
         accessedBits: reset.report(),
       };
     } catch (error) {
+      socket?.destroy(); // before QEMU goes: its reset then has no socket to reach
       await killVm(opts.home, vm);
       throw error;
     } finally {
@@ -104,7 +106,12 @@ async function restoreWith(
 async function openIncoming(vm: ManagedVm): Promise<Socket> {
   const path = `${vm.stateDir}/incoming.sock`;
   await vm.qmp.execute("migrate-incoming", { uri: `unix:${path}` });
-  return connectUnix(path);
+  const socket = await connectUnix(path);
+  // QEMU may die at any time (a kill, an interrupt): its reset must not become an 'error'
+  // event with no listener, which would crash the process. A failed write still fails the
+  // send (its callback and the drain wait see it), and QMP reports QEMU's exit.
+  socket.on("error", () => undefined);
+  return socket;
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */
