@@ -215,12 +215,15 @@ async function saveLocked(
     };
   } catch (error) {
     accepting.abort();
+    // QEMU first: closing our end first would let it fail the migration on its own before
+    // the cancel arrives ("failed" instead of "cancelled", seen in the pre-switchover pause).
+    await cancelMigration(vm);
     // The stream stops before the writer goes, so no page is being written while it aborts.
     socket?.destroy();
     await receiving?.catch(() => undefined);
     if (sink !== null && !sink.committed)
       await sink.writer?.abort(error instanceof Error ? error : undefined);
-    await cancelAndResume(vm, wasRunning);
+    await resumeAfterFailure(vm, wasRunning);
     throw error;
   } finally {
     accepting.abort();
@@ -356,17 +359,22 @@ function assertNeverAfter(x: never): never {
 }
 
 /**
- * Puts the source back: the migration cancelled (QEMU then leaves the pre-switchover pause or
- * the postmigrate state), and the guest running again if it ran before the save.
+ * Cancels the migration (QEMU then leaves the pre-switchover pause or the postmigrate state)
+ * and waits until it no longer runs. Never throws.
  */
-async function cancelAndResume(vm: ManagedVm, wasRunning: boolean): Promise<void> {
+async function cancelMigration(vm: ManagedVm): Promise<void> {
   if (vm.qmp.isClosed()) return;
   try {
     await vm.qmp.execute("migrate_cancel", {});
     await vm.qmp.waitForMigration({ until: (info) => !ACTIVE.has(info.status ?? "none") });
   } catch {
-    // No migration to cancel, or it ended otherwise: resuming below is what matters.
+    // No migration to cancel, or it ended otherwise: resuming is what matters.
   }
+}
+
+/** The guest running again if it ran before the save. Never throws. */
+async function resumeAfterFailure(vm: ManagedVm, wasRunning: boolean): Promise<void> {
+  if (vm.qmp.isClosed()) return;
   try {
     await resumeIfWasRunning(vm.qmp, wasRunning);
   } catch {
