@@ -65,10 +65,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     uses: [{ checkpoint: opts.checkpoint, access: "read" }],
   });
   // QEMU is killed through `stop`, which follows the caller's signal only while the restore
-  // needs it: until an eager restore returns, or a postcopy fill settles.
+  // needs it: until an eager restore returns, or a postcopy fill settles. A signal that came
+  // while the lock was being taken counts too.
   const stop = new AbortController();
   const follow = () => stop.abort(opts.signal?.reason);
   opts.signal?.addEventListener("abort", follow, { once: true });
+  if (opts.signal?.aborted) follow();
   const done = async () => {
     opts.signal?.removeEventListener("abort", follow);
     await lock.release();
@@ -109,6 +111,8 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
     case "eager":
       if (opts.workingSet !== undefined)
         throw new UsageError("Cannot use a working set in an eager restore: every page is sent");
+      if (opts.launched !== undefined)
+        throw new UsageError("An eager restore starts its own QEMU: `launched` is for postcopy");
       return restoreEager(opts);
     case "lazy":
       return restorePostcopy({ ...opts, mode });
