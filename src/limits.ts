@@ -32,8 +32,11 @@ assert(Number.isSafeInteger(RAM_BLOCK_BYTES_MAX * RAM_BLOCKS_MAX), "total RAM fi
 export const QMP_EVENTS_QUEUED_MAX = 256;
 /** Time for a just-spawned QEMU to open its QMP socket and greet; TCG start-up on 2 shared cores is slow. */
 export const QMP_CONNECT_TIMEOUT_MS = 15_000;
-/** Pause between attempts to reach a QMP socket that does not exist yet. */
-export const QMP_CONNECT_RETRY_MS = 20;
+/**
+ * Pause between attempts to reach a QMP socket that does not exist yet. Short: a restore waits
+ * on it (QEMU listens ~70–120 ms after exec), and a refused connect costs one syscall.
+ */
+export const QMP_CONNECT_RETRY_MS = 5;
 /** Pause between query-migrate polls: migration progress is reported, not pushed. */
 export const MIGRATION_POLL_MS = 50;
 /** Default bound on waiting for a migration: a 64 GiB guest at 200 MB/s takes ~6 min. */
