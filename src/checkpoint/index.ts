@@ -28,7 +28,7 @@ export type {
 export { CHECKPOINT_NAME_PATTERN, checkCheckpointName } from "./format/names.ts";
 export type { PageLocation } from "./format/page-map.ts";
 export type { RamBlockInput } from "./format/ram-blocks.ts";
-export type { CheckpointListing } from "./read/checkpoint-files.ts";
+export { type CheckpointListing, manifestOf } from "./read/checkpoint-files.ts";
 export { ChunkWorkers, type DecodeInput } from "./read/chunk-workers.ts";
 export {
   type CheckpointDescription,

@@ -14,8 +14,7 @@
  * the restore code, so a caller loads it before the spawn at little cost.
  */
 import { spawn } from "node:child_process";
-import { closeSync, openSync, writeSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { abortError } from "../abort.ts";
@@ -70,23 +69,42 @@ export interface SpawnOptions {
   readonly command: readonly [string, ...string[]];
   /** Stops the server before it reported (it stops QEMU); rejects with the signal's reason. */
   readonly signal?: AbortSignal;
+  /**
+   * A line the server reads on its stdin (readHandoff) once the caller has it: the QEMU the
+   * caller starts while the server starts (ADR 0015). If it rejects, the server is stopped
+   * and spawnPageServer rejects with that error once the server is gone.
+   */
+  readonly handoff?: Promise<string>;
 }
 
-/** Spawns the page server detached, waits for its report, and lets it go on alone. */
+/**
+ * Spawns the page server detached (before it returns: the spawn goes first), waits for its
+ * report, and lets it go on alone.
+ */
 export async function spawnPageServer(opts: SpawnOptions): Promise<DetachedRestore> {
   const dir = restoresDir(opts.home, opts.checkpoint);
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const log = join(dir, `${stamp}-${opts.vmName ?? "restore"}.log`);
   const logFd = openSync(log, "a");
   const [program, ...args] = opts.command;
   const child = spawn(program, args, {
     detached: true,
-    stdio: ["ignore", logFd, logFd, "pipe"],
+    stdio: [opts.handoff === undefined ? "ignore" : "pipe", logFd, logFd, "pipe"],
   });
   closeSync(logFd);
   const stop = () => child.kill("SIGTERM"); // the server stops QEMU, reports, exits
   opts.signal?.addEventListener("abort", stop, { once: true });
+  let handoffFailed: { error: unknown } | undefined;
+  child.stdin?.on("error", () => undefined); // a server gone before it read: its exit says why
+  opts.handoff?.then(
+    (line) => child.stdin?.end(`${line}\n`),
+    (error: unknown) => {
+      handoffFailed = { error };
+      child.stdin?.end();
+      stop();
+    },
+  );
   let text = "";
   const pipe = child.stdio[REPORT_FD];
   if (!(pipe instanceof Readable)) throw new Error("Cannot read the page server's pipe");
@@ -104,11 +122,27 @@ export async function spawnPageServer(opts: SpawnOptions): Promise<DetachedResto
       await new Promise((resolve) => child.once("exit", resolve));
     throw abortError(opts.signal);
   }
+  if (handoffFailed !== undefined) {
+    if (child.exitCode === null && child.signalCode === null)
+      await new Promise((resolve) => child.once("exit", resolve));
+    throw handoffFailed.error;
+  }
   opts.signal?.removeEventListener("abort", stop);
   child.unref();
   pipe.destroy();
   const line = parseLine(text, log, exitCode);
   return { ...line, server: child.pid ?? line.server, log };
+}
+
+/** In the server: the line its caller sent as `handoff`; rejects if the caller sent none. */
+export async function readHandoff(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin.setEncoding("utf8")) {
+    text += chunk;
+    const end = text.indexOf("\n");
+    if (end >= 0) return text.slice(0, end);
+  }
+  throw new Error("The restore command stopped before it handed its QEMU to the page server");
 }
 
 /** In the server: the guest runs. Closes the channel (the caller then lets the server go). */

@@ -14,13 +14,15 @@ import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
 import { InvalidCheckpointError, QemuError, UsageError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import {
+  attachStartingVm,
   killVm,
+  type LaunchedVm,
+  launchVm,
   type ManagedVm,
   machineTypesOf,
   parseVmSpec,
   type QemuInstall,
   qemuFor,
-  startVm,
   type VmSpec,
   writeOrigin,
 } from "../vm/index.ts";
@@ -34,13 +36,40 @@ export interface RestoredVm {
   readonly agentSocket: string | null;
 }
 
+/** The checkpoint as far as starting its target goes: a reader, or its manifest alone. */
+export type TargetCheckpoint = Pick<CheckpointReader, "name" | "manifest">;
+
+/**
+ * A launched target's QEMU as the launching process hands it to the one that attaches to it
+ * (the CLI to its page server, as one JSON line; ADR 0015).
+ */
+export interface RestoreHandoff {
+  readonly vm: string;
+  readonly pid: number;
+  readonly overlays: readonly Overlay[];
+}
+
+interface Overlay {
+  readonly drive: number;
+  readonly active: string;
+}
+
+/** A target whose QEMU was spawned and not yet attached (launchRestoreTarget). */
+export interface LaunchedRestore {
+  readonly handoff: RestoreHandoff;
+  /** Stops QEMU, removes its VM state and its fresh overlays: the restore did not happen. */
+  abandon(): Promise<void>;
+  /** Drops this process's claim on the overlays, once the VM's hold file names them. */
+  release(): Promise<void>;
+}
+
 /**
  * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
  * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
  * spec's, which saves pin too); a QEMU without it fails to start, and that failure is then
  * explained as a UsageError naming the machine type (no VM or overlay is left). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
- * path removes the VM. `onSpawn` is called once QEMU is exec'd (startVm's).
+ * path removes the VM. `onSpawn` is called once QEMU is exec'd.
  */
 export async function startRestoreTarget(
   home: string,
@@ -51,43 +80,164 @@ export async function startRestoreTarget(
   onSpawn?: () => void,
 ): Promise<ManagedVm> {
   throwIfAborted(signal);
-  const recorded = reader.manifest.vm;
+  const target = await launchTarget(home, reader, vmName, qemu);
+  onSpawn?.();
+  try {
+    const vm = await explainStart(reader, target.install, target.machine, () =>
+      target.launched.connect(),
+    );
+    await adopt(home, reader, vm, target.overlays, signal);
+    await target.release();
+    return vm;
+  } catch (error) {
+    await target.abandon();
+    throw error;
+  }
+}
+
+/**
+ * The first half of startRestoreTarget, for a target another process attaches to
+ * (attachRestoreTarget with `handoff`). This process must stay alive until then: it is
+ * QEMU's parent and holds the overlays.
+ */
+export async function launchRestoreTarget(
+  home: string,
+  checkpoint: TargetCheckpoint,
+  vmName: string | undefined,
+  qemu?: QemuInstall,
+): Promise<LaunchedRestore> {
+  const target = await launchTarget(home, checkpoint, vmName, qemu);
+  const { spec, pid } = target.launched;
+  return {
+    handoff: { vm: spec.name, pid, overlays: target.overlays },
+    abandon: target.abandon,
+    release: target.release,
+  };
+}
+
+/**
+ * The second half, in the process that serves the restore: connects to the QEMU `handoff`
+ * names (explaining a missing machine type as startRestoreTarget does), then as there. On
+ * failure it kills that QEMU; the launching process removes the rest (`abandon`).
+ */
+export async function attachRestoreTarget(
+  home: string,
+  reader: CheckpointReader,
+  handoff: RestoreHandoff,
+  qemu?: QemuInstall,
+  signal?: AbortSignal,
+): Promise<ManagedVm> {
+  const { install, machine } = restoreSpec(reader, handoff.vm, qemu);
+  let vm: ManagedVm | undefined;
+  try {
+    throwIfAborted(signal);
+    vm = await explainStart(reader, install, machine, () =>
+      attachStartingVm(home, handoff.vm, handoff.pid),
+    );
+    await adopt(home, reader, vm, handoff.overlays, signal);
+    return vm;
+  } catch (error) {
+    if (vm === undefined) signalProcess(handoff.pid, "SIGKILL");
+    else await killVm(home, vm);
+    throw error;
+  }
+}
+
+/** Checks a RestoreHandoff read from another process; throws what is wrong with it. */
+export function parseHandoff(line: string): RestoreHandoff {
+  const o = JSON.parse(line) as Partial<RestoreHandoff>;
+  const ok =
+    typeof o.vm === "string" &&
+    Number.isSafeInteger(o.pid) &&
+    (o.pid ?? 0) > 0 &&
+    Array.isArray(o.overlays) &&
+    o.overlays.every((x) => Number.isSafeInteger(x?.drive) && typeof x?.active === "string");
+  if (!ok) throw new Error(`Not a restore handoff: ${line.slice(0, 200)}`);
+  return o as RestoreHandoff;
+}
+
+/** The spec a restore starts QEMU with, the QEMU and the machine type. */
+function restoreSpec(checkpoint: TargetCheckpoint, vmName: string | undefined, qemu?: QemuInstall) {
+  const recorded = checkpoint.manifest.vm;
   if (typeof recorded !== "object" || recorded === null) {
-    throw new InvalidCheckpointError(reader.name, "its manifest has no VM spec");
+    throw new InvalidCheckpointError(checkpoint.name, "its manifest has no VM spec");
   }
   const saved = parseVmSpec(vmName === undefined ? recorded : { ...recorded, name: vmName }, {
     baseDir: "/",
   });
   const install = qemuFor(saved, qemu === undefined ? {} : { qemu });
-  const machine = reader.manifest.runtime?.machineType ?? saved.machine;
+  const machine = checkpoint.manifest.runtime?.machineType ?? saved.machine;
   const spec: VmSpec = { ...saved, machine, qemu: install };
+  return { spec, install, machine };
+}
+
+/** Fresh overlays over the frozen disks, then QEMU spawned on them. */
+async function launchTarget(
+  home: string,
+  checkpoint: TargetCheckpoint,
+  vmName: string | undefined,
+  qemu?: QemuInstall,
+) {
+  const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
   const store = new LayerStore(home);
-  const overlays = await freshOverlays(store, reader);
-  try {
-    const disks = withOverlays(spec, overlays, store, reader.name);
-    const vm = await startVm(home, disks, {
-      incoming: "defer",
-      ...(onSpawn === undefined ? {} : { onSpawn }),
-    }).catch(async (error: unknown) => {
-      // Asked only now: listing the machine types runs QEMU once more (~0.1 s on the critical
-      // path of every restore), and a QEMU that started has the machine type it was given.
-      if (error instanceof QemuError) await refuseMissingMachine(reader, install, machine, error);
-      throw error;
-    });
-    try {
-      throwIfAborted(signal);
-      signal?.addEventListener("abort", () => signalProcess(vm.pid, "SIGKILL"), { once: true });
-      await writeHold(vm.stateDir, overlays);
-      // Its next save shares the pages it has not changed with this checkpoint (format 1.2).
-      await writeOrigin(vm.stateDir, { checkpoint: reader.name, how: "restored" });
-    } catch (error) {
-      await killVm(home, vm);
-      throw error;
-    }
-    for (const o of overlays) await store.release(o.active);
-    return vm;
-  } catch (error) {
+  const overlays = await freshOverlays(store, checkpoint);
+  const discard = async () => {
     for (const o of overlays) await store.discard(o.active, "qcow2");
+  };
+  let launched: LaunchedVm;
+  try {
+    const disks = withOverlays(spec, overlays, store, checkpoint.name);
+    launched = await launchVm(home, disks, { incoming: "defer" });
+  } catch (error) {
+    await discard();
+    throw error;
+  }
+  return {
+    launched,
+    install,
+    machine,
+    overlays,
+    abandon: async () => {
+      await launched.abandon();
+      await discard();
+    },
+    release: async () => {
+      for (const o of overlays) await store.release(o.active);
+    },
+  };
+}
+
+/** Runs `start`; a QemuError from a QEMU lacking the checkpoint's machine type is explained. */
+async function explainStart(
+  checkpoint: TargetCheckpoint,
+  install: QemuInstall,
+  machine: string,
+  start: () => Promise<ManagedVm>,
+): Promise<ManagedVm> {
+  return start().catch(async (error: unknown) => {
+    // Asked only now: listing the machine types runs QEMU once more (~0.1 s on the critical
+    // path of every restore), and a QEMU that started has the machine type it was given.
+    if (error instanceof QemuError) await refuseMissingMachine(checkpoint, install, machine, error);
+    throw error;
+  });
+}
+
+/** The VM is the restore's: killed on `signal`, holding its overlays, remembering its origin. */
+async function adopt(
+  home: string,
+  checkpoint: TargetCheckpoint,
+  vm: ManagedVm,
+  overlays: readonly Overlay[],
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    throwIfAborted(signal);
+    signal?.addEventListener("abort", () => signalProcess(vm.pid, "SIGKILL"), { once: true });
+    await writeHold(vm.stateDir, overlays);
+    // Its next save shares the pages it has not changed with this checkpoint (format 1.2).
+    await writeOrigin(vm.stateDir, { checkpoint: checkpoint.name, how: "restored" });
+  } catch (error) {
+    await killVm(home, vm);
     throw error;
   }
 }
@@ -97,18 +247,18 @@ export async function startRestoreTarget(
  * type: it could not have loaded the device state anyway. Returns when it has the type.
  */
 async function refuseMissingMachine(
-  reader: CheckpointReader,
+  checkpoint: TargetCheckpoint,
   install: QemuInstall,
   machine: string,
   startError: QemuError,
 ): Promise<void> {
   const known = await machineTypesOf(install).catch(() => null);
   if (known === null || known.has(machine)) return;
-  const savedBy = reader.manifest.runtime?.qemuVersion;
+  const savedBy = checkpoint.manifest.runtime?.qemuVersion;
   const versioned = [...known].filter((m) => /-\d+\.\d+$/.test(m));
   throw new UsageError(
-    `Cannot restore checkpoint ${reader.name} with ${install.binary}: it has no machine type ` +
-      `"${machine}", which the checkpoint was saved with` +
+    `Cannot restore checkpoint ${checkpoint.name} with ${install.binary}: it has no machine ` +
+      `type "${machine}", which the checkpoint was saved with` +
       (savedBy === undefined ? "" : ` (QEMU ${savedBy})`) +
       `. Restore it with a QEMU that has that machine type (the same or a newer version; ` +
       `SNAPWAKE_QEMU chooses it). This one has ${versioned.slice(0, 3).join(", ")}…`,
@@ -122,14 +272,11 @@ export async function waitIncomingDone(qmp: QmpClient): Promise<void> {
 }
 
 /** Checks each frozen chain, then makes one empty overlay per drive over its top layer. */
-async function freshOverlays(
-  store: LayerStore,
-  reader: CheckpointReader,
-): Promise<{ drive: number; active: string }[]> {
-  const { layers, disks } = reader.manifest;
+async function freshOverlays(store: LayerStore, checkpoint: TargetCheckpoint): Promise<Overlay[]> {
+  const { layers, disks } = checkpoint.manifest;
   const byId = new Map(layers.map((l) => [l.id, l]));
-  for (const layer of layers) await checkLayer(store, reader.name, layer);
-  const overlays: { drive: number; active: string }[] = [];
+  for (const layer of layers) await checkLayer(store, checkpoint.name, layer);
+  const overlays: Overlay[] = [];
   try {
     for (const disk of disks) {
       const top = topOf(disk, byId);
@@ -165,7 +312,7 @@ function topOf(disk: DiskInfo, byId: Map<string, LayerInfo>): LayerInfo {
 /** The spec with each frozen drive on its new overlay (writable qcow2). */
 function withOverlays(
   spec: VmSpec,
-  overlays: readonly { drive: number; active: string }[],
+  overlays: readonly Overlay[],
   store: LayerStore,
   checkpoint: string,
 ): VmSpec {

@@ -3,14 +3,15 @@
  * started by another snapwake process), stopVm asks it to quit, killVm does not ask.
  * Both remove the state directory once QEMU is gone, so the name is free again.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { resolve } from "node:path";
 import { NotFoundError, QemuError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STATUS_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
-import { QmpClient } from "../qemu/qmp/index.ts";
+import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
 import { ensureExited, type ManagedVm, managedVm } from "./launcher.ts";
 import { signalProcess, watchQemuExit } from "./process.ts";
 import { readRecordedSpec, readVmRecord, removeStateDir, type VmRecord } from "./registry.ts";
-import type { VmStatePaths } from "./state-dir.ts";
+import { type VmStatePaths, vmPaths } from "./state-dir.ts";
 
 function notFound(name: string): NotFoundError {
   return new NotFoundError(`No managed VM named "${name}"; \`snapwake vm ls\` lists them`);
@@ -56,6 +57,45 @@ export async function openVm(
   });
   const watching = new AbortController();
   const exited = watchQemuExit(pid, paths.pidFile, watching.signal);
+  const stopWatching = () => watching.abort();
+  return managedVm(spec, paths, { pid, qmp, exited, qemuBinary, args, stopWatching });
+}
+
+/**
+ * Connects to a VM whose QEMU another process launched (launchVm) and handed over as `pid`:
+ * waits for its QMP, failing early with QEMU's own complaint when that pid is gone, and
+ * removes the "starting" mark. The launcher stays QEMU's parent until this returns.
+ */
+export async function attachStartingVm(
+  home: string,
+  name: string,
+  pid: number,
+  options: { timeoutMs?: number } = {},
+): Promise<ManagedVm> {
+  const paths = vmPaths(resolve(home), name);
+  const spec = await readRecordedSpec(paths);
+  if (spec === undefined)
+    throw new QemuError(`${paths.specFile} is missing or invalid; was it edited?`);
+  const [qemuBinary, args] = await readCmdline(paths);
+  const watching = new AbortController();
+  const exited = watchQemuExit(pid, paths.pidFile, watching.signal);
+  const gone = new AbortController();
+  void exited.then(async () => {
+    const log = await describeQemuLog(paths.qemuLog);
+    gone.abort(new QemuError(`QEMU (pid ${pid}) exited before QMP came up. ${log}`));
+  });
+  let qmp: QmpClient;
+  try {
+    qmp = await QmpClient.connect(paths.qmpSocket, {
+      timeoutMs: options.timeoutMs ?? QMP_CONNECT_TIMEOUT_MS,
+      logPath: paths.qemuLog,
+      signal: gone.signal,
+    });
+    await rm(paths.startingFile, { force: true });
+  } catch (error) {
+    watching.abort();
+    throw error;
+  }
   const stopWatching = () => watching.abort();
   return managedVm(spec, paths, { pid, qmp, exited, qemuBinary, args, stopWatching });
 }

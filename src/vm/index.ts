@@ -6,8 +6,14 @@ export {
   qemuFor,
   resolveQemuBinary,
 } from "./command-line.ts";
-export { killVm, openVm, stopVm } from "./control.ts";
-export { type ManagedVm, type StartVmOptions, startVm } from "./launcher.ts";
+export { attachStartingVm, killVm, openVm, stopVm } from "./control.ts";
+export {
+  type LaunchedVm,
+  launchVm,
+  type ManagedVm,
+  type StartVmOptions,
+  startVm,
+} from "./launcher.ts";
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export {
   dataDirArgs,

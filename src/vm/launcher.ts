@@ -4,7 +4,6 @@
  * Invariants: a name has at most one live QEMU; startVm either returns a VM whose QMP is up
  * or leaves no state directory and no QEMU behind.
  */
-import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -68,6 +67,43 @@ export async function startVm(
   spec: VmSpec,
   options: StartVmOptions = {},
 ): Promise<ManagedVm> {
+  const launched = await launchVm(home, spec, options);
+  options.onSpawn?.();
+  try {
+    return await launched.connect(options.timeoutMs);
+  } catch (error) {
+    await launched.abandon();
+    throw error;
+  }
+}
+
+/**
+ * A QEMU spawned for a managed VM, its QMP not yet connected: `connect` in this process, or
+ * hand `pid` to another process that attaches to it (control.ts, attachStartingVm) while this
+ * one stays alive (it is QEMU's parent and reaps it).
+ */
+export interface LaunchedVm {
+  readonly spec: VmSpec;
+  readonly paths: VmStatePaths;
+  readonly pid: number;
+  /** Settles with QEMU's exit code (null if killed by a signal or never run). Never rejects. */
+  readonly exited: Promise<number | null>;
+  /** Waits for QMP, fails early with QEMU's own complaint; removes the "starting" mark. */
+  connect(timeoutMs?: number): Promise<ManagedVm>;
+  /** SIGKILLs QEMU if it still runs and removes the state directory: the name is free again. */
+  abandon(): Promise<void>;
+}
+
+/**
+ * The first half of startVm: claims the state directory, records the spec and command line,
+ * and spawns QEMU detached. Throws UsageError when a live VM has that name; on any failure
+ * leaves no state directory and no QEMU behind.
+ */
+export async function launchVm(
+  home: string,
+  spec: VmSpec,
+  options: Omit<StartVmOptions, "onSpawn" | "timeoutMs"> = {},
+): Promise<LaunchedVm> {
   if (!VM_NAME_PATTERN.test(spec.name)) {
     throw new UsageError(
       `spec.name: expected a string matching ${VM_NAME_PATTERN}, got "${spec.name}"`,
@@ -90,18 +126,33 @@ export async function startVm(
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
     spawned = await spawnDetached(...qemuCommand(install, binary, args), paths.qemuLog);
-    options.onSpawn?.();
-    const qmp = await connectStarting(paths, spawned, options.timeoutMs);
-    spawned.child.unref();
-    const pid = spawned.child.pid;
-    assert(pid !== undefined, "a QEMU that answered QMP has a pid");
-    await rm(paths.startingFile);
-    return managedVm(spec, paths, { pid, qmp, exited: spawned.exited, qemuBinary: binary, args });
   } catch (error) {
     if (spawned !== undefined) await killChild(spawned);
     await removeStateDir(paths);
     throw error;
   }
+  const child = spawned;
+  const pid = child.child.pid;
+  if (pid === undefined) {
+    await removeStateDir(paths);
+    throw cannotRun(await child.spawnFailed);
+  }
+  child.child.unref();
+  return {
+    spec,
+    paths,
+    pid,
+    exited: child.exited,
+    async connect(timeoutMs) {
+      const qmp = await connectStarting(paths, child, timeoutMs);
+      await rm(paths.startingFile);
+      return managedVm(spec, paths, { pid, qmp, exited: child.exited, qemuBinary: binary, args });
+    },
+    async abandon() {
+      await killChild(child);
+      await removeStateDir(paths);
+    },
+  };
 }
 
 /** Makes the state directory, refusing a live VM of that name and clearing a stale one. */
@@ -165,12 +216,7 @@ async function connectStarting(
   timeoutMs = QMP_CONNECT_TIMEOUT_MS,
 ): Promise<QmpClient> {
   const controller = new AbortController();
-  void spawned.spawnFailed.then((error) => {
-    const hint = "install qemu-system-x86 (`npm run setup`) or pass qemuBinary";
-    controller.abort(
-      new QemuError(`Cannot run QEMU (${error.message}); ${hint}`, { cause: error }),
-    );
-  });
+  void spawned.spawnFailed.then((error) => controller.abort(cannotRun(error)));
   void spawned.exited.then(async (code) => {
     const log = await describeQemuLog(paths.qemuLog);
     if (controller.signal.aborted) return;
@@ -183,8 +229,14 @@ async function connectStarting(
   });
 }
 
+function cannotRun(error: Error): QemuError {
+  const hint = "install qemu-system-x86 (`npm run setup`) or pass qemuBinary";
+  return new QemuError(`Cannot run QEMU (${error.message}); ${hint}`, { cause: error });
+}
+
 async function killChild({ child, exited }: Spawned): Promise<void> {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  child.ref(); // launchVm unref'd it: its exit must keep this process alive to be seen
   child.kill("SIGKILL");
   await exited;
 }

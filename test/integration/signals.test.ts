@@ -4,7 +4,8 @@
  * in the pre-switchover pause leaves the guest running (its agent answers), nothing listed and
  * no temp file; a restore interrupted after QEMU started leaves no VM. Then the command line:
  * SIGINT during `snapwake save` and SIGTERM during a detached `snapwake restore` exit 130 and
- * 143 with one line, and `snapwake ls` / `vm ls` show nothing new. Last, a save whose
+ * 143 with one line, and `snapwake ls` / `vm ls` show nothing new; a detached restore whose
+ * page server refuses stops the QEMU the command had started. Last, a save whose
  * `migrate` QEMU refuses leaks nothing and leaves no unhandled rejection.
  *
  * Interrupts are placed by the operations' own progress (deterministic), and in the CLI tests
@@ -12,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -222,6 +223,36 @@ test("a detached `snapwake restore` exits 143 on SIGTERM: its page server stops,
   assert.deepEqual(await locks(), [], "the page server released the store lock");
   await store().remove("sig-e@1"); // not held by anyone
 });
+
+test("a detached restore its page server refuses leaves nothing: the QEMU the command started is gone", async () => {
+  const { vm, agent } = await bootTestGuest(home, { name: "sig-g", ...GUEST });
+  agent.close();
+  await save({ home, vm, name: "sig-g@1", after: "stop" });
+  // The command starts QEMU while the server starts (ADR 0015); the server then refuses.
+  const args = ["restore", "sig-g@1", "--name", "sig-g2", "--mode", "partial"];
+  const cli = run([...args, "--working-set", "trace"]);
+  const { code, stderr } = await cli.done;
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /has no trace working set/);
+  assert.deepEqual(await qemuPidsNamed("sig-g2"), [], "the started QEMU was stopped");
+  const vms = JSON.parse((await run(["vm", "ls", "--json"]).done).stdout) as { name: string }[];
+  assert.ok(!vms.some((v) => v.name === "sig-g2"), "no VM is registered");
+  assert.equal(await readdir(vmDir(home, "sig-g2")).catch(() => null), null, "no VM state");
+  assert.deepEqual(await locks(), [], "both processes released the store lock");
+  await store().remove("sig-g@1");
+});
+
+/** Pids of live processes whose command line names VM `name` (`-name NAME`). */
+async function qemuPidsNamed(name: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
+    const at = argv.indexOf("-name");
+    if (at >= 0 && argv[at + 1] === name) pids.push(Number(entry));
+  }
+  return pids;
+}
 
 test("a save whose migrate QEMU refuses fails cleanly: no temp file, no unhandled rejection", async () => {
   const unhandled: unknown[] = [];

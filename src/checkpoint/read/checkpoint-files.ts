@@ -5,11 +5,12 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidCheckpointError } from "../../errors.ts";
+import { InvalidCheckpointError, NotFoundError } from "../../errors.ts";
 import { MANIFEST_BYTES_MAX } from "../../limits.ts";
 import { errorCode } from "../../util/index.ts";
 import { FileName } from "../format/format.ts";
 import { decodeManifest, type Manifest } from "../format/manifest.ts";
+import type { CheckpointStore } from "../store/store.ts";
 
 /** One line of the catalogue. */
 export interface CheckpointListing {
@@ -36,6 +37,19 @@ export async function sizeOf(path: string): Promise<number | null> {
     if (errorCode(error) === "ENOENT") return null;
     throw error;
   }
+}
+
+/** The directory of checkpoint `name` in `store`; NotFoundError when there is none. */
+export async function existingDir(store: CheckpointStore, name: string): Promise<string> {
+  const dir = store.dirOf(name);
+  if ((await sizeOf(dir)) === null)
+    throw new NotFoundError(`No checkpoint named "${name}" in ${store.checkpointsDir}`);
+  return dir;
+}
+
+/** The manifest of checkpoint `name` alone (its files are checked when it is opened). */
+export async function manifestOf(store: CheckpointStore, name: string): Promise<Manifest> {
+  return readManifestFile(await existingDir(store, name), name);
 }
 
 /** Reads and verifies `<dir>/manifest`; `checkpoint` is the name the directory claims. */

@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidCheckpointError, NotFoundError } from "../../errors.ts";
+import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import { type ChunkProblem, chunkProblemReason, decodePackChunk } from "../format/chunk-decode.ts";
 import { pageDigestsOf } from "../format/chunk-hash.ts";
@@ -40,7 +40,7 @@ import type { LayerInfo, Manifest, RamBlockInfo } from "../format/manifest.ts";
 import { sha256Hex } from "../format/manifest.ts";
 import type { PageLocation, PageMap } from "../format/page-map.ts";
 import type { CheckpointStore } from "../store/store.ts";
-import { checkFiles, readManifestFile, sizeOf } from "./checkpoint-files.ts";
+import { checkFiles, existingDir, readManifestFile } from "./checkpoint-files.ts";
 import { CheckpointLayers } from "./checkpoint-layers.ts";
 import { CheckpointPacks } from "./checkpoint-packs.ts";
 import type { ChunkWorkers, DecodeFailure, DecodeInput } from "./chunk-workers.ts";
@@ -95,9 +95,7 @@ export class CheckpointReader {
 
   /** Opens checkpoint `name` of `store`: NotFoundError if absent, InvalidCheckpointError if bad. */
   static async open(store: CheckpointStore, name: string): Promise<CheckpointReader> {
-    const dir = store.dirOf(name);
-    if ((await sizeOf(dir)) === null)
-      throw new NotFoundError(`No checkpoint named "${name}" in ${store.checkpointsDir}`);
+    const dir = await existingDir(store, name);
     return CheckpointReader.openDir(dir, name, store.layersDir);
   }
 

@@ -8,9 +8,10 @@
  * entry point itself, not the restore barrel (which brings profiling and with it the save path).
  */
 import { UsageError } from "../../errors.ts";
-import { reportFailed, reportRunning } from "../../restore/detached.ts";
+import { readHandoff, reportFailed, reportRunning } from "../../restore/detached.ts";
 import type { FillReport, PostcopyRestoreResult } from "../../restore/index.ts";
 import { DEFAULT_RESTORE_MODE, restore } from "../../restore/restore.ts";
+import { parseHandoff } from "../../restore/target.ts";
 import type { WorkingSetSource } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
@@ -51,7 +52,10 @@ export const runServeRestore: Run = async (ctx, p) => {
   try {
     const mode = choice(p.str("mode"), MODES, DEFAULT_RESTORE_MODE, "--mode");
     if (mode === "eager") throw new UsageError("__serve-restore serves lazy restores only");
-    running = await restore({ ...restoreArgs(ctx, p), mode });
+    // The QEMU `restore` starts while this process starts (src/restore/launch.ts).
+    const launched = readHandoff().then(parseHandoff);
+    launched.catch(() => undefined); // unread when the restore fails before it attaches
+    running = await restore({ ...restoreArgs(ctx, p), mode, launched });
   } catch (error) {
     reportFailed(error);
     throw error;

@@ -26,7 +26,12 @@ import { killVm, type ManagedVm, type QemuInstall } from "../../vm/index.ts";
 import type { AccessedBitsReset } from "../../wss/index.ts";
 import { resetFor } from "../accessed-bits.ts";
 import { replayInfo } from "../stream-info.ts";
-import { type RestoredVm, startRestoreTarget } from "../target.ts";
+import {
+  attachRestoreTarget,
+  type RestoredVm,
+  type RestoreHandoff,
+  startRestoreTarget,
+} from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
 import { ChunkCache } from "./chunk-cache.ts";
 import { WorkerChunkLoader } from "./chunk-loader.ts";
@@ -47,6 +52,12 @@ export interface PostcopyRestoreOptions {
   readonly vmName?: string;
   /** The QEMU to restore on; default: the one the checkpoint's VM spec names. */
   readonly qemu?: QemuInstall;
+  /**
+   * The target QEMU, already launched by another process (launchRestoreTarget, e.g. the CLI
+   * while this page server started; ADR 0015): this restore attaches to it instead of
+   * starting one. Its VM name wins over `vmName`.
+   */
+  readonly launched?: Promise<RestoreHandoff>;
   /** Default true: the accessed-bit reset, as for eager (EagerRestoreOptions). */
   readonly resetAccessedBits?: boolean;
   /** Pages sent before the guest runs; required for "partial", refused for "lazy". */
@@ -118,7 +129,13 @@ export async function restorePostcopy(
       spawned = resolve;
     });
     const { home, vmName, qemu, signal } = opts;
-    const target = startRestoreTarget(home, reader, vmName, qemu, signal, spawned);
+    const target =
+      opts.launched === undefined
+        ? startRestoreTarget(home, reader, vmName, qemu, signal, spawned)
+        : opts.launched.then((handoff) => {
+            spawned();
+            return attachRestoreTarget(home, reader, handoff, qemu, signal);
+          });
     target.then(spawned, spawned); // awaited below, after the preparation
     let ready: Prepared;
     try {
