@@ -143,6 +143,14 @@ export const PRELUDE_READ_AHEAD_CHUNKS = 8;
  */
 export const PRELUDE_EARLY_CHUNKS = 32;
 /**
+ * Pages (a working set's pages and their chunk neighbours) a partial restore sends before the
+ * guest runs, 32 MiB: ~60 ms at the prelude's rate here. The rest of the working set goes
+ * first in the background fill, which runs beside the guest: a prelude of all of a guest that
+ * sweeps its memory was an eager restore (measured slower than lazy), and a 4 GiB guest's
+ * 17,000-page prelude gained nothing over lazy (docs/restore.md, "A bounded prelude").
+ */
+export const PRELUDE_PAGES_MAX = 8192;
+/**
  * Bytes queued in our socket before background fill waits. The socket is FIFO: a requested
  * page queues behind this much at most (256 KiB ≈ 25–250 µs at local socket speeds; the
  * kernel's own socket buffer keeps QEMU busy while we refill it).

@@ -5,7 +5,10 @@
  * fill byte (rare: QEMU sends fill 0) go first, as ZERO records. Zero pages with fill 0 are
  * never pushed: a discarded page the destination never receives reads as zero (§6.4).
  *
- * Memory: 4 bytes a stored page (the reverse index) plus 4 bytes a chunk.
+ * `putFirst` moves some chunks to the front of the fill (the part of a partial restore's
+ * working set its bounded prelude left out); the others keep pack order behind them.
+ *
+ * Memory: 4 bytes a stored page (the reverse index) plus 8 bytes a chunk.
  */
 import type { PageLocation } from "../../checkpoint/index.ts";
 import type { Placement } from "./placement.ts";
@@ -23,6 +26,8 @@ export class FillOrder {
   readonly #refs: Uint32Array;
   /** Global indices of zero pages whose fill byte is not 0. */
   readonly filledZeroPages: Uint32Array;
+  /** The background fill's chunks by position: pack order unless putFirst. */
+  #sequence: Uint32Array;
 
   constructor(source: PageKinds, placement: Placement) {
     const count = source.chunks.count;
@@ -52,6 +57,30 @@ export class FillOrder {
     this.#first = first;
     this.#refs = refs;
     this.filledZeroPages = Uint32Array.from(filled);
+    this.#sequence = Uint32Array.from({ length: count }, (_, c) => c);
+  }
+
+  /** The chunk the background fill takes at position `at` (0 ≤ at < chunkCount). */
+  chunkAt(at: number): number {
+    return this.#sequence[at] ?? 0;
+  }
+
+  /**
+   * Puts `chunks` first in the background fill, in their order (repeats and chunks out of
+   * range skipped); every other chunk follows in pack order. Call before the fill starts.
+   */
+  putFirst(chunks: Iterable<number>): void {
+    const count = this.chunkCount;
+    const sequence = new Uint32Array(count);
+    const taken = new Uint8Array(count);
+    let n = 0;
+    for (const c of chunks) {
+      if (!(c >= 0 && c < count) || taken[c] === 1) continue;
+      taken[c] = 1;
+      sequence[n++] = c;
+    }
+    for (let c = 0; c < count; c++) if (taken[c] === 0) sequence[n++] = c;
+    this.#sequence = sequence;
   }
 
   get chunkCount(): number {

@@ -13,6 +13,7 @@ import { QemuError, UsageError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
   PRELUDE_EARLY_CHUNKS,
+  PRELUDE_PAGES_MAX,
   RESTORE_CHUNK_CACHE_CHUNKS,
   RESTORE_POSTCOPY_WORKERS,
   RESTORE_PROGRESS_EVERY_PAGES,
@@ -37,7 +38,7 @@ import { ChunkCache } from "./chunk-cache.ts";
 import { WorkerChunkLoader } from "./chunk-loader.ts";
 import { DemandWindow, type TraceWindowOptions } from "./demand-window.ts";
 import { abandon, asError, type Session, serveFill, watchSession } from "./fill.ts";
-import { FillOrder } from "./fill-order.ts";
+import { FillOrder, type PageKinds } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
 import { Placement } from "./placement.ts";
 import { planWorkingSet, sendPrelude, type WorkingSetPlan } from "./prelude.ts";
@@ -256,10 +257,22 @@ async function prepare(
     return where.kind === "stored" ? order.pagesOf(where.chunk) : null;
   });
   const cache = new ChunkCache(loader, RESTORE_CHUNK_CACHE_CHUNKS);
-  const plan = planWorkingSet(reader, placement, prefetch);
+  // A bounded prelude: the working set's first pages (in first-touch order) before the guest
+  // runs, the rest first in the background fill.
+  const plan = planWorkingSet(reader, placement, prefetch.slice(0, PRELUDE_PAGES_MAX));
+  order.putFirst(chunksOf(reader, placement, prefetch.slice(PRELUDE_PAGES_MAX)));
   // The workers decode the first working-set chunks while QEMU comes up for QMP.
   for (const chunk of plan.chunks.slice(0, PRELUDE_EARLY_CHUNKS)) cache.prefetch(chunk, true);
   return { device, configuration, ram, placement, order, plan, cache, reset };
+}
+
+/** The chunks holding the stored pages among `pages` (global indices), in their order. */
+function* chunksOf(source: PageKinds, placement: Placement, pages: readonly number[]) {
+  for (const g of pages) {
+    const { block, page } = placement.locate(g);
+    const where = source.pageKind(block, page);
+    if (where.kind === "stored") yield where.chunk;
+  }
 }
 
 /** The working set given (or not) fits the mode: checked before QEMU starts, and again after. */

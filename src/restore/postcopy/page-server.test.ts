@@ -125,6 +125,24 @@ test(
 );
 
 test(
+  "the background fill takes the chunks put first, then the rest in pack order",
+  LIMIT,
+  async () => {
+    const { source, order, server, out } = setUp();
+    order.putFirst([3, 1, 3, 99]); // a repeat and a chunk out of range are skipped
+    server.begin();
+    await server.run();
+    const chunks: number[] = [];
+    for (const r of await readBack(out)) {
+      const where = source.pageKind(r.block, r.page);
+      if (where.kind === "stored" && chunks.at(-1) !== where.chunk) chunks.push(where.chunk);
+    }
+    assert.equal(order.chunkCount, 5, "34 stored pages, 8 to a chunk");
+    assert.deepEqual(chunks, [3, 1, 0, 2, 4]);
+  },
+);
+
+test(
   "a request for a page already sent is traced as in flight and not answered",
   LIMIT,
   async () => {

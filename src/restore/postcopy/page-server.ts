@@ -60,7 +60,8 @@ export class PageServer {
   readonly #waiting = new Map<number, PageRequest[]>();
   #waitingRequests = 0;
   readonly #locality: { chunk: number; next: number }[] = [];
-  #bgChunk = 0;
+  /** The background fill's position in the fill order (FillOrder.chunkAt). */
+  #bgAt = 0;
   #bgNext = 0;
   #filledNext = 0;
   #remaining: number;
@@ -274,7 +275,7 @@ export class PageServer {
     if (at >= 0) this.#locality.splice(at, 1);
   }
 
-  /** Pushes the next few unsent non-zero pages in pack order. */
+  /** Pushes the next few unsent non-zero pages in fill order (FillOrder.chunkAt). */
   async #pushBackground(): Promise<void> {
     const filled = this.#d.order.filledZeroPages;
     if (this.#filledNext < filled.length) {
@@ -284,16 +285,16 @@ export class PageServer {
       return;
     }
     const { order, cache } = this.#d;
-    for (; this.#bgChunk < order.chunkCount; this.#bgChunk++, this.#bgNext = 0) {
-      const refs = order.pagesOf(this.#bgChunk);
+    for (; this.#bgAt < order.chunkCount; this.#bgAt++, this.#bgNext = 0) {
+      const chunk = order.chunkAt(this.#bgAt);
+      const refs = order.pagesOf(chunk);
       if (this.#nextUnsent(refs, this.#bgNext).pages.length === 0) continue;
-      const chunk = this.#bgChunk;
       let pages = cache.peek(chunk);
       if (pages === undefined) {
         pages = await cache.get(chunk);
         this.#throwIfFailed();
       }
-      this.#readAheadAfter(chunk);
+      this.#readAheadAfter(this.#bgAt);
       // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
       const batch = this.#nextUnsent(refs, this.#bgNext);
       this.#bgNext += batch.consumed;
@@ -303,11 +304,12 @@ export class PageServer {
     assert.fail(`background fill ran out of pages with ${this.#remaining} still unsent`);
   }
 
-  /** Starts reading the next chunk the background will need (one whose pages are not all sent). */
-  #readAheadAfter(chunk: number): void {
+  /** Starts reading the next chunk the fill needs after position `at` (one not all sent). */
+  #readAheadAfter(at: number): void {
     const { order, placement, cache } = this.#d;
-    const end = Math.min(order.chunkCount, chunk + 1 + RESTORE_READAHEAD_SCAN_CHUNKS);
-    for (let c = chunk + 1; c < end; c++) {
+    const end = Math.min(order.chunkCount, at + 1 + RESTORE_READAHEAD_SCAN_CHUNKS);
+    for (let i = at + 1; i < end; i++) {
+      const c = order.chunkAt(i);
       if (order.pagesOf(c).some((g) => !placement.isSent(g))) {
         cache.prefetch(c);
         return;
