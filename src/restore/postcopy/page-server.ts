@@ -60,8 +60,7 @@ export class PageServer {
   readonly #waiting = new Map<number, PageRequest[]>();
   #waitingRequests = 0;
   readonly #locality: { chunk: number; next: number }[] = [];
-  /** The background fill's position in the fill order (FillOrder.chunkAt). */
-  #bgAt = 0;
+  #bgAt = 0; // the background fill's position in FillOrder.chunkAt
   #bgNext = 0;
   #filledNext = 0;
   #remaining: number;
