@@ -19,7 +19,7 @@
  */
 import {
   type CheckpointReader,
-  ChunkWorkers,
+  type ChunkWorkers,
   type DecodeInput,
   throttledRead,
 } from "../../checkpoint/index.ts";
@@ -51,10 +51,11 @@ export class WorkerChunkLoader implements ChunkLoader {
   #running = 0;
   #closed = false;
 
-  constructor(reader: CheckpointReader, workers: number) {
+  /** Takes `workers` over (close() ends them); they may still be starting. */
+  constructor(reader: CheckpointReader, workers: ChunkWorkers) {
     this.#reader = reader;
-    this.#threads = workers;
-    this.#workers = ChunkWorkers.start(workers);
+    this.#threads = workers.size;
+    this.#workers = workers;
   }
 
   readStoredChunk(chunk: number): Promise<Uint8Array> {
