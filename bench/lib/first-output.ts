@@ -142,6 +142,9 @@ export async function watchSave<T>(
       }
     },
   };
+  // A reply from before the save: without one, a save that pauses the guest at once (QEMU's
+  // own migrate of a large guest) left nothing to tell the saved state by.
+  while (replies.length === 0) await sleep(1);
   let saved: T;
   try {
     saved = await save(watch);
