@@ -73,6 +73,22 @@ export class PageMap {
     return lo;
   }
 
+  /**
+   * Every entry in global order, without an object per page (what locate() gives, in bulk):
+   * `stored(index, chunk)` for a stored page or disk duplicate, `filledZero(index)` for a
+   * zero page whose fill byte is not 0; zero pages with fill 0 are skipped.
+   */
+  scan(stored: (index: number, chunk: number) => void, filledZero: (index: number) => void): void {
+    const { entries } = this;
+    const chunkMask = (1 << KIND_SHIFT) - 1;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] ?? 0;
+      if (e >>> KIND_SHIFT === PageKind.zero) {
+        if ((e & FILL_MASK) !== 0) filledZero(i);
+      } else stored(i, (e & chunkMask) >>> SLOT_BITS);
+    }
+  }
+
   locate(blockIndex: number, pageIndex: number): PageLocation {
     return decodeEntry(this.entries[this.indexOf(blockIndex, pageIndex)] ?? 0);
   }

@@ -152,6 +152,11 @@ export class CheckpointReader {
     return this.pageMap.locate(blockIndex, pageIndex);
   }
 
+  /** pageKind for every page at once, by global index (PageMap.scan). */
+  scanPages(stored: (index: number, chunk: number) => void, filledZero: (index: number) => void) {
+    this.pageMap.scan(stored, filledZero);
+  }
+
   /** The decompressed, verified pages of `chunk`, slot by slot. */
   async readChunk(chunk: number): Promise<Uint8Array[]> {
     return this.decodeChunk(chunk, await this.readStoredChunk(chunk));
