@@ -8,6 +8,7 @@
  * file then names the overlay, which keeps the chain from gc while the VM runs.
  */
 
+import { resolve } from "node:path";
 import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
@@ -24,9 +25,10 @@ import {
   type QemuInstall,
   qemuFor,
   type VmSpec,
+  vmPaths,
   writeOrigin,
 } from "../vm/index.ts";
-import { signalProcess } from "../vm/process.ts";
+import { isQemuAlive, signalProcess } from "../vm/process.ts";
 
 /** What a caller keeps of a restored VM once the restore returns. */
 export interface RestoredVm {
@@ -137,8 +139,9 @@ export async function attachRestoreTarget(
     await adopt(home, reader, vm, handoff.overlays, signal);
     return vm;
   } catch (error) {
-    if (vm === undefined) signalProcess(handoff.pid, "SIGKILL");
-    else await killVm(home, vm);
+    if (vm !== undefined) await killVm(home, vm);
+    else if (await isQemuAlive(handoff.pid, vmPaths(resolve(home), handoff.vm).pidFile))
+      signalProcess(handoff.pid, "SIGKILL"); // that QEMU, not a process that took its pid
     throw error;
   }
 }

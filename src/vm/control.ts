@@ -45,20 +45,8 @@ export async function openVm(
   name: string,
   options: { timeoutMs?: number } = {},
 ): Promise<ManagedVm> {
-  const record = await liveRecord(home, name);
-  const { paths, pid } = record;
-  const spec = await readRecordedSpec(paths);
-  if (spec === undefined)
-    throw new QemuError(`${paths.specFile} is missing or invalid; was it edited?`);
-  const [qemuBinary, args] = await readCmdline(paths);
-  const qmp = await QmpClient.connect(paths.qmpSocket, {
-    timeoutMs: options.timeoutMs ?? QMP_CONNECT_TIMEOUT_MS,
-    logPath: paths.qemuLog,
-  });
-  const watching = new AbortController();
-  const exited = watchQemuExit(pid, paths.pidFile, watching.signal);
-  const stopWatching = () => watching.abort();
-  return managedVm(spec, paths, { pid, qmp, exited, qemuBinary, args, stopWatching });
+  const { paths, pid } = await liveRecord(home, name);
+  return connectRecorded(paths, pid, { ...options, starting: false });
 }
 
 /**
@@ -73,6 +61,21 @@ export async function attachStartingVm(
   options: { timeoutMs?: number } = {},
 ): Promise<ManagedVm> {
   const paths = vmPaths(resolve(home), name);
+  const vm = await connectRecorded(paths, pid, { ...options, starting: true });
+  await rm(paths.startingFile, { force: true });
+  return vm;
+}
+
+/**
+ * The ManagedVm of the QEMU `pid` whose spec and command line are recorded in `paths`, with
+ * its QMP connected. `starting`: QEMU may still be coming up, so its exit ends the wait at
+ * once with its own complaint instead of at the timeout.
+ */
+async function connectRecorded(
+  paths: VmStatePaths,
+  pid: number,
+  options: { timeoutMs?: number; starting: boolean },
+): Promise<ManagedVm> {
   const spec = await readRecordedSpec(paths);
   if (spec === undefined)
     throw new QemuError(`${paths.specFile} is missing or invalid; was it edited?`);
@@ -80,10 +83,12 @@ export async function attachStartingVm(
   const watching = new AbortController();
   const exited = watchQemuExit(pid, paths.pidFile, watching.signal);
   const gone = new AbortController();
-  void exited.then(async () => {
-    const log = await describeQemuLog(paths.qemuLog);
-    gone.abort(new QemuError(`QEMU (pid ${pid}) exited before QMP came up. ${log}`));
-  });
+  if (options.starting) {
+    void exited.then(async () => {
+      const log = await describeQemuLog(paths.qemuLog);
+      gone.abort(new QemuError(`QEMU (pid ${pid}) exited before QMP came up. ${log}`));
+    });
+  }
   let qmp: QmpClient;
   try {
     qmp = await QmpClient.connect(paths.qmpSocket, {
@@ -91,7 +96,6 @@ export async function attachStartingVm(
       logPath: paths.qemuLog,
       signal: gone.signal,
     });
-    await rm(paths.startingFile, { force: true });
   } catch (error) {
     watching.abort();
     throw error;
