@@ -27,3 +27,17 @@ test("q35 splits at 2 GiB once RAM reaches 2.75 GiB", () => {
 test("other machine types are refused", () => {
   assert.throws(() => ramLayout("microvm", GIB), UsageError);
 });
+
+test("a spec whose extra arguments can move the split or the machine is refused", () => {
+  const refused = [
+    ["-machine", "pc,max-ram-below-4g=1G"],
+    ["-M", "q35"],
+    ["-global", "i440FX-pcihost.max-ram-below-4g=1G"],
+  ];
+  for (const args of refused) {
+    assert.throws(() => ramLayout("pc", GIB, args), UsageError, args.join(" "));
+  }
+  assert.throws(() => ramLayout("pc,max-ram-below-4g=1G", GIB), UsageError);
+  const kept = ["-device", "virtio-rng-pci", "-rtc", "base=utc"];
+  assert.deepEqual(ramLayout("pc", GIB, kept), ramLayout("pc", GIB));
+});

@@ -6,8 +6,9 @@
  * the rest at 4 GiB (hw/i386/pc_piix.c, pc_q35.c, the default max-ram-below-4g):
  * - pc:  all of RAM below 4 GiB when it is under 3.5 GiB, else 3 GiB below and the rest above;
  * - q35: all of RAM below 4 GiB when it is under 2.75 GiB, else 2 GiB below and the rest above.
- * A machine option that moves the split (max-ram-below-4g) is not read: such a spec is refused
- * by the caller when it sees the option in extraArgs.
+ * A machine option that moves the split (max-ram-below-4g) is not read: a spec whose machine
+ * string or extra arguments could set it, or set another machine, is refused here, since a wrong
+ * split would make the walk read ordinary pages as page tables.
  */
 import { UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
@@ -22,8 +23,27 @@ export interface RamLayout {
   readonly abovePages: number;
 }
 
-/** The split for `machine` ("pc", "q35", or a versioned name of either) with `ramBytes`. */
-export function ramLayout(machine: string, ramBytes: number): RamLayout {
+/** Extra QEMU arguments that can move the split or change the machine type. */
+const LAYOUT_ARGS = ["-machine", "--machine", "-M", "--M"];
+const LAYOUT_PROPERTY = "max-ram-below-4g";
+
+/**
+ * The split for `machine` ("pc", "q35", or a versioned name of either) with `ramBytes`, for a VM
+ * started with `extraArgs` (the spec's, after snapwake's own `-machine`).
+ */
+export function ramLayout(
+  machine: string,
+  ramBytes: number,
+  extraArgs: readonly string[] = [],
+): RamLayout {
+  const moved = extraArgs.find((a) => LAYOUT_ARGS.includes(a) || a.includes(LAYOUT_PROPERTY));
+  if (moved !== undefined) {
+    throw new UsageError(
+      `Cannot map guest-physical memory: the VM spec's extraArgs hold "${moved}", which can ` +
+        `move RAM in the address space or change the machine type. Put the machine type in ` +
+        `the spec's "machine" field, and leave ${LAYOUT_PROPERTY} at its default`,
+    );
+  }
   const family = machineFamily(machine);
   const [threshold, split] = family === "pc" ? [3.5 * GIB, 3 * GIB] : [2.75 * GIB, 2 * GIB];
   const below = ramBytes >= threshold ? split : ramBytes;
