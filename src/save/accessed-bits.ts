@@ -50,17 +50,23 @@ export async function estimateFromAccessedBits(
     );
   }
   const machine = typeof m.vm.machine === "string" ? m.vm.machine : "";
-  const layout = ramLayout(machine, info.lengthBytes);
+  const extraArgs = Array.isArray(m.vm.extraArgs) ? m.vm.extraArgs.map(String) : [];
+  const layout = ramLayout(machine, info.lengthBytes, extraArgs);
   const device = await reader.deviceState();
   const vcpus = vcpuPagingStates(device.sections, device.vmdescription);
   const hashes = new Map<number, string>();
   const memory = checkpointMemory(reader, block, layout, hashes);
   const walk = await walkAccessed(memory, vcpus, options);
   const toPage = (pfn: number) => ramPageOf(layout, pfn);
+  // An all-zero table (every entry not present) has no bit to clear and is sent as a ZERO
+  // record, never through the reset: it is walked, not listed.
+  const zeroSha256 = pageSha256(new Uint8Array(PAGE_SIZE_BYTES));
   const tables = walk.tablePfns.flatMap((pfn) => {
     const page = toPage(pfn);
     const sha256 = hashes.get(pfn);
-    return page === null || sha256 === undefined ? [] : [{ block, page, sha256 }];
+    return page === null || sha256 === undefined || sha256 === zeroSha256
+      ? []
+      : [{ block, page, sha256 }];
   });
   const pages: WorkingSetPage[] = [];
   const seen = new Set<number>();
