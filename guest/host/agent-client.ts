@@ -123,6 +123,21 @@ export class AgentClient {
     return reply.verb === "stats" ? reply.result : this.#unexpected("stats", reply);
   }
 
+  /**
+   * The guest-physical frame of every hot page, in hot-page order (0: not present), read by the
+   * guest from its own page tables (/proc/self/pagemap), a reply's worth at a time.
+   */
+  async hotFrames(options: RequestOptions = {}): Promise<number[]> {
+    const frames: number[] = [];
+    for (;;) {
+      const request = { verb: "hotframes", from: frames.length } as const;
+      const reply = await this.#request(request, options);
+      if (reply.verb !== "hotframes") return this.#unexpected("hotframes", reply);
+      frames.push(...reply.result.pfns);
+      if (reply.result.pfns.length === 0 || frames.length >= reply.result.total) return frames;
+    }
+  }
+
   /** Re-reads every data-disk file and checks it against MANIFEST. */
   async files(options: RequestOptions = {}): Promise<FilesResult> {
     const reply = await this.#request({ verb: "files" }, options);

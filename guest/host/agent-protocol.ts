@@ -7,6 +7,7 @@
  *   files        -> files ok=<n> bad=<k> bytes=<b>
  *   work <mib>   -> work done=<mib> sum=<16 hex digits>
  *   scratch <mib> -> scratch done=<mib>
+ *   hotframes <k> -> hotframes total=<n> from=<k> pfns=<hex>,...  (frames of hot pages k..)
  *   otherwise    -> error <reason>
  * Lines that are not replies (bytes left from before a restore, a reply's torn tail) parse
  * as "noise"; a known verb with fields that do not parse is "invalid".
@@ -18,7 +19,8 @@ export type AgentRequest =
   | { verb: "stats" }
   | { verb: "files" }
   | { verb: "work"; mib: number }
-  | { verb: "scratch"; mib: number };
+  | { verb: "scratch"; mib: number }
+  | { verb: "hotframes"; from: number };
 
 /** Memory workload check: every filled page compared with its generation's pattern. */
 export interface VerifyResult {
@@ -60,6 +62,16 @@ export interface WorkResult {
   sum: string;
 }
 
+/** One page of the hot pages' guest-physical frames (from the guest's /proc/self/pagemap). */
+export interface HotFrames {
+  /** Hot pages in all. */
+  total: number;
+  /** Index of the first hot page in `pfns`. */
+  from: number;
+  /** Frame numbers, 0 for a page not present; empty past the end. */
+  pfns: number[];
+}
+
 export type AgentReply =
   | { verb: "pong"; token: string }
   | { verb: "verify"; result: VerifyResult }
@@ -67,6 +79,7 @@ export type AgentReply =
   | { verb: "files"; result: FilesResult }
   | { verb: "work"; result: WorkResult }
   | { verb: "scratch"; done: number }
+  | { verb: "hotframes"; result: HotFrames }
   | { verb: "error"; message: string }
   | { verb: "invalid"; of: AgentRequest["verb"]; line: string; reason: string }
   | { verb: "noise"; line: string };
@@ -79,6 +92,8 @@ export function formatRequest(request: AgentRequest): string {
     case "work":
     case "scratch":
       return `${request.verb} ${request.mib}`;
+    case "hotframes":
+      return `hotframes ${request.from}`;
     case "verify":
     case "stats":
     case "files":
@@ -148,6 +163,16 @@ function parseWork(rest: string): WorkResult | string {
   return { done: Number(m[1]), sum: m[2] };
 }
 
+function parseHotFrames(rest: string): HotFrames | string {
+  const m =
+    /^total=(\d{1,16}) from=(\d{1,16}) pfns=((?:[0-9a-f]{1,14})(?:,[0-9a-f]{1,14})*)?$/.exec(rest);
+  if (m === null || m[1] === undefined || m[2] === undefined) {
+    return "expected total=<n> from=<k> pfns=<hex>,...";
+  }
+  const pfns = m[3] === undefined ? [] : m[3].split(",").map((h) => Number.parseInt(h, 16));
+  return { total: Number(m[1]), from: Number(m[2]), pfns };
+}
+
 /** Classifies one reply line (without "\n" or "\r"). Never throws. */
 export function parseReply(line: string): AgentReply {
   const space = line.indexOf(" ");
@@ -177,6 +202,11 @@ export function parseReply(line: string): AgentReply {
         verb: "scratch",
         done,
       }));
+    case "hotframes":
+      return checked("hotframes", parseHotFrames(rest), (result) => ({
+        verb: "hotframes",
+        result,
+      }));
     case "error":
       return { verb: "error", message: rest };
     default:
@@ -198,6 +228,8 @@ export function answers(request: AgentRequest, reply: AgentReply): boolean {
     case "work":
     case "scratch":
       return request.verb === reply.verb;
+    case "hotframes":
+      return request.verb === "hotframes" && request.from === reply.result.from;
     case "invalid":
       return request.verb === reply.of;
     case "error":

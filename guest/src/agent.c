@@ -8,6 +8,8 @@
  *   files         -> files ok=<n> bad=<k> bytes=<b>
  *   work <mib>    -> work done=<mib> sum=<hex>
  *   scratch <mib> -> scratch done=<mib>  (dirties mib MiB, then frees them)
+ *   hotframes <k> -> hotframes total=<n> from=<k> pfns=<hex>,<hex>,...  (the guest-physical
+ *                    frames of hot pages k.. k+HOT_FRAMES_PER_REPLY-1; 0: not present)
  *   anything else -> error <reason>
  */
 #include <errno.h>
@@ -26,6 +28,8 @@
 #define LINE_BYTES_MAX 256u /* requests are short; longer is garbage */
 #define TOKEN_BYTES_MAX 64u
 #define REPLY_BYTES_MAX 512u
+/* Frames per hotframes reply: 40 x (up to 9 hex digits + ',') stays well under the reply cap. */
+#define HOT_FRAMES_PER_REPLY 40u
 
 static int running; /* atomic: 0 while filling, 1 once all workloads run */
 static uint64_t start_ms;
@@ -62,6 +66,25 @@ static void reply_stats(char *out, size_t cap) {
            mem_rewrites(), monotonic_ms() - start_ms, f.ok, f.bad, page_cache_bytes(), mem_sweeps());
 }
 
+static void reply_hot_frames(const char *arg, char *out, size_t cap) {
+  char *end = NULL;
+  unsigned long long from = strtoull(arg, &end, 10);
+  if (*arg < '0' || *arg > '9' || *end != '\0') {
+    snprintf(out, cap, "error hotframes takes a hot-page index");
+    return;
+  }
+  uint64_t frames[HOT_FRAMES_PER_REPLY];
+  int64_t n = mem_hot_frames(from, HOT_FRAMES_PER_REPLY, frames);
+  if (n < 0) {
+    snprintf(out, cap, "error cannot read /proc/self/pagemap: %s", strerror(errno));
+    return;
+  }
+  size_t used = (size_t)snprintf(out, cap, "hotframes total=%" PRIu64 " from=%llu pfns=",
+                                 mem_hot_pages(), from);
+  for (int64_t i = 0; i < n && used < cap; i++)
+    used += (size_t)snprintf(out + used, cap - used, "%s%" PRIx64, i ? "," : "", frames[i]);
+}
+
 static void handle(const char *line, char *out, size_t cap) {
   if (strncmp(line, "ping", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
     const char *token = line[4] ? line + 5 : "";
@@ -95,6 +118,8 @@ static void handle(const char *line, char *out, size_t cap) {
       snprintf(out, cap, "error cannot map %" PRIu64 " MiB", mib);
     else
       snprintf(out, cap, "scratch done=%" PRIu64, mib);
+  } else if (strncmp(line, "hotframes ", 10) == 0) {
+    reply_hot_frames(line + 10, out, cap);
   } else {
     snprintf(out, cap, "error unknown command");
   }

@@ -5,10 +5,12 @@
  * Invariant: gen[] and page contents change together, only under mem_lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mix.h"
 #include "swagent.h"
@@ -186,6 +188,28 @@ void mem_start_sweeper(void) {
   pthread_t t;
   int err = pthread_create(&t, NULL, sweeper_main, NULL);
   if (err) log_line("cannot start the sweeper: %s", strerror(err));
+}
+
+/* /proc/self/pagemap: one 64-bit entry per virtual page; bit 63 present, bits 0-54 the frame. */
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_PFN_MASK ((1ull << 55) - 1u)
+
+int64_t mem_hot_frames(uint64_t from, uint64_t count, uint64_t *out) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  uint64_t n = 0;
+  for (; n < count && from + n < hot_n; n++) {
+    uintptr_t addr = (uintptr_t)(mem + (uint64_t)hot[from + n] * PAGE_WORDS);
+    uint64_t entry = 0;
+    if (pread(fd, &entry, sizeof entry, (off_t)(addr / PAGE_BYTES * sizeof entry)) !=
+        (ssize_t)sizeof entry) {
+      close(fd);
+      return -1;
+    }
+    out[n] = (entry & PAGEMAP_PRESENT) ? entry & PAGEMAP_PFN_MASK : 0;
+  }
+  close(fd);
+  return (int64_t)n;
 }
 
 uint64_t mem_pages(void) { return pages; }

@@ -62,6 +62,9 @@ uint64_t mem_pages(void);
 uint64_t mem_hot_pages(void);
 uint64_t mem_rewrites(void);
 uint64_t mem_sweeps(void);
+/* Guest-physical frames of hot pages [from, from + count) into out (0: not present; needs
+   root to read frames); returns how many were written, or -1 when pagemap cannot be read. */
+int64_t mem_hot_frames(uint64_t from, uint64_t count, uint64_t *out);
 
 /* scratch.c: dirties and frees mib MiB; returns mib, or 0 if it cannot map them */
 uint64_t scratch_dirty(uint64_t mib);

@@ -38,6 +38,14 @@ test("parseReply reads every reply the guest sends", () => {
       { verb: "work", result: { done: 16, sum: "e91a187e2eb4d5ea" } },
     ],
     ["scratch done=256", { verb: "scratch", done: 256 }],
+    [
+      "hotframes total=3 from=1 pfns=1f,0",
+      { verb: "hotframes", result: { total: 3, from: 1, pfns: [31, 0] } },
+    ],
+    [
+      "hotframes total=3 from=3 pfns=",
+      { verb: "hotframes", result: { total: 3, from: 3, pfns: [] } },
+    ],
     ["error unknown command", { verb: "error", message: "unknown command" }],
   ];
   for (const [line, expected] of cases) assert.deepEqual(parseReply(line), expected, line);
@@ -56,6 +64,9 @@ test("parseReply marks malformed known replies invalid, one case per failure", (
     ["work done=16 sum=xyz", "work"],
     ["work done=16", "work"],
     ["scratch done=x", "scratch"],
+    ["hotframes total=3 from=0 pfns=1f,", "hotframes"],
+    ["hotframes total=3 pfns=1f", "hotframes"],
+    ["hotframes total=3 from=0 pfns=xyz", "hotframes"],
     ["stats {", "stats"],
     ['stats {"phase":"sleeping"}', "stats"],
     [`stats ${STATS_JSON.replace('"rewrites":33820', '"rewrites":-1')}`, "stats"],
@@ -195,6 +206,8 @@ test("AgentClient skips stale bytes and answers each method", async () => {
     if (line === "files") return "files ok=16 bad=0 bytes=67108864";
     if (line === "work 4") return "work done=4 sum=00000000000000ff";
     if (line === "scratch 8") return "scratch done=8";
+    if (line === "hotframes 0") return "hotframes total=3 from=0 pfns=a,b";
+    if (line === "hotframes 2") return "hotframes total=3 from=2 pfns=c";
     return "error unknown command";
   });
   const client = await AgentClient.connect(sock, { timeoutMs: 5000 });
@@ -208,6 +221,7 @@ test("AgentClient skips stale bytes and answers each method", async () => {
     await assert.rejects(client.work(0), RangeError);
     assert.equal(await client.scratch(8), 8);
     await assert.rejects(client.scratch(16_385), RangeError);
+    assert.deepEqual(await client.hotFrames(), [10, 11, 12]);
   } finally {
     client.close();
     guest.server.close();
