@@ -1,6 +1,7 @@
 /**
  * Public surface of src/qemu/migration: the QEMU 7.2 migration stream reader (save), writer
- * and postcopy command encoders (restore), the return-path codec, and `stream inspect`.
+ * and postcopy command encoders (restore), the return-path codec, `stream inspect`, and a
+ * reader for a postcopy-preempt channel (captured streams only).
  */
 export {
   type ByteRange,
@@ -34,6 +35,11 @@ export {
   inspectMigrationStream,
   type StreamInspection,
 } from "./inspect.ts";
+export {
+  type PreemptChannelSummary,
+  type PreemptVisitor,
+  readPreemptChannel,
+} from "./preempt-channel.ts";
 export type {
   BlockSummary,
   DeviceSectionName,

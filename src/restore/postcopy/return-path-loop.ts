@@ -6,12 +6,20 @@
 import { QemuError } from "../../errors.ts";
 import { ReturnPathReader } from "../../qemu/migration/index.ts";
 import { assertNever } from "../../util/index.ts";
-import type { MigrationChannel } from "./channel.ts";
 import type { PageServer } from "./page-server.ts";
+
+/**
+ * What the loop reads of a MigrationChannel (channel.ts): its socket as a byte stream (a test feeds recorded
+ * bytes here) and whether it has closed.
+ */
+export interface ReturnPathChannel {
+  readonly socket: AsyncIterable<Uint8Array> & { readonly destroyed: boolean };
+  isClosed(): boolean;
+}
 
 /** The SHUT status, or null when the channel ended first. Rejects on a malformed message. */
 export async function readReturnPath(
-  channel: MigrationChannel,
+  channel: ReturnPathChannel,
   server: PageServer,
 ): Promise<number | null> {
   const rp = new ReturnPathReader(channel.socket);
