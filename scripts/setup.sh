@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent setup for a fresh Debian 12 machine: npm packages, Debian packages, the compiled
-# CLI and library (dist/), the test guest.
+# Idempotent setup for a fresh Debian 12 or 13 machine: npm packages, Debian packages, QEMU 10.0
+# (the reference), the compiled CLI and library (dist/), the test guest.
 # Called by `npm test`, `npm run demo` and `npm run bench`; safe to run again (it does only what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +31,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-# >>> QEMU 10.0 (unpacked, not installed) >>>
-# The reference QEMU is 10.0 from Debian's bookworm-backports, unpacked with `dpkg -x` into
-# build/qemu-10.0 (the system QEMU stays Debian 12's 7.2, also supported). It runs with
-# `-L build/qemu-10.0/usr/share/qemu -L /usr/share/seabios` (src/vm/qemu-install.ts).
+# >>> QEMU 10.0, the reference >>>
+# Where it comes from depends on the release (scripts/qemu-source.ts reads /etc/os-release):
+# - "system" (Debian 13, trixie): the qemu-system-x86 installed above from main is 10.0; no
+#   7.2 is there (the 7.2 tests are skipped unless SNAPWAKE_QEMU_7_2 names one);
+# - "given" (another release, SNAPWAKE_QEMU set): the QEMU it names;
+# - "backports" (Debian 12, bookworm): 10.0 from bookworm-backports, unpacked with `dpkg -x`
+#   into build/qemu-10.0 (the system QEMU stays Debian 12's 7.2, also supported). It runs with
+#   `-L build/qemu-10.0/usr/share/qemu -L /usr/share/seabios` (src/vm/qemu-install.ts).
+qemu10_source=$(node_modules/.bin/node scripts/qemu-source.ts)
 qemu10_version='1:10.0.2+ds-2+deb13u1~bpo12+1'
 qemu10_root=build/qemu-10.0
-if [ "$(cat "$qemu10_root/.version" 2>/dev/null)" != "$qemu10_version" ]; then
+if [ "$qemu10_source" = backports ] &&
+  [ "$(cat "$qemu10_root/.version" 2>/dev/null)" != "$qemu10_version" ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "setup: QEMU 10.0 is not unpacked in $qemu10_root; run this script as root once" >&2
     exit 1

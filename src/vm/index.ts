@@ -17,10 +17,13 @@ export {
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export {
   dataDirArgs,
+  hostCodename,
   machineTypesOf,
   QEMU_CHOICES,
   type QemuInstall,
+  type QemuSources,
   qemuEnv,
+  qemuSourcesFor,
   resolveQemuChoice,
   SYSTEM_QEMU,
   unpackedQemu,

@@ -7,7 +7,7 @@
  * install is `qemu-system-x86_64` on PATH with no -L (it finds its own files).
  */
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { QemuError, UsageError } from "../errors.ts";
@@ -30,7 +30,7 @@ export interface QemuInstall {
 /** The QEMU binary used unless the caller names another. */
 export const QEMU_BINARY_DEFAULT = "qemu-system-x86_64";
 
-/** The system QEMU (Debian 12: 7.2), found on PATH. */
+/** The system QEMU (Debian 12: 7.2, Debian 13: 10.0), found on PATH. */
 export const SYSTEM_QEMU: QemuInstall = { binary: QEMU_BINARY_DEFAULT, dataDirs: [] };
 
 /** Where SeaBIOS lives on Debian; an unpacked QEMU package has no BIOS of its own. */
@@ -52,15 +52,65 @@ export function unpackedQemu(root: string): QemuInstall {
 /** The versions a choice may name, and where the unpacked ones live under the build dir. */
 export const QEMU_CHOICES = ["10.0", "7.2"] as const;
 
+/** Where the two supported QEMUs come from on a Debian release. */
+export interface QemuSources {
+  /**
+   * QEMU 10.0, the reference: "backports" is Debian 12's bookworm-backports package unpacked
+   * into `<buildDir>/qemu-10.0` by scripts/setup.sh; "system" is the installed QEMU.
+   */
+  readonly reference: "backports" | "system";
+  /** The version of the system QEMU (`qemu-system-x86_64` on PATH). */
+  readonly system: "7.2" | "10.0";
+}
+
 /**
- * Resolves a QEMU choice: "7.2" (the system QEMU), "10.0" (unpacked under
- * `<buildDir>/qemu-10.0`), or a path to a qemu-system-x86_64 binary (an unpacked package's
- * `usr/share/qemu` next to it is used as its data dir). Throws UsageError saying what to do
- * when the choice names nothing usable.
+ * The QEMU sources of a Debian release by its codename (os-release's VERSION_CODENAME), or
+ * null for a release snapwake's setup does not know. Debian 12 (bookworm) ships 7.2 and has
+ * 10.0 in bookworm-backports; Debian 13 (trixie) ships 10.0 and has no 7.2. scripts/setup.sh
+ * follows this table (scripts/qemu-source.ts).
  */
-export function resolveQemuChoice(choice: string, buildDir: string): QemuInstall {
-  if (choice === "7.2") return SYSTEM_QEMU;
+export function qemuSourcesFor(codename: string): QemuSources | null {
+  if (codename === "bookworm") return { reference: "backports", system: "7.2" };
+  if (codename === "trixie") return { reference: "system", system: "10.0" };
+  return null;
+}
+
+/** This host's release codename (VERSION_CODENAME of os-release), "" when it names none. */
+export function hostCodename(osRelease = "/etc/os-release"): string {
+  let text = "";
+  try {
+    text = readFileSync(osRelease, "utf8");
+  } catch {
+    return "";
+  }
+  const line = text.split("\n").find((l) => l.startsWith("VERSION_CODENAME="));
+  return (line?.slice("VERSION_CODENAME=".length) ?? "").trim().replace(/^"(.*)"$/, "$1");
+}
+
+/**
+ * Resolves a QEMU choice: "7.2", "10.0", or a path to a qemu-system-x86_64 binary (an
+ * unpacked package's `usr/share/qemu` next to it is used as its data dir). Which install a
+ * version names depends on the release (`codename`, default this host's; qemuSourcesFor):
+ * on Debian 12 "7.2" is the system QEMU and "10.0" the one unpacked under
+ * `<buildDir>/qemu-10.0`; on Debian 13 "10.0" is the system QEMU and "7.2" names none. An
+ * unknown release is treated like Debian 12. Throws UsageError saying what to do when the
+ * choice names nothing usable.
+ */
+export function resolveQemuChoice(
+  choice: string,
+  buildDir: string,
+  codename: string = hostCodename(),
+): QemuInstall {
+  const sources = qemuSourcesFor(codename) ?? { reference: "backports", system: "7.2" };
+  if (choice === "7.2") {
+    if (sources.system === "7.2") return SYSTEM_QEMU;
+    throw new UsageError(
+      `This host (${codename}) has no QEMU 7.2: its system QEMU is ${sources.system}. ` +
+        "Set SNAPWAKE_QEMU to the absolute path of a 7.2 qemu-system-x86_64",
+    );
+  }
   if (choice === "10.0") {
+    if (sources.reference === "system") return SYSTEM_QEMU;
     const install = unpackedQemu(join(buildDir, "qemu-10.0"));
     if (!existsSync(install.binary)) {
       throw new UsageError(

@@ -38,8 +38,9 @@ before(async () => {
   const { vm, agent } = await bootTestGuest(home, { name: "loc-a", ...GUEST });
   baselineMs = await baselineLatency(agent);
   agent.close();
-  // Not live: this test is about the layout, and a live save of this hot writer under TCG can
-  // rarely capture a snapshot QEMU itself cannot resume clean (README, "Known issue").
+  // Not live: this test is about the layout, not the save. (A live save of this hot writer is
+  // safe now: QEMU 10.0, the reference, tracks TCG writes right, and on 7.2 a save pauses the
+  // guest anyway: docs/qemu-versions.md, ADR 0011.)
   await save({ home, vm, name: CHECKPOINT, after: "pause", live: false });
   await killVm(home, vm);
 });

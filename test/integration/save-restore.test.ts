@@ -1,8 +1,9 @@
 /**
- * Real QEMU, real guest: save a running test guest, kill it, restore the checkpoint eagerly,
- * and let the guest verify every page it owns and every file it cached. Then the failure
- * paths: a corrupt checkpoint starts no guest; QEMU killed mid-save lists no checkpoint and
- * leaves no temp file.
+ * Real QEMU, real guest: save a running test guest under load (its hot writer rewrites
+ * 1000 pages/s through the live save), kill it, restore the checkpoint eagerly, lazily and
+ * partially (from the write set the live save kept), and let the guest verify every page it
+ * owns and every file it cached after each. Then the failure paths: a corrupt checkpoint
+ * starts no guest; QEMU killed mid-save lists no checkpoint and leaves no temp file.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
@@ -15,12 +16,15 @@ import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { listSources } from "../../src/wss/index.ts";
 import { corruptOneChunk } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
 
 let home = "";
+/** The guest's own page count before the live save of guest-a@1 (0 until that test ran). */
+let guestPages = 0;
 before(async () => {
   home = await mkdtemp(join(tmpdir(), "snapwake-it-"));
 });
@@ -38,6 +42,8 @@ test("save, kill, eager restore: the guest verifies all its memory and files and
 
   const saved = await save({ home, vm, name: "guest-a@1", after: "pause" });
   await killVm(home, vm);
+  assert.equal(saved.live, true, "the guest ran during the save");
+  assert.ok(saved.writeSetPages > 0, "the hot writer dirtied pages during the save");
   assert.ok(saved.checkpoint.bytes > 0);
   assert.ok(
     saved.stream.blocks.some((b) => b.finalDataPages > 0),
@@ -60,9 +66,42 @@ test("save, kill, eager restore: the guest verifies all its memory and files and
     assert.equal(files.bad, 0, "every cached data file still checksums");
     assert.ok(files.ok > 0);
     await waitForMoreRewrites(back, verify.rewrites);
+    guestPages = before.pages;
   } finally {
     back.close();
     await stopVm(home, restored.vm.name);
+  }
+});
+
+test("the same live save under load restores lazily, then partially from its write set: both verify", async () => {
+  assert.ok(guestPages > 0, "the live save of guest-a@1 ran first");
+  // A live save on 10.0 keeps two estimates; partial takes the write set by name, so this
+  // tests the pages the hot writer dirtied during the save going first.
+  const kinds = await listSources(home, "guest-a@1");
+  assert.ok(kinds.includes("write-set") && kinds.includes("accessed-bits"), kinds.join(", "));
+  for (const mode of ["lazy", "partial"] as const) {
+    const restored = await restore({
+      home,
+      checkpoint: "guest-a@1",
+      vmName: `guest-a-${mode}`,
+      mode,
+      ...(mode === "partial" ? { workingSetKind: "write-set" } : {}),
+    });
+    assert.equal(restored.mode, mode);
+    if (mode === "partial") assert.ok(restored.pagesPrefetched > 0, "the write set went first");
+    const back = await connectAgent(restored.vm);
+    try {
+      // The guest reads all its memory while the fill is still under way.
+      const verifying = back.verify({ timeoutMs: 120_000 });
+      await restored.fill;
+      const verify = await verifying;
+      assert.equal(verify.bad, 0, `${mode}: no page differs after the restore`);
+      assert.equal(verify.pages, guestPages);
+      assert.equal((await back.files({ timeoutMs: 120_000 })).bad, 0, `${mode}: files checksum`);
+    } finally {
+      back.close();
+      await stopVm(home, restored.vm.name);
+    }
   }
 });
 

@@ -23,6 +23,7 @@ import { InterruptedError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { restoresDir, tempDir, vmDir } from "../../src/store/layout.ts";
+import { rejectionsChecked } from "../../src/test-support.ts";
 import { killVm, listVms, type ManagedVm, openVm, startVm } from "../../src/vm/index.ts";
 import {
   bootTestGuest,
@@ -268,7 +269,10 @@ test("a save whose migrate QEMU refuses fails cleanly: no temp file, no unhandle
     assert.deepEqual(await openStoreFiles(), [], "no file of the store stays open");
     assert.deepEqual(await locks(), [], "the store lock was released");
     await killVm(home, vm); // QEMU's exit would reject a connection still being awaited
-    await new Promise((resolve) => setImmediate(resolve));
+    // The conditions: QEMU is gone, its QMP connection has closed (what was pending on it has
+    // been rejected), and Node has checked those rejections for a handler.
+    await Promise.all([vm.exited, vm.qmp.closed]);
+    await rejectionsChecked();
     assert.deepEqual(unhandled, []);
   } finally {
     process.off("unhandledRejection", note);

@@ -46,8 +46,9 @@ before(async () => {
   } finally {
     agent.close();
   }
-  // Not live: a live save of a hot writer under TCG can rarely capture a snapshot QEMU
-  // itself cannot resume clean (README, "Known issue"); this test is about the trace.
+  // Not live: this test is about the trace, not the save. (A live save of a hot writer is safe
+  // now: QEMU 10.0, the reference, tracks TCG writes right, and on 7.2 a save pauses the guest
+  // anyway: docs/qemu-versions.md, ADR 0011.)
   await save({ home, vm, name: CHECKPOINT, after: "pause", live: false });
   await killVm(home, vm);
 });

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
+import { rejectionsChecked } from "../../test-support.ts";
 import type { ChunkTable } from "../format/chunk-table.ts";
 import type { PageMap } from "../format/page-map.ts";
 import type { ChunkWorkers } from "./chunk-workers.ts";
@@ -39,11 +39,10 @@ test("a chunk that fails its check while queued is reported by the walk, never u
         null,
         async (chunk) => {
           seen.push(chunk);
-          // Chunk 0 is consumed until chunk 1 has failed and Node has had its turns to report
-          // an unobserved rejection.
+          // Chunk 0 is consumed until chunk 1 has failed and Node has checked its rejection
+          // for a handler: a queued chunk's unobserved failure would be reported by then.
           await chunk1Failed;
-          await nextTurn();
-          await nextTurn();
+          await rejectionsChecked();
         },
         null,
         {} as ChunkWorkers, // decodeJobOf is null: no job reaches the workers
@@ -51,7 +50,7 @@ test("a chunk that fails its check while queued is reported by the walk, never u
       /chunk 1 fails its hash check/,
     );
     assert.deepEqual(seen, [0]);
-    await nextTurn();
+    await rejectionsChecked();
     assert.deepEqual(unhandled, []);
   } finally {
     process.off("unhandledRejection", note);

@@ -10,13 +10,15 @@ test("results that settle out of order are applied in the order their work start
   assert.equal(steps.pending, 3);
   gates[2]?.resolve(2);
   gates[1]?.resolve(1);
-  await new Promise((resolve) => setImmediate(resolve));
+  await Promise.all([gates[2]?.promise, gates[1]?.promise]); // the later two have settled
   assert.deepEqual(applied, [], "nothing before the first");
   const oldest = steps.oldest();
   gates[0]?.resolve(0);
   await oldest;
   assert.ok(steps.pending <= 2, "the oldest step is no longer pending once it settled");
   await steps.settled();
+  // 0 can only be applied once its gate opened, after 1 and 2 had settled: this order is the
+  // proof that the later results waited, however long the assertion above was given.
   assert.deepEqual(applied, [0, 1, 2]);
   assert.equal(steps.pending, 0);
   assert.equal(steps.failed, false);
