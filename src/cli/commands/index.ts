@@ -222,7 +222,7 @@ const SPECS: readonly CommandSpec[] = [
   },
   {
     name: "rm",
-    summary: "delete a checkpoint (and its working sets)",
+    summary: "delete a checkpoint with its working sets and restore records",
     args: [CHECKPOINT_ARG],
     options: {},
     load: () => catalogueCmd().then((m) => m.runRm),
