@@ -1,11 +1,12 @@
 /**
- * Builds dist/: the compiled JavaScript and .d.ts of src/ (tsconfig.build.json, no tests), which
- * the package's library entry exports (docs/adr/0008), and dist/bundle/, the CLI bundled by
- * esbuild (its entry, one file per command loaded on demand, and the chunk worker), which
- * bin/snapwake.js runs (docs/adr/0014). Idempotent and fast when nothing changed: a SHA-256 of
- * the inputs (every compiled source file, both tsconfigs, this script) is compared with
- * dist/.stamp, which is written last; tsc itself is incremental (dist/.tsbuildinfo). Files
- * whose source is gone are removed. --clean starts from an empty dist/ (npm pack).
+ * Builds dist/: the compiled JavaScript and .d.ts of the library, src/ without the CLI and
+ * tests (tsconfig.build.json), which the package's library entry exports (docs/adr/0008), and
+ * dist/bundle/, the CLI bundled by esbuild (its entry, one file per command loaded on demand,
+ * and the chunk worker), which bin/snapwake.js runs (docs/adr/0014). Idempotent and fast when
+ * nothing changed: a SHA-256 of the inputs (every source file of either, both tsconfigs, this
+ * script) is compared with dist/.stamp, which is written last; tsc itself is incremental
+ * (dist/.tsbuildinfo). Files whose source is gone or no longer compiled are removed, and the
+ * folders they leave empty. --clean starts from an empty dist/ (npm pack).
  * Run: node_modules/.bin/node scripts/build-dist.ts [--clean]
  */
 import { execFileSync } from "node:child_process";
@@ -34,8 +35,8 @@ const BUNDLE_ENTRIES = {
 };
 const TSC = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
 
-/** Sources tsc compiles: src/**.ts but tests and test data (tsconfig.build.json's exclude). */
-function compiled(rel: string): boolean {
+/** Sources of dist/: src/**.ts but tests and test data. */
+function built(rel: string): boolean {
   const base = path.basename(rel);
   return (
     rel.endsWith(".ts") &&
@@ -46,9 +47,17 @@ function compiled(rel: string): boolean {
   );
 }
 
+/**
+ * Sources tsc compiles (tsconfig.build.json's exclude): all but the CLI, which only the bundle
+ * holds (the bin runs the bundle; the library imports none of the CLI).
+ */
+function compiled(rel: string): boolean {
+  return rel.split(path.sep)[0] !== "cli";
+}
+
 async function sources(): Promise<string[]> {
   const all = await readdir(SRC, { recursive: true });
-  return all.filter(compiled).sort();
+  return all.filter(built).sort();
 }
 
 async function inputsHash(files: readonly string[]): Promise<string> {
@@ -60,16 +69,25 @@ async function inputsHash(files: readonly string[]): Promise<string> {
   return h.digest("hex");
 }
 
-/** dist/x.js, x.d.ts whose src/x.ts is no longer compiled (deleted or renamed). */
+/**
+ * dist/x.js, x.d.ts whose src/x.ts is no longer compiled (deleted, renamed, or the CLI), and
+ * the folders that leaves empty.
+ */
 async function removeOrphans(files: readonly string[]): Promise<number> {
   const wanted = new Set(files.map((f) => f.replace(/\.ts$/, "")));
   let removed = 0;
-  for (const rel of await readdir(DIST, { recursive: true })) {
-    if (rel.split(path.sep)[0] === "bundle") continue;
+  const entries = await readdir(DIST, { recursive: true, withFileTypes: true });
+  for (const e of entries) {
+    const rel = path.relative(DIST, path.join(e.parentPath, e.name));
+    if (!e.isFile() || rel.split(path.sep)[0] === "bundle") continue;
     const stem = rel.match(/^(.*)(\.d\.ts|\.js)$/)?.[1];
     if (stem === undefined || wanted.has(stem)) continue;
     await rm(path.join(DIST, rel));
     removed++;
+  }
+  const dirs = entries.filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name));
+  for (const dir of dirs.sort().reverse()) {
+    if ((await readdir(dir)).length === 0) await rm(dir, { recursive: true });
   }
   return removed;
 }
@@ -89,7 +107,7 @@ async function main(): Promise<void> {
   execFileSync(process.execPath, [TSC, "-p", path.join(ROOT, "tsconfig.build.json")], {
     stdio: "inherit",
   });
-  const orphans = await removeOrphans(files);
+  const orphans = await removeOrphans(files.filter(compiled));
   await bundle();
   await writeFile(STAMP, `${hash}\n`);
   const ms = Math.round(performance.now() - started);

@@ -8,8 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import net from "node:net";
+import type net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { connectUnix } from "../../src/util/index.ts";
 import { GuestAgentError } from "./agent-error.ts";
 import {
   type AgentReply,
@@ -73,24 +74,12 @@ export class AgentClient {
   static async connect(socketPath: string, options: AgentClientOptions = {}): Promise<AgentClient> {
     const timeoutMs = options.timeoutMs ?? AGENT_REQUEST_TIMEOUT_MS;
     assert(timeoutMs > 0, "a positive timeout");
-    const socket = net.createConnection(socketPath);
+    // A Unix-socket connect never stays pending (the kernel completes or refuses it at once:
+    // ENOENT, ECONNREFUSED, EAGAIN on a full backlog), so it needs no timeout of its own.
+    let socket: net.Socket;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no answer in ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        socket.once("connect", () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        socket.once("error", (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      });
+      socket = await connectUnix(socketPath);
     } catch (cause) {
-      socket.destroy();
       const why = cause instanceof Error ? cause.message : String(cause);
       throw new GuestAgentError(
         socketPath,

@@ -1,3 +1,6 @@
+export type { DetachedRestore } from "./detached.ts";
+export { type DetachedRestoreOptions, restoreDetached } from "./detached-restore.ts";
+export { type ServeOptions, serveDetached } from "./detached-server.ts";
 export type { EagerRestoreResult } from "./eager.ts";
 export {
   type ConnectChannel,
@@ -21,15 +24,19 @@ export {
   type ProfileOptions,
   type ProfileResult,
   profile,
+  type RelaidOut,
+  relayoutByWorkingSet,
   saveAndContinue,
   type TraceWindowChoice,
 } from "./profile.ts";
 export { listRestoreRecords, type RestoreSummary } from "./records.ts";
 export {
   DEFAULT_RESTORE_MODE,
+  RESTORE_MODES,
   type RestoreMode,
   type RestoreOptions,
   type RestoreResult,
   restore,
+  storedWorkingSet,
 } from "./restore.ts";
 export type { RestoredVm } from "./target.ts";

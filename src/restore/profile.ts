@@ -18,13 +18,14 @@
 import { CheckpointStore, type RelayoutResult, relayoutCheckpoint } from "../checkpoint/index.ts";
 import { UsageError } from "../errors.ts";
 import { PROFILE_SECONDS_MAX, PROFILE_WINDOW_DEFAULT_MS } from "../limits.ts";
-import { type SaveOptions, type SaveResult, save } from "../save/index.ts";
+import { defaultCheckpointName, type SaveOptions, type SaveResult, save } from "../save/index.ts";
 import { killVm, stopVm } from "../vm/index.ts";
 import {
   loadWorkingSet,
   refineWorkingSet,
   saveWorkingSet,
   type WorkingSet,
+  type WorkingSetSource,
   workingSetFile,
   workingSetFromTrace,
 } from "../wss/index.ts";
@@ -34,7 +35,7 @@ import type {
   TraceWindowOptions,
   TraceWindowReport,
 } from "./postcopy/index.ts";
-import { restore } from "./restore.ts";
+import { restore, storedWorkingSet } from "./restore.ts";
 import type { RestoredVm } from "./target.ts";
 
 export interface LearnedWorkingSet {
@@ -111,17 +112,18 @@ export async function saveAndContinue(
 ): Promise<ContinueResult> {
   const traceWindow = traceWindowOptions(opts.trace ?? {});
   const vmName = typeof opts.vm === "string" ? opts.vm : opts.vm.name;
-  const saved = await save({ ...opts, after: "pause" });
+  const name = opts.name ?? defaultCheckpointName(vmName);
+  const saved = await save({ ...opts, name, after: "pause" });
   await stopVm(opts.home, opts.vm);
   const restored = await restore({
     home: opts.home,
-    checkpoint: opts.name,
+    checkpoint: name,
     mode: "lazy",
     vmName,
     traceWindow,
     ...(opts.signal === undefined ? {} : { signal: opts.signal }),
   });
-  const learned = restored.fill.then((fill) => learnFromTrace(opts.home, opts.name, fill));
+  const learned = restored.fill.then((fill) => learnFromTrace(opts.home, name, fill));
   return { saved, restored, learned };
 }
 
@@ -159,6 +161,36 @@ export async function learnFromTrace(
     file,
     relayout,
   };
+}
+
+/** A checkpoint rewritten by its kept working set (relayoutByWorkingSet). */
+export interface RelaidOut {
+  /** The kept working set it was laid out by. */
+  readonly source: WorkingSetSource;
+  readonly relayout: RelayoutResult;
+}
+
+/**
+ * Rewrites the checkpoint with its kept working set packed first: the one a partial restore
+ * would prefetch (`workingSetKind`, else the preferred one; storedWorkingSet). A checkpoint
+ * without one is a UsageError.
+ */
+export async function relayoutByWorkingSet(opts: {
+  readonly home: string;
+  readonly checkpoint: string;
+  readonly workingSetKind?: WorkingSetSource;
+}): Promise<RelaidOut> {
+  const ws = await storedWorkingSet(opts.home, opts.checkpoint, opts.workingSetKind);
+  if (ws === null) {
+    throw new UsageError(
+      `Checkpoint "${opts.checkpoint}" has no working set to lay out by: profile it first`,
+    );
+  }
+  const store = new CheckpointStore({ home: opts.home });
+  const relayout = await relayoutCheckpoint(store, opts.checkpoint, ws.pages, {
+    source: ws.source,
+  });
+  return { source: ws.source, relayout };
 }
 
 function traceWindowOptions(choice: TraceWindowChoice): TraceWindowOptions {

@@ -12,19 +12,18 @@
 import { abortError, throwIfAborted } from "../abort.ts";
 import { UsageError } from "../errors.ts";
 import { StoreLock } from "../store/lock.ts";
+import { assertNever } from "../util/assert-never.ts";
 import { loadWorkingSet } from "../wss/store.ts";
-import type { WorkingSetSource } from "../wss/working-set.ts";
+import type { WorkingSet, WorkingSetSource } from "../wss/working-set.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
+import { DEFAULT_RESTORE_MODE, type RestoreMode } from "./modes.ts";
 import {
   type PostcopyRestoreOptions,
   type PostcopyRestoreResult,
   restorePostcopy,
 } from "./postcopy/index.ts";
 
-export type RestoreMode = "eager" | "lazy" | "partial" | "auto";
-
-/** The mode of a restore that names none: the library's and the CLI's. */
-export const DEFAULT_RESTORE_MODE: RestoreMode = "auto";
+export { DEFAULT_RESTORE_MODE, RESTORE_MODES, type RestoreMode } from "./modes.ts";
 
 /**
  * The postcopy options (documented on PostcopyRestoreOptions) with any mode; eager uses
@@ -117,7 +116,7 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
     case "lazy":
       return restorePostcopy({ ...opts, mode });
     case "partial": {
-      const workingSet = opts.workingSet ?? (await storedWorkingSet(opts));
+      const workingSet = opts.workingSet ?? (await storedPages(opts));
       if (workingSet === null) {
         throw new UsageError(
           `Checkpoint "${opts.checkpoint}" has no working set to prefetch by default: profile ` +
@@ -128,24 +127,35 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
       return restorePostcopy({ ...opts, mode, workingSet });
     }
     case "auto": {
-      const workingSet = opts.workingSet ?? (await storedWorkingSet(opts)) ?? [];
+      const workingSet = opts.workingSet ?? (await storedPages(opts)) ?? [];
       if (workingSet.length === 0) return restorePostcopy({ ...opts, mode: "lazy" });
       return restorePostcopy({ ...opts, mode: "partial", workingSet });
     }
     default:
-      throw new Error(`unreachable restore mode ${String(mode satisfies never)}`);
+      return assertNever(mode, "restore mode");
   }
 }
 
-/** The checkpoint's stored working set of the kind asked for, else its preferred one, or null. */
-async function storedWorkingSet(opts: RestoreOptions) {
-  const kind = opts.workingSetKind;
-  const ws = await loadWorkingSet(opts.home, opts.checkpoint, kind);
+async function storedPages(opts: RestoreOptions) {
+  return (await storedWorkingSet(opts.home, opts.checkpoint, opts.workingSetKind))?.pages ?? null;
+}
+
+/**
+ * The stored working set a partial or auto restore prefetches (and `relayout` lays out by):
+ * the checkpoint's one of `kind`, else its preferred one (wss/store.ts), or null when it has
+ * none. A `kind` the checkpoint lacks is a UsageError.
+ */
+export async function storedWorkingSet(
+  home: string,
+  checkpoint: string,
+  kind?: WorkingSetSource,
+): Promise<WorkingSet | null> {
+  const ws = await loadWorkingSet(home, checkpoint, kind);
   if (ws === null && kind !== undefined) {
     throw new UsageError(
-      `Checkpoint "${opts.checkpoint}" has no ${kind} working set: \`snapwake inspect\` lists ` +
+      `Checkpoint "${checkpoint}" has no ${kind} working set: \`snapwake inspect\` lists ` +
         "the ones it has",
     );
   }
-  return ws === null ? null : ws.pages;
+  return ws;
 }

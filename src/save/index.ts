@@ -3,4 +3,10 @@ export {
   estimateFromAccessedBits,
   recordAccessedBits,
 } from "./accessed-bits.ts";
-export { type AfterSave, type SaveOptions, type SaveResult, save } from "./save.ts";
+export {
+  AFTER_SAVE,
+  type AfterSave,
+  DEFAULT_AFTER_SAVE,
+  defaultCheckpointName,
+} from "./defaults.ts";
+export { type SaveOptions, type SaveResult, save } from "./save.ts";

@@ -28,16 +28,23 @@ import type { ProgressListener } from "../progress.ts";
 import { readMigrationStream, type StreamSummary } from "../qemu/migration/index.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import { StoreLock } from "../store/lock.ts";
+import { assertNever } from "../util/assert-never.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
 import { saveWorkingSet, workingSetFromWrites } from "../wss/index.ts";
 import { type AccessedBitsOutcome, recordAccessedBits } from "./accessed-bits.ts";
+import { type AfterSave, DEFAULT_AFTER_SAVE, defaultCheckpointName } from "./defaults.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
 import { enterSaveMode } from "./live-safety.ts";
 import { CheckpointSink } from "./sink.ts";
-import { continueMigration, prepareSourceForSave, resumeIfWasRunning } from "./source.ts";
+import {
+  cancelMigration,
+  continueMigration,
+  prepareSourceForSave,
+  resumeAfterFailure,
+  resumeIfWasRunning,
+} from "./source.ts";
 
-/** What the source VM does after a successful save. */
-export type AfterSave = "continue" | "pause" | "stop";
+export type { AfterSave } from "./defaults.ts";
 
 export interface SaveOptions {
   readonly home: string;
@@ -46,8 +53,8 @@ export interface SaveOptions {
    * one QMP client at a time, so a holder must lend its connection).
    */
   readonly vm: string | ManagedVm;
-  /** The checkpoint's name in the store. */
-  readonly name: string;
+  /** The checkpoint's name in the store (default: defaultCheckpointName of the VM's). */
+  readonly name?: string;
   /** Default "continue": the VM keeps running. "stop" quits it after the checkpoint is listed. */
   readonly after?: AfterSave;
   readonly compressionLevel?: number;
@@ -105,8 +112,13 @@ export interface SaveResult {
   readonly accessedBits: AccessedBitsOutcome | null;
 }
 
+/** SaveOptions with the checkpoint's name resolved. */
+export type NamedSave = SaveOptions & { readonly name: string };
+
 /** Checkpoints a managed VM. See the module comment for the failure guarantees. */
-export async function save(opts: SaveOptions): Promise<SaveResult> {
+export async function save(given: SaveOptions): Promise<SaveResult> {
+  const vmName = typeof given.vm === "string" ? given.vm : given.vm.name;
+  const opts = { ...given, name: given.name ?? defaultCheckpointName(vmName) };
   const signal = opts.signal;
   throwIfAborted(signal);
   const store = new CheckpointStore({ home: opts.home });
@@ -124,7 +136,7 @@ export async function save(opts: SaveOptions): Promise<SaveResult> {
 }
 
 async function saveLocked(
-  opts: SaveOptions,
+  opts: NamedSave,
   store: CheckpointStore,
   lock: StoreLock,
 ): Promise<SaveResult> {
@@ -199,7 +211,7 @@ async function saveLocked(
     accepted.destroy();
     if (opts.after !== "stop")
       await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
-    await afterSave(vm, opts.after ?? "continue", wasRunning);
+    await afterSave(vm, opts.after ?? DEFAULT_AFTER_SAVE, wasRunning);
     const wallMs = performance.now() - started;
     const accessedBits = opts.accessedBits === false ? null : await estimate(opts);
     return {
@@ -217,13 +229,13 @@ async function saveLocked(
     accepting.abort();
     // QEMU first: closing our end first would let it fail the migration on its own before
     // the cancel arrives ("failed" instead of "cancelled", seen in the pre-switchover pause).
-    await cancelMigration(vm);
+    await cancelMigration(vm.qmp);
     // The stream stops before the writer goes, so no page is being written while it aborts.
     socket?.destroy();
     await receiving?.catch(() => undefined);
     if (sink !== null && !sink.committed)
       await sink.writer?.abort(error instanceof Error ? error : undefined);
-    await resumeAfterFailure(vm, wasRunning);
+    await resumeAfterFailure(vm.qmp, wasRunning);
     throw error;
   } finally {
     accepting.abort();
@@ -350,50 +362,12 @@ async function afterSave(vm: ManagedVm, after: AfterSave, wasRunning: boolean): 
       await vm.qmp.execute("quit", {});
       return;
     default:
-      return assertNeverAfter(after);
+      return assertNever(after, "after-save action");
   }
 }
-
-function assertNeverAfter(x: never): never {
-  throw new UsageError(`Unknown --after value ${String(x)}`);
-}
-
-/**
- * Cancels the migration (QEMU then leaves the pre-switchover pause or the postmigrate state)
- * and waits until it no longer runs. Never throws.
- */
-async function cancelMigration(vm: ManagedVm): Promise<void> {
-  if (vm.qmp.isClosed()) return;
-  try {
-    await vm.qmp.execute("migrate_cancel", {});
-    await vm.qmp.waitForMigration({ until: (info) => !ACTIVE.has(info.status ?? "none") });
-  } catch {
-    // No migration to cancel, or it ended otherwise: resuming is what matters.
-  }
-}
-
-/** The guest running again if it ran before the save. Never throws. */
-async function resumeAfterFailure(vm: ManagedVm, wasRunning: boolean): Promise<void> {
-  if (vm.qmp.isClosed()) return;
-  try {
-    await resumeIfWasRunning(vm.qmp, wasRunning);
-  } catch {
-    // QEMU died while we cleaned up; the save error already says what went wrong.
-  }
-}
-
-/** query-migrate states in which the migration still runs; `cont` waits until it left them. */
-const ACTIVE = new Set([
-  "setup",
-  "active",
-  "pre-switchover",
-  "device",
-  "cancelling",
-  "wait-unplug",
-]);
 
 /** The accessed-bit estimate of the checkpoint just listed (never throws). */
-function estimate(opts: SaveOptions): Promise<AccessedBitsOutcome> {
+function estimate(opts: NamedSave): Promise<AccessedBitsOutcome> {
   opts.onProgress?.({ phase: "estimating", doneBytes: 0, totalBytes: null });
   return recordAccessedBits(opts.home, opts.name);
 }

@@ -15,7 +15,7 @@ import { PAGE_SIZE_BYTES, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { DeviceState, RamBlock, RamSectionInfo } from "../qemu/migration/index.ts";
 import type { ManagedVm } from "../vm/index.ts";
 import { runtimeOf } from "./live-safety.ts";
-import type { SaveOptions } from "./save.ts";
+import type { NamedSave } from "./save.ts";
 
 /** Receives parsed stream records and feeds the checkpoint writer (created once blocks are known). */
 export class CheckpointSink {
@@ -30,7 +30,7 @@ export class CheckpointSink {
   /** Pages QEMU sent again in a later precopy round, in re-send order: the write set. */
   readonly writes: { block: number; page: number }[] = [];
   readonly #store: CheckpointStore;
-  readonly #opts: SaveOptions;
+  readonly #opts: NamedSave;
   readonly #vm: ManagedVm;
   readonly #sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null };
   /** The guest ran when the save began: a restore resumes it even if QEMU saved it paused. */
@@ -38,7 +38,7 @@ export class CheckpointSink {
 
   constructor(
     store: CheckpointStore,
-    opts: SaveOptions,
+    opts: NamedSave,
     vm: ManagedVm,
     sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null },
     guestRunning: boolean,

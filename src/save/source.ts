@@ -62,3 +62,37 @@ export async function resumeIfWasRunning(qmp: QmpClient, wasRunning: boolean): P
 export async function continueMigration(qmp: QmpClient): Promise<void> {
   await qmp.execute("migrate-continue", { state: "pre-switchover" });
 }
+
+/**
+ * Cancels the migration (QEMU then leaves the pre-switchover pause or the postmigrate state)
+ * and waits until it no longer runs. Never throws.
+ */
+export async function cancelMigration(qmp: QmpClient): Promise<void> {
+  if (qmp.isClosed()) return;
+  try {
+    await qmp.execute("migrate_cancel", {});
+    await qmp.waitForMigration({ until: (info) => !ACTIVE.has(info.status ?? "none") });
+  } catch {
+    // No migration to cancel, or it ended otherwise: resuming is what matters.
+  }
+}
+
+/** The guest running again if it ran before the save. Never throws. */
+export async function resumeAfterFailure(qmp: QmpClient, wasRunning: boolean): Promise<void> {
+  if (qmp.isClosed()) return;
+  try {
+    await resumeIfWasRunning(qmp, wasRunning);
+  } catch {
+    // QEMU died while we cleaned up; the save error already says what went wrong.
+  }
+}
+
+/** query-migrate states in which the migration still runs; `cont` waits until it left them. */
+const ACTIVE = new Set([
+  "setup",
+  "active",
+  "pre-switchover",
+  "device",
+  "cancelling",
+  "wait-unplug",
+]);

@@ -3,7 +3,9 @@
  * after QEMU dies, so on Linux the process must also carry the VM's pid-file path in its
  * command line. A zombie (dead, not yet reaped) has an empty command line and counts as dead.
  */
+
 import { readFile } from "node:fs/promises";
+import { setTimeout as delay } from "node:timers/promises";
 import { QemuError } from "../errors.ts";
 import { VM_PID_POLL_MS } from "../limits.ts";
 import { errorCode, processAlive } from "../util/index.ts";
@@ -83,10 +85,6 @@ export function watchQemuExit(pid: number, pidFile: string, signal: AbortSignal)
     };
     check();
   });
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A QemuError for a QEMU that did not exit after being asked to. */

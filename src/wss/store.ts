@@ -22,7 +22,13 @@ const SOURCES: readonly WorkingSetSource[] = ["trace", "write-set", "union", "ac
  * the estimates, pages the guest's MMU saw accessed (reads too) beat pages it wrote during the
  * save (docs/accessed-bits.md, "Which estimate auto picks").
  */
-const PREFERENCE: readonly WorkingSetSource[] = ["union", "trace", "accessed-bits", "write-set"];
+export const WORKING_SET_PREFERENCE = [
+  "union",
+  "trace",
+  "accessed-bits",
+  "write-set",
+] as const satisfies readonly WorkingSetSource[];
+const PREFERENCE: readonly WorkingSetSource[] = WORKING_SET_PREFERENCE;
 /** The file of each version (file.ts): version 2 is written, version 1 still read. */
 const fileOf = (source: WorkingSetSource, version: 1 | 2) =>
   `${source}.${version === 2 ? "ws" : "json"}`;

@@ -11,17 +11,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts";
-import { InvalidCheckpointError } from "../../src/errors.ts";
+import { InvalidCheckpointError, NotFoundError } from "../../src/errors.ts";
 import {
   type FillReport,
+  listRestoreRecords,
   type PageRef,
   type PostcopyRestoreResult,
   type RestoreOptions,
   restore,
+  restoreDetached,
 } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
-import { connectUnix } from "../../src/util/index.ts";
+import { connectUnix, processAlive } from "../../src/util/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { vmPaths } from "../../src/vm/state-dir.ts";
 import { workingSetFromTrace } from "../../src/wss/index.ts";
 import { flipBit } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
@@ -203,6 +206,43 @@ test(
       assertGone(r.vm.pid);
     });
     assert.deepEqual(await vmNames(), []);
+  },
+);
+
+test(
+  "restoreDetached (the library's own page server): returns once the guest runs, fills it alone",
+  LIMIT,
+  async () => {
+    const before = (await listRestoreRecords(home, CHECKPOINT)).restores.length;
+    const line = await restoreDetached({
+      home,
+      checkpoint: CHECKPOINT,
+      mode: "lazy",
+      vmName: "d-1",
+    });
+    assert.equal(line.state, "running");
+    assert.equal(line.vm, "d-1");
+    assert.equal(line.mode, "lazy");
+    assert.notEqual(line.server, process.pid, "a process of its own serves the pages");
+    const agent = await connectAgent({ agentSocket: vmPaths(home, "d-1").agentSocket });
+    try {
+      await assertGuestIntact(agent); // faults in pages the detached server answers
+      while (processAlive(line.server)) await new Promise((r) => setTimeout(r, 100));
+      const log = (await readFile(line.log, "utf8")).trim().split("\n");
+      const fill = JSON.parse(log.at(-1) ?? "") as { lazyRequests?: number };
+      assert.ok((fill.lazyRequests ?? 0) > 0, `the log ends with the fill report: ${log.at(-1)}`);
+      const { restores } = await listRestoreRecords(home, CHECKPOINT);
+      assert.equal(restores.length, before + 1, "the server wrote its restore record");
+      assert.equal(restores.at(-1)?.record.outcome, "filled");
+    } finally {
+      agent.close();
+      await stopVm(home, "d-1");
+    }
+    await assert.rejects(
+      restoreDetached({ home, checkpoint: "no-such@1", vmName: "d-2" }),
+      NotFoundError,
+    );
+    assert.deepEqual(await vmNames(), [], "no VM is left behind");
   },
 );
 

@@ -21,7 +21,7 @@ const ROOT = join(import.meta.dirname, "..", "..");
 const VERSION: unknown = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
 /** PATH with the project's Node 24 first: the installed bin's `#!/usr/bin/env node` finds it. */
 const PATH = `${dirname(process.execPath)}:${process.env.PATH ?? ""}`;
-/** npm pack and install of a ~300 kB tarball take seconds; a hang must fail, not stall. */
+/** npm pack and install of a ~530 kB tarball take seconds; a hang must fail, not stall. */
 const NPM_TIMEOUT_MS = 120_000;
 
 let tmp = "";
@@ -73,8 +73,11 @@ test("the package holds the compiled code, docs and bin, and no sources, tests o
   const top = readdirSync(pkg).sort();
   assert.deepEqual(top, ["LICENSE", "README.md", "bin", "dist", "docs", "package.json"]);
   const files = readdirSync(join(pkg, "dist"), { recursive: true }).map(String);
-  assert.ok(files.includes(join("cli", "main.js")) && files.includes("index.d.ts"));
-  // The bin runs the bundled CLI; its page server starts the chunk worker beside it.
+  assert.ok(files.includes("index.js") && files.includes("index.d.ts"), "the library");
+  assert.ok(files.includes(join("restore", "detached-server.js")), "the library's page server");
+  // The bin runs the bundled CLI; its page server starts the chunk worker beside it. tsc's
+  // output of the CLI is not shipped: nothing imports it.
+  assert.ok(!files.some((f) => f.split("/")[0] === "cli"), "no dist/cli/ beside the bundle");
   assert.ok(files.includes(join("bundle", "main.js")), "the bundled CLI");
   assert.ok(files.includes(join("bundle", "chunk-worker.js")), "the bundle's chunk worker");
   assert.ok(

@@ -5,6 +5,8 @@
  * heavier than parse.ts. `load` is a dynamic import of the module that runs the command.
  */
 import { PROFILE_WINDOW_DEFAULT_MS } from "../../limits.ts";
+import { RESTORE_MODES } from "../../restore/modes.ts";
+import { AFTER_SAVE, DEFAULT_AFTER_SAVE } from "../../save/defaults.ts";
 import type { Context } from "../context.ts";
 import type { ArgumentTable, OptionSpec, Parsed } from "./parse.ts";
 
@@ -57,7 +59,7 @@ const RESTORE_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   mode: {
     type: "string",
     value: "MODE",
-    choices: ["eager", "lazy", "partial", "auto"],
+    choices: RESTORE_MODES,
     help:
       "eager: every page before the guest runs; lazy: the guest runs at once, its pages " +
       "follow on demand (QEMU postcopy); partial: the working set first, then as lazy; " +
@@ -148,8 +150,8 @@ const SPECS: readonly CommandSpec[] = [
       after: {
         type: "string",
         value: "STATE",
-        choices: ["continue", "pause", "stop"],
-        help: "what the VM does once saved (default continue)",
+        choices: AFTER_SAVE,
+        help: `what the VM does once saved (default ${DEFAULT_AFTER_SAVE})`,
       },
       continue: {
         type: "boolean",
@@ -220,7 +222,7 @@ const SPECS: readonly CommandSpec[] = [
   },
   {
     name: "rm",
-    summary: "delete a checkpoint (and its working sets)",
+    summary: "delete a checkpoint with its working sets and restore records",
     args: [CHECKPOINT_ARG],
     options: {},
     load: () => catalogueCmd().then((m) => m.runRm),

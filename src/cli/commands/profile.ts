@@ -6,19 +6,14 @@
  * rewrite the checkpoint with that working set packed first (locality layout). `snapwake
  * relayout` does the rewrite alone, with the working set already kept.
  */
-import {
-  CheckpointStore,
-  type RelayoutResult,
-  relayoutCheckpoint,
-} from "../../checkpoint/index.ts";
-import { UsageError } from "../../errors.ts";
+import type { RelayoutResult } from "../../checkpoint/index.ts";
 import {
   profile,
+  relayoutByWorkingSet,
   saveAndContinue,
   type TraceWindowChoice,
   type TraceWindowReport,
 } from "../../restore/index.ts";
-import { loadWorkingSet } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 import type { Parsed } from "./parse.ts";
@@ -119,17 +114,13 @@ export async function saveContinue(
 }
 
 export const runRelayout: Run = async (ctx, p) => {
-  const ws = await loadWorkingSet(ctx.home, p.arg(0));
-  if (ws === null) {
-    throw new UsageError(
-      `Checkpoint "${p.arg(0)}" has no working set to lay out by: profile it first`,
-    );
-  }
-  const store = new CheckpointStore({ home: ctx.home });
-  const r = await relayoutCheckpoint(store, p.arg(0), ws.pages, { source: ws.source });
+  const { source, relayout } = await relayoutByWorkingSet({
+    home: ctx.home,
+    checkpoint: p.arg(0),
+  });
   ctx.result(
-    { checkpoint: p.arg(0), source: ws.source, ...relayoutFigures(r) },
-    `relaid out "${p.arg(0)}" by its ${ws.source} working set: ${relayoutLine(r)}`,
+    { checkpoint: p.arg(0), source, ...relayoutFigures(relayout) },
+    `relaid out "${p.arg(0)}" by its ${source} working set: ${relayoutLine(relayout)}`,
   );
 };
 

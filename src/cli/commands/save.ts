@@ -3,7 +3,13 @@
  * along, so it is loaded only then: a plain save loads the save path alone.
  */
 import { UsageError } from "../../errors.ts";
-import { type AccessedBitsOutcome, save } from "../../save/index.ts";
+import {
+  type AccessedBitsOutcome,
+  AFTER_SAVE,
+  DEFAULT_AFTER_SAVE,
+  defaultCheckpointName,
+  save,
+} from "../../save/index.ts";
 import type { Run } from "./index.ts";
 import { choice } from "./parse.ts";
 
@@ -17,8 +23,7 @@ export const runSave: Run = async (ctx, p) => {
     ...(p.flag("full") ? { parent: null } : parentOption(p.str("parent"))),
     wholeStore: p.flag("share-store"),
   };
-  const name =
-    p.str("name") ?? `${vm}@${new Date().toISOString().replace(/[:]/g, "-").slice(0, 19)}`;
+  const name = p.str("name") ?? defaultCheckpointName(vm);
   if (p.flag("continue")) {
     if (p.str("after") !== undefined)
       throw new UsageError("--continue and --after exclude each other");
@@ -28,12 +33,7 @@ export const runSave: Run = async (ctx, p) => {
   }
   if (p.str("seconds") !== undefined || p.flag("fixed"))
     throw new UsageError("--seconds and --fixed shape the trace of --continue: add --continue");
-  const after = choice(
-    p.str("after"),
-    ["continue", "pause", "stop"] as const,
-    "continue",
-    "--after",
-  );
+  const after = choice(p.str("after"), AFTER_SAVE, DEFAULT_AFTER_SAVE, "--after");
   const result = await save({
     home: ctx.home,
     vm,

@@ -1,35 +1,28 @@
 /**
  * The restores that run in this process: `restore` with --mode eager or --wait, and the hidden
  * `__serve-restore`, the detached page server that `restore` (restore.ts) spawns for a lazy or
- * partial restore without --wait (src/restore/detached.ts owns the spawn and its report line).
- * The default mode and the working-set lookup are the library's (src/restore/restore.ts).
+ * partial restore without --wait (src/restore/detached-server.ts serves it). The modes, the
+ * default mode and the working-set lookup are the library's (src/restore/restore.ts).
  *
  * The server's module load is on the restore's critical path: this module imports the restore
  * entry point itself, not the restore barrel (which brings profiling and with it the save path).
  */
-import { UsageError } from "../../errors.ts";
-import { readHandoff, reportFailed, reportRunning } from "../../restore/detached.ts";
+import { reportFailed } from "../../restore/detached.ts";
+import { type ServeOptions, serveDetached } from "../../restore/detached-server.ts";
 import type { FillReport, PostcopyRestoreResult } from "../../restore/index.ts";
-import { DEFAULT_RESTORE_MODE, restore } from "../../restore/restore.ts";
-import { parseHandoff } from "../../restore/target.ts";
+import { DEFAULT_RESTORE_MODE, RESTORE_MODES, restore } from "../../restore/restore.ts";
 import type { WorkingSetSource } from "../../wss/index.ts";
+import { WORKING_SET_PREFERENCE } from "../../wss/store.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
 import { choice, type Parsed } from "./parse.ts";
 import { humanLine } from "./restore.ts";
 
 const MIB = 2 ** 20;
-const MODES = ["eager", "lazy", "partial", "auto"] as const;
-const KINDS = [
-  "union",
-  "trace",
-  "accessed-bits",
-  "write-set",
-] as const satisfies readonly WorkingSetSource[];
 
 /** `restore` with --mode eager or --wait: the whole restore in this process. */
 export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
-  const mode = choice(p.str("mode"), MODES, DEFAULT_RESTORE_MODE, "--mode");
+  const mode = choice(p.str("mode"), RESTORE_MODES, DEFAULT_RESTORE_MODE, "--mode");
   if (mode === "eager") {
     const result = await restore({ ...restoreArgs(ctx, p), mode });
     ctx.done();
@@ -48,19 +41,16 @@ export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
 
 /** Hidden: the detached page server of `restore` without --wait (src/restore/detached.ts). */
 export const runServeRestore: Run = async (ctx, p) => {
-  let running: PostcopyRestoreResult;
+  let opts: ServeOptions;
   try {
-    const mode = choice(p.str("mode"), MODES, DEFAULT_RESTORE_MODE, "--mode");
-    if (mode === "eager") throw new UsageError("__serve-restore serves lazy restores only");
-    // The QEMU `restore` starts while this process starts (src/restore/launch.ts).
-    const launched = readHandoff().then(parseHandoff);
-    launched.catch(() => undefined); // unread when the restore fails before it attaches
-    running = await restore({ ...restoreArgs(ctx, p), mode, launched });
+    const mode = choice(p.str("mode"), RESTORE_MODES, DEFAULT_RESTORE_MODE, "--mode");
+    opts = { ...restoreArgs(ctx, p), mode };
   } catch (error) {
-    reportFailed(error);
+    reportFailed(error); // the `restore` command waits for a report
     throw error;
   }
-  reportRunning({ ...describeRunning(running), server: process.pid });
+  // The QEMU `restore` starts while this process starts (src/restore/detached-restore.ts).
+  const running = await serveDetached(opts);
   const fill = await running.fill; // a failure is thrown: the log gets it, the record has it
   process.stderr.write(`${humanFill(fill)}\n`);
 };
@@ -85,7 +75,7 @@ function workingSetKind(p: Parsed): { workingSetKind?: WorkingSetSource } {
   const asked = p.str("working-set");
   return asked === undefined
     ? {}
-    : { workingSetKind: choice(asked, KINDS, "union", "--working-set") };
+    : { workingSetKind: choice(asked, WORKING_SET_PREFERENCE, "union", "--working-set") };
 }
 
 function describeRunning(r: PostcopyRestoreResult) {

@@ -22,7 +22,9 @@
  * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify);
  * - while a demand-only window is open, only requested pages are sent.
  */
+
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { QemuError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
@@ -378,10 +380,6 @@ export class PageServer {
   #signal(): void {
     this.#wake?.();
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function asError(error: unknown): Error {
