@@ -14,10 +14,10 @@ export {
   type StartVmOptions,
   startVm,
 } from "./launcher.ts";
+export { type KnownMachineTypes, machineTypes } from "./machine-types.ts";
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export {
   dataDirArgs,
-  machineTypesOf,
   QEMU_CHOICES,
   type QemuInstall,
   qemuEnv,
