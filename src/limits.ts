@@ -263,6 +263,11 @@ export const LAYOUT_SOURCE_BYTES_MAX = 64;
 export const SHARED_INDEX_PAGES_MAX = 2 ** 21;
 /** A pack's page-digest cache file is read only up to this size (256 MiB: 8M pages). */
 export const DIGEST_CACHE_BYTES_MAX = 256 * 1024 * 1024;
+/**
+ * A QEMU install's cached machine-type list is read only up to this size (1 MiB): `-machine
+ * help` names ~100 types in ~5 KiB; a bigger file is not ours and QEMU is asked again.
+ */
+export const MACHINE_TYPES_CACHE_BYTES_MAX = 1024 * 1024;
 /** Chunks a relayout keeps decoded while it gathers the working set in access order (16 MiB). */
 export const RELAYOUT_CHUNK_CACHE_MAX = 64;
 

@@ -1,6 +1,7 @@
 /**
  * The restore target: a new managed QEMU started from the checkpoint's recorded VM spec,
- * waiting for an incoming migration. Shared by every restore mode.
+ * waiting for an incoming migration. Shared by every restore mode. QEMU is spawned only once
+ * it is known to have the checkpoint's machine type (restore/machine-check.ts).
  *
  * A drive whose disk state the checkpoint froze (format 1.1) gets a fresh qcow2 overlay over
  * the frozen chain, in `<home>/layers/`: the chain is checked first (each layer's size and
@@ -12,7 +13,7 @@ import { resolve } from "node:path";
 import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
 import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
-import { InvalidCheckpointError, QemuError, UsageError } from "../errors.ts";
+import { InvalidCheckpointError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import {
   attachStartingVm,
@@ -20,7 +21,6 @@ import {
   type LaunchedVm,
   launchVm,
   type ManagedVm,
-  machineTypesOf,
   parseVmSpec,
   type QemuInstall,
   qemuFor,
@@ -29,6 +29,7 @@ import {
   writeOrigin,
 } from "../vm/index.ts";
 import { isQemuAlive, signalProcess } from "../vm/process.ts";
+import { checkMachineType, explainStartFailure } from "./machine-check.ts";
 
 /** What a caller keeps of a restored VM once the restore returns. */
 export interface RestoredVm {
@@ -68,8 +69,8 @@ export interface LaunchedRestore {
 /**
  * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
  * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
- * spec's, which saves pin too); a QEMU without it fails to start, and that failure is then
- * explained as a UsageError naming the machine type (no VM or overlay is left). Once
+ * spec's, which saves pin too); a QEMU without it is refused with a UsageError naming the
+ * machine type before any overlay is made or QEMU spawned (restore/machine-check.ts). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
  * path removes the VM. `onSpawn` is called once QEMU is exec'd.
  */
@@ -85,7 +86,7 @@ export async function startRestoreTarget(
   const target = await launchTarget(home, reader, vmName, qemu);
   onSpawn?.();
   try {
-    const vm = await explainStart(reader, target.install, target.machine, () =>
+    const vm = await explainStart(home, reader, target.install, target.machine, () =>
       target.launched.connect(),
     );
     await adopt(home, reader, vm, target.overlays, signal);
@@ -133,7 +134,7 @@ export async function attachRestoreTarget(
   let vm: ManagedVm | undefined;
   try {
     throwIfAborted(signal);
-    vm = await explainStart(reader, install, machine, () =>
+    vm = await explainStart(home, reader, install, machine, () =>
       attachStartingVm(home, handoff.vm, handoff.pid),
     );
     await adopt(home, reader, vm, handoff.overlays, signal);
@@ -174,7 +175,7 @@ function restoreSpec(checkpoint: TargetCheckpoint, vmName: string | undefined, q
   return { spec, install, machine };
 }
 
-/** Fresh overlays over the frozen disks, then QEMU spawned on them. */
+/** The machine type checked, fresh overlays over the frozen disks, then QEMU spawned on them. */
 async function launchTarget(
   home: string,
   checkpoint: TargetCheckpoint,
@@ -182,6 +183,7 @@ async function launchTarget(
   qemu?: QemuInstall,
 ) {
   const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
+  await checkMachineType(home, checkpoint, install, machine); // before any overlay or QEMU
   const store = new LayerStore(home);
   const overlays = await freshOverlays(store, checkpoint);
   const discard = async () => {
@@ -210,17 +212,16 @@ async function launchTarget(
   };
 }
 
-/** Runs `start`; a QemuError from a QEMU lacking the checkpoint's machine type is explained. */
+/** Runs `start`; a failure of a QEMU lacking the checkpoint's machine type is explained. */
 async function explainStart(
+  home: string,
   checkpoint: TargetCheckpoint,
   install: QemuInstall,
   machine: string,
   start: () => Promise<ManagedVm>,
 ): Promise<ManagedVm> {
   return start().catch(async (error: unknown) => {
-    // Asked only now: listing the machine types runs QEMU once more (~0.1 s on the critical
-    // path of every restore), and a QEMU that started has the machine type it was given.
-    if (error instanceof QemuError) await refuseMissingMachine(checkpoint, install, machine, error);
+    await explainStartFailure(home, checkpoint, install, machine, error);
     throw error;
   });
 }
@@ -243,30 +244,6 @@ async function adopt(
     await killVm(home, vm);
     throw error;
   }
-}
-
-/**
- * Explains a QEMU that failed to start (`startError`) when it lacks the checkpoint's machine
- * type: it could not have loaded the device state anyway. Returns when it has the type.
- */
-async function refuseMissingMachine(
-  checkpoint: TargetCheckpoint,
-  install: QemuInstall,
-  machine: string,
-  startError: QemuError,
-): Promise<void> {
-  const known = await machineTypesOf(install).catch(() => null);
-  if (known === null || known.has(machine)) return;
-  const savedBy = checkpoint.manifest.runtime?.qemuVersion;
-  const versioned = [...known].filter((m) => /-\d+\.\d+$/.test(m));
-  throw new UsageError(
-    `Cannot restore checkpoint ${checkpoint.name} with ${install.binary}: it has no machine ` +
-      `type "${machine}", which the checkpoint was saved with` +
-      (savedBy === undefined ? "" : ` (QEMU ${savedBy})`) +
-      `. Restore it with a QEMU that has that machine type (the same or a newer version; ` +
-      `SNAPWAKE_QEMU chooses it). This one has ${versioned.slice(0, 3).join(", ")}…`,
-    { cause: startError },
-  );
 }
 
 /** Waits until the destination QEMU has loaded the whole incoming stream. */

@@ -8,6 +8,7 @@
  *   <home>/layers/<id>.{qcow2,raw,json,index} disk layers; pending/<pid>-<id> while created
  *   <home>/vms/<vm>/                         a managed VM's state directory (vm/state-dir.ts)
  *   <home>/cache/digests/<pack id>           page digests per pack (never trusted)
+ *   <home>/cache/qemu/<64 hex>.json          machine types per QEMU install (vm/machine-types.ts)
  *   <home>/wss/<name>/<manifest sha256>/     working sets of exactly that checkpoint
  *   <home>/wss/<name>/page-tables.json       page-table pages (bound by the index hash)
  *   <home>/restores/<name>/                  restore records and the page servers' logs
@@ -56,6 +57,18 @@ export function vmDir(home: string, vm: string): string {
 
 export function digestCacheDir(home: string): string {
   return join(home, "cache", "digests");
+}
+
+/** Where the machine types of QEMU installs are cached, one file per install. */
+export function machineTypesCacheDir(home: string): string {
+  return join(home, "cache", "qemu");
+}
+
+/** The cache file of the QEMU install whose location hashes to `key` (64 lowercase hex). */
+export function machineTypesCacheFile(home: string, key: string): string {
+  if (!IDENTITY_PATTERN.test(key))
+    throw new RangeError(`not a QEMU install key: ${JSON.stringify(key)}`);
+  return join(machineTypesCacheDir(home), `${key}.json`);
 }
 
 /** Where working sets are kept, one folder per checkpoint name. */

@@ -14,11 +14,11 @@ export {
   type StartVmOptions,
   startVm,
 } from "./launcher.ts";
+export { type KnownMachineTypes, machineTypes } from "./machine-types.ts";
 export { readOrigin, type VmOrigin, writeOrigin } from "./origin.ts";
 export {
   dataDirArgs,
   hostCodename,
-  machineTypesOf,
   QEMU_CHOICES,
   type QemuInstall,
   type QemuSources,

@@ -6,13 +6,9 @@
  * Invariants: a QemuInstall is normalized (binary non-empty, dataDirs absolute); the system
  * install is `qemu-system-x86_64` on PATH with no -L (it finds its own files).
  */
-import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { promisify } from "node:util";
-import { QemuError, UsageError } from "../errors.ts";
-
-const run = promisify(execFile);
+import { UsageError } from "../errors.ts";
 
 export interface QemuInstall {
   /** A program name (looked up on PATH) or an absolute path. */
@@ -155,40 +151,4 @@ export function qemuCommand(
 /** QEMU's arguments for the install's data dirs. */
 export function dataDirArgs(install: QemuInstall): string[] {
   return install.dataDirs.flatMap((dir) => ["-L", dir]);
-}
-
-const machineTypes = new Map<string, Promise<ReadonlySet<string>>>();
-
-/**
- * The machine types (aliases included) a QEMU knows, from `-machine help`; asked once per
- * binary per process. Throws QemuError quoting QEMU when it cannot run.
- */
-export function machineTypesOf(install: QemuInstall): Promise<ReadonlySet<string>> {
-  const key = JSON.stringify(install);
-  let known = machineTypes.get(key);
-  if (known === undefined) {
-    known = listMachineTypes(install);
-    machineTypes.set(key, known);
-    known.catch(() => machineTypes.delete(key));
-  }
-  return known;
-}
-
-async function listMachineTypes(install: QemuInstall): Promise<ReadonlySet<string>> {
-  const args = [...dataDirArgs(install), "-machine", "help"];
-  const [program, argv] = qemuCommand(install, install.binary, args);
-  const { stdout } = await run(program, argv).catch((error: unknown) => {
-    throw new QemuError(
-      `Cannot ask ${install.binary} for its machine types (${String(error)}); check the QEMU ` +
-        "setting (SNAPWAKE_QEMU or the spec's qemu field)",
-      { cause: error },
-    );
-  });
-  // "Supported machines are:" then one "<name>  <description>" per line.
-  const names = stdout
-    .split("\n")
-    .slice(1)
-    .map((line) => line.split(/\s+/)[0] ?? "")
-    .filter((name) => name !== "");
-  return new Set(names);
 }
