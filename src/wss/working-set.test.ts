@@ -235,10 +235,7 @@ test("a broad estimate is skipped from its header: its pages are never read", as
 
 /** The numbered list under "Which estimate auto picks" in docs/accessed-bits.md, in order. */
 function documentedPreference(): string[] {
-  const doc = readFileSync(
-    join(import.meta.dirname, "..", "..", "docs", "accessed-bits.md"),
-    "utf8",
-  );
+  const doc = readFileSync(join(import.meta.dirname, "..", "..", "docs/accessed-bits.md"), "utf8");
   const section = doc.split(/^## /m).find((s) => s.startsWith("Which estimate auto picks"));
   assert.ok(section !== undefined, 'docs/accessed-bits.md has "Which estimate auto picks"');
   return [...section.matchAll(/^\d+\. `([a-z-]+)`/gm)].map((m) => m[1] ?? "");
