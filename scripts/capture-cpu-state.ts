@@ -1,9 +1,12 @@
 /**
  * Captures the device state of the project's own test guest (Debian's kernel in long mode,
- * 1 vCPU, TCG, 256 MiB) saved paused, into test/fixtures/qemu-<version>/linux-guest.{sections.bin,
- * vmdesc}: the FULL sections up to EOF and the VMDESCRIPTION JSON, verbatim. The vCPU parser's
- * tests (src/qemu/migration/cpu-state.test.ts) read them. Run under the QEMU lock:
+ * TCG, 256 MiB) saved paused, into test/fixtures/qemu-<version>/linux-guest.{sections.bin,
+ * vmdesc}: the FULL sections up to EOF and the VMDESCRIPTION JSON, verbatim. With a vCPU count
+ * above 1 (second argument) the guest runs with `-smp N` and the files are
+ * linux-guest-smpN.{sections.bin,vmdesc}. The vCPU parser's tests
+ * (src/qemu/migration/cpu-state.test.ts) read them. Run under the QEMU lock:
  *   flock /tmp/snapwake-qemu.lock node scripts/capture-cpu-state.ts 10.0
+ *   flock /tmp/snapwake-qemu.lock node scripts/capture-cpu-state.ts 7.2 2
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +18,9 @@ import { killVm, resolveQemuChoice } from "../src/vm/index.ts";
 import { bootTestGuest } from "../test/support/test-guest.ts";
 
 const version = process.argv[2] ?? "10.0";
+const smp = Number(process.argv[3] ?? "1");
+if (!Number.isSafeInteger(smp) || smp < 1) throw new Error(`not a vCPU count: ${process.argv[3]}`);
+const base = smp === 1 ? "linux-guest" : `linux-guest-smp${smp}`;
 const qemu = resolveQemuChoice(version, join(import.meta.dirname, "..", "build"));
 const home = await mkdtemp(join(tmpdir(), "snapwake-cpu-capture-"));
 try {
@@ -23,6 +29,7 @@ try {
     memoryMiB: 256,
     params: { memMiB: 16, hotPct: 5, hotRate: 200 },
     qemu,
+    smp,
   });
   agent.close();
   vm.qmp.close(); // QEMU serves one QMP client at a time: the save opens its own
@@ -33,8 +40,8 @@ try {
   await reader.close();
   if (device.vmdescription === null) throw new Error("the stream had no VMDESCRIPTION");
   const out = join(import.meta.dirname, "..", "test", "fixtures", `qemu-${version}`);
-  await writeFile(join(out, "linux-guest.sections.bin"), device.sections);
-  await writeFile(join(out, "linux-guest.vmdesc"), device.vmdescription);
+  await writeFile(join(out, `${base}.sections.bin`), device.sections);
+  await writeFile(join(out, `${base}.vmdesc`), device.vmdescription);
   const cpus = vcpuPagingStates(device.sections, device.vmdescription);
   const hex = (v: bigint) => `0x${v.toString(16)}`;
   for (const c of cpus)

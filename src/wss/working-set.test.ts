@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -12,6 +13,8 @@ import {
   removeWorkingSets,
   saveWorkingSet,
   summarizeWorkingSets,
+  WORKING_SET_PREFERENCE,
+  workingSetFile,
 } from "./store.ts";
 import { refineWorkingSet, workingSetFromTrace, workingSetFromWrites } from "./working-set.ts";
 
@@ -225,6 +228,49 @@ test("a broad estimate is skipped from its header: its pages are never read", as
       [["accessed-bits", 80, true]],
     );
     await assert.rejects(loadWorkingSet(t.home, "c@1", "accessed-bits"), /holds 0 bytes of pages/);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+/** The numbered list under "Which estimate auto picks" in docs/accessed-bits.md, in order. */
+function documentedPreference(): string[] {
+  const doc = readFileSync(join(import.meta.dirname, "..", "..", "docs/accessed-bits.md"), "utf8");
+  const section = doc.split(/^## /m).find((s) => s.startsWith("Which estimate auto picks"));
+  assert.ok(section !== undefined, 'docs/accessed-bits.md has "Which estimate auto picks"');
+  return [...section.matchAll(/^\d+\. `([a-z-]+)`/gm)].map((m) => m[1] ?? "");
+}
+
+test("auto picks the working sets in the documented order: union, trace, accessed bits, writes", async () => {
+  const documented = documentedPreference();
+  assert.deepEqual(documented, ["union", "trace", "accessed-bits", "write-set"]);
+  assert.deepEqual([...WORKING_SET_PREFERENCE], documented, "the doc and the code agree");
+  const t = await tempHome();
+  try {
+    await t.list("c@1");
+    const trace = workingSetFromTrace([{ block: 0, page: 1, tMs: 1 }]);
+    const later = workingSetFromTrace([{ block: 0, page: 2, tMs: 2 }]);
+    // Saved least preferred first, so the order on disk or of saving cannot be what decides.
+    await saveWorkingSet(t.home, "c@1", workingSetFromWrites([{ block: 0, page: 9 }]));
+    const bits = [3, 4, 5].map((page) => ({ block: 0, page, firstMs: 0 }));
+    await saveWorkingSet(t.home, "c@1", { source: "accessed-bits", pages: bits, ofPages: 100 });
+    await saveWorkingSet(t.home, "c@1", trace);
+    await saveWorkingSet(t.home, "c@1", refineWorkingSet(trace, later));
+    // Take away the one auto picks, each time: the next documented one is picked.
+    for (const [i, source] of documented.entries()) {
+      const ws = await loadWorkingSet(t.home, "c@1");
+      assert.equal(ws?.source, source, `with ${documented.slice(i).join(", ")} stored`);
+      const summary = await summarizeWorkingSets(t.home, "c@1");
+      assert.deepEqual(
+        summary.map((w) => [w.source, w.preferred]),
+        documented.slice(i).map((s) => [s, s === source]),
+        "inspect lists them in the same order and marks the same one",
+      );
+      const file = await workingSetFile(t.home, "c@1", ws?.source ?? "trace");
+      assert.ok(file !== null);
+      await rm(file);
+    }
+    assert.equal(await loadWorkingSet(t.home, "c@1"), null, "none left");
   } finally {
     await t.cleanup();
   }

@@ -39,6 +39,8 @@ export interface TestGuestOptions {
   readonly freePageReporting?: boolean;
   /** The QEMU that runs it; default: defaultQemu() (SNAPWAKE_QEMU, else 10.0). */
   readonly qemu?: QemuInstall;
+  /** vCPUs (the spec's `smp`); default 1. */
+  readonly smp?: number;
 }
 
 /** Converts the built raw data disk into a fresh qcow2 image at `path` (qemu-img convert). */
@@ -60,6 +62,7 @@ export function testGuestSpec(opts: TestGuestOptions): VmSpec {
       machine: "pc",
       accel: "tcg",
       memoryMiB: opts.memoryMiB,
+      ...(opts.smp === undefined ? {} : { smp: opts.smp }),
       kernel: a.kernel,
       initrd: a.initrd,
       append: kernelAppend(opts.params),

@@ -12,8 +12,9 @@
  *   3. accept the match only if the section footer (`7e be32(section id)`) sits exactly where
  *      the body ends, so a chance byte pattern inside another device's data is never read;
  *   4. read the registers at their described offsets, by field name.
- * Anything else (no description, no "cpu" devices, a field missing or of another size, a
- * footer out of place) is refused with an UnsupportedStreamError that says what was found.
+ * Anything else (no description, no "cpu" devices, a vCPU listed twice, a field missing or of
+ * another size, a footer out of place — as when a section is cut short) is refused with an
+ * UnsupportedStreamError that says what was found.
  */
 import { ByteReader } from "../../bytes/index.ts";
 import { UnsupportedStreamError } from "../../errors.ts";
@@ -76,6 +77,13 @@ export function vcpuPagingStates(
       'Cannot read the vCPU registers: the VMDESCRIPTION lists no "cpu" device',
       0,
     );
+  }
+  const seen = new Set<number>();
+  for (const cpu of cpus) {
+    if (seen.has(cpu.instanceId)) {
+      throw badDescription(`lists vCPU ${cpu.instanceId} twice`);
+    }
+    seen.add(cpu.instanceId);
   }
   return cpus.map((cpu) => readCpu(sections, cpu)).sort((a, b) => a.index - b.index);
 }
@@ -142,7 +150,8 @@ function findSectionBody(sections: Uint8Array, cpu: DeviceDesc, bodyBytes: numbe
   }
   throw new UnsupportedStreamError(
     `Cannot find vCPU ${cpu.instanceId}'s section (version ${cpu.version}, ${bodyBytes} bytes ` +
-      "as described) in the device state: the description and the sections disagree",
+      "as described) in the device state: the description and the sections disagree " +
+      "(a truncated or damaged device state; save the VM again)",
     0,
   );
 }
