@@ -1,8 +1,8 @@
 /**
  * The machine types a QEMU install knows (`-machine help`), cached in the store, so that a
  * restore refuses a checkpoint whose machine type its QEMU lacks before that QEMU starts,
- * without running QEMU one more time on every restore (the exec costs ~100 ms; reading the
- * cache ~1 ms; docs/qemu-versions.md).
+ * without running QEMU one more time on every restore (the exec costs ~30 ms on an idle host
+ * and over 100 ms on a busy one; reading the cache ~1 ms; docs/qemu-versions.md).
  *
  * One file per install (`<home>/cache/qemu/<key>.json`, store/layout.ts), the key being the
  * SHA-256 of where the install is: the binary's real path (a bare name is looked up on PATH,
