@@ -154,7 +154,13 @@ async function saveLocked(
   let receiving: Promise<StreamSummary> | null = null;
   let duplicates: DiskDuplicates | null = null;
   let shared: SharedPages | null = null;
-  const step = <T>(work: Promise<T>) => untilAborted(work, signal);
+  // A step the signal cut short keeps running: the failure path waits for each (after
+  // cancelling the migration) so nothing of this save still writes once it has rejected.
+  const running: Promise<unknown>[] = [];
+  const step = <T>(work: Promise<T>) => {
+    running.push(work.catch(() => undefined));
+    return untilAborted(work, signal);
+  };
   try {
     await listen(server, socketPath);
     const parent = await step(resolveParent(store, opts, vm));
@@ -185,9 +191,9 @@ async function saveLocked(
       returnPath: (bytes) => void accepted.write(bytes),
     });
     const atSwitchover = runsDuringSave ? freezer : null;
-    const [stream] = await step(
-      Promise.all([receiving, waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress)]),
-    );
+    const completed = waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress);
+    running.push(completed.catch(() => undefined)); // Promise.all would not wait for it
+    const [stream] = await step(Promise.all([receiving, completed]));
     const writer = sinkNow.writer;
     if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
     if (freezer !== null) {
@@ -233,6 +239,8 @@ async function saveLocked(
     // The stream stops before the writer goes, so no page is being written while it aborts.
     socket?.destroy();
     await receiving?.catch(() => undefined);
+    // E.g. the disk freeze at switchover, still writing the VM's hold file when interrupted.
+    await Promise.all(running);
     if (sink !== null && !sink.committed)
       await sink.writer?.abort(error instanceof Error ? error : undefined);
     await resumeAfterFailure(vm.qmp, wasRunning);
