@@ -165,6 +165,16 @@ export const RESTORE_WRITE_BATCH_BYTES = 64 * 1024;
 export const RESTORE_WRITE_BUFFERS_KEPT = 32;
 /** Chunk worker threads of a lazy or partial restore's page server (decode and verify). */
 export const RESTORE_POSTCOPY_WORKERS = 2;
+/**
+ * Chunk reads a lazy or partial restore's loader has in flight on the store at once (ADR 0017),
+ * apart from the decode threads: on network storage a read is mostly waiting (200 MB/s with
+ * 5 ms a read holds ~1 MB, 4–8 stored chunks, in flight), so two reads (one a thread) left
+ * the link ~80 % idle. Each holds a 256 KiB stored-bytes buffer. Reads go through libuv's
+ * thread pool (4 threads unless UV_THREADPOOL_SIZE says more) on a blocking file system.
+ */
+export const RESTORE_READS_IN_FLIGHT_CHUNKS = 8;
+/** Chunks the background fill asks for ahead of the one it sends: enough to keep those reads busy. */
+export const RESTORE_FILL_READ_AHEAD_CHUNKS = RESTORE_READS_IN_FLIGHT_CHUNKS;
 /** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
 export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
@@ -200,6 +210,11 @@ assert(
 assert(
   PRELUDE_READ_AHEAD_CHUNKS + 1 < RESTORE_CHUNK_CACHE_CHUNKS,
   "the prelude's read-ahead never evicts the chunk it is sending",
+);
+assert(
+  RESTORE_LOCALITY_CHUNKS_MAX + 1 + RESTORE_FILL_READ_AHEAD_CHUNKS + 4 <=
+    RESTORE_CHUNK_CACHE_CHUNKS,
+  "the fill's chunk, its read-ahead and a few requests' fit beside the locality chunks",
 );
 assert(
   RESTORE_LOCALITY_CHUNKS_MAX + 16 <= RESTORE_CHUNK_CACHE_CHUNKS,
