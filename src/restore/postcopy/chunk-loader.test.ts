@@ -134,6 +134,37 @@ test("urgent loads are read first, a promoted load with them; close rejects ever
   });
 });
 
+test("a request's read starts while the fill's reads wait for a busy decode thread", {
+  timeout: 60_000,
+}, async () => {
+  await withReader(async (reader) => {
+    const { s, readAt, release } = gatedStore(reader);
+    const held: ((error: Error) => void)[] = [];
+    const stuck = {
+      size: 1,
+      run: () => new Promise((_, reject) => held.push(reject)),
+      close: async () => {
+        for (const reject of held) reject(new Error("closed"));
+      },
+    } as unknown as ChunkWorkers;
+    const loader = new WorkerChunkLoader(reader, stuck, { readAt, readsInFlight: 2 });
+    const loads = [0, 1, 2, 3, 4, 5].map((c) => loader.loadOffThread(c));
+    for (const l of loads) l?.catch(() => undefined);
+    for (let n = 0; n < 3; n++) {
+      await until(() => s.held.length > 0);
+      release();
+    }
+    await until(() => s.inFlight === 0 && held.length === 1);
+    assert.deepEqual(s.began, [0, 1, 2], "fill reads stop while two wait to be decoded");
+    const urgent = loader.loadOffThread(7, true);
+    urgent?.catch(() => undefined);
+    await until(() => s.began.length === 4);
+    assert.equal(s.began[3], 7);
+    await loader.close();
+    release();
+  });
+});
+
 test("a corrupt chunk rejects with the reader's error naming it; the others still load", {
   timeout: 60_000,
 }, async () => {

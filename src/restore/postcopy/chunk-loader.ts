@@ -16,9 +16,11 @@
  * Invariants: a chunk's pages come back only after the worker checked its hash (the reader's
  * own decode code); a failed read or decode rejects with the reader's error naming the chunk;
  * every load settles (close rejects those waiting; a read in flight rejects when it ends, a
- * decode when the workers end). Buffers are pooled: stored bytes (at most the reads in flight
- * plus one a thread) and decoded chunks (given back by the cache when it evicts them). The
- * emulated slow store (read-throttle.ts) slows the read stage only: it models the store.
+ * decode when the workers end). At most RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read
+ * starts only while fewer than that are read and not decoded yet. Buffers are pooled: stored
+ * bytes (at most twice the reads in flight plus one a thread) and decoded chunks (given back
+ * by the cache when it evicts them). The emulated slow store (read-throttle.ts) slows the read
+ * stage only: it models the store.
  */
 import { read } from "node:fs";
 import {
@@ -122,7 +124,7 @@ export class WorkerChunkLoader implements ChunkLoader {
     for (const load of this.#toDecode) if (load.chunk === chunk) load.urgent = true;
   }
 
-  /** Starts what both stages have room for. Read results waiting count as reads. */
+  /** Starts what both stages have room for. */
   #pump(): void {
     while (!this.#closed && this.#decoding < this.#threads) {
       const load = takeNext(this.#toDecode);
@@ -135,8 +137,11 @@ export class WorkerChunkLoader implements ChunkLoader {
           this.#pump();
         });
     }
-    while (!this.#closed && this.#reading + this.#toDecode.length < this.#readsMax) {
-      const load = takeNext(this.#toRead);
+    while (!this.#closed && this.#reading < this.#readsMax) {
+      // Reads done and waiting for a thread count too (they hold buffers), except for an
+      // urgent load: a request's read never waits for the fill's decode backlog.
+      const backlog = this.#reading + this.#toDecode.length >= this.#readsMax;
+      const load = backlog ? takeUrgent(this.#toRead) : takeNext(this.#toRead);
       if (load === undefined) break;
       this.#reading += 1;
       this.#read(load).then(
@@ -190,7 +195,7 @@ export class WorkerChunkLoader implements ChunkLoader {
     const { fd: _fd, offset: _offset, ...form } = job;
     const reply = await this.#workers.run({ kind: "decodeStored", ...form, buffer, stored });
     this.#own.add(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
-    if (reply.input !== undefined && this.#freeStored.length < this.#readsMax + this.#threads)
+    if (reply.input !== undefined && this.#freeStored.length < 2 * this.#readsMax + this.#threads)
       this.#freeStored.push(reply.input);
     if (!reply.ok) throw this.#reader.workerError(chunk, reply);
     const pages: Uint8Array[] = [];
@@ -212,6 +217,12 @@ export class WorkerChunkLoader implements ChunkLoader {
 function takeNext(queue: Load[]): Load | undefined {
   const at = queue.findIndex((l) => l.urgent);
   return queue.splice(at < 0 ? 0 : at, 1)[0];
+}
+
+/** Removes and returns the oldest urgent load of `queue`, if any. */
+function takeUrgent(queue: Load[]): Load | undefined {
+  const at = queue.findIndex((l) => l.urgent);
+  return at < 0 ? undefined : queue.splice(at, 1)[0];
 }
 
 function closedError(): Error {
