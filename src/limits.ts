@@ -167,12 +167,13 @@ export const RESTORE_WRITE_BUFFERS_KEPT = 32;
 export const RESTORE_POSTCOPY_WORKERS = 2;
 /**
  * Chunk reads a lazy or partial restore's loader has in flight on the store at once (ADR 0017),
- * apart from the decode threads: on network storage a read is mostly waiting (200 MB/s with
- * 5 ms a read holds ~1 MB, 4–8 stored chunks, in flight), so two reads (one a thread) left
- * the link ~80 % idle. Each holds a 256 KiB stored-bytes buffer. Reads go through libuv's
- * thread pool (4 threads unless UV_THREADPOOL_SIZE says more) on a blocking file system.
+ * apart from the decode threads: on network storage a read is mostly waiting, and 200 MB/s
+ * with 5 ms a read holds ~1 MB, ~5 stored chunks of ~200 KiB, in flight; two reads left the
+ * link ~80 % idle. Measured: 8 filled no faster than 5 and queued a request's read behind
+ * more fill bytes (p50 10.5 ms against 7.5). Each holds a 256 KiB stored-bytes buffer. Reads
+ * go through libuv's pool (4 threads unless UV_THREADPOOL_SIZE says more).
  */
-export const RESTORE_READS_IN_FLIGHT_CHUNKS = 8;
+export const RESTORE_READS_IN_FLIGHT_CHUNKS = 5;
 /** Chunks the background fill asks for ahead of the one it sends: enough to keep those reads busy. */
 export const RESTORE_FILL_READ_AHEAD_CHUNKS = RESTORE_READS_IN_FLIGHT_CHUNKS;
 /** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
