@@ -165,6 +165,17 @@ export const RESTORE_WRITE_BATCH_BYTES = 64 * 1024;
 export const RESTORE_WRITE_BUFFERS_KEPT = 32;
 /** Chunk worker threads of a lazy or partial restore's page server (decode and verify). */
 export const RESTORE_POSTCOPY_WORKERS = 2;
+/**
+ * Chunk reads a lazy or partial restore's loader has in flight on the store at once (ADR 0017),
+ * apart from the decode threads: on network storage a read is mostly waiting, and 200 MB/s
+ * with 5 ms a read holds ~1 MB, ~5 stored chunks of ~200 KiB, in flight; two reads left the
+ * link ~80 % idle. Measured: 8 filled no faster than 5 and queued a request's read behind
+ * more fill bytes (p50 10.5 ms against 7.5). Each holds a 256 KiB stored-bytes buffer. Reads
+ * go through libuv's pool (4 threads unless UV_THREADPOOL_SIZE says more).
+ */
+export const RESTORE_READS_IN_FLIGHT_CHUNKS = 5;
+/** Chunks the background fill asks for ahead of the one it sends: enough to keep those reads busy. */
+export const RESTORE_FILL_READ_AHEAD_CHUNKS = RESTORE_READS_IN_FLIGHT_CHUNKS;
 /** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
 export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
@@ -200,6 +211,11 @@ assert(
 assert(
   PRELUDE_READ_AHEAD_CHUNKS + 1 < RESTORE_CHUNK_CACHE_CHUNKS,
   "the prelude's read-ahead never evicts the chunk it is sending",
+);
+assert(
+  RESTORE_LOCALITY_CHUNKS_MAX + 1 + RESTORE_FILL_READ_AHEAD_CHUNKS + 4 <=
+    RESTORE_CHUNK_CACHE_CHUNKS,
+  "the fill's chunk, its read-ahead and a few requests' fit beside the locality chunks",
 );
 assert(
   RESTORE_LOCALITY_CHUNKS_MAX + 16 <= RESTORE_CHUNK_CACHE_CHUNKS,

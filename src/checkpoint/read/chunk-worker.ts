@@ -1,7 +1,8 @@
 /**
  * The body of a chunk worker thread (started by ChunkWorkers, chunk-workers.ts): it reads and
- * decodes pack chunks, hashes pages and compresses chunks for the main thread, one job at a
- * time, so a save or restore spreads its SHA-256 and zstd work over the machine's cores.
+ * decodes pack chunks (or decodes bytes the main thread read: decodeStored), hashes pages and
+ * compresses chunks for the main thread, one job at a time, so a save or restore spreads its
+ * SHA-256 and zstd work over the machine's cores.
  *
  * Invariants: every job is answered exactly once, with its buffer transferred back (the pool
  * reuses it: no allocation per chunk on the main thread); a decode answers `ok` only with bytes
@@ -15,7 +16,14 @@ import { assertNever } from "../../util/index.ts";
 import { decodePackChunk } from "../format/chunk-decode.ts";
 import { PAGE_DIGEST_BYTES, pageDigestsOf } from "../format/chunk-hash.ts";
 import { CodecId, zstdCodec } from "../format/codec.ts";
-import type { ChunkJob, ChunkReply, CompressJob, DecodeJob, DigestJob } from "./chunk-workers.ts";
+import type {
+  ChunkJob,
+  ChunkReply,
+  CompressJob,
+  DecodeJob,
+  DecodeStoredJob,
+  DigestJob,
+} from "./chunk-workers.ts";
 
 const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
 /** Stored bytes of a compressed chunk are read here, then decompressed into the job's buffer. */
@@ -30,14 +38,17 @@ port.on("message", (job: ChunkJob) => {
     reply = run(job);
   } catch (error) {
     reply = { id: job.id, ok: false, buffer: job.buffer, error: describe(error) };
+    if (job.kind === "decodeStored") reply = { ...reply, input: job.stored };
   }
-  port.postMessage(reply, [reply.buffer]);
+  port.postMessage(reply, reply.input === undefined ? [reply.buffer] : [reply.buffer, reply.input]);
 });
 
 function run(job: ChunkJob): ChunkReply {
   switch (job.kind) {
     case "decode":
       return decode(job);
+    case "decodeStored":
+      return decodeStored(job);
     case "digest":
       return digest(job);
     case "compress":
@@ -66,6 +77,19 @@ function decode(job: DecodeJob): ChunkReply {
   if (!raw) out.set(decoded.raw);
   const digests = job.wantDigests ? new Uint8Array(decoded.digests) : null;
   return { id: job.id, ok: true, buffer: job.buffer, digests };
+}
+
+/** As decode, from bytes the main thread read (the page server's loader, ADR 0017). */
+function decodeStored(job: DecodeStoredJob): ChunkReply {
+  const { id, buffer, stored: input } = job;
+  const out = new Uint8Array(buffer, 0, job.pageCount * PAGE_SIZE_BYTES);
+  if (job.storedBytes > Math.min(input.byteLength, CHUNK_BYTES_MAX)) {
+    return { id, ok: false, buffer, error: "stored bytes exceed the chunk", input };
+  }
+  const decoded = decodePackChunk(job, new Uint8Array(input, 0, job.storedBytes));
+  if (!decoded.ok) return { id, ok: false, buffer, problem: decoded.problem, input };
+  out.set(decoded.raw);
+  return { id, ok: true, buffer, digests: null, input };
 }
 
 function digest(job: DigestJob): ChunkReply {

@@ -34,6 +34,21 @@ export interface DecodeJob extends JobBase {
   readonly wantDigests: boolean;
 }
 
+/**
+ * Decode the first `storedBytes` of `stored` (read by the caller, off the worker: the page
+ * server reads many chunks at once on the main thread, ADR 0017) into `buffer` and check the
+ * chunk hash; `stored` comes back in the reply's `input`.
+ */
+export interface DecodeStoredJob extends JobBase {
+  readonly kind: "decodeStored";
+  readonly stored: ArrayBuffer;
+  readonly storedBytes: number;
+  readonly codec: number;
+  readonly pageCount: number;
+  /** A copy, never a view of the chunk table (a view would clone the whole table). */
+  readonly sha256: Uint8Array;
+}
+
 /** The SHA-256 of each of the first `pages` pages of `buffer`. */
 export interface DigestJob extends JobBase {
   readonly kind: "digest";
@@ -47,7 +62,7 @@ export interface CompressJob extends JobBase {
   readonly level: number;
 }
 
-export type ChunkJob = DecodeJob | DigestJob | CompressJob;
+export type ChunkJob = DecodeJob | DecodeStoredJob | DigestJob | CompressJob;
 
 /** What a reader says about a chunk for a decode job (CheckpointReader.decodeJobOf). */
 export type DecodeInput = Omit<DecodeJob, "id" | "kind" | "buffer" | "wantDigests">;
@@ -66,6 +81,8 @@ export type ChunkReply =
       /** Page digests (decode with wantDigests, digest jobs), else null. */
       readonly digests: Uint8Array | null;
       readonly stored?: StoredForm;
+      /** A decodeStored job's stored bytes, given back for the next read. */
+      readonly input?: ArrayBuffer;
     }
   | {
       readonly id: number;
@@ -77,13 +94,19 @@ export type ChunkReply =
       readonly ended?: true;
       /** Anything else the worker threw (an I/O error), as text. */
       readonly error?: string;
+      /** A decodeStored job's stored bytes, given back for the next read. */
+      readonly input?: ArrayBuffer;
     };
 
 /** Why a decode job failed (CheckpointReader.workerError words it). */
 export type DecodeFailure = Extract<ChunkReply, { readonly ok: false }>;
 
 /** A job as its caller gives it: the pool numbers it. */
-type JobInput = Omit<DecodeJob, "id"> | Omit<DigestJob, "id"> | Omit<CompressJob, "id">;
+type JobInput =
+  | Omit<DecodeJob, "id">
+  | Omit<DecodeStoredJob, "id">
+  | Omit<DigestJob, "id">
+  | Omit<CompressJob, "id">;
 
 interface Pending {
   readonly resolve: (reply: ChunkReply) => void;
@@ -119,7 +142,10 @@ export class ChunkWorkers {
     return new ChunkWorkers(count);
   }
 
-  /** Runs a job on the least busy thread; its buffer is unusable until the reply returns it. */
+  /**
+   * Runs a job on the least busy thread; its buffer (and a decodeStored job's stored bytes) is
+   * unusable until the reply returns it.
+   */
   run(input: JobInput): Promise<ChunkReply> {
     assert(!this.#closed, "the chunk workers are open");
     if (this.#failure !== null) return Promise.reject(this.#failure);
@@ -131,7 +157,8 @@ export class ChunkWorkers {
     return new Promise((resolve, reject) => {
       if (chosen.pending.size === 0) chosen.worker.ref();
       chosen.pending.set(id, { resolve, reject });
-      chosen.worker.postMessage({ ...input, id }, [input.buffer]);
+      const moved = input.kind === "decodeStored" ? [input.buffer, input.stored] : [input.buffer];
+      chosen.worker.postMessage({ ...input, id }, moved);
     });
   }
 

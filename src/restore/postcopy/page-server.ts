@@ -28,6 +28,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QemuError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
+  RESTORE_FILL_READ_AHEAD_CHUNKS,
   RESTORE_LATENCIES_MAX,
   RESTORE_LOCALITY_CHUNKS_MAX,
   RESTORE_PUSH_PAGES_MAX,
@@ -290,12 +291,11 @@ export class PageServer {
       const chunk = order.chunkAt(this.#bgAt);
       const refs = order.pagesOf(chunk);
       if (this.#nextUnsent(refs, this.#bgNext).pages.length === 0) continue;
-      let pages = cache.peek(chunk);
-      if (pages === undefined) {
-        pages = await cache.get(chunk);
-        this.#throwIfFailed();
-      }
-      this.#readAheadAfter(this.#bgAt);
+      const cached = cache.peek(chunk);
+      const loading = cached === undefined ? cache.get(chunk) : null;
+      this.#readAheadAfter(this.#bgAt); // before the fill waits: the store keeps reads in flight
+      const pages = cached ?? (await loading);
+      this.#throwIfFailed();
       // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
       const batch = this.#nextUnsent(refs, this.#bgNext);
       this.#bgNext += batch.consumed;
@@ -305,15 +305,16 @@ export class PageServer {
     assert.fail(`background fill ran out of pages with ${this.#remaining} still unsent`);
   }
 
-  /** Starts reading the next chunk the fill needs after position `at` (one not all sent). */
+  /** Starts loading the next few chunks the fill needs after `at` (not all sent; ADR 0017). */
   #readAheadAfter(at: number): void {
     const { order, placement, cache } = this.#d;
     const end = Math.min(order.chunkCount, at + 1 + RESTORE_READAHEAD_SCAN_CHUNKS);
-    for (let i = at + 1; i < end; i++) {
+    let wanted = RESTORE_FILL_READ_AHEAD_CHUNKS;
+    for (let i = at + 1; i < end && wanted > 0; i++) {
       const c = order.chunkAt(i);
       if (order.pagesOf(c).some((g) => !placement.isSent(g))) {
         cache.prefetch(c);
-        return;
+        wanted -= 1;
       }
     }
   }
