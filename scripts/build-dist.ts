@@ -41,8 +41,7 @@ function built(rel: string): boolean {
   return (
     rel.endsWith(".ts") &&
     !base.endsWith(".test.ts") &&
-    !base.startsWith("test-support") &&
-    base !== "test-streams.ts" &&
+    !base.startsWith("test-") && // test helpers (test-support*, test-streams, ...)
     !rel.split(path.sep).includes("testdata")
   );
 }

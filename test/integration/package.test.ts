@@ -84,6 +84,7 @@ test("the package holds the compiled code, docs and bin, and no sources, tests o
     !files.some(
       (f) =>
         f.includes(".test.") ||
+        f.split("/").some((part) => part.startsWith("test-")) ||
         f.includes("testdata") ||
         (f.endsWith(".ts") && !f.endsWith(".d.ts")),
     ),
