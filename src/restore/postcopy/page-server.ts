@@ -22,7 +22,6 @@
  * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify);
  * - while a demand-only window is open, only requested pages are sent.
  */
-
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QemuError } from "../../errors.ts";
@@ -293,7 +292,8 @@ export class PageServer {
       if (this.#nextUnsent(refs, this.#bgNext).pages.length === 0) continue;
       const cached = cache.peek(chunk);
       const loading = cached === undefined ? cache.get(chunk) : null;
-      this.#readAheadAfter(this.#bgAt); // before the fill waits: the store keeps reads in flight
+      // Once a chunk, before the fill waits: the store keeps reads in flight (ADR 0017).
+      if (this.#bgNext === 0) this.#readAheadAfter(this.#bgAt);
       const pages = cached ?? (await loading);
       this.#throwIfFailed();
       // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
