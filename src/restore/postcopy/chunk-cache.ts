@@ -10,6 +10,13 @@
 import assert from "node:assert/strict";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 
+/**
+ * How soon a chunk is needed, which orders both stages of a load (ChunkLoader): "request", a
+ * vCPU waits on one of its pages; "prelude", the guest waits to start; "fill", nobody waits
+ * (background fill, locality, read-ahead). Higher goes first, oldest first within one.
+ */
+export type Urgency = "fill" | "prelude" | "request";
+
 /** What the cache needs of a checkpoint reader. */
 export interface ChunkLoader {
   readStoredChunk(chunk: number): Promise<Uint8Array>;
@@ -22,10 +29,10 @@ export interface ChunkLoader {
    */
   loadOffThread?(
     chunk: number,
-    urgent: boolean,
+    urgency: Urgency,
   ): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
-  /** Optional: a page request now waits for `chunk`; a load not started yet goes first. */
-  promote?(chunk: number): void;
+  /** Optional: `chunk` is now needed as soon as `urgency` says; a load not done goes sooner. */
+  promote?(chunk: number, urgency: Urgency): void;
   /**
    * Optional: an evicted chunk's pages, given back in a later macrotask (every user of a
    * chunk's pages copies them in the tick it got them: a page record is a memcpy), so their
@@ -96,32 +103,32 @@ export class ChunkCache {
   }
 
   /**
-   * The verified pages of `chunk`, slot by slot; rejects with the loader's error. `urgent`: a
-   * page request waits for it, so its load goes before the fill's (ChunkLoader.promote).
+   * The verified pages of `chunk`, slot by slot; rejects with the loader's error. `urgency`:
+   * who waits for it, which orders its load among the others (ChunkLoader.promote).
    */
-  get(chunk: number, urgent = false): Promise<Uint8Array[]> {
+  get(chunk: number, urgency: Urgency = "fill"): Promise<Uint8Array[]> {
     const held = this.#entries.get(chunk);
     if (held !== undefined) {
-      if (urgent && !this.#ready.has(chunk)) this.#loader.promote?.(chunk);
+      if (urgency !== "fill" && !this.#ready.has(chunk)) this.#loader.promote?.(chunk, urgency);
       this.#hits += 1;
       this.#entries.delete(chunk);
       this.#entries.set(chunk, held);
       return held;
     }
     this.#misses += 1;
-    return this.#load(chunk, urgent);
+    return this.#load(chunk, urgency);
   }
 
   /** Starts loading `chunk` if it is not held (read-ahead); counted as a miss now. */
-  prefetch(chunk: number, urgent = false): void {
+  prefetch(chunk: number, urgency: Urgency = "fill"): void {
     if (this.#entries.has(chunk)) return;
     this.#misses += 1;
     // The error is kept for get(), which rethrows it.
-    this.#load(chunk, urgent).catch(() => undefined);
+    this.#load(chunk, urgency).catch(() => undefined);
   }
 
-  #load(chunk: number, urgent = false): Promise<Uint8Array[]> {
-    const loading = this.#read(chunk, urgent);
+  #load(chunk: number, urgency: Urgency): Promise<Uint8Array[]> {
+    const loading = this.#read(chunk, urgency);
     this.#entries.set(chunk, loading);
     while (this.#entries.size > this.#capacity) {
       const oldest = this.#entries.keys().next();
@@ -145,8 +152,8 @@ export class ChunkCache {
     return loading;
   }
 
-  async #read(chunk: number, urgent: boolean): Promise<Uint8Array[]> {
-    const offThread = this.#loader.loadOffThread?.(chunk, urgent) ?? null;
+  async #read(chunk: number, urgency: Urgency): Promise<Uint8Array[]> {
+    const offThread = this.#loader.loadOffThread?.(chunk, urgency) ?? null;
     if (offThread !== null) {
       const { pages, storedBytes } = await offThread;
       this.#bytesRead += storedBytes;

@@ -104,7 +104,7 @@ test("reads overlap beyond the decode threads, up to the limit, and pages match 
   });
 });
 
-test("urgent loads are read first, a promoted load with them; close rejects every pending load", {
+test("requests are read first, then the prelude (promoted loads too); close rejects the rest", {
   timeout: 60_000,
 }, async () => {
   await withReader(async (reader) => {
@@ -112,15 +112,16 @@ test("urgent loads are read first, a promoted load with them; close rejects ever
     const opts = { readAt, readsInFlight: 1 };
     const loader = new WorkerChunkLoader(reader, ChunkWorkers.start(1), opts);
     const fill = [0, 1, 2, 3, 4, 5].map((c) => loader.loadOffThread(c));
-    const urgent = loader.loadOffThread(6, true);
-    loader.promote(4);
-    for (let n = 1; n <= 3; n++) {
+    const prelude = loader.loadOffThread(6, "prelude");
+    loader.promote(4, "prelude");
+    const request = loader.loadOffThread(8, "request");
+    for (let n = 1; n <= 4; n++) {
       await until(() => s.held.length === 1 && s.began.length === n);
       release();
     }
-    await until(() => s.held.length === 1 && s.began.length === 4);
-    await Promise.all([fill[0], fill[4], urgent]);
-    assert.deepEqual(s.began.slice(0, 4), [0, 4, 6, 1]);
+    await until(() => s.held.length === 1 && s.began.length === 5);
+    await Promise.all([fill[0], fill[4], prelude, request]);
+    assert.deepEqual(s.began.slice(0, 5), [0, 8, 4, 6, 1]);
     const pending = [...fill.slice(1, 4), fill[5]].map((l) =>
       l?.then(
         () => "loaded",
@@ -156,10 +157,18 @@ test("a request's read starts while the fill's reads wait for a busy decode thre
     }
     await until(() => s.inFlight === 0 && held.length === 1);
     assert.deepEqual(s.began, [0, 1, 2], "fill reads stop while two wait to be decoded");
-    const urgent = loader.loadOffThread(7, true);
-    urgent?.catch(() => undefined);
+    const request = loader.loadOffThread(7, "request");
     await until(() => s.began.length === 4);
     assert.equal(s.began[3], 7);
+    // Decoded on this thread (ADR 0018): it loads although the only decode thread is stuck.
+    release();
+    const want = reader.decodeChunk(7, await reader.readStoredChunk(7));
+    const got = await request;
+    assert.deepEqual(
+      got?.pages.map((p) => Buffer.from(p)),
+      want.map((p) => Buffer.from(p)),
+    );
+    assert.equal(held.length, 1, "the decode thread got no other job");
     await loader.close();
     release();
   });
@@ -184,8 +193,19 @@ test("a corrupt chunk rejects with the reader's error naming it; the others stil
         async () => loader.loadOffThread(3),
         (error: unknown) => error instanceof InvalidCheckpointError && error.reason === own.reason,
       );
+      await assert.rejects(
+        async () => loader.loadOffThread(3, "request"),
+        (error: unknown) => error instanceof InvalidCheckpointError && error.reason === own.reason,
+        "decoded on this thread, it is checked as a worker checks it",
+      );
       const ok = await loader.loadOffThread(4);
       assert.equal(ok?.pages.length, 64);
+      const asked = await loader.loadOffThread(5, "request");
+      const want = reader.decodeChunk(5, await reader.readStoredChunk(5));
+      assert.deepEqual(
+        asked?.pages.map((p) => Buffer.from(p)),
+        want.map((p) => Buffer.from(p)),
+      );
     } finally {
       await loader.close();
     }

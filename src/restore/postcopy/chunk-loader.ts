@@ -7,11 +7,13 @@
  * reader without workers) is read and verified on the main thread as before.
  *
  * A request's chunk goes before the fill's in both stages: the next read started, and the next
- * decode, is the oldest urgent load's (a page request, or the working set before the guest
- * runs, waits for it), else the oldest other load's (fill, locality, read-ahead). A request
- * waits for at most the reads and decodes in progress and its own, never behind the fill's
- * queued read-ahead. (Keeping a thread free for requests was measured: p99 about the same, the
- * fill up to 25 % slower.)
+ * decode, is the oldest load of the highest urgency (chunk-cache.ts, Urgency: a page request,
+ * then the working set before the guest runs, then fill, locality and read-ahead). A request
+ * waits for at most the reads in progress and its own, never behind the fill's queued
+ * read-ahead, and its chunk is decoded on this thread the moment it is read (ADR 0018): a
+ * worker would add a message round trip and, while both decode fill chunks, the rest of one
+ * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
+ * to 25 % slower.)
  *
  * Invariants: a chunk's pages come back only after the worker checked its hash (the reader's
  * own decode code); a failed read or decode rejects with the reader's error naming the chunk;
@@ -35,7 +37,7 @@ import {
   RESTORE_CHUNK_BUFFERS_KEPT,
   RESTORE_READS_IN_FLIGHT_CHUNKS,
 } from "../../limits.ts";
-import type { ChunkLoader } from "./chunk-cache.ts";
+import type { ChunkLoader, Urgency } from "./chunk-cache.ts";
 
 /** What the loader needs of a checkpoint reader. */
 export type LoaderReader = Pick<
@@ -49,7 +51,7 @@ export type ReadAt = (fd: number, into: Uint8Array, position: number) => Promise
 interface Load {
   readonly chunk: number;
   readonly job: DecodeInput;
-  urgent: boolean;
+  urgency: Urgency;
   /** The stored bytes once read (the read stage's output, the decode stage's input). */
   stored: ArrayBuffer | null;
   readonly resolve: (loaded: Loaded) => void;
@@ -101,12 +103,12 @@ export class WorkerChunkLoader implements ChunkLoader {
     return this.#reader.decodeChunk(chunk, stored);
   }
 
-  loadOffThread(chunk: number, urgent = false): Promise<Loaded> | null {
+  loadOffThread(chunk: number, urgency: Urgency = "fill"): Promise<Loaded> | null {
     const job = this.#reader.decodeJobOf(chunk);
     if (job === null) return null;
     if (this.#closed) return Promise.reject(new Error("The chunk loader is closed"));
     return new Promise<Loaded>((resolve, reject) => {
-      this.#toRead.push({ chunk, job, urgent, stored: null, resolve, reject });
+      this.#toRead.push({ chunk, job, urgency, stored: null, resolve, reject });
       this.#pump();
     });
   }
@@ -118,14 +120,20 @@ export class WorkerChunkLoader implements ChunkLoader {
     if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
   }
 
-  /** A page request now waits for `chunk`: its load, if not read or decoding yet, goes first. */
-  promote(chunk: number): void {
-    for (const load of this.#toRead) if (load.chunk === chunk) load.urgent = true;
-    for (const load of this.#toDecode) if (load.chunk === chunk) load.urgent = true;
+  /** `chunk` is needed as soon as `urgency` says: its load, if not decoding yet, goes sooner. */
+  promote(chunk: number, urgency: Urgency): void {
+    for (const queue of [this.#toRead, this.#toDecode])
+      for (const load of queue)
+        if (load.chunk === chunk && RANK[urgency] > RANK[load.urgency]) load.urgency = urgency;
+    this.#pump();
   }
 
   /** Starts what both stages have room for. */
   #pump(): void {
+    for (let at = this.#requestAt(); at >= 0; at = this.#requestAt()) {
+      const [load] = this.#toDecode.splice(at, 1);
+      if (load !== undefined) this.#decodeHere(load);
+    }
     while (!this.#closed && this.#decoding < this.#threads) {
       const load = takeNext(this.#toDecode);
       if (load === undefined) break;
@@ -141,7 +149,7 @@ export class WorkerChunkLoader implements ChunkLoader {
       // Reads done and waiting for a thread count too (they hold buffers), except for an
       // urgent load: a request's read never waits for the fill's decode backlog.
       const backlog = this.#reading + this.#toDecode.length >= this.#readsMax;
-      const load = backlog ? takeUrgent(this.#toRead) : takeNext(this.#toRead);
+      const load = backlog ? takeWaitedFor(this.#toRead) : takeNext(this.#toRead);
       if (load === undefined) break;
       this.#reading += 1;
       this.#read(load).then(
@@ -187,6 +195,40 @@ export class WorkerChunkLoader implements ChunkLoader {
     load.stored = buffer;
   }
 
+  /** Where a page request's load waits in #toDecode (read, not decoded), or -1. */
+  #requestAt(): number {
+    if (this.#closed) return -1;
+    return this.#toDecode.findIndex((l) => l.urgency === "request");
+  }
+
+  /** Decodes and verifies a read chunk on this thread, into a pooled chunk buffer. */
+  #decodeHere(load: Load): void {
+    const { chunk, job, stored } = load;
+    if (stored === null) throw new Error(`chunk ${chunk} was decoded before it was read`);
+    let decoded: Uint8Array[];
+    try {
+      decoded = this.#reader.decodeChunk(chunk, new Uint8Array(stored, 0, job.storedBytes));
+    } catch (error) {
+      load.reject(error instanceof Error ? error : new Error(String(error)));
+      return;
+    } finally {
+      // Raw chunks' pages are views of `stored`: copied below, before the next read reuses it.
+      this.#recycleStored(stored);
+    }
+    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
+    this.#own.add(buffer);
+    const pages = decoded.map((page, s) => {
+      const into = new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+      into.set(page);
+      return into;
+    });
+    load.resolve({ pages, storedBytes: job.storedBytes });
+  }
+
+  #recycleStored(buffer: ArrayBuffer): void {
+    if (this.#freeStored.length < 2 * this.#readsMax + this.#threads) this.#freeStored.push(buffer);
+  }
+
   async #decode({ chunk, job, stored }: Load): Promise<Loaded> {
     if (stored === null) throw new Error(`chunk ${chunk} was decoded before it was read`);
     // One buffer per chunk, held by the cache while the chunk is: pages are views into it.
@@ -195,8 +237,7 @@ export class WorkerChunkLoader implements ChunkLoader {
     const { fd: _fd, offset: _offset, ...form } = job;
     const reply = await this.#workers.run({ kind: "decodeStored", ...form, buffer, stored });
     this.#own.add(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
-    if (reply.input !== undefined && this.#freeStored.length < 2 * this.#readsMax + this.#threads)
-      this.#freeStored.push(reply.input);
+    if (reply.input !== undefined) this.#recycleStored(reply.input);
     if (!reply.ok) throw this.#reader.workerError(chunk, reply);
     const pages: Uint8Array[] = [];
     for (let s = 0; s < job.pageCount; s++)
@@ -213,16 +254,29 @@ export class WorkerChunkLoader implements ChunkLoader {
   }
 }
 
-/** Removes and returns the oldest urgent load of `queue`, else its oldest. */
-function takeNext(queue: Load[]): Load | undefined {
-  const at = queue.findIndex((l) => l.urgent);
-  return queue.splice(at < 0 ? 0 : at, 1)[0];
+const RANK: Readonly<Record<Urgency, number>> = { fill: 0, prelude: 1, request: 2 };
+
+/** Where the oldest load of the highest urgency is in `queue`, or -1 when it is empty. */
+function nextAt(queue: readonly Load[]): number {
+  let at = -1;
+  for (let i = 0; i < queue.length; i++) {
+    const load = queue[i] as Load;
+    if (at < 0 || RANK[load.urgency] > RANK[(queue[at] as Load).urgency]) at = i;
+    if (load.urgency === "request") break;
+  }
+  return at;
 }
 
-/** Removes and returns the oldest urgent load of `queue`, if any. */
-function takeUrgent(queue: Load[]): Load | undefined {
-  const at = queue.findIndex((l) => l.urgent);
+/** Removes and returns the oldest load of the highest urgency in `queue`. */
+function takeNext(queue: Load[]): Load | undefined {
+  const at = nextAt(queue);
   return at < 0 ? undefined : queue.splice(at, 1)[0];
+}
+
+/** As takeNext, but only a load somebody waits for (a request or the prelude). */
+function takeWaitedFor(queue: Load[]): Load | undefined {
+  const at = nextAt(queue);
+  return at < 0 || queue[at]?.urgency === "fill" ? undefined : queue.splice(at, 1)[0];
 }
 
 function closedError(): Error {

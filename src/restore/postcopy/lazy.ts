@@ -268,7 +268,7 @@ async function prepare(
   const { plan, fillFirst } = boundedPrelude(reader, placement, order, opts.workingSet ?? [], unit);
   order.putFirst(fillFirst);
   // The workers decode the first working-set chunks while QEMU comes up for QMP.
-  for (const chunk of plan.chunks.slice(0, PRELUDE_EARLY_CHUNKS)) cache.prefetch(chunk, true);
+  for (const chunk of plan.chunks.slice(0, PRELUDE_EARLY_CHUNKS)) cache.prefetch(chunk, "prelude");
   return { device, configuration, ram, placement, order, plan, cache, reset };
 }
 

@@ -214,7 +214,7 @@ export class PageServer {
       waiting = [];
       this.#waiting.set(where.chunk, waiting);
       const chunk = where.chunk;
-      this.#d.cache.get(chunk, true).then(
+      this.#d.cache.get(chunk, "request").then(
         (loaded) => this.#chunkReady(chunk, loaded),
         (error: unknown) => this.fail(asError(error)),
       );

@@ -186,11 +186,11 @@ async function sendWorkingSet(input: PreludeInput, plan: WorkingSetPlan): Promis
   }
   for (const [i, chunk] of chunks.entries()) {
     // Urgent: the guest waits for the working set. InvalidCheckpointError here: no guest ran.
-    const pages = await cache.get(chunk, true);
+    const pages = await cache.get(chunk, "prelude");
     // Keep the chunk workers busy: one chunk ahead left them idle while this thread encoded
     // and sent (a 66,000-page working set went out at half of eager's speed).
     for (const next of chunks.slice(i + 1, i + 1 + PRELUDE_READ_AHEAD_CHUNKS))
-      cache.prefetch(next, true);
+      cache.prefetch(next, "prelude");
     channel.writer.beginRamPart();
     for (const g of byChunk.get(chunk) ?? []) {
       const { block, page } = placement.locate(g);
