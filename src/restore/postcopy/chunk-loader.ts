@@ -15,14 +15,14 @@
  * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
  * to 25 % slower.)
  *
- * Invariants: a chunk's pages come back only after the worker checked its hash (the reader's
- * own decode code); a failed read or decode rejects with the reader's error naming the chunk;
- * every load settles (close rejects those waiting; a read in flight rejects when it ends, a
- * decode when the workers end). At most RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read
- * starts only while fewer than that are read and not decoded yet. Buffers are pooled: stored
- * bytes (at most twice the reads in flight plus one a thread) and decoded chunks (given back
- * by the cache when it evicts them). The emulated slow store (read-throttle.ts) slows the read
- * stage only: it models the store.
+ * Invariants: a chunk's pages come back only after its hash was checked (the reader's own
+ * decode code, on a worker or, for a request, here); a failed read or decode rejects with the
+ * reader's error naming the chunk; every load settles (close rejects those waiting; a read
+ * in flight rejects when it ends, a decode when the workers end). At most
+ * RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read starts only while fewer than that are
+ * read and not decoded yet. Buffers are pooled: stored bytes (at most twice the reads in
+ * flight plus one a thread) and decoded chunks (given back by the cache when it evicts them).
+ * The emulated slow store (read-throttle.ts) slows the read stage only: it models the store.
  */
 import { read } from "node:fs";
 import {
@@ -146,8 +146,8 @@ export class WorkerChunkLoader implements ChunkLoader {
         });
     }
     while (!this.#closed && this.#reading < this.#readsMax) {
-      // Reads done and waiting for a thread count too (they hold buffers), except for an
-      // urgent load: a request's read never waits for the fill's decode backlog.
+      // Reads done and waiting for a thread count too (they hold buffers), except for a load
+      // somebody waits for: a request's read never waits for the fill's decode backlog.
       const backlog = this.#reading + this.#toDecode.length >= this.#readsMax;
       const load = backlog ? takeWaitedFor(this.#toRead) : takeNext(this.#toRead);
       if (load === undefined) break;
