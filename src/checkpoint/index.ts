@@ -43,6 +43,7 @@ export {
   type StoredStream,
   type VerifyReport,
 } from "./read/reader.ts";
+export { PageDigests } from "./store/page-digests.ts";
 export {
   CheckpointStore,
   type InvalidListing,

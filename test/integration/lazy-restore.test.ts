@@ -119,6 +119,10 @@ test(
       assert.equal((await verifying).bad, 0, "no page differs");
       assertPlacedOnce(report);
       assert.ok(report.lazyRequests > 100, `${report.lazyRequests} requests under load`);
+      // ADR 0019: with the save's digest cache, requests are answered page first; the guest's
+      // check above saw every one of those pages.
+      const { requestsAnsweredPageFirst: first, requestsWaitedForChunk: waited } = report;
+      assert.ok(first > 0 && first <= waited, `${first} of ${waited} answered page first`);
       assert.equal((await agent.files({ timeoutMs: 120_000 })).bad, 0);
     } finally {
       agent.close();

@@ -28,17 +28,30 @@ export type DecodedChunk =
   | { readonly ok: true; readonly raw: Uint8Array; readonly digests: Buffer }
   | { readonly ok: false; readonly problem: ChunkProblem };
 
-/** Decompresses (codec none: takes as is) and verifies a pack chunk's stored bytes. */
-export function decodePackChunk(entry: ChunkCodecEntry, stored: Uint8Array): DecodedChunk {
+export type DecompressedChunk =
+  | { readonly ok: true; readonly raw: Uint8Array }
+  | { readonly ok: false; readonly problem: ChunkProblem };
+
+/**
+ * Only decompresses (codec none: takes as is) a pack chunk's stored bytes: its pages are NOT
+ * checked yet. For a caller that checks them against trusted page digests (ADR 0019).
+ */
+export function decompressPackChunk(entry: ChunkCodecEntry, stored: Uint8Array): DecompressedChunk {
   const codec = codecById(entry.codec);
   assert(codec !== null, "codec checked when the index was opened");
-  let raw: Uint8Array;
   try {
-    raw = codec.decompress(stored, entry.pageCount * PAGE_SIZE_BYTES);
+    return { ok: true, raw: codec.decompress(stored, entry.pageCount * PAGE_SIZE_BYTES) };
   } catch (error) {
     if (!(error instanceof DecodeError)) throw error;
     return { ok: false, problem: { kind: "decompress", detail: error.message } };
   }
+}
+
+/** Decompresses (codec none: takes as is) and verifies a pack chunk's stored bytes. */
+export function decodePackChunk(entry: ChunkCodecEntry, stored: Uint8Array): DecodedChunk {
+  const decompressed = decompressPackChunk(entry, stored);
+  if (!decompressed.ok) return decompressed;
+  const { raw } = decompressed;
   const digests = pageDigestsOf(raw);
   if (!chunkHashOfDigests(digests).equals(entry.sha256)) {
     return { ok: false, problem: { kind: "hash" } };

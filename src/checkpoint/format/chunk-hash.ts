@@ -17,6 +17,22 @@ export function writePageDigest(page: Uint8Array, out: Buffer, offset: number): 
   out.write(crypto.hash("sha256", page, "binary"), offset, PAGE_DIGEST_BYTES, "latin1");
 }
 
+/**
+ * Whether page `slot` of a chunk, `page`, has the SHA-256 that `digests` (the chunk's page
+ * digests, slot order) holds for it. `scratch` is a reused 32-byte buffer.
+ */
+export function pageMatchesDigest(
+  page: Uint8Array,
+  digests: Uint8Array,
+  slot: number,
+  scratch: Buffer,
+): boolean {
+  const at = slot * PAGE_DIGEST_BYTES;
+  if (at + PAGE_DIGEST_BYTES > digests.byteLength) return false;
+  writePageDigest(page, scratch, 0);
+  return scratch.compare(digests, at, at + PAGE_DIGEST_BYTES) === 0;
+}
+
 /** The hash of a chunk whose page digests are `digests` (pageCount × 32 bytes). */
 export function chunkHashOfDigests(digests: Uint8Array): Buffer {
   return crypto.hash("sha256", digests, "buffer");

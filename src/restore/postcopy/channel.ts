@@ -17,7 +17,7 @@ import {
 } from "../../qemu/migration/index.ts";
 import { connectUnix } from "../../util/index.ts";
 import type { ManagedVm } from "../../vm/index.ts";
-import type { OutQueue } from "./page-server.ts";
+import type { OutQueue } from "./page-server-deps.ts";
 
 /** Opens the client end of QEMU's `migrate-incoming unix:` socket (a test may wrap it). */
 export type ConnectChannel = (path: string) => Promise<Socket>;

@@ -17,6 +17,13 @@ import { PAGE_SIZE_BYTES } from "../../limits.ts";
  */
 export type Urgency = "fill" | "prelude" | "request";
 
+/**
+ * A page request's early answer (ADR 0019): called once, when the chunk is read and its page
+ * digests are trusted, before the rest of the chunk is checked; `page(slot)` gives that slot's
+ * page if it matches its digest (else null). Its bytes must be copied in this call.
+ */
+export type EarlyPages = (page: (slot: number) => Uint8Array | null) => void;
+
 /** What the cache needs of a checkpoint reader. */
 export interface ChunkLoader {
   readStoredChunk(chunk: number): Promise<Uint8Array>;
@@ -30,9 +37,13 @@ export interface ChunkLoader {
   loadOffThread?(
     chunk: number,
     urgency: Urgency,
+    early?: EarlyPages,
   ): Promise<{ pages: Uint8Array[]; storedBytes: number }> | null;
-  /** Optional: `chunk` is now needed as soon as `urgency` says; a load not done goes sooner. */
-  promote?(chunk: number, urgency: Urgency): void;
+  /**
+   * Optional: `chunk` is now needed as soon as `urgency` says; a load not done goes sooner,
+   * and one not decoding yet also calls `early`, if given and it can.
+   */
+  promote?(chunk: number, urgency: Urgency, early?: EarlyPages): void;
   /**
    * Optional: an evicted chunk's pages, given back in a later macrotask (every user of a
    * chunk's pages copies them in the tick it got them: a page record is a memcpy), so their
@@ -104,19 +115,21 @@ export class ChunkCache {
 
   /**
    * The verified pages of `chunk`, slot by slot; rejects with the loader's error. `urgency`:
-   * who waits for it, which orders its load among the others (ChunkLoader.promote).
+   * who waits for it, which orders its load among the others (ChunkLoader.promote). `early`:
+   * the loader may give pages checked alone before the whole chunk is (EarlyPages).
    */
-  get(chunk: number, urgency: Urgency = "fill"): Promise<Uint8Array[]> {
+  get(chunk: number, urgency: Urgency = "fill", early?: EarlyPages): Promise<Uint8Array[]> {
     const held = this.#entries.get(chunk);
     if (held !== undefined) {
-      if (urgency !== "fill" && !this.#ready.has(chunk)) this.#loader.promote?.(chunk, urgency);
+      if (urgency !== "fill" && !this.#ready.has(chunk))
+        this.#loader.promote?.(chunk, urgency, early);
       this.#hits += 1;
       this.#entries.delete(chunk);
       this.#entries.set(chunk, held);
       return held;
     }
     this.#misses += 1;
-    return this.#load(chunk, urgency);
+    return this.#load(chunk, urgency, early);
   }
 
   /** Starts loading `chunk` if it is not held (read-ahead); counted as a miss now. */
@@ -127,8 +140,8 @@ export class ChunkCache {
     this.#load(chunk, urgency).catch(() => undefined);
   }
 
-  #load(chunk: number, urgency: Urgency): Promise<Uint8Array[]> {
-    const loading = this.#read(chunk, urgency);
+  #load(chunk: number, urgency: Urgency, early?: EarlyPages): Promise<Uint8Array[]> {
+    const loading = this.#read(chunk, urgency, early);
     this.#entries.set(chunk, loading);
     while (this.#entries.size > this.#capacity) {
       const oldest = this.#entries.keys().next();
@@ -152,8 +165,8 @@ export class ChunkCache {
     return loading;
   }
 
-  async #read(chunk: number, urgency: Urgency): Promise<Uint8Array[]> {
-    const offThread = this.#loader.loadOffThread?.(chunk, urgency) ?? null;
+  async #read(chunk: number, urgency: Urgency, early?: EarlyPages): Promise<Uint8Array[]> {
+    const offThread = this.#loader.loadOffThread?.(chunk, urgency, early) ?? null;
     if (offThread !== null) {
       const { pages, storedBytes } = await offThread;
       this.#bytesRead += storedBytes;

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { read } from "node:fs";
+import { rm } from "node:fs/promises";
 import { test } from "node:test";
 import { FileName } from "../../checkpoint/format/format.ts";
-import { CheckpointReader, ChunkWorkers } from "../../checkpoint/index.ts";
+import { packIdOf } from "../../checkpoint/format/manifest.ts";
+import { CheckpointReader, ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
+import { DigestCache } from "../../checkpoint/store/digest-cache.ts";
 import { flipBit, tempStore, textPage } from "../../checkpoint/test-support.ts";
 import { beginCheckpoint } from "../../checkpoint/write/writer.ts";
 import { InvalidCheckpointError } from "../../errors.ts";
@@ -13,7 +16,7 @@ const CHUNKS = 12;
 
 /** A checkpoint of CHUNKS chunks of 64 text pages each (zstd); `corrupt`: a bit of it flipped. */
 async function withReader(
-  body: (reader: CheckpointReader) => Promise<void>,
+  body: (reader: CheckpointReader, home: string) => Promise<void>,
   corrupt: number | null = null,
 ): Promise<void> {
   const t = await tempStore();
@@ -36,7 +39,7 @@ async function withReader(
     }
     const reader = await CheckpointReader.open(t.store, "c");
     try {
-      await body(reader);
+      await body(reader, t.home);
     } finally {
       await reader.close();
     }
@@ -210,4 +213,104 @@ test("a corrupt chunk rejects with the reader's error naming it; the others stil
       await loader.close();
     }
   }, 3);
+});
+
+/** Loads `chunk` for a request; what its EarlyPages got: slots given (copied) and refused. */
+async function loadEarly(loader: WorkerChunkLoader, chunk: number) {
+  const early = { calls: 0, given: new Map<number, Buffer>(), refused: [] as number[] };
+  const loaded = loader.loadOffThread(chunk, "request", (page) => {
+    early.calls += 1;
+    for (let s = 0; s < 64; s++) {
+      const p = page(s);
+      if (p === null) early.refused.push(s);
+      else early.given.set(s, Buffer.from(p));
+    }
+  });
+  assert.ok(loaded !== null, "a pack chunk loads through the loader");
+  return { early, loaded };
+}
+
+test("with the store's digests a request's pages are given one by one, each the reader's", {
+  timeout: 60_000,
+}, async () => {
+  await withReader(async (reader, home) => {
+    const digests = await PageDigests.load(reader, home);
+    assert.equal(digests.cachedChunks, CHUNKS, "the save left every chunk's digests");
+    const loader = new WorkerChunkLoader(reader, ChunkWorkers.start(1));
+    try {
+      const before = await loadEarly(loader, 2);
+      await before.loaded;
+      assert.equal(before.early.calls, 0, "no digests yet: the chunk is checked whole");
+      loader.useDigests(digests);
+      const { early, loaded } = await loadEarly(loader, 5);
+      let settled = false;
+      const got = await loaded.then((l) => {
+        settled = true;
+        return l;
+      });
+      assert.ok(settled && early.calls === 1 && early.refused.length === 0);
+      const want = reader.decodeChunk(5, await reader.readStoredChunk(5));
+      for (let s = 0; s < 64; s++) {
+        assert.deepEqual(early.given.get(s), Buffer.from(want[s] ?? []), `slot ${s}`);
+        assert.deepEqual(Buffer.from(got.pages[s] ?? []), Buffer.from(want[s] ?? []));
+      }
+      const fill = await loader.loadOffThread(6);
+      assert.equal(fill?.pages.length, 64, "a fill load has no early pages and still loads");
+    } finally {
+      await loader.close();
+    }
+  });
+});
+
+test("a page that does not match its digest is never given; the load rejects naming the chunk", {
+  timeout: 60_000,
+}, async () => {
+  await withReader(async (reader, home) => {
+    const digests = await PageDigests.load(reader, home);
+    const loader = new WorkerChunkLoader(reader, ChunkWorkers.start(1));
+    try {
+      // The store hands back chunk 5 with one bit of its slot 10 flipped after decompression.
+      loader.useDigests({
+        forChunk: (c) => digests.forChunk(c),
+        matches: (page, list, slot) => digests.matches(page, list, slot),
+        corrupt: (c) => digests.corrupt(c),
+        decompress: (c, stored) => {
+          const raw = Buffer.from(digests.decompress(c, stored));
+          const at = 10 * PAGE_SIZE_BYTES + 7;
+          if (c === 5) raw.writeUInt8(raw.readUInt8(at) ^ 0x10, at);
+          return raw;
+        },
+      });
+      const { early, loaded } = await loadEarly(loader, 5);
+      await assert.rejects(
+        loaded,
+        (error: unknown) =>
+          error instanceof InvalidCheckpointError &&
+          /^chunk 5 fails its hash check/.test(error.reason),
+      );
+      assert.deepEqual(early.refused, [10]);
+      assert.equal(early.given.size, 63, "the pages that match are still good");
+    } finally {
+      await loader.close();
+    }
+  });
+});
+
+test("cached digests that do not hash to the chunk's hash are not trusted", {
+  timeout: 60_000,
+}, async () => {
+  await withReader(async (reader, home) => {
+    const id = packIdOf(reader.manifest);
+    const cache = new DigestCache(home);
+    const cached = await cache.load(id);
+    const e = reader.chunks.entry(4);
+    const wrong = Buffer.from(cached.get(e.offset) ?? []);
+    wrong[3] = (wrong[3] ?? 0) ^ 1;
+    await cache.save(id, new Map([[e.offset, wrong]]));
+    const digests = await PageDigests.load(reader, home);
+    assert.equal(digests.forChunk(4), null);
+    assert.ok(digests.forChunk(3) !== null, "the other chunks' digests still check");
+    await rm(cache.dir, { recursive: true });
+    assert.equal((await PageDigests.load(reader, home)).forChunk(3), null, "no cache: none");
+  });
 });

@@ -29,6 +29,7 @@ import {
   type CheckpointReader,
   type ChunkWorkers,
   type DecodeInput,
+  type PageDigests,
   throttledRead,
 } from "../../checkpoint/index.ts";
 import {
@@ -37,13 +38,16 @@ import {
   RESTORE_CHUNK_BUFFERS_KEPT,
   RESTORE_READS_IN_FLIGHT_CHUNKS,
 } from "../../limits.ts";
-import type { ChunkLoader, Urgency } from "./chunk-cache.ts";
+import type { ChunkLoader, EarlyPages, Urgency } from "./chunk-cache.ts";
 
 /** What the loader needs of a checkpoint reader. */
 export type LoaderReader = Pick<
   CheckpointReader,
   "decodeJobOf" | "workerError" | "readStoredChunk" | "decodeChunk"
 >;
+
+/** What the loader needs of the trusted page digests (ADR 0019). */
+export type LoaderDigests = Pick<PageDigests, "forChunk" | "decompress" | "matches" | "corrupt">;
 
 /** Reads into `into` at `position` of `fd`; resolves with the bytes read (0 at end of file). */
 export type ReadAt = (fd: number, into: Uint8Array, position: number) => Promise<number>;
@@ -52,6 +56,8 @@ interface Load {
   readonly chunk: number;
   readonly job: DecodeInput;
   urgency: Urgency;
+  /** Who takes pages checked alone, before the whole chunk is (a page request), if anyone. */
+  early: EarlyPages | null;
   /** The stored bytes once read (the read stage's output, the decode stage's input). */
   stored: ArrayBuffer | null;
   readonly resolve: (loaded: Loaded) => void;
@@ -78,6 +84,7 @@ export class WorkerChunkLoader implements ChunkLoader {
   readonly #freeStored: ArrayBuffer[] = [];
   /** Buffers this loader made: only those are recycled (never a main-thread decode's). */
   readonly #own = new WeakSet<ArrayBuffer>();
+  #digests: LoaderDigests | null = null;
   #reading = 0;
   #decoding = 0;
   #closed = false;
@@ -103,12 +110,25 @@ export class WorkerChunkLoader implements ChunkLoader {
     return this.#reader.decodeChunk(chunk, stored);
   }
 
-  loadOffThread(chunk: number, urgency: Urgency = "fill"): Promise<Loaded> | null {
+  /**
+   * From now on a request's chunk whose digests `digests` trusts is answered page by page
+   * (ADR 0019): EarlyPages gets its pages before the rest of the chunk is hashed.
+   */
+  useDigests(digests: LoaderDigests): void {
+    this.#digests = digests;
+  }
+
+  loadOffThread(
+    chunk: number,
+    urgency: Urgency = "fill",
+    early?: EarlyPages,
+  ): Promise<Loaded> | null {
     const job = this.#reader.decodeJobOf(chunk);
     if (job === null) return null;
     if (this.#closed) return Promise.reject(new Error("The chunk loader is closed"));
     return new Promise<Loaded>((resolve, reject) => {
-      this.#toRead.push({ chunk, job, urgency, stored: null, resolve, reject });
+      const load = { chunk, job, urgency, early: early ?? null, stored: null, resolve, reject };
+      this.#toRead.push(load);
       this.#pump();
     });
   }
@@ -120,11 +140,17 @@ export class WorkerChunkLoader implements ChunkLoader {
     if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
   }
 
-  /** `chunk` is needed as soon as `urgency` says: its load, if not decoding yet, goes sooner. */
-  promote(chunk: number, urgency: Urgency): void {
+  /**
+   * `chunk` is needed as soon as `urgency` says: its load, if not decoding yet, goes sooner
+   * and takes `early` (if it has none yet).
+   */
+  promote(chunk: number, urgency: Urgency, early?: EarlyPages): void {
     for (const queue of [this.#toRead, this.#toDecode])
-      for (const load of queue)
-        if (load.chunk === chunk && RANK[urgency] > RANK[load.urgency]) load.urgency = urgency;
+      for (const load of queue) {
+        if (load.chunk !== chunk) continue;
+        if (RANK[urgency] > RANK[load.urgency]) load.urgency = urgency;
+        load.early ??= early ?? null;
+      }
     this.#pump();
   }
 
@@ -205,11 +231,17 @@ export class WorkerChunkLoader implements ChunkLoader {
   #decodeHere(load: Load): void {
     const { chunk, job, stored } = load;
     if (stored === null) throw new Error(`chunk ${chunk} was decoded before it was read`);
+    const digests = load.early === null ? null : this.#digests;
+    const trusted = digests?.forChunk(chunk) ?? null;
+    if (digests !== null && trusted !== null) {
+      this.#decodePageByPage(load, stored, digests, trusted);
+      return;
+    }
     let decoded: Uint8Array[];
     try {
       decoded = this.#reader.decodeChunk(chunk, new Uint8Array(stored, 0, job.storedBytes));
     } catch (error) {
-      load.reject(error instanceof Error ? error : new Error(String(error)));
+      load.reject(asError(error));
       return;
     } finally {
       // Raw chunks' pages are views of `stored`: copied below, before the next read reuses it.
@@ -222,6 +254,47 @@ export class WorkerChunkLoader implements ChunkLoader {
       into.set(page);
       return into;
     });
+    load.resolve({ pages, storedBytes: job.storedBytes });
+  }
+
+  /**
+   * #decodeHere with trusted page digests (ADR 0019): decompresses, gives `load.early` every
+   * page that matches its digest, then checks the others; resolves only when all match.
+   */
+  #decodePageByPage(load: Load, stored: ArrayBuffer, d: LoaderDigests, trusted: Buffer): void {
+    const { chunk, job } = load;
+    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
+    this.#own.add(buffer);
+    try {
+      const raw = d.decompress(chunk, new Uint8Array(stored, 0, job.storedBytes));
+      new Uint8Array(buffer, 0, raw.byteLength).set(raw);
+    } catch (error) {
+      load.reject(asError(error));
+      return;
+    } finally {
+      this.#recycleStored(stored); // raw is a view of it (codec none): copied above
+    }
+    const pages: Uint8Array[] = [];
+    for (let s = 0; s < job.pageCount; s++)
+      pages.push(new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
+    const checked = new Uint8Array(job.pageCount); // 0 not yet, 1 matches, 2 does not
+    const page = (slot: number): Uint8Array | null => {
+      const p = pages[slot];
+      if (p === undefined) return null;
+      if (checked[slot] === 0) checked[slot] = d.matches(p, trusted, slot) ? 1 : 2;
+      return checked[slot] === 1 ? p : null;
+    };
+    try {
+      load.early?.(page);
+    } catch (error) {
+      load.reject(asError(error));
+      return;
+    }
+    for (let s = 0; s < job.pageCount; s++) {
+      if (page(s) !== null) continue;
+      load.reject(d.corrupt(chunk));
+      return;
+    }
     load.resolve({ pages, storedBytes: job.storedBytes });
   }
 
@@ -290,6 +363,10 @@ function readAt(fd: number, into: Uint8Array, position: number): Promise<number>
       else reject(error);
     });
   });
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 function describe(error: unknown): string {

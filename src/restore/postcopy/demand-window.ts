@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { PROFILE_SECONDS_MAX } from "../../limits.ts";
 import { type SettleRule, TraceSettle } from "../../wss/index.ts";
-import type { DemandOnlyWindow } from "./page-server.ts";
+import type { DemandOnlyWindow } from "./page-server-deps.ts";
 
 export interface TraceWindowOptions {
   /** Upper bound of the window, ms after the guest is let run. */

@@ -110,6 +110,14 @@ export class FillOrder {
     return this.#refs.length + this.filledZeroPages.length;
   }
 
+  /** Fill pages `placement` has not sent yet. */
+  unsentPages(placement: Pick<Placement, "isSent">): number {
+    let unsent = 0;
+    for (const g of this.#refs) if (!placement.isSent(g)) unsent++;
+    for (const g of this.filledZeroPages) if (!placement.isSent(g)) unsent++;
+    return unsent;
+  }
+
   /** Global indices of the pages stored in `chunk`, ascending. */
   pagesOf(chunk: number): Uint32Array {
     return this.#refs.subarray(this.#first[chunk] ?? 0, this.#first[chunk + 1] ?? 0);

@@ -6,9 +6,14 @@
  *
  * Invariants: the working set is read and verified before the guest runs, so a corrupt chunk
  * in it fails this call with no guest having run; a failure after that rejects `fill`, with
- * the guest stopped and QEMU killed; no wrong page is ever sent (only verified chunks are).
+ * the guest stopped and QEMU killed; no wrong page is ever sent (only checked pages are).
  */
-import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../../checkpoint/index.ts";
+import {
+  CheckpointReader,
+  CheckpointStore,
+  ChunkWorkers,
+  PageDigests,
+} from "../../checkpoint/index.ts";
 import { QemuError, UsageError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
@@ -128,6 +133,11 @@ export async function restorePostcopy(
   }
   let handedOver = false;
   const loader = new WorkerChunkLoader(reader, workers);
+  // Read beside the start: until then a request's chunk is checked whole (ADR 0019).
+  PageDigests.load(reader, opts.home).then(
+    (digests) => loader.useDigests(digests),
+    () => undefined,
+  );
   const closeAll = async (): Promise<void> => {
     await loader.close();
     await reader.close();

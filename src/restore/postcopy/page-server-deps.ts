@@ -59,6 +59,8 @@ export interface PageServerStats {
   readonly zeroPagesAnswered: number;
   /** Requests answered after waiting for their chunk's load (the rest: at once). */
   readonly waitedForChunk: number;
+  /** Of waitedForChunk, those answered once their own page was checked (ADR 0019). */
+  readonly answeredPageFirst: number;
   readonly pushedForLocality: number;
   readonly pushedInBackground: number;
   readonly pagesSent: number;

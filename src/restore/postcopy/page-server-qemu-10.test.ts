@@ -25,7 +25,8 @@ import {
 } from "../../qemu/migration/test-support.ts";
 import { ChunkCache } from "./chunk-cache.ts";
 import { FillOrder } from "./fill-order.ts";
-import { type DemandOnlyWindow, PageServer } from "./page-server.ts";
+import { PageServer } from "./page-server.ts";
+import type { DemandOnlyWindow } from "./page-server-deps.ts";
 import { Placement } from "./placement.ts";
 import { readReturnPath } from "./return-path-loop.ts";
 

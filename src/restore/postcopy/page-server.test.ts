@@ -9,7 +9,8 @@ import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import { MigrationStreamWriter, readMigrationStream } from "../../qemu/migration/index.ts";
 import { ChunkCache } from "./chunk-cache.ts";
 import { FillOrder } from "./fill-order.ts";
-import { type DemandOnlyWindow, PageServer } from "./page-server.ts";
+import { PageServer } from "./page-server.ts";
+import type { DemandOnlyWindow } from "./page-server-deps.ts";
 import { Placement } from "./placement.ts";
 
 const BLOCKS = [

@@ -6,9 +6,9 @@
  * kinds of push while it is open.
  *
  * A request is answered in the tick it is read when its page is a zero page or its chunk is
- * cached (decoded and verified); else it waits for its chunk's load (a chunk worker) and is
- * answered the moment that settles. The background fill runs in small units between ticks, so
- * it never stands between a request and its answer (ADR 0010).
+ * cached (decoded and verified); else it waits for its chunk's load and is answered the moment
+ * its own page is checked (ADR 0019) or the chunk is. The background fill runs in small units
+ * between ticks, so it never stands between a request and its answer (ADR 0010).
  *
  * Invariants:
  * - each page is sent at most once (Placement asserts it: EEXIST kills QEMU); a request for a
@@ -19,12 +19,12 @@
  *   written at once, whatever is queued;
  * - every request gets an answer, a zero page a ZERO record (an unanswered request blocks a
  *   vCPU, and after EOF it would read zeros: silent corruption for a non-zero page, §6.4);
- * - only pages that passed their chunk's hash check are sent (ChunkCache loads verify);
+ * - only checked pages are sent: their chunk's hash, or for a request's page its own SHA-256
+ *   against a digest list that hashes to it (ChunkCache and its loader check them);
  * - while a demand-only window is open, only requested pages are sent.
  */
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QemuError } from "../../errors.ts";
 import {
   PAGE_SIZE_BYTES,
   RESTORE_FILL_READ_AHEAD_CHUNKS,
@@ -37,16 +37,10 @@ import {
   RESTORE_TRACE_REQUESTS_MAX,
 } from "../../limits.ts";
 import type { PageServerDeps, PageServerStats } from "./page-server-deps.ts";
-import { type PageRequest, RequestQueue } from "./request-queue.ts";
+import { badRequest, type PageRequest, RequestQueue, tooManyRequests } from "./request-queue.ts";
 import { LatencyRecorder, RequestTrace } from "./trace.ts";
 
-export type {
-  DemandOnlyWindow,
-  OutQueue,
-  PageServerDeps,
-  PageServerStats,
-} from "./page-server-deps.ts";
-
+type ChunkPages = Readonly<Record<number, Uint8Array>>; // by slot: all, or those checked early
 type Counter = "servedOnRequest" | "zeroPagesAnswered" | "pushedForLocality" | "pushedInBackground";
 
 export class PageServer {
@@ -79,6 +73,7 @@ export class PageServer {
     servedOnRequest: 0,
     zeroPagesAnswered: 0,
     waitedForChunk: 0,
+    answeredPageFirst: 0,
     pushedForLocality: 0,
     pushedInBackground: 0,
     pagesSent: 0,
@@ -90,7 +85,7 @@ export class PageServer {
     this.#t0 = this.#now();
     this.#blockIndex = new Map(deps.blockNames.map((name, b) => [name, b]));
     this.#filledZero = new Set(deps.order.filledZeroPages);
-    this.#remaining = this.#countUnsent();
+    this.#remaining = this.#d.order.unsentPages(this.#d.placement);
   }
 
   get stats(): PageServerStats {
@@ -108,7 +103,7 @@ export class PageServer {
    */
   begin(): void {
     this.#t0 = this.#now();
-    this.#remaining = this.#countUnsent();
+    this.#remaining = this.#d.order.unsentPages(this.#d.placement);
     this.#begun = true;
     for (let r = this.#early.shift(); r !== undefined; r = this.#early.shift()) this.#answer(r);
   }
@@ -214,7 +209,8 @@ export class PageServer {
       waiting = [];
       this.#waiting.set(where.chunk, waiting);
       const chunk = where.chunk;
-      this.#d.cache.get(chunk, "request").then(
+      const early = (page: (slot: number) => Uint8Array | null) => this.#answerEarly(chunk, page);
+      this.#d.cache.get(chunk, "request", early).then(
         (loaded) => this.#chunkReady(chunk, loaded),
         (error: unknown) => this.fail(asError(error)),
       );
@@ -239,7 +235,25 @@ export class PageServer {
     }
   }
 
-  #serve(r: PageRequest, chunk: number, pages: readonly Uint8Array[]): void {
+  /** Answers the requests waiting for `chunk` whose pages passed their own check (ADR 0019). */
+  #answerEarly(chunk: number, page: (slot: number) => Uint8Array | null): void {
+    const waiting = this.#waiting.get(chunk);
+    if (waiting === undefined || this.#failure !== null) return;
+    const rest = waiting.filter((r) => {
+      const where = this.#d.source.pageKind(r.block, r.page);
+      if (this.#d.placement.isSent(r.g) || where.kind === "zero") return true; // #chunkReady's
+      const data = page(where.slot);
+      if (data === null) return true; // it fails its check: the chunk load rejects
+      this.#n.waitedForChunk += 1;
+      this.#n.answeredPageFirst += 1;
+      this.#serve(r, chunk, { [where.slot]: data });
+      return false;
+    });
+    this.#waitingRequests -= waiting.length - rest.length;
+    this.#waiting.set(chunk, rest);
+  }
+
+  #serve(r: PageRequest, chunk: number, pages: ChunkPages): void {
     this.#part([r.g], pages, "servedOnRequest");
     this.latency.add(this.#now() - r.receivedMs);
     this.#queueLocality(chunk);
@@ -331,7 +345,7 @@ export class PageServer {
   }
 
   /** One RAM PART with `gs` (pages of one chunk, or zero pages when `chunkPages` is null). */
-  #part(gs: readonly number[], chunkPages: readonly Uint8Array[] | null, counter: Counter): void {
+  #part(gs: readonly number[], chunkPages: ChunkPages | null, counter: Counter): void {
     const { writer, placement, source } = this.#d;
     writer.beginRamPart();
     for (const g of gs) {
@@ -357,15 +371,6 @@ export class PageServer {
     this.#d.onSent?.(placement.sentPages);
   }
 
-  #countUnsent(): number {
-    const { order, placement } = this.#d;
-    let unsent = 0;
-    for (let c = 0; c < order.chunkCount; c++)
-      for (const g of order.pagesOf(c)) if (!placement.isSent(g)) unsent++;
-    for (const g of order.filledZeroPages) if (!placement.isSent(g)) unsent++;
-    return unsent;
-  }
-
   #throwIfFailed(): void {
     if (this.#failure !== null) throw this.#failure;
   }
@@ -385,14 +390,4 @@ export class PageServer {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
-}
-
-function tooManyRequests(): QemuError {
-  return new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`);
-}
-
-function badRequest(block: string, start: number, length: number, why: string): QemuError {
-  return new QemuError(
-    `The restoring QEMU requested ${length} bytes at ${start} of RAM block "${block}": ${why}`,
-  );
 }

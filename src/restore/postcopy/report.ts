@@ -6,7 +6,7 @@ import type { AccessedBitsResetReport } from "../../wss/index.ts";
 import type { ChunkCacheStats } from "./chunk-cache.ts";
 import type { TraceWindowReport } from "./demand-window.ts";
 import type { FillOrder } from "./fill-order.ts";
-import type { PageServerStats } from "./page-server.ts";
+import type { PageServerStats } from "./page-server-deps.ts";
 import type { Placement } from "./placement.ts";
 import type { PreludeCounts } from "./prelude.ts";
 import type { LatencySummary, TraceRecord } from "./trace.ts";
@@ -36,6 +36,11 @@ export interface FillReport {
    * tick the request was read.
    */
   readonly requestsWaitedForChunk: number;
+  /**
+   * Of requestsWaitedForChunk, those answered once their own page matched its trusted digest,
+   * before the rest of its chunk was hashed (ADR 0019).
+   */
+  readonly requestsAnsweredPageFirst: number;
   /** Pages sent without a request: locality pushes plus background fill. */
   readonly pagesPushed: number;
   /** The other pages of a requested page's chunk (Halite locality blocks). */
@@ -107,6 +112,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     pagesServedOnRequest: s.servedOnRequest,
     zeroPagesAnswered: s.zeroPagesAnswered,
     requestsWaitedForChunk: s.waitedForChunk,
+    requestsAnsweredPageFirst: s.answeredPageFirst,
     pagesPushed: s.pushedForLocality + s.pushedInBackground,
     pagesPushedForLocality: s.pushedForLocality,
     pagesPushedInBackground: s.pushedInBackground,

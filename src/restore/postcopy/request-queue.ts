@@ -3,6 +3,7 @@
  * (compacted now and then), bounded: QEMU asks once per missing page, so a queue past
  * RESTORE_REQUESTS_QUEUED_MAX means a QEMU that misbehaves, not a busy guest.
  */
+import { QemuError } from "../../errors.ts";
 import { RESTORE_REQUESTS_QUEUED_MAX } from "../../limits.ts";
 
 export interface PageRequest {
@@ -43,4 +44,16 @@ export class RequestQueue {
     }
     return r;
   }
+}
+
+/** A QEMU with too many requests waiting: it misbehaves (see the module doc). */
+export function tooManyRequests(): QemuError {
+  return new QemuError(`QEMU has over ${RESTORE_REQUESTS_QUEUED_MAX} page requests queued`);
+}
+
+/** A request for no page of ours: `why` says which rule it broke. */
+export function badRequest(block: string, start: number, length: number, why: string): QemuError {
+  return new QemuError(
+    `The restoring QEMU requested ${length} bytes at ${start} of RAM block "${block}": ${why}`,
+  );
 }
