@@ -4,7 +4,8 @@
  * (requests, locality pushes, background fill) so it is read and decompressed once.
  *
  * Invariants: at most `capacity` chunks are held (loads in progress included); an entry holds
- * only pages that passed the chunk's hash check (the loader verifies them), and a failed load
+ * only pages that passed the chunk's hash check (the loader verifies them; EarlyPages may see
+ * single pages checked alone before, never an entry), and a failed load
  * is dropped and its error given to whoever asked, never swallowed.
  */
 import assert from "node:assert/strict";

@@ -13,10 +13,13 @@
  * read-ahead, and its chunk is decoded on this thread the moment it is read (ADR 0018): a
  * worker would add a message round trip and, while both decode fill chunks, the rest of one
  * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
- * to 25 % slower.)
+ * to 25 % slower.) When the store's digest cache trusts the chunk's page digests (useDigests,
+ * ADR 0019), the request's own pages are checked first and handed out (EarlyPages), then the
+ * others.
  *
  * Invariants: a chunk's pages come back only after its hash was checked (the reader's own
- * decode code, on a worker or, for a request, here); a failed read or decode rejects with the
+ * decode code, on a worker or, for a request, here), or each page against digests that hash
+ * to it; an early page only once it matched its own; a failed read or decode rejects with the
  * reader's error naming the chunk; every load settles (close rejects those waiting; a read
  * in flight rejects when it ends, a decode when the workers end). At most
  * RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read starts only while fewer than that are
