@@ -5,9 +5,9 @@
  *
  * The cache is not part of the format and is never trusted as such: a chunk's cached digests
  * are used only when the SHA-256 over them equals the chunk's hash in the index, which the
- * manifest protects (format.md §3.1). A page whose SHA-256 equals its digest in such a list is
- * bound to the checkpoint exactly as strongly as a page whose whole chunk was hashed: the same
- * two SHA-256 steps, the list's and the page's. Missing, stale or damaged entries give null,
+ * manifest protects (docs/format.md §3.1). A page whose SHA-256 equals its digest in such a
+ * list is bound to the checkpoint exactly as strongly as a page whose whole chunk was hashed:
+ * the same two SHA-256 steps, the list's and the page's. Missing, stale or damaged entries give null,
  * and that chunk is checked whole, as before.
  */
 import { decompressPackChunk } from "../format/chunk-decode.ts";
