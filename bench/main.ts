@@ -23,7 +23,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { guestArtifacts, loadGuestInfo } from "../guest/index.ts";
 import { killVm, listVms } from "../src/vm/index.ts";
 import { formatComparison, runComparison } from "./lib/compare.ts";
@@ -42,9 +42,14 @@ import { runSpaceGuest, type SpaceGuestPlan, type SpaceGuestResult } from "./lib
 import { spaceDataDisk } from "./lib/space-data-disk.ts";
 import { formatSpaceBench, PARK_TC16 } from "./lib/space-format.ts";
 
-const { values, positionals } = parseArgs({
+const USAGE =
+  "usage: npm run bench -- [save|restore|space|soak|estimators|all] [options]\n" +
+  "options and what each bench measures: docs/bench.md";
+
+const { values, positionals } = parseBenchArgs({
   allowPositionals: true,
   options: {
+    help: { type: "boolean", short: "h", default: false },
     "memory-mib": { type: "string", default: "1024" },
     "work-mib": { type: "string", default: "384" },
     "trace-seconds": { type: "string" },
@@ -63,6 +68,10 @@ const { values, positionals } = parseArgs({
     out: { type: "string", default: "build/bench" },
   },
 });
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const which = positionals[0] ?? "all";
 if (!["save", "restore", "space", "soak", "estimators", "all"].includes(which)) {
   console.error(
@@ -328,4 +337,15 @@ if (which === "soak") {
     summary: summarizeSoak(rows),
     rows,
   });
+}
+
+/** parseArgs, with a one-line error and the usage instead of a stack trace on a bad option. */
+function parseBenchArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    const why = error instanceof Error ? error.message.split(". ")[0] : String(error);
+    console.error(`bench: ${why}\n${USAGE}`);
+    process.exit(2);
+  }
 }
