@@ -40,7 +40,7 @@ export class PageDigests {
     return new PageDigests(reader, packs);
   }
 
-  /** Chunks whose digests the cache holds (checked or not): for the restore record. */
+  /** Chunks whose digests the cache holds, checked against their chunk hash or not. */
   get cachedChunks(): number {
     return this.#packs.reduce((n, p) => n + p.size, 0);
   }

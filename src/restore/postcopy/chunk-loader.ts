@@ -41,6 +41,7 @@ import {
   RESTORE_CHUNK_BUFFERS_KEPT,
   RESTORE_READS_IN_FLIGHT_CHUNKS,
 } from "../../limits.ts";
+import { asError } from "../../util/index.ts";
 import type { ChunkLoader, EarlyPages, Urgency } from "./chunk-cache.ts";
 
 /** What the loader needs of a checkpoint reader. */
@@ -277,9 +278,7 @@ export class WorkerChunkLoader implements ChunkLoader {
     } finally {
       this.#recycleStored(stored); // raw is a view of it (codec none): copied above
     }
-    const pages: Uint8Array[] = [];
-    for (let s = 0; s < job.pageCount; s++)
-      pages.push(new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
+    const pages = pagesIn(buffer, job.pageCount);
     const checked = new Uint8Array(job.pageCount); // 0 not yet, 1 matches, 2 does not
     const page = (slot: number): Uint8Array | null => {
       const p = pages[slot];
@@ -315,10 +314,7 @@ export class WorkerChunkLoader implements ChunkLoader {
     this.#own.add(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
     if (reply.input !== undefined) this.#recycleStored(reply.input);
     if (!reply.ok) throw this.#reader.workerError(chunk, reply);
-    const pages: Uint8Array[] = [];
-    for (let s = 0; s < job.pageCount; s++)
-      pages.push(new Uint8Array(reply.buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES));
-    return { pages, storedBytes: job.storedBytes };
+    return { pages: pagesIn(reply.buffer, job.pageCount), storedBytes: job.storedBytes };
   }
 
   /** Ends the worker threads; loads waiting reject now, those reading when their read ends. */
@@ -368,8 +364,12 @@ function readAt(fd: number, into: Uint8Array, position: number): Promise<number>
   });
 }
 
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
+/** Views of the first `count` pages of a chunk buffer, slot by slot. */
+function pagesIn(buffer: ArrayBuffer, count: number): Uint8Array[] {
+  return Array.from(
+    { length: count },
+    (_, s) => new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES),
+  );
 }
 
 function describe(error: unknown): string {

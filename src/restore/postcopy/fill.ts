@@ -7,6 +7,7 @@
 import { InvalidCheckpointError, QemuError } from "../../errors.ts";
 import { RESTORE_COMPLETE_TIMEOUT_MS, RESTORE_STOP_TIMEOUT_MS } from "../../limits.ts";
 import { describeQemuLog } from "../../qemu/qmp/index.ts";
+import { asError } from "../../util/index.ts";
 import { killVm, listVms, type ManagedVm } from "../../vm/index.ts";
 import type { AccessedBitsReset } from "../../wss/index.ts";
 import type { MigrationChannel } from "./channel.ts";
@@ -181,8 +182,4 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
   } finally {
     clearTimeout(timer);
   }
-}
-
-export function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

@@ -27,6 +27,7 @@ import {
 import type { ProgressListener } from "../../progress.ts";
 import type { DeviceState, RamSectionInfo } from "../../qemu/migration/index.ts";
 import type { RunState } from "../../qemu/qmp/index.ts";
+import { asError } from "../../util/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../../vm/index.ts";
 import type { AccessedBitsReset } from "../../wss/index.ts";
 import { resetFor } from "../accessed-bits.ts";
@@ -41,7 +42,7 @@ import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from 
 import { ChunkCache } from "./chunk-cache.ts";
 import { WorkerChunkLoader } from "./chunk-loader.ts";
 import { DemandWindow, type TraceWindowOptions } from "./demand-window.ts";
-import { abandon, asError, type Session, serveFill, watchSession } from "./fill.ts";
+import { abandon, type Session, serveFill, watchSession } from "./fill.ts";
 import { FillOrder } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
 import { Placement } from "./placement.ts";

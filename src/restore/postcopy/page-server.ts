@@ -36,6 +36,7 @@ import {
   RESTORE_REQUESTS_QUEUED_MAX,
   RESTORE_TRACE_REQUESTS_MAX,
 } from "../../limits.ts";
+import { asError } from "../../util/index.ts";
 import type { PageServerDeps, PageServerStats } from "./page-server-deps.ts";
 import { badRequest, type PageRequest, RequestQueue, tooManyRequests } from "./request-queue.ts";
 import { LatencyRecorder, RequestTrace } from "./trace.ts";
@@ -386,8 +387,4 @@ export class PageServer {
   #signal(): void {
     this.#wake?.();
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }
