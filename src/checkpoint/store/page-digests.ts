@@ -23,6 +23,8 @@ export class PageDigests {
   /** Cached digests by pack number (0: the checkpoint's own pack; k: `packs[k - 1]`). */
   readonly #packs: readonly PackDigests[];
   readonly #scratch = Buffer.alloc(PAGE_DIGEST_BYTES);
+  /** forChunk's answers: each list is hashed against its chunk hash once. */
+  readonly #checked = new Map<number, Buffer | null>();
 
   private constructor(reader: DigestsReader, packs: readonly PackDigests[]) {
     this.#reader = reader;
@@ -52,8 +54,12 @@ export class PageDigests {
   forChunk(chunk: number): Buffer | null {
     const { chunks } = this.#reader;
     if (chunk < 0 || chunk >= chunks.count || chunks.isDisk(chunk)) return null;
+    const known = this.#checked.get(chunk);
+    if (known !== undefined) return known;
     const cached = this.#packs[chunks.packOf(chunk)];
-    return cached === undefined ? null : check(cached, chunks.entry(chunk));
+    const trusted = cached === undefined ? null : check(cached, chunks.entry(chunk));
+    this.#checked.set(chunk, trusted);
+    return trusted;
   }
 
   /**
