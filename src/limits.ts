@@ -176,6 +176,14 @@ export const RESTORE_POSTCOPY_WORKERS = 2;
 export const RESTORE_READS_IN_FLIGHT_CHUNKS = 5;
 /** Chunks the background fill asks for ahead of the one it sends: enough to keep those reads busy. */
 export const RESTORE_FILL_READ_AHEAD_CHUNKS = RESTORE_READS_IN_FLIGHT_CHUNKS;
+/**
+ * A page read alone for a request (ADR 0020) blocks the page server's thread for the read: on a
+ * local store ~10 µs from the page cache, ~0.1 ms from a disk. Reads slower than this, counted
+ * RESTORE_SLOW_ALONE_READS_MAX times, mean a store where a whole chunk's asynchronous read
+ * serves requests better: from then on pages are not read alone.
+ */
+export const RESTORE_ALONE_READ_SLOW_MS = 2;
+export const RESTORE_SLOW_ALONE_READS_MAX = 3;
 /** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
 export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */

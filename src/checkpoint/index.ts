@@ -36,7 +36,7 @@ export {
   formatCheckpoint,
 } from "./read/describe.ts";
 export type { PageVisitor } from "./read/page-walk.ts";
-export { throttledRead } from "./read/read-throttle.ts";
+export { storeReadThrottle, throttledRead } from "./read/read-throttle.ts";
 export {
   CheckpointReader,
   type DiskRefInfo,

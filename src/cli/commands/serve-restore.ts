@@ -93,7 +93,7 @@ function humanFill(r: FillReport): string {
       `${r.lazyRequests} pages requested, ${r.pagesPushed} pushed, ${r.pagesPrefetched} prefetched`,
     `  request service p50 ${r.serviceLatency.p50Ms.toFixed(2)} ms, ` +
       `p99 ${r.serviceLatency.p99Ms.toFixed(2)} ms, max ${r.serviceLatency.maxMs.toFixed(2)} ms ` +
-      `(${r.requestsWaitedForChunk} waited for their chunk); ` +
+      `(${r.requestsWaitedForChunk} waited for their chunk, ${r.requestsReadAlone} read alone); ` +
       `read ${(r.packBytesRead / MIB).toFixed(1)} MiB of chunks`,
     `  record: ${r.recordPath ?? "(none)"}`,
   ].join("\n");

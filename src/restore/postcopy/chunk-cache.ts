@@ -13,10 +13,12 @@ import { PAGE_SIZE_BYTES } from "../../limits.ts";
 
 /**
  * How soon a chunk is needed, which orders both stages of a load (ChunkLoader): "request", a
- * vCPU waits on one of its pages; "prelude", the guest waits to start; "fill", nobody waits
- * (background fill, locality, read-ahead). Higher goes first, oldest first within one.
+ * vCPU waits on one of its pages; "prelude", the guest waits to start; "neighbours", one of its
+ * pages was just answered alone (ADR 0020) and the others are the likeliest next; "fill",
+ * nobody waits (background fill, locality, read-ahead). Higher goes first, oldest first within
+ * one.
  */
-export type Urgency = "fill" | "prelude" | "request";
+export type Urgency = "fill" | "neighbours" | "prelude" | "request";
 
 /**
  * A page request's early answer (ADR 0019): called once, when the chunk is read and its page
@@ -96,6 +98,11 @@ export class ChunkCache {
 
   has(chunk: number): boolean {
     return this.#entries.has(chunk);
+  }
+
+  /** Whether `chunk` is held and loaded (peek would give it), without touching its recency. */
+  isReady(chunk: number): boolean {
+    return this.#ready.has(chunk);
   }
 
   /**

@@ -326,7 +326,7 @@ export class WorkerChunkLoader implements ChunkLoader {
   }
 }
 
-const RANK: Readonly<Record<Urgency, number>> = { fill: 0, prelude: 1, request: 2 };
+const RANK: Readonly<Record<Urgency, number>> = { fill: 0, neighbours: 1, prelude: 2, request: 3 };
 
 /** Where the oldest load of the highest urgency is in `queue`, or -1 when it is empty. */
 function nextAt(queue: readonly Load[]): number {

@@ -44,6 +44,7 @@ import { WorkerChunkLoader } from "./chunk-loader.ts";
 import { DemandWindow, type TraceWindowOptions } from "./demand-window.ts";
 import { abandon, type Session, serveFill, watchSession } from "./fill.ts";
 import { FillOrder } from "./fill-order.ts";
+import { PageAlone } from "./page-alone.ts";
 import { PageServer } from "./page-server.ts";
 import { Placement } from "./placement.ts";
 import { boundedPrelude, sendPrelude, type WorkingSetPlan } from "./prelude.ts";
@@ -134,12 +135,17 @@ export async function restorePostcopy(
   }
   let handedOver = false;
   const loader = new WorkerChunkLoader(reader, workers);
-  // Read beside the start: until then a request's chunk is checked whole (ADR 0019).
+  const alone = new PageAlone(reader);
+  // Read beside the start: until then a request's chunk is checked whole (ADR 0019, 0020).
   PageDigests.load(reader, opts.home).then(
-    (digests) => loader.useDigests(digests),
+    (digests) => {
+      loader.useDigests(digests);
+      alone.useDigests(digests);
+    },
     () => undefined,
   );
   const closeAll = async (): Promise<void> => {
+    alone.close();
     await loader.close();
     await reader.close();
   };
@@ -182,6 +188,7 @@ export async function restorePostcopy(
         placement,
         order,
         cache,
+        alone,
         writer: channel.writer,
         out: channel.out,
         backgroundDelayMs: opts.backgroundDelayMs ?? 0,

@@ -5,6 +5,7 @@
 import type { MigrationStreamWriter } from "../../qemu/migration/index.ts";
 import type { ChunkCache } from "./chunk-cache.ts";
 import type { FillOrder, PageKinds } from "./fill-order.ts";
+import type { PageAlone } from "./page-alone.ts";
 import type { Placement } from "./placement.ts";
 
 /** The socket as the server sees it: how much is queued, and a wait for it to drain. */
@@ -33,6 +34,8 @@ export interface PageServerDeps {
   readonly placement: Placement;
   readonly order: FillOrder;
   readonly cache: ChunkCache;
+  /** Reads a requested page alone when its chunk is not decoded yet (ADR 0020). Default: none. */
+  readonly alone?: Pick<PageAlone, "read">;
   /** Writes to the socket without waiting; `out` is how the server limits what is queued. */
   readonly writer: MigrationStreamWriter;
   readonly out: OutQueue;
@@ -61,6 +64,8 @@ export interface PageServerStats {
   readonly waitedForChunk: number;
   /** Of waitedForChunk, those answered once their own page was checked (ADR 0019). */
   readonly answeredPageFirst: number;
+  /** Requests answered at once from their page read alone and checked (ADR 0020). */
+  readonly readAlone: number;
   readonly pushedForLocality: number;
   readonly pushedInBackground: number;
   readonly pagesSent: number;

@@ -10,7 +10,7 @@ import { MigrationStreamWriter, readMigrationStream } from "../../qemu/migration
 import { ChunkCache } from "./chunk-cache.ts";
 import { FillOrder } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
-import type { DemandOnlyWindow } from "./page-server-deps.ts";
+import type { DemandOnlyWindow, PageServerDeps } from "./page-server-deps.ts";
 import { Placement } from "./placement.ts";
 
 const BLOCKS = [
@@ -51,7 +51,7 @@ function fakeCheckpoint() {
   };
 }
 
-function setUp(demandOnly?: DemandOnlyWindow) {
+function setUp(demandOnly?: DemandOnlyWindow, alone?: PageServerDeps["alone"]) {
   const source = fakeCheckpoint();
   const placement = new Placement(BLOCKS.map((b) => b.pageCount));
   const order = new FillOrder(source, placement);
@@ -70,6 +70,7 @@ function setUp(demandOnly?: DemandOnlyWindow) {
     writer,
     out: { queuedBytes: 0, whenDrained: () => Promise.resolve() },
     ...(demandOnly === undefined ? {} : { demandOnly }),
+    ...(alone === undefined ? {} : { alone }),
   });
   return { source, placement, order, server, out };
 }
@@ -236,5 +237,40 @@ test(
     );
     assert.equal(records.length, order.storedPages + 2, "then every page, once");
     assert.equal(server.remaining, 0);
+  },
+);
+
+test(
+  "a page read alone answers its request at once; its chunk's others follow",
+  LIMIT,
+  async () => {
+    const aloneChunk = 3;
+    const contentOf = fakeCheckpoint().contentOf;
+    const reads: number[] = [];
+    const { source, order, server, out } = setUp(undefined, {
+      read: (chunk, slot) => {
+        reads.push(chunk);
+        return chunk === aloneChunk ? contentOf(chunk, slot) : null;
+      },
+    });
+    // Stored pages 24..31 (chunk 3) are RAM pages 30..39 less the zero pages 30 and 35.
+    const where = source.pageKind(0, 33);
+    assert.deepEqual(where, { kind: "stored", chunk: aloneChunk, slot: 2 });
+    server.begin();
+    server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+    assert.equal(server.stats.readAlone, 1, "answered in request(), before any chunk load");
+    assert.equal(server.stats.servedOnRequest, 1);
+    server.request("pc.ram", 1 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // chunk 0: not read alone
+    await server.run();
+    const s = server.stats;
+    assert.deepEqual(reads, [aloneChunk, 0]);
+    assert.deepEqual([s.readAlone, s.waitedForChunk], [1, 1]);
+    assert.ok(s.pushedForLocality > 0, "the chunk's other pages were pushed after the answer");
+    const records = await readBack(out);
+    assert.deepEqual([records[0]?.block, records[0]?.page], [0, 33]);
+    assert.deepEqual(records[0]?.data, contentOf(aloneChunk, 2));
+    const keys = records.map((r) => `${r.block}:${r.page}`);
+    assert.equal(new Set(keys).size, keys.length, "no page twice");
+    assert.equal(records.length, order.storedPages + 1);
   },
 );

@@ -5,9 +5,9 @@
  * until all are placed; then RAM END and EOF. A demand-only window (profiling) holds back both
  * kinds of push while it is open.
  *
- * A request is answered in the tick it is read when its page is a zero page or its chunk is
- * cached (decoded and verified); else it waits for its chunk's load and is answered the moment
- * its own page is checked (ADR 0019) or the chunk is. The background fill runs in small units
+ * A request is answered in the tick it is read if its page is zero, in a cached (verified)
+ * chunk, or read alone and checked (ADR 0020); else it waits for its chunk's load and is
+ * answered once its own page (ADR 0019) or the chunk is checked. The background fill runs in small units
  * between ticks, so it never stands between a request and its answer (ADR 0010).
  *
  * Invariants:
@@ -20,7 +20,7 @@
  * - every request gets an answer, a zero page a ZERO record (an unanswered request blocks a
  *   vCPU, and after EOF it would read zeros: silent corruption for a non-zero page, §6.4);
  * - only checked pages are sent: their chunk's hash, or for a request's page its own SHA-256
- *   against a digest list that hashes to it (ChunkCache and its loader check them);
+ *   against a digest list that hashes to it (ChunkCache, its loader and PageAlone check them);
  * - while a demand-only window is open, only requested pages are sent.
  */
 import assert from "node:assert/strict";
@@ -75,6 +75,7 @@ export class PageServer {
     zeroPagesAnswered: 0,
     waitedForChunk: 0,
     answeredPageFirst: 0,
+    readAlone: 0,
     pushedForLocality: 0,
     pushedInBackground: 0,
     pagesSent: 0,
@@ -110,11 +111,8 @@ export class PageServer {
   }
 
   /**
-   * A page request from the return path, answered in this call when it can be: a zero page,
-   * or a page whose chunk is cached (decoded and verified). Otherwise it waits for its chunk,
-   * whose load starts now (in a chunk worker), and is answered the moment the chunk is ready;
-   * the background fill never stands in between. Before begin() requests are held and
-   * answered by begin().
+   * A page request from the return path, answered as #answer says; the background fill never
+   * stands in between. Before begin() requests are held and answered by begin().
    */
   request(blockName: string, startBytes: number, lengthBytes: number): void {
     const receivedMs = this.#now();
@@ -184,7 +182,7 @@ export class PageServer {
     await this.#d.writer.flush();
   }
 
-  /** Answers `r` now if its page is a zero page or its chunk is cached, else once it is. */
+  /** Answers `r` now if its page is zero, cached or read alone, else once it is checked. */
   #answer(r: PageRequest): void {
     if (this.#d.placement.isSent(r.g)) {
       this.#n.requestsIgnored += 1;
@@ -199,6 +197,12 @@ export class PageServer {
     const pages = this.#d.cache.peek(where.chunk);
     if (pages !== undefined) {
       this.#serve(r, where.chunk, pages);
+      return;
+    }
+    const alone = this.#d.alone?.read(where.chunk, where.slot) ?? null;
+    if (alone !== null) {
+      this.#n.readAlone += 1;
+      this.#serve(r, where.chunk, { [where.slot]: alone });
       return;
     }
     let waiting = this.#waiting.get(where.chunk);
@@ -268,16 +272,21 @@ export class PageServer {
     if (this.#locality.length > RESTORE_LOCALITY_CHUNKS_MAX) this.#locality.pop();
   }
 
-  /** Pushes the next few unsent pages of the chunk a request just read. */
+  /**
+   * Pushes the next few unsent pages of a requested page's chunk: the newest one decoded, else
+   * the newest (ADR 0020: a decoded chunk passed over could be evicted and read again).
+   */
   async #pushLocality(): Promise<void> {
-    const head = this.#locality[0];
+    const { cache } = this.#d;
+    const head = this.#locality.find((l) => cache.isReady(l.chunk)) ?? this.#locality[0];
     assert(head !== undefined, "a chunk to push");
     const refs = this.#d.order.pagesOf(head.chunk);
     if (this.#nextUnsent(refs, head.next).pages.length === 0) {
       this.#dropLocality(head);
       return;
     }
-    const pages = this.#d.cache.peek(head.chunk) ?? (await this.#d.cache.get(head.chunk));
+    // Ahead of the fill's loads: one of its pages may have been answered alone, unloaded.
+    const pages = cache.peek(head.chunk) ?? (await cache.get(head.chunk, "neighbours"));
     this.#throwIfFailed();
     // Requests were answered meanwhile: the batch is picked now, from what is still unsent.
     const batch = this.#nextUnsent(refs, head.next);

@@ -2,6 +2,7 @@
  * FillReport: what a lazy or partial restore did, VEE'11's table and more. Built once, when
  * the fill has finished (QEMU reported the migration completed).
  */
+import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import type { AccessedBitsResetReport } from "../../wss/index.ts";
 import type { ChunkCacheStats } from "./chunk-cache.ts";
 import type { TraceWindowReport } from "./demand-window.ts";
@@ -41,6 +42,11 @@ export interface FillReport {
    * before the rest of its chunk was hashed (ADR 0019).
    */
   readonly requestsAnsweredPageFirst: number;
+  /**
+   * Of the requests answered at once, those whose chunk was not decoded yet: their page was
+   * read alone from the store and matched its trusted digest (ADR 0020).
+   */
+  readonly requestsReadAlone: number;
   /** Pages sent without a request: locality pushes plus background fill. */
   readonly pagesPushed: number;
   /** The other pages of a requested page's chunk (Halite locality blocks). */
@@ -55,7 +61,10 @@ export interface FillReport {
   readonly storedPagesPlaced: number;
   /** Request received → its page handed to the socket. */
   readonly serviceLatency: LatencySummary;
-  /** Stored (compressed) bytes read from the pack, and page bytes decompressed. */
+  /**
+   * Stored (compressed) bytes read from the pack (whole chunks and pages read alone), and page
+   * bytes decompressed.
+   */
   readonly packBytesRead: number;
   readonly bytesDecompressed: number;
   readonly chunkCacheHits: number;
@@ -113,6 +122,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     zeroPagesAnswered: s.zeroPagesAnswered,
     requestsWaitedForChunk: s.waitedForChunk,
     requestsAnsweredPageFirst: s.answeredPageFirst,
+    requestsReadAlone: s.readAlone,
     pagesPushed: s.pushedForLocality + s.pushedInBackground,
     pagesPushedForLocality: s.pushedForLocality,
     pagesPushedInBackground: s.pushedInBackground,
@@ -121,7 +131,7 @@ export function buildFillReport(r: ReportInput): FillReport {
     storedPages: r.order.storedPages,
     storedPagesPlaced,
     serviceLatency: r.latency,
-    packBytesRead: r.cache.bytesRead,
+    packBytesRead: r.cache.bytesRead + s.readAlone * PAGE_SIZE_BYTES,
     bytesDecompressed: r.cache.bytesDecompressed,
     chunkCacheHits: r.cache.hits,
     chunkCacheMisses: r.cache.misses,
