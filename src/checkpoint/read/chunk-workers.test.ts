@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
@@ -117,4 +118,28 @@ test("digest jobs give each page's SHA-256; a closed pool rejects its pending jo
   await workers.close();
   await pending;
   await assert.rejects(async () => workers.run({ kind: "digest", buffer, pages: 1 }), /open/);
+});
+
+test("a pool started on its first job has no thread before it, then all of them", {
+  skip: process.platform !== "linux",
+}, async () => {
+  // Worker threads are created synchronously by `new Worker`: counting them needs no wait.
+  const workerThreads = () =>
+    readdirSync("/proc/self/task").filter(
+      (t) => readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "WorkerThread",
+    ).length;
+  const before = workerThreads();
+  const workers = ChunkWorkers.onFirstJob(2);
+  try {
+    assert.equal(workerThreads(), before, "no thread before a job");
+    const pages = Buffer.from(randomBytes(prng(5), PAGE_SIZE_BYTES));
+    const buffer = new ArrayBuffer(PAGE_SIZE_BYTES);
+    new Uint8Array(buffer).set(pages);
+    const reply = await workers.run({ kind: "digest", buffer, pages: 1 });
+    assert.ok(reply.ok);
+    assert.deepEqual(Buffer.from(reply.digests ?? []), pageDigestsOf(pages));
+    assert.equal(workerThreads(), before + 2, "the first job started every thread");
+  } finally {
+    await workers.close();
+  }
 });

@@ -131,15 +131,24 @@ export class ChunkWorkers {
   #failure: Error | null = null;
   #closed = false;
 
-  private constructor(count: number) {
+  private constructor(count: number, now: boolean) {
     this.size = count;
-    for (let i = 0; i < count; i++) this.#threads.push(this.#spawn());
+    if (now) this.#spawnAll();
   }
 
   /** Starts `count` threads; they load in the background and take jobs at once (queued). */
   static start(count: number): ChunkWorkers {
     assert(Number.isInteger(count) && count >= 1, "at least one chunk worker");
-    return new ChunkWorkers(count);
+    return new ChunkWorkers(count, true);
+  }
+
+  /**
+   * A pool of `count` threads started by its first job, not before: a thread's start costs
+   * ~50–75 ms of a core, which a restore's critical path should not share (ADR 0021).
+   */
+  static onFirstJob(count: number): ChunkWorkers {
+    assert(Number.isInteger(count) && count >= 1, "at least one chunk worker");
+    return new ChunkWorkers(count, false);
   }
 
   /**
@@ -149,6 +158,7 @@ export class ChunkWorkers {
   run(input: JobInput): Promise<ChunkReply> {
     assert(!this.#closed, "the chunk workers are open");
     if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#threads.length === 0) this.#spawnAll();
     const id = this.#nextId++;
     let thread = this.#threads[0];
     for (const t of this.#threads) if (t.pending.size < (thread?.pending.size ?? 0)) thread = t;
@@ -168,6 +178,10 @@ export class ChunkWorkers {
     this.#closed = true;
     this.#fail(new Error("The chunk workers were closed while a job ran"));
     await Promise.all(this.#threads.map((t) => t.worker.terminate()));
+  }
+
+  #spawnAll(): void {
+    for (let i = 0; i < this.size; i++) this.#threads.push(this.#spawn());
   }
 
   #spawn(): Thread {

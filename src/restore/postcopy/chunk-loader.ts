@@ -15,7 +15,9 @@
  * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
  * to 25 % slower.) When the store's digest cache trusts the chunk's page digests (useDigests,
  * ADR 0019), the request's own pages are checked first and handed out (EarlyPages), then the
- * others.
+ * others. The prelude's chunks are decoded on this thread too, after any request's (ADR 0021):
+ * before the guest runs it has nothing else to do, and the workers need not start before the
+ * fill.
  *
  * Invariants: a chunk's pages come back only after its hash was checked (the reader's own
  * decode code, on a worker or, for a request, here), or each page against digests that hash
@@ -160,7 +162,7 @@ export class WorkerChunkLoader implements ChunkLoader {
 
   /** Starts what both stages have room for. */
   #pump(): void {
-    for (let at = this.#requestAt(); at >= 0; at = this.#requestAt()) {
+    for (let at = this.#hereAt(); at >= 0; at = this.#hereAt()) {
       const [load] = this.#toDecode.splice(at, 1);
       if (load !== undefined) this.#decodeHere(load);
     }
@@ -225,10 +227,11 @@ export class WorkerChunkLoader implements ChunkLoader {
     load.stored = buffer;
   }
 
-  /** Where a page request's load waits in #toDecode (read, not decoded), or -1. */
-  #requestAt(): number {
+  /** Where the next load to decode on this thread waits in #toDecode (read), or -1. */
+  #hereAt(): number {
     if (this.#closed) return -1;
-    return this.#toDecode.findIndex((l) => l.urgency === "request");
+    const request = this.#toDecode.findIndex((l) => l.urgency === "request");
+    return request >= 0 ? request : this.#toDecode.findIndex((l) => l.urgency === "prelude");
   }
 
   /** Decodes and verifies a read chunk on this thread, into a pooled chunk buffer. */

@@ -123,9 +123,9 @@ export async function restorePostcopy(
   const startedMs = performance.now();
   const startedAt = new Date();
   checkMode(opts);
-  // Started first: the threads load (~0.1 s on a busy host) while the checkpoint is opened and
-  // QEMU starts; a partial restore's prelude waits for them to decode its working set.
-  const workers = ChunkWorkers.start(RESTORE_POSTCOPY_WORKERS);
+  // Started by the fill's first load, after RUN (ADR 0021): a thread's start takes ~50–75 ms
+  // of a core that QEMU's start and the prelude need; the prelude decodes on this thread.
+  const workers = ChunkWorkers.onFirstJob(RESTORE_POSTCOPY_WORKERS);
   let reader: CheckpointReader;
   try {
     reader = await CheckpointReader.open(new CheckpointStore({ home: opts.home }), opts.checkpoint);
