@@ -8,6 +8,7 @@
  * in it fails this call with no guest having run; a failure after that rejects `fill`, with
  * the guest stopped and QEMU killed; no wrong page is ever sent (only checked pages are).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   CheckpointReader,
   CheckpointStore,
@@ -82,8 +83,8 @@ export interface PostcopyRestoreOptions {
    */
   readonly prefetchUnit?: "page" | "chunk";
   /**
-   * Background fill starts this long after the guest is let run; requests are served from
-   * the start. For profiling restores: the trace then holds the guest's working set rather
+   * Background fill starts this long after the guest runs (QEMU reports it; ADR 0022);
+   * requests are served from the start. For profiling restores: the trace then holds the guest's working set rather
    * than only the pages it touched before the background placed them. Default 0.
    */
   readonly backgroundDelayMs?: number;
@@ -182,6 +183,9 @@ export async function restorePostcopy(
     try {
       channel = await openPostcopyChannel(vm, opts.connectChannel, reset);
       const window = opts.traceWindow === undefined ? null : new DemandWindow(opts.traceWindow);
+      // The fill waits for the guest to run: until then QEMU loads the devices, asking for
+      // pages one by one, and the fill's pushes and decodes would take its cores (ADR 0022).
+      const guestRuns = Promise.withResolvers<void>();
       const server = new PageServer({
         source: reader,
         blockNames,
@@ -191,7 +195,7 @@ export async function restorePostcopy(
         alone,
         writer: channel.writer,
         out: channel.out,
-        backgroundDelayMs: opts.backgroundDelayMs ?? 0,
+        backgroundAfter: guestRuns.promise.then(() => sleep(opts.backgroundDelayMs ?? 0)),
         ...(window === null ? {} : { demandOnly: window }),
         ...progressReporter(opts.onProgress, order.fillPages),
       });
@@ -230,7 +234,8 @@ export async function restorePostcopy(
       const fill = serveFill(session, prelude, shut, performance.now() - startedMs);
       fill.catch(() => undefined); // the caller may never look; the rejection is still theirs
       handedOver = true;
-      const status = await waitRunning(vm, fill).catch(async (error: unknown) => {
+      const running = waitRunning(vm, fill).finally(() => guestRuns.resolve());
+      const status = await running.catch(async (error: unknown) => {
         // Stop the fill (it kills QEMU) and report its error if it had one: it says more.
         server.fail(asError(error));
         throw (await fill.then(() => null, asError)) ?? error;

@@ -40,11 +40,11 @@ export interface PageServerDeps {
   readonly writer: MigrationStreamWriter;
   readonly out: OutQueue;
   /**
-   * Background fill waits this long after begin() (requests and their locality pushes are
-   * served from the start): a profiling restore's trace then shows what the guest touches,
-   * not what the background placed first. Default 0.
+   * The background fill starts once this resolves (requests and their locality pushes are
+   * served from the start; it must not reject). Default: at once. A restore passes the guest
+   * running (ADR 0022), plus any delay it was asked for.
    */
-  readonly backgroundDelayMs?: number;
+  readonly backgroundAfter?: Promise<void>;
   /** While open, no locality push and no background fill: requests only. Default: none. */
   readonly demandOnly?: DemandOnlyWindow;
   /** Called after each page sent (progress reports). */

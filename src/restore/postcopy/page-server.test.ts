@@ -51,7 +51,11 @@ function fakeCheckpoint() {
   };
 }
 
-function setUp(demandOnly?: DemandOnlyWindow, alone?: PageServerDeps["alone"]) {
+function setUp(
+  demandOnly?: DemandOnlyWindow,
+  alone?: PageServerDeps["alone"],
+  backgroundAfter?: Promise<void>,
+) {
   const source = fakeCheckpoint();
   const placement = new Placement(BLOCKS.map((b) => b.pageCount));
   const order = new FillOrder(source, placement);
@@ -71,6 +75,7 @@ function setUp(demandOnly?: DemandOnlyWindow, alone?: PageServerDeps["alone"]) {
     out: { queuedBytes: 0, whenDrained: () => Promise.resolve() },
     ...(demandOnly === undefined ? {} : { demandOnly }),
     ...(alone === undefined ? {} : { alone }),
+    ...(backgroundAfter === undefined ? {} : { backgroundAfter }),
   });
   return { source, placement, order, server, out };
 }
@@ -274,3 +279,21 @@ test(
     assert.equal(records.length, order.storedPages + 1);
   },
 );
+
+test("the background fill waits for backgroundAfter; requests do not", LIMIT, async () => {
+  const guestRuns = Promise.withResolvers<void>();
+  const { server, order, out } = setUp(undefined, undefined, guestRuns.promise);
+  server.begin();
+  const done = server.run();
+  server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+  // Many loop turns: the request's chunk loads and its neighbours go, but no background page.
+  for (let i = 0; i < 50; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(server.stats.servedOnRequest, 1);
+  assert.ok(server.stats.pushedForLocality > 0, "locality pushes are not held back");
+  assert.equal(server.stats.pushedInBackground, 0, "no background page before the guest runs");
+  guestRuns.resolve();
+  await done;
+  assert.ok(server.stats.pushedInBackground > 0);
+  const records = await readBack(out);
+  assert.equal(records.length, order.storedPages + 1, "every page once, then END and EOF");
+});

@@ -24,7 +24,6 @@
  * - while a demand-only window is open, only requested pages are sent.
  */
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   PAGE_SIZE_BYTES,
   RESTORE_FILL_READ_AHEAD_CHUNKS,
@@ -62,6 +61,7 @@ export class PageServer {
   #filledNext = 0;
   #remaining: number;
   #t0: number;
+  #backgroundOpen: boolean; // deps.backgroundAfter resolved
   #begun = false;
   #ended = false;
   #failure: Error | null = null;
@@ -85,6 +85,8 @@ export class PageServer {
     this.#d = deps;
     this.#now = deps.now ?? (() => performance.now());
     this.#t0 = this.#now();
+    this.#backgroundOpen = deps.backgroundAfter === undefined;
+    deps.backgroundAfter?.then(() => this.#openBackground());
     this.#blockIndex = new Map(deps.blockNames.map((name, b) => [name, b]));
     this.#filledZero = new Set(deps.order.filledZeroPages);
     this.#remaining = this.#d.order.unsentPages(this.#d.placement);
@@ -169,9 +171,9 @@ export class PageServer {
         await this.#sleepUntil(window.closed);
         continue;
       }
-      const delayMs = this.#t0 + (this.#d.backgroundDelayMs ?? 0) - this.#now();
       if (this.#locality.length > 0) await this.#pushLocality();
-      else if (delayMs > 0) await this.#sleepUntil(sleep(delayMs));
+      else if (!this.#backgroundOpen)
+        await this.#sleepUntil(this.#d.backgroundAfter as Promise<void>);
       else await this.#pushBackground();
       await new Promise<void>((resolve) => setImmediate(resolve)); // let requests in
     }
@@ -345,13 +347,7 @@ export class PageServer {
 
   /** Up to RESTORE_PUSH_PAGES_MAX unsent pages of `refs` from `from` on, and refs looked at. */
   #nextUnsent(refs: Uint32Array, from: number): { pages: number[]; consumed: number } {
-    const pages: number[] = [];
-    let i = from;
-    for (; i < refs.length && pages.length < RESTORE_PUSH_PAGES_MAX; i++) {
-      const g = refs[i] ?? 0;
-      if (!this.#d.placement.isSent(g)) pages.push(g);
-    }
-    return { pages, consumed: i - from };
+    return this.#d.placement.nextUnsent(refs, from, RESTORE_PUSH_PAGES_MAX);
   }
 
   /** One RAM PART with `gs` (pages of one chunk, or zero pages when `chunkPages` is null). */
@@ -391,6 +387,10 @@ export class PageServer {
     });
     await Promise.race([event, woken]);
     this.#wake = null;
+  }
+
+  #openBackground(): void {
+    this.#backgroundOpen = true;
   }
 
   #signal(): void {

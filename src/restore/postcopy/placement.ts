@@ -78,6 +78,17 @@ export class Placement {
     return ((this.#state[g] ?? 0) & SENT) !== 0;
   }
 
+  /** Up to `max` pages of `refs` not sent yet, from index `from` on, and the refs looked at. */
+  nextUnsent(refs: Uint32Array, from: number, max: number): { pages: number[]; consumed: number } {
+    const pages: number[] = [];
+    let i = from;
+    for (; i < refs.length && pages.length < max; i++) {
+      const g = refs[i] ?? 0;
+      if (!this.isSent(g)) pages.push(g);
+    }
+    return { pages, consumed: i - from };
+  }
+
   /** Records that page `g` was handed to the socket; asserts it never was before. */
   markSent(g: number): void {
     const s = this.#state[g];
