@@ -61,6 +61,25 @@ export async function tempStore(io?: StoreIo): Promise<TempStore> {
   return { home, store, cleanup: () => rm(home, { recursive: true, force: true }) };
 }
 
+/** A checkpoint `name` of one block "ram" of `pages` pages, page p being `pageOf(p)`. */
+export async function writePages(
+  store: CheckpointStore,
+  name: string,
+  pages: number,
+  pageOf: (page: number) => Uint8Array,
+): Promise<CheckpointListing> {
+  const w = await beginCheckpoint(store, {
+    name,
+    vm: {},
+    qemu: {},
+    stream: { configuration: new Uint8Array(0) },
+  });
+  w.setRamBlocks([{ name: "ram", lengthBytes: pages * PAGE_SIZE_BYTES }]);
+  for (let p = 0; p < pages; p++) await w.putPage(0, p, pageOf(p));
+  w.setDeviceState({ sections: new Uint8Array(1), vmdescription: null });
+  return w.commit();
+}
+
 /**
  * A small checkpoint: block "ram0" of 16 pages (0–5 random; 6–9 text; 10 and 11
  * the same text page; 12 zero fill 0; 13 zero fill 0xaa; 14–15 never sent) and block "rom" of

@@ -6,8 +6,7 @@ import { FileName } from "../../checkpoint/format/format.ts";
 import { packIdOf } from "../../checkpoint/format/manifest.ts";
 import { CheckpointReader, ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
 import { DigestCache } from "../../checkpoint/store/digest-cache.ts";
-import { flipBit, tempStore, textPage } from "../../checkpoint/test-support.ts";
-import { beginCheckpoint } from "../../checkpoint/write/writer.ts";
+import { flipBit, tempStore, textPage, writePages } from "../../checkpoint/test-support.ts";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_READS_IN_FLIGHT_CHUNKS } from "../../limits.ts";
 import { type ReadAt, WorkerChunkLoader } from "./chunk-loader.ts";
@@ -21,16 +20,7 @@ async function withReader(
 ): Promise<void> {
   const t = await tempStore();
   try {
-    const w = await beginCheckpoint(t.store, {
-      name: "c",
-      vm: {},
-      qemu: {},
-      stream: { configuration: new Uint8Array(0) },
-    });
-    w.setRamBlocks([{ name: "ram", lengthBytes: CHUNKS * 64 * PAGE_SIZE_BYTES }]);
-    for (let p = 0; p < CHUNKS * 64; p++) await w.putPage(0, p, textPage(p));
-    w.setDeviceState({ sections: new Uint8Array(1), vmdescription: null });
-    const listing = await w.commit();
+    const listing = await writePages(t.store, "c", CHUNKS * 64, textPage);
     if (corrupt !== null) {
       const probe = await CheckpointReader.open(t.store, "c");
       const e = probe.chunks.entry(corrupt);

@@ -84,8 +84,9 @@ export interface PostcopyRestoreOptions {
   readonly prefetchUnit?: "page" | "chunk";
   /**
    * Background fill starts this long after the guest runs (QEMU reports it; ADR 0022);
-   * requests are served from the start. For profiling restores: the trace then holds the guest's working set rather
-   * than only the pages it touched before the background placed them. Default 0.
+   * requests are served from the start. For profiling restores: the trace then holds the
+   * guest's working set rather than only the pages it touched before the background placed
+   * them. Default 0.
    */
   readonly backgroundDelayMs?: number;
   /**

@@ -3,8 +3,14 @@ import { test } from "node:test";
 import { FileName } from "../../checkpoint/format/format.ts";
 import { CheckpointReader, CodecId, PageDigests } from "../../checkpoint/index.ts";
 import { setStoreReadThrottle } from "../../checkpoint/read/read-throttle.ts";
-import { flipBit, prng, randomBytes, tempStore, textPage } from "../../checkpoint/test-support.ts";
-import { beginCheckpoint } from "../../checkpoint/write/writer.ts";
+import {
+  flipBit,
+  prng,
+  randomBytes,
+  tempStore,
+  textPage,
+  writePages,
+} from "../../checkpoint/test-support.ts";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_SLOW_ALONE_READS_MAX } from "../../limits.ts";
 import { PageAlone } from "./page-alone.ts";
@@ -19,19 +25,10 @@ async function withReader(
 ): Promise<void> {
   const t = await tempStore();
   try {
-    const w = await beginCheckpoint(t.store, {
-      name: "c",
-      vm: {},
-      qemu: {},
-      stream: { configuration: new Uint8Array(0) },
-    });
-    const pages = (RAW_CHUNKS + TEXT_CHUNKS) * 64;
-    w.setRamBlocks([{ name: "ram", lengthBytes: pages * PAGE_SIZE_BYTES }]);
     const rand = prng(7);
-    for (let p = 0; p < pages; p++)
-      await w.putPage(0, p, p < RAW_CHUNKS * 64 ? randomBytes(rand, PAGE_SIZE_BYTES) : textPage(p));
-    w.setDeviceState({ sections: new Uint8Array(1), vmdescription: null });
-    const listing = await w.commit();
+    const listing = await writePages(t.store, "c", (RAW_CHUNKS + TEXT_CHUNKS) * 64, (p) =>
+      p < RAW_CHUNKS * 64 ? randomBytes(rand, PAGE_SIZE_BYTES) : textPage(p),
+    );
     const probe = await CheckpointReader.open(t.store, "c");
     const at = flip(probe);
     await probe.close();

@@ -6,8 +6,8 @@
  * kinds of push while it is open.
  *
  * A request is answered in the tick it is read if its page is zero, in a cached (verified)
- * chunk, or read alone and checked (ADR 0020); else it waits for its chunk's load and is
- * answered once its own page (ADR 0019) or the chunk is checked. The background fill runs in small units
+ * chunk, or read alone and checked (ADR 0020); else once its own page (ADR 0019) or its chunk
+ * is checked. The background fill, from when the guest runs (ADR 0022), goes in small units
  * between ticks, so it never stands between a request and its answer (ADR 0010).
  *
  * Invariants:
