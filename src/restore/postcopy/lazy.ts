@@ -125,8 +125,8 @@ export async function restorePostcopy(
   const startedMs = performance.now();
   const startedAt = new Date();
   checkMode(opts);
-  // Started by the fill's first load, after RUN (ADR 0021): a thread's start takes ~50–75 ms
-  // of a core that QEMU's start and the prelude need; the prelude decodes on this thread.
+  // Started by their first job, a push's load after RUN (ADR 0021): a thread's start takes
+  // ~50–75 ms of a core that QEMU's start and the prelude need; the prelude decodes here.
   const workers = ChunkWorkers.onFirstJob(RESTORE_POSTCOPY_WORKERS);
   let reader: CheckpointReader;
   try {
