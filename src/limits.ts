@@ -178,9 +178,10 @@ export const RESTORE_READS_IN_FLIGHT_CHUNKS = 5;
 export const RESTORE_FILL_READ_AHEAD_CHUNKS = RESTORE_READS_IN_FLIGHT_CHUNKS;
 /**
  * A page read alone for a request (ADR 0020) blocks the page server's thread for the read: on a
- * local store ~10 µs from the page cache, ~0.1 ms from a disk. Reads slower than this, counted
- * RESTORE_SLOW_ALONE_READS_MAX times, mean a store where a whole chunk's asynchronous read
- * serves requests better: from then on pages are not read alone.
+ * local store ~10 µs from the page cache, ~0.1 ms from a disk. Reads slower than this,
+ * RESTORE_SLOW_ALONE_READS_MAX in a row, mean a store where a whole chunk's asynchronous read
+ * serves requests better: from then on pages are not read alone. (In a row: on two busy cores
+ * a read now and then spans a wait for the core, ~3–14 ms at the p99 of request service.)
  */
 export const RESTORE_ALONE_READ_SLOW_MS = 2;
 export const RESTORE_SLOW_ALONE_READS_MAX = 3;

@@ -12,8 +12,8 @@
  * that does not match) is null, and the request waits for its chunk's load as before, which
  * checks the chunk and fails the restore with the reader's error if it is corrupt. The bytes
  * returned are one scratch buffer: copied by the caller before the next read. Reads block
- * this thread, so they stop after RESTORE_SLOW_ALONE_READS_MAX slow ones and never run under
- * the emulated slow store, which models a store whose reads must be asynchronous.
+ * this thread, so they stop after RESTORE_SLOW_ALONE_READS_MAX slow ones in a row and never
+ * run under the emulated slow store, which models a store whose reads must be asynchronous.
  */
 import { readSync } from "node:fs";
 import {
@@ -41,7 +41,7 @@ export class PageAlone {
   readonly #now: () => number;
   readonly #page = new Uint8Array(PAGE_SIZE_BYTES);
   #digests: AloneDigests | null = null;
-  #slowReads = 0;
+  #slowReads = 0; // in a row
   #closed = false;
   /** Pages returned (each one 4 KiB read from the store). */
   pagesRead = 0;
@@ -89,7 +89,7 @@ export class PageAlone {
     } catch {
       return null; // the chunk's own load reads it again and reports the error
     } finally {
-      if (this.#now() - t0 > RESTORE_ALONE_READ_SLOW_MS) this.#slowReads += 1;
+      this.#slowReads = this.#now() - t0 > RESTORE_ALONE_READ_SLOW_MS ? this.#slowReads + 1 : 0;
     }
     if (n !== PAGE_SIZE_BYTES || !digests.matches(this.#page, trusted, slot)) return null;
     this.pagesRead += 1;
