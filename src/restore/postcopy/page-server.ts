@@ -61,7 +61,8 @@ export class PageServer {
   #filledNext = 0;
   #remaining: number;
   #t0: number;
-  #backgroundOpen: boolean; // deps.backgroundAfter resolved
+  /** What the background fill still waits for (deps.backgroundAfter), or null once it may run. */
+  #backgroundAfter: Promise<void> | null;
   #begun = false;
   #ended = false;
   #failure: Error | null = null;
@@ -85,8 +86,10 @@ export class PageServer {
     this.#d = deps;
     this.#now = deps.now ?? (() => performance.now());
     this.#t0 = this.#now();
-    this.#backgroundOpen = deps.backgroundAfter === undefined;
-    deps.backgroundAfter?.then(() => this.#openBackground());
+    this.#backgroundAfter =
+      deps.backgroundAfter?.then(() => {
+        this.#backgroundAfter = null;
+      }) ?? null;
     this.#blockIndex = new Map(deps.blockNames.map((name, b) => [name, b]));
     this.#filledZero = new Set(deps.order.filledZeroPages);
     this.#remaining = this.#d.order.unsentPages(this.#d.placement);
@@ -172,8 +175,7 @@ export class PageServer {
         continue;
       }
       if (this.#locality.length > 0) await this.#pushLocality();
-      else if (!this.#backgroundOpen)
-        await this.#sleepUntil(this.#d.backgroundAfter as Promise<void>);
+      else if (this.#backgroundAfter !== null) await this.#sleepUntil(this.#backgroundAfter);
       else await this.#pushBackground();
       await new Promise<void>((resolve) => setImmediate(resolve)); // let requests in
     }
@@ -387,10 +389,6 @@ export class PageServer {
     });
     await Promise.race([event, woken]);
     this.#wake = null;
-  }
-
-  #openBackground(): void {
-    this.#backgroundOpen = true;
   }
 
   #signal(): void {
