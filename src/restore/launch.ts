@@ -8,7 +8,9 @@
  * the checkpoint the server opens is the one QEMU was started for; a restore whose server did
  * not report "running" leaves no QEMU, VM state or overlay behind (`settle(false)`).
  */
-import { CheckpointStore, manifestOf } from "../checkpoint/index.ts";
+// Not the checkpoint barrel: its store brings the reader and writer, ~12 ms of loading before
+// QEMU's spawn (docs/bench.md, "The restore command's start").
+import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { StoreLock } from "../store/lock.ts";
 import type { QemuInstall } from "../vm/index.ts";
 import { launchRestoreTarget } from "./target.ts";
@@ -39,8 +41,7 @@ export async function launchForPageServer(opts: HandoffOptions): Promise<HeldTar
     uses: [{ checkpoint: opts.checkpoint, access: "read" }],
   });
   try {
-    const store = new CheckpointStore({ home: opts.home });
-    const manifest = await manifestOf(store, opts.checkpoint);
+    const manifest = await manifestOf(opts.home, opts.checkpoint);
     const target = { name: opts.checkpoint, manifest };
     const launched = await launchRestoreTarget(opts.home, target, opts.vmName, opts.qemu);
     return {

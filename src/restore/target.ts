@@ -12,7 +12,10 @@
 import { resolve } from "node:path";
 import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
-import { DiskLayerError, LayerStore, writeHold } from "../disk/index.ts";
+// The modules, not the disk barrel: the restore command loads this on its way to QEMU's spawn.
+import { DiskLayerError } from "../disk/layer-error.ts";
+import { writeHold } from "../disk/layer-gc.ts";
+import { LayerStore } from "../disk/layer-store.ts";
 import { InvalidCheckpointError } from "../errors.ts";
 import type { QmpClient } from "../qemu/qmp/index.ts";
 import {

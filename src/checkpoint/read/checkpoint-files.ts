@@ -7,6 +7,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidCheckpointError, NotFoundError } from "../../errors.ts";
 import { MANIFEST_BYTES_MAX } from "../../limits.ts";
+import { checkpointDir, checkpointsDir } from "../../store/layout.ts";
 import { errorCode } from "../../util/index.ts";
 import { FileName } from "../format/format.ts";
 import { decodeManifest, type Manifest } from "../format/manifest.ts";
@@ -39,17 +40,29 @@ export async function sizeOf(path: string): Promise<number | null> {
   }
 }
 
+/** Where a store keeps its checkpoints (a CheckpointStore, or the layout of a home). */
+type CheckpointDirs = Pick<CheckpointStore, "dirOf" | "checkpointsDir">;
+
 /** The directory of checkpoint `name` in `store`; NotFoundError when there is none. */
-export async function existingDir(store: CheckpointStore, name: string): Promise<string> {
+export async function existingDir(store: CheckpointDirs, name: string): Promise<string> {
   const dir = store.dirOf(name);
   if ((await sizeOf(dir)) === null)
     throw new NotFoundError(`No checkpoint named "${name}" in ${store.checkpointsDir}`);
   return dir;
 }
 
-/** The manifest of checkpoint `name` alone (its files are checked when it is opened). */
-export async function manifestOf(store: CheckpointStore, name: string): Promise<Manifest> {
-  return readManifestFile(await existingDir(store, name), name);
+/**
+ * The manifest of checkpoint `name` in the store at `home` alone (its files are checked when
+ * it is opened). It needs no CheckpointStore: the restore command reads it on its way to
+ * starting QEMU, and the store's module brings the reader and writer with it (~12 ms of
+ * loading; docs/bench.md, "The restore command's start").
+ */
+export async function manifestOf(home: string, name: string): Promise<Manifest> {
+  const dirs = {
+    dirOf: (n: string) => checkpointDir(home, n),
+    checkpointsDir: checkpointsDir(home),
+  };
+  return readManifestFile(await existingDir(dirs, name), name);
 }
 
 /** Reads and verifies `<dir>/manifest`; `checkpoint` is the name the directory claims. */
