@@ -138,13 +138,17 @@ export const RESTORE_CHUNK_CACHE_CHUNKS = 64;
  */
 export const PRELUDE_READ_AHEAD_CHUNKS = 8;
 /**
- * Working-set chunks a partial restore hands to the chunk workers before QEMU is ready (~0.1 s
- * of QMP start-up), half of the cache: the prelude then finds them decoded and verified.
+ * Working-set chunks a partial restore loads before QEMU is ready (~0.1 s of QMP start-up),
+ * half of the cache; they decode on the page server's thread (ADR 0021), and the prelude then
+ * finds them verified. The attach to QEMU waits behind those decodes; starting them after it
+ * brought RUN no sooner (docs/bench.md, "The floors under a restore").
  */
 export const PRELUDE_EARLY_CHUNKS = 32;
 /**
  * Pages (a working set's pages and their chunk neighbours) a partial restore sends before the
- * guest runs, 32 MiB: ~60 ms at the prelude's rate here. The rest of the working set goes
+ * guest runs, 32 MiB. QEMU takes them at 4 KiB a fault (docs/bench.md, "The floors under a
+ * restore"): 375–513 ms at 4 GiB on the bench host (2,048 pages: 151–175 ms; 4,096 pages:
+ * 308–368 ms), ~100 ms for 2,880 pages at 512 MiB. The rest of the working set goes
  * first in the background fill, which runs beside the guest: a prelude of all of a guest that
  * sweeps its memory was an eager restore (measured slower than lazy), and a 4 GiB guest's
  * 17,000-page prelude gained nothing over lazy (docs/restore.md, "A bounded prelude").
