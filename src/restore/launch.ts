@@ -9,7 +9,7 @@
  * not report "running" leaves no QEMU, VM state or overlay behind (`settle(false)`).
  */
 // Not the checkpoint barrel: its store brings the reader and writer, ~12 ms of loading before
-// QEMU's spawn (docs/bench.md, "The restore command's start").
+// QEMU's spawn (docs/bench.md, "The floors under a restore").
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { StoreLock } from "../store/lock.ts";
 import type { QemuInstall } from "../vm/index.ts";

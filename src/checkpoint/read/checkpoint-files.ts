@@ -55,7 +55,7 @@ export async function existingDir(store: CheckpointDirs, name: string): Promise<
  * The manifest of checkpoint `name` in the store at `home` alone (its files are checked when
  * it is opened). It needs no CheckpointStore: the restore command reads it on its way to
  * starting QEMU, and the store's module brings the reader and writer with it (~12 ms of
- * loading; docs/bench.md, "The restore command's start").
+ * loading; docs/bench.md, "The floors under a restore").
  */
 export async function manifestOf(home: string, name: string): Promise<Manifest> {
   const dirs = {
