@@ -43,8 +43,6 @@ export class PageAlone {
   #digests: AloneDigests | null = null;
   #slowReads = 0; // in a row
   #closed = false;
-  /** Pages returned (each one 4 KiB read from the store). */
-  pagesRead = 0;
 
   constructor(
     reader: AloneReader,
@@ -92,7 +90,6 @@ export class PageAlone {
       this.#slowReads = this.#now() - t0 > RESTORE_ALONE_READ_SLOW_MS ? this.#slowReads + 1 : 0;
     }
     if (n !== PAGE_SIZE_BYTES || !digests.matches(this.#page, trusted, slot)) return null;
-    this.pagesRead += 1;
     return this.#page;
   }
 }
