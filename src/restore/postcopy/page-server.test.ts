@@ -45,7 +45,7 @@ function fakeCheckpoint() {
       assert(k !== undefined);
       return k;
     },
-    readStoredChunk: async () => new Uint8Array(1),
+    readStoredChunk: async (_chunk: number) => new Uint8Array(1),
     decodeChunk: (chunk: number) => Array.from({ length: 8 }, (_, s) => contentOf(chunk, s)),
     contentOf,
   };
@@ -297,3 +297,27 @@ test("the background fill waits for backgroundAfter; requests do not", LIMIT, as
   const records = await readBack(out);
   assert.equal(records.length, order.storedPages + 1, "every page once, then END and EOF");
 });
+
+test(
+  "a request answered while the fill waits for the same chunk is not sent again by the fill",
+  LIMIT,
+  async () => {
+    const { source, placement, server, out } = setUp();
+    const gate = Promise.withResolvers<void>(); // chunk 0 loads once the test says
+    const read = source.readStoredChunk;
+    source.readStoredChunk = async (chunk: number) => {
+      if (chunk === 0) await gate.promise;
+      return read(chunk);
+    };
+    server.begin();
+    const ran = server.run(); // the fill sends the filled zero page, then waits for chunk 0
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    server.request("pc.ram", 1 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // in chunk 0: waits too
+    gate.resolve(); // both go on in one tick: the fill's batch is picked when it is sent
+    await ran;
+    const keys = (await readBack(out)).map((r) => `${r.block}:${r.page}`);
+    assert.equal(new Set(keys).size, keys.length, "no page twice");
+    assert.equal(placement.countSent(), keys.length);
+    assert.equal(server.stats.servedOnRequest + server.stats.requestsIgnored, 1);
+  },
+);
