@@ -16,7 +16,7 @@ import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
 import { sendCheckpoint } from "./eager-send.ts";
 import { replayInfo } from "./stream-info.ts";
-import { type RestoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
+import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
 
 export interface EagerRestoreOptions {
   readonly home: string;
@@ -85,7 +85,7 @@ async function restoreWith(
       await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
       socket.destroy();
       return {
-        vm: summarize(vm),
+        vm: restoredVm(vm),
         mode: "eager",
         wallMs: performance.now() - started,
         ...counts,
@@ -119,8 +119,4 @@ async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promi
   if (!guestRunning) return;
   const status = await vm.qmp.execute("query-status", {});
   if (!status.running) await vm.qmp.execute("cont", {});
-}
-
-function summarize(vm: ManagedVm): RestoredVm {
-  return { name: vm.name, stateDir: vm.stateDir, pid: vm.pid, agentSocket: vm.agentSocket };
 }

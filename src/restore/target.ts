@@ -42,6 +42,11 @@ export interface RestoredVm {
   readonly agentSocket: string | null;
 }
 
+/** What a restore's caller keeps of `vm`. */
+export function restoredVm(vm: ManagedVm): RestoredVm {
+  return { name: vm.name, stateDir: vm.stateDir, pid: vm.pid, agentSocket: vm.agentSocket };
+}
+
 /** The checkpoint as far as starting its target goes: a reader, or its manifest alone. */
 export type TargetCheckpoint = Pick<CheckpointReader, "name" | "manifest">;
 

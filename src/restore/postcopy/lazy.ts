@@ -37,6 +37,7 @@ import {
   attachRestoreTarget,
   type RestoredVm,
   type RestoreHandoff,
+  restoredVm,
   startRestoreTarget,
 } from "../target.ts";
 import { type ConnectChannel, type MigrationChannel, openPostcopyChannel } from "./channel.ts";
@@ -242,7 +243,7 @@ export async function restorePostcopy(
         throw (await fill.then(() => null, asError)) ?? error;
       });
       return {
-        vm: summarize(vm),
+        vm: restoredVm(vm),
         mode: opts.mode,
         wallMs: performance.now() - startedMs,
         pagesPrefetched: prelude.pagesPrefetched,
@@ -362,8 +363,4 @@ function progressReporter(
       });
     },
   };
-}
-
-function summarize(vm: ManagedVm): RestoredVm {
-  return { name: vm.name, stateDir: vm.stateDir, pid: vm.pid, agentSocket: vm.agentSocket };
 }
