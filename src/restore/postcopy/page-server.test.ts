@@ -304,14 +304,18 @@ test(
   async () => {
     const { source, placement, server, out } = setUp();
     const gate = Promise.withResolvers<void>(); // chunk 0 loads once the test says
+    const asked = Promise.withResolvers<void>(); // the fill asked for chunk 0
     const read = source.readStoredChunk;
     source.readStoredChunk = async (chunk: number) => {
-      if (chunk === 0) await gate.promise;
+      if (chunk === 0) {
+        asked.resolve();
+        await gate.promise;
+      }
       return read(chunk);
     };
     server.begin();
     const ran = server.run(); // the fill sends the filled zero page, then waits for chunk 0
-    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    await asked.promise;
     server.request("pc.ram", 1 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES); // in chunk 0: waits too
     gate.resolve(); // both go on in one tick: the fill's batch is picked when it is sent
     await ran;
