@@ -60,6 +60,7 @@ const { values, positionals } = parseBenchArgs({
     modes: { type: "string", default: MODES.join(",") },
     "written-pct": { type: "string", default: "50" },
     throttle: { type: "string", default: "200,5" },
+    "settle-seconds": { type: "string", default: "10" },
     "save-mode": { type: "string", default: "paused" },
     "files-mib": { type: "string", default: "320" },
     "later-seconds": { type: "string", default: "60" },
@@ -148,6 +149,11 @@ if (which === "restore" || which === "all") {
   const workloads = list("workloads", ["hot", "sweep"] as const);
   const caches = list<Cache>("caches", CACHES);
   const modes = list<Mode>("modes", MODES);
+  const settleSeconds = Number(values["settle-seconds"]);
+  if (!(settleSeconds >= 0)) {
+    console.error("bench: --settle-seconds wants a number of seconds, 0 or more");
+    process.exit(2);
+  }
   const guests: GuestResult[] = [];
   const started = performance.now();
   for (const sizeMiB of sizes) {
@@ -175,6 +181,7 @@ if (which === "restore" || which === "all") {
             profileSeconds:
               values["trace-seconds"] === undefined ? null : Number(values["trace-seconds"]),
             save: saveMode,
+            settleMs: settleSeconds * 1000,
           },
           log,
         }),
@@ -185,7 +192,7 @@ if (which === "restore" || which === "all") {
       console.log(`\n${formatRestoreGuest(result)}\n`);
       guests.push(result);
       // Written after every guest, so a long run that is stopped keeps what it measured.
-      await writeJson("restore.json", restoreJson(guests, { mbps, latencyMs }));
+      await writeJson("restore.json", restoreJson(guests, { mbps, latencyMs }, settleSeconds));
     }
   }
   console.log(
@@ -197,6 +204,7 @@ if (which === "restore" || which === "all") {
 function restoreJson(
   guests: readonly GuestResult[],
   throttle: { mbps: number; latencyMs: number },
+  settleSeconds: number,
 ) {
   return {
     definition: {
@@ -211,6 +219,11 @@ function restoreJson(
         "from invoking the restore until `snapwake restore` exited (lazy/partial: the guest runs, " +
         "a detached server fills it) or, for QEMU's own, its migration completed and `cont` returned",
       cold: "sync and drop_caches (echo 3) right before each restore, QEMU's stream file included",
+      settleMs:
+        "idle time before each restore (after the previous VM stopped and, cold, after the " +
+        "cache drop): on a host whose kernel reports free memory to its hypervisor, memory freed " +
+        "moments ago is 5-25x cheaper to touch than memory freed seconds ago, so every restore, " +
+        "QEMU's own included, starts from the same state (docs/bench.md, 'Memory freed moments ago')",
       throttled:
         "warm page cache under an emulated store: every read waits `latencyMs`, overlapping other " +
         "reads, and its bytes share one `mbps` link (snapwake: SNAPWAKE_STORE_THROTTLE; QEMU: " +
@@ -221,6 +234,7 @@ function restoreJson(
       serviceMs: "page request received → its page handed to the socket, from the restore record",
     },
     throttle,
+    settleMs: settleSeconds * 1000,
     guests,
   };
 }

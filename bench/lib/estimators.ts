@@ -34,6 +34,9 @@ import {
   skippedRun,
 } from "./restore-measure.ts";
 
+/** As the restore bench's default --settle-seconds: each restore starts from settled memory. */
+const ESTIMATOR_SETTLE_MS = 10_000;
+
 const SWEEP_WAIT_MS = 120_000;
 const FIRST_OUTPUT_BUDGET_MS = 600_000;
 
@@ -180,7 +183,7 @@ async function saveVia(
   return runCli(home, [...args, "--after", "continue"]);
 }
 
-/** The restore bench's plan for `measure` (only size, params and the throttle are read). */
+/** The restore bench's plan for `measure` (size, params, the throttle and the settle are read). */
 function restorePlanOf(plan: EstimatorPlan): GuestPlan {
   return {
     sizeMiB: plan.sizeMiB,
@@ -191,6 +194,7 @@ function restorePlanOf(plan: EstimatorPlan): GuestPlan {
     throttle: { mbps: 200, latencyMs: 5 },
     profileSeconds: null,
     save: "live",
+    settleMs: ESTIMATOR_SETTLE_MS,
   };
 }
 

@@ -3,8 +3,9 @@
  * is booted, saved paused by `snapwake save` (a process, as a user runs it) and by QEMU's own
  * `migrate` to a file, then restored every way under each cache condition: QEMU's own
  * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
- * eager, lazy, auto, partial with the `snapwake profile`d working set, partial with the save's
- * accessed-bit estimate, and partial with the save's write set when the save recorded one.
+ * eager, lazy, partial with the save's accessed-bit estimate, partial with the save's write
+ * set when the save recorded one, then (after `snapwake profile`) auto and partial with the
+ * profiled working set: auto as a user runs it after a profile, eager or partial by its rule.
  * Each restore is timed from its invocation to the guest's first useful output
  * (first-output.ts); lazy and partial restores add the VEE'11 columns from their restore
  * record.
@@ -36,6 +37,8 @@ import {
 export { CACHES, type Cache, MODES, type Mode, type ModeRun } from "./restore-measure.ts";
 
 const SWEEP_WAIT_MS = 120_000;
+/** The modes measured once `snapwake profile` has kept its working set. */
+const AFTER_PROFILE: readonly Mode[] = ["auto", "partial"];
 
 export interface Throttle {
   readonly mbps: number;
@@ -53,6 +56,8 @@ export interface GuestPlan {
   readonly profileSeconds: number | null;
   /** "paused": both saves pause the guest first (--stop-first); "live": precopy while it runs. */
   readonly save: "paused" | "live";
+  /** Idle time before each restore, so each starts from the same host memory state (ms). */
+  readonly settleMs: number;
 }
 
 export interface CacheRun {
@@ -166,7 +171,7 @@ export async function runRestoreGuest(o: {
     // Before profiling: the checkpoint as `save` left it (profile relays it out).
     for (const run of runs) {
       for (const mode of plan.modes) {
-        if (mode === "partial") continue;
+        if (AFTER_PROFILE.includes(mode)) continue;
         const why = missing[mode];
         if (why !== undefined) {
           run.modes.push(skippedRun(mode, why));
@@ -176,7 +181,7 @@ export async function runRestoreGuest(o: {
       }
     }
     let profile: GuestResult["profile"] = null;
-    if (plan.modes.includes("partial")) {
+    if (plan.modes.some((m) => AFTER_PROFILE.includes(m))) {
       const bound = plan.profileSeconds === null ? [] : ["--seconds", String(plan.profileSeconds)];
       log(`snapwake profile ${[checkpoint, ...bound].join(" ")}…`);
       const p = await runCli(o.home, ["profile", checkpoint, ...bound]);
@@ -191,7 +196,10 @@ export async function runRestoreGuest(o: {
         workingSetPages: pj.workingSetPages,
         prefetchPagesAfter: pj.prefetchPagesAfter ?? null,
       };
-      for (const run of runs) run.modes.push(await measure(ctx, "partial", run.cache));
+      for (const run of runs) {
+        for (const mode of AFTER_PROFILE)
+          if (plan.modes.includes(mode)) run.modes.push(await measure(ctx, mode, run.cache));
+      }
     }
     for (const run of runs) run.modes.sort((a, b) => MODES.indexOf(a.mode) - MODES.indexOf(b.mode));
     return {

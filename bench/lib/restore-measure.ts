@@ -36,7 +36,7 @@ export const MODE_LABELS: Record<Mode, string> = {
   qemu: "QEMU's own",
   eager: "snapwake eager",
   lazy: "snapwake lazy",
-  auto: "snapwake auto",
+  auto: "auto (profiled)",
   partial: "partial (profiled WS)",
   "partial-ab": "partial (accessed bits)",
   "partial-ws": "partial (write set)",
@@ -129,6 +129,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
   const throttle = `${plan.throttle.mbps},${plan.throttle.latencyMs}`;
   ctx.log(`  ${cache}: ${MODE_LABELS[mode]}…`);
   if (cache === "cold") dropCaches();
+  // After the cache drop: the memory it freed settles too (GuestPlan.settleMs).
+  await sleep(plan.settleMs);
   const startedAt = performance.now();
   const savedCounter = mode === "qemu" ? ctx.savedCounter.qemu : ctx.savedCounter.snapwake;
   const output = firstUsefulOutput(vmPaths(home, vmName).agentSocket, {
@@ -172,7 +174,7 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
       commandMs = r.wallMs;
       const j = r.json as { mode?: string; dataPages?: number; zeroPages?: number };
       ran = j.mode ?? mode;
-      if (mode === "eager") eagerPages = (j.dataPages ?? 0) + (j.zeroPages ?? 0);
+      if (ran === "eager") eagerPages = (j.dataPages ?? 0) + (j.zeroPages ?? 0);
     }
   } catch (error) {
     await killVm(home, vmName).catch(() => undefined);
@@ -188,7 +190,7 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
   }
   try {
     const record =
-      mode === "qemu" || mode === "eager" ? null : await waitRecord(home, ctx.checkpoint, vmName);
+      ran === "qemu" || ran === "eager" ? null : await waitRecord(home, ctx.checkpoint, vmName);
     const report = record?.record.report ?? null;
     if (record !== null && record.record.outcome !== "filled") {
       const why = record.record.error?.message ?? "no error recorded";
@@ -203,8 +205,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
       firstPingMs: first.firstPingMs,
       commandMs,
       prefetched: report?.pagesPrefetched ?? eagerPages,
-      lazyFaults: report?.lazyRequests ?? (mode === "eager" ? 0 : null),
-      pushed: report?.pagesPushed ?? (mode === "eager" ? 0 : null),
+      lazyFaults: report?.lazyRequests ?? (ran === "eager" ? 0 : null),
+      pushed: report?.pagesPushed ?? (ran === "eager" ? 0 : null),
       fullFillMs: report?.timeToFullFillMs ?? null,
       runMs: report?.runMs ?? null,
       serviceMs:
