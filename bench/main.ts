@@ -223,7 +223,7 @@ function restoreJson(
         "idle time before each restore (after the previous VM stopped and, cold, after the " +
         "cache drop): on a host whose kernel reports free memory to its hypervisor, memory freed " +
         "moments ago is 5-25x cheaper to touch than memory freed seconds ago, so every restore, " +
-        "QEMU's own included, starts from the same state (docs/bench.md, 'Memory freed moments ago')",
+        "QEMU's own included, starts from the same state (docs/bench.md, 'Settled memory'; ADR 0025)",
       throttled:
         "warm page cache under an emulated store: every read waits `latencyMs`, overlapping other " +
         "reads, and its bytes share one `mbps` link (snapwake: SNAPWAKE_STORE_THROTTLE; QEMU: " +
