@@ -5,7 +5,7 @@
  * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
  * eager, lazy, partial with the save's accessed-bit estimate, partial with the save's write
  * set when the save recorded one, then (after `snapwake profile`) auto and partial with the
- * profiled working set: auto as a user runs it after a profile, eager or partial by its rule.
+ * profiled working set (auto is what a user who profiled gets: partial with that set).
  * Each restore is timed from its invocation to the guest's first useful output
  * (first-output.ts); lazy and partial restores add the VEE'11 columns from their restore
  * record.
