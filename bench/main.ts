@@ -35,6 +35,7 @@ import {
   MODES,
   type Mode,
   runRestoreGuest,
+  SETTLE_MS_DEFAULT,
 } from "./lib/restore-bench.ts";
 import { formatRatioSummary, formatRestoreGuest } from "./lib/restore-format.ts";
 import { formatSoak, runSoak, summarizeSoak } from "./lib/soak.ts";
@@ -60,7 +61,7 @@ const { values, positionals } = parseBenchArgs({
     modes: { type: "string", default: MODES.join(",") },
     "written-pct": { type: "string", default: "50" },
     throttle: { type: "string", default: "200,5" },
-    "settle-seconds": { type: "string", default: "10" },
+    "settle-seconds": { type: "string", default: String(SETTLE_MS_DEFAULT / 1000) },
     "save-mode": { type: "string", default: "paused" },
     "files-mib": { type: "string", default: "320" },
     "later-seconds": { type: "string", default: "60" },

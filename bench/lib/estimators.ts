@@ -24,7 +24,7 @@ import { listSources, loadWorkingSet, type WorkingSetSource } from "../../src/ws
 import { bootTestGuest } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
 import { firstUsefulOutput, type TickCounter, watchSave } from "./first-output.ts";
-import { type GuestPlan, waitSweeps } from "./restore-bench.ts";
+import { type GuestPlan, SETTLE_MS_DEFAULT, waitSweeps } from "./restore-bench.ts";
 import { n, sec, table } from "./restore-format.ts";
 import {
   type MeasureContext,
@@ -33,9 +33,6 @@ import {
   measure,
   skippedRun,
 } from "./restore-measure.ts";
-
-/** As the restore bench's default --settle-seconds: each restore starts from settled memory. */
-const ESTIMATOR_SETTLE_MS = 10_000;
 
 const SWEEP_WAIT_MS = 120_000;
 const FIRST_OUTPUT_BUDGET_MS = 600_000;
@@ -194,7 +191,7 @@ function restorePlanOf(plan: EstimatorPlan): GuestPlan {
     throttle: { mbps: 200, latencyMs: 5 },
     profileSeconds: null,
     save: "live",
-    settleMs: ESTIMATOR_SETTLE_MS,
+    settleMs: SETTLE_MS_DEFAULT,
   };
 }
 

@@ -37,6 +37,8 @@ import {
 export { CACHES, type Cache, MODES, type Mode, type ModeRun } from "./restore-measure.ts";
 
 const SWEEP_WAIT_MS = 120_000;
+/** Idle time before each restore by default (--settle-seconds; ADR 0025). */
+export const SETTLE_MS_DEFAULT = 10_000;
 /** The modes measured once `snapwake profile` has kept its working set. */
 const AFTER_PROFILE: readonly Mode[] = ["auto", "partial"];
 
