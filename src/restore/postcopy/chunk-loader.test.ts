@@ -6,7 +6,14 @@ import { FileName } from "../../checkpoint/format/format.ts";
 import { packIdOf } from "../../checkpoint/format/manifest.ts";
 import { CheckpointReader, ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
 import { DigestCache } from "../../checkpoint/store/digest-cache.ts";
-import { flipBit, tempStore, textPage, writePages } from "../../checkpoint/test-support.ts";
+import {
+  flipBit,
+  prng,
+  randomBytes,
+  tempStore,
+  textPage,
+  writePages,
+} from "../../checkpoint/test-support.ts";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_READS_IN_FLIGHT_CHUNKS } from "../../limits.ts";
 import { type ReadAt, WorkerChunkLoader } from "./chunk-loader.ts";
@@ -17,10 +24,11 @@ const CHUNKS = 12;
 async function withReader(
   body: (reader: CheckpointReader, home: string) => Promise<void>,
   corrupt: number | null = null,
+  pageOf: (page: number) => Uint8Array = textPage,
 ): Promise<void> {
   const t = await tempStore();
   try {
-    const listing = await writePages(t.store, "c", CHUNKS * 64, textPage);
+    const listing = await writePages(t.store, "c", CHUNKS * 64, pageOf);
     if (corrupt !== null) {
       const probe = await CheckpointReader.open(t.store, "c");
       const e = probe.chunks.entry(corrupt);
@@ -165,6 +173,42 @@ test("a request's read starts while the fill's reads wait for a busy decode thre
     await loader.close();
     release();
   });
+});
+
+test("a raw chunk decoded here keeps its stored buffer, which the next read gets back", {
+  timeout: 60_000,
+}, async () => {
+  const rand = prng(7);
+  await withReader(
+    async (reader) => {
+      assert.equal(reader.chunks.entry(0).codec, 0, "random pages are stored raw");
+      const buffers: ArrayBufferLike[] = [];
+      const readAt: ReadAt = (fd, into, position) => {
+        buffers.push(into.buffer);
+        return new Promise((resolve, reject) =>
+          read(fd, into, 0, into.byteLength, position, (e, n) => (e ? reject(e) : resolve(n))),
+        );
+      };
+      const loader = new WorkerChunkLoader(reader, ChunkWorkers.onFirstJob(1), { readAt });
+      try {
+        const first = await loader.loadOffThread(0, "prelude");
+        const want = reader.decodeChunk(0, await reader.readStoredChunk(0));
+        assert.deepEqual(
+          first?.pages.map((p) => Buffer.from(p)),
+          want.map((p) => Buffer.from(p)),
+        );
+        assert.equal(first?.pages[0]?.buffer, buffers[0], "no copy: the pages view the read");
+        loader.recycle(first?.pages ?? []);
+        const second = await loader.loadOffThread(1, "request");
+        assert.equal(buffers[1], buffers[0], "the evicted chunk's buffer took the next read");
+        assert.equal(second?.pages[63]?.byteLength, PAGE_SIZE_BYTES);
+      } finally {
+        await loader.close();
+      }
+    },
+    null,
+    () => randomBytes(rand, PAGE_SIZE_BYTES),
+  );
 });
 
 test("a corrupt chunk rejects with the reader's error naming it; the others still load", {

@@ -26,7 +26,8 @@
  * in flight rejects when it ends, a decode when the workers end). At most
  * RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read starts only while fewer than that are
  * read and not decoded yet. Buffers are pooled: stored bytes (at most twice the reads in
- * flight plus one a thread) and decoded chunks (given back by the cache when it evicts them).
+ * flight plus one a thread) and decoded chunks (given back by the cache when it evicts them);
+ * a raw chunk decoded on this thread keeps its stored buffer, so the two pools trade buffers.
  * The emulated slow store (read-throttle.ts) slows the read stage only: it models the store.
  */
 import { read } from "node:fs";
@@ -203,7 +204,9 @@ export class WorkerChunkLoader implements ChunkLoader {
   /** Reads the chunk's stored bytes into a pooled buffer, through the emulated store if set. */
   async #read(load: Load): Promise<void> {
     const { chunk, job } = load;
-    const buffer = this.#freeStored.pop() ?? new ArrayBuffer(CHUNK_BYTES_MAX);
+    // A chunk buffer the cache gave back will do: a raw chunk decoded here keeps its stored
+    // buffer (#adopt), so the two pools trade buffers.
+    const buffer = this.#freeStored.pop() ?? this.#free.pop() ?? new ArrayBuffer(CHUNK_BYTES_MAX);
     if (job.storedBytes > buffer.byteLength) {
       const failure = { id: -1, ok: false as const, buffer, error: "stored bytes exceed a chunk" };
       throw this.#reader.workerError(chunk, failure);
@@ -234,7 +237,11 @@ export class WorkerChunkLoader implements ChunkLoader {
     return request >= 0 ? request : this.#toDecode.findIndex((l) => l.urgency === "prelude");
   }
 
-  /** Decodes and verifies a read chunk on this thread, into a pooled chunk buffer. */
+  /**
+   * Decodes and verifies a read chunk on this thread. Its pages are not copied: a raw chunk's
+   * are views of the stored bytes, whose buffer then becomes the chunk's (#adopt); a
+   * compressed one's are views of the decompressed bytes.
+   */
   #decodeHere(load: Load): void {
     const { chunk, job, stored } = load;
     if (stored === null) throw new Error(`chunk ${chunk} was decoded before it was read`);
@@ -244,24 +251,29 @@ export class WorkerChunkLoader implements ChunkLoader {
       this.#decodePageByPage(load, stored, digests, trusted);
       return;
     }
-    let decoded: Uint8Array[];
+    let pages: Uint8Array[];
     try {
-      decoded = this.#reader.decodeChunk(chunk, new Uint8Array(stored, 0, job.storedBytes));
+      pages = this.#reader.decodeChunk(chunk, new Uint8Array(stored, 0, job.storedBytes));
     } catch (error) {
+      this.#recycleStored(stored);
       load.reject(asError(error));
       return;
-    } finally {
-      // Raw chunks' pages are views of `stored`: copied below, before the next read reuses it.
-      this.#recycleStored(stored);
     }
-    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
-    this.#own.add(buffer);
-    const pages = decoded.map((page, s) => {
-      const into = new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
-      into.set(page);
-      return into;
-    });
+    this.#adopt(stored, pages[0]?.buffer);
     load.resolve({ pages, storedBytes: job.storedBytes });
+  }
+
+  /**
+   * `stored` after a decode here whose pages live in `pagesBuffer`: when that is `stored`
+   * itself (a raw chunk) it is the chunk's buffer from now on, given back by recycle() when
+   * the cache evicts the chunk; otherwise it goes back to the reads. Copying the pages out
+   * instead cost this thread a first touch of a fresh chunk buffer, ~64 page faults of
+   * 12–15 µs each on the bench hosts (docs/bench.md, "The floors under a restore"), where the
+   * read that filled `stored` took them on a libuv thread.
+   */
+  #adopt(stored: ArrayBuffer, pagesBuffer: ArrayBufferLike | undefined): void {
+    if (pagesBuffer === stored) this.#own.add(stored);
+    else this.#recycleStored(stored);
   }
 
   /**
@@ -270,18 +282,18 @@ export class WorkerChunkLoader implements ChunkLoader {
    */
   #decodePageByPage(load: Load, stored: ArrayBuffer, d: LoaderDigests, trusted: Buffer): void {
     const { chunk, job } = load;
-    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
-    this.#own.add(buffer);
+    let raw: Uint8Array;
     try {
-      const raw = d.decompress(chunk, new Uint8Array(stored, 0, job.storedBytes));
-      new Uint8Array(buffer, 0, raw.byteLength).set(raw);
+      raw = d.decompress(chunk, new Uint8Array(stored, 0, job.storedBytes));
     } catch (error) {
+      this.#recycleStored(stored);
       load.reject(asError(error));
       return;
-    } finally {
-      this.#recycleStored(stored); // raw is a view of it (codec none): copied above
     }
-    const pages = pagesIn(buffer, job.pageCount);
+    this.#adopt(stored, raw.buffer); // raw is a view of `stored` for a raw chunk (codec none)
+    const pages = Array.from({ length: job.pageCount }, (_, s) =>
+      raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
+    );
     const checked = new Uint8Array(job.pageCount); // 0 not yet, 1 matches, 2 does not
     const page = (slot: number): Uint8Array | null => {
       const p = pages[slot];
