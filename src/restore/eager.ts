@@ -72,7 +72,14 @@ async function restoreWith(
   try {
     const device = await reader.deviceState();
     const reset = await resetFor(opts, reader);
-    const vm = await startRestoreTarget(opts.home, reader, opts.vmName, opts.qemu, opts.signal);
+    const vm = await startRestoreTarget(
+      "eager",
+      opts.home,
+      reader,
+      opts.vmName,
+      opts.qemu,
+      opts.signal,
+    );
     let socket: Socket | null = null;
     try {
       socket = await openIncoming(vm);

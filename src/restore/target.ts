@@ -75,6 +75,13 @@ export interface LaunchedRestore {
 }
 
 /**
+ * How a target QEMU starts: `eager` runs the guest once the stream is loaded, as QEMU's own
+ * `-incoming` does; `postcopy` starts it with `-S`, so the postcopy RUN command leaves the
+ * guest paused until the restore sends `cont` (after its working set, ADR 0027).
+ */
+export type TargetStart = "eager" | "postcopy";
+
+/**
  * Starts QEMU with the checkpoint's spec and `-incoming defer`, on `qemu` (default: the spec's
  * QEMU). The machine type is the checkpoint's versioned one (format 1.3 `runtime`, else the
  * spec's, which saves pin too); a QEMU without it is refused with a UsageError naming the
@@ -83,6 +90,7 @@ export interface LaunchedRestore {
  * path removes the VM. `onSpawn` is called once QEMU is exec'd.
  */
 export async function startRestoreTarget(
+  start: TargetStart,
   home: string,
   reader: CheckpointReader,
   vmName: string | undefined,
@@ -91,7 +99,7 @@ export async function startRestoreTarget(
   onSpawn?: () => void,
 ): Promise<ManagedVm> {
   throwIfAborted(signal);
-  const target = await launchTarget(home, reader, vmName, qemu);
+  const target = await launchTarget(start, home, reader, vmName, qemu);
   onSpawn?.();
   try {
     const vm = await explainStart(home, reader, target.install, target.machine, () =>
@@ -107,7 +115,7 @@ export async function startRestoreTarget(
 }
 
 /**
- * The first half of startRestoreTarget, for a target another process attaches to
+ * The first half of startRestoreTarget, for a postcopy target another process attaches to
  * (attachRestoreTarget with `handoff`). This process must stay alive until then: it is
  * QEMU's parent and holds the overlays.
  */
@@ -117,7 +125,7 @@ export async function launchRestoreTarget(
   vmName: string | undefined,
   qemu?: QemuInstall,
 ): Promise<LaunchedRestore> {
-  const target = await launchTarget(home, checkpoint, vmName, qemu);
+  const target = await launchTarget("postcopy", home, checkpoint, vmName, qemu);
   const { spec, pid } = target.launched;
   return {
     handoff: { vm: spec.name, pid, overlays: target.overlays },
@@ -185,6 +193,7 @@ function restoreSpec(checkpoint: TargetCheckpoint, vmName: string | undefined, q
 
 /** The machine type checked, fresh overlays over the frozen disks, then QEMU spawned on them. */
 async function launchTarget(
+  start: TargetStart,
   home: string,
   checkpoint: TargetCheckpoint,
   vmName: string | undefined,
@@ -200,7 +209,7 @@ async function launchTarget(
   let launched: LaunchedVm;
   try {
     const disks = withOverlays(spec, overlays, store, checkpoint.name);
-    launched = await launchVm(home, disks, { incoming: "defer" });
+    launched = await launchVm(home, disks, { incoming: "defer", paused: start === "postcopy" });
   } catch (error) {
     await discard();
     throw error;

@@ -162,7 +162,7 @@ export async function restorePostcopy(
     const { home, vmName, qemu, signal } = opts;
     const target =
       opts.launched === undefined
-        ? startRestoreTarget(home, reader, vmName, qemu, signal, spawned)
+        ? startRestoreTarget("postcopy", home, reader, vmName, qemu, signal, spawned)
         : opts.launched.then((handoff) => {
             spawned();
             return attachRestoreTarget(home, reader, handoff, qemu, signal);
@@ -236,7 +236,13 @@ export async function restorePostcopy(
       const fill = serveFill(session, prelude, shut, performance.now() - startedMs);
       fill.catch(() => undefined); // the caller may never look; the rejection is still theirs
       handedOver = true;
-      const running = waitRunning(vm, fill).finally(() => guestRuns.resolve());
+      // The target started paused (-S), so RUN left the guest stopped; it runs from here, with
+      // its working set in the stream before it (ADR 0027). Requests are served by now: QEMU's
+      // main loop may wait on a page before it takes the command.
+      const running = vm.qmp
+        .execute("cont")
+        .then(() => waitRunning(vm, fill))
+        .finally(() => guestRuns.resolve());
       const status = await running.catch(async (error: unknown) => {
         // Stop the fill (it kills QEMU) and report its error if it had one: it says more.
         server.fail(asError(error));

@@ -1,20 +1,25 @@
 /**
  * Everything a lazy or partial restore sends before the guest may run
- * (docs/migration-protocol.md §6.7 steps 1–7): header, configuration, OPEN_RETURN_PATH,
- * POSTCOPY_ADVISE, RAM START, DISCARD commands for every page the working set leaves out, the
- * working set in precopy RAM PARTs, and PACKAGED(LISTEN + device FULL sections + RUN).
+ * (docs/migration-protocol.md §6.7): header, configuration, OPEN_RETURN_PATH, POSTCOPY_ADVISE,
+ * RAM START, DISCARD commands for every page the working set leaves out, PACKAGED(LISTEN +
+ * device FULL sections + RUN), then the working set in RAM PARTs after LISTEN.
  *
- * The DISCARDs go before the working set, unlike QEMU's own source: the first one makes QEMU
- * turn transparent huge pages off for all guest RAM, so each prefetched page lands as one
- * 4 KiB page instead of a zeroed 2 MiB huge page around it (§6.3; a scattered working set
- * touched most of a 4 GiB guest's huge pages, ~2 s of page zeroing before the guest ran).
+ * The working set goes after the package, as postcopy pages, which QEMU's listen thread places
+ * with UFFDIO_COPY; sent before LISTEN, each page cost QEMU a page fault instead, about twice
+ * as long on the bench hosts (ADR 0027). The guest still does not run before all of it is in
+ * the stream: the target QEMU starts with `-S`, so RUN leaves it paused, and the restore sends
+ * `cont` only after this returns (lazy.ts).
+ *
+ * The first DISCARD makes QEMU turn transparent huge pages off for all guest RAM (§6.3), so
+ * each page placed lands as one 4 KiB page, not a zeroed 2 MiB huge page around it (a scattered
+ * working set touched most of a 4 GiB guest's huge pages, ~2 s of page zeroing).
  *
  * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); the
  * working set is marked sent before the DISCARDs are built, so none of its pages is
- * discarded; every prefetched stored page comes from a chunk that passed its hash check, and
- * all of them are read before the package is sent, so a corrupt working-set chunk fails the
- * restore before any guest code runs; at least one DISCARD is sent (the caller leaves a page
- * unsent).
+ * discarded, and no request is answered with one of them; every prefetched stored page comes
+ * from a chunk that passed its hash check, and the guest is released only after all of them
+ * are in the stream, so a corrupt working-set chunk fails the restore before any guest code
+ * runs; at least one DISCARD is sent (the caller leaves a page unsent).
  */
 import assert from "node:assert/strict";
 import { UsageError } from "../../errors.ts";
@@ -63,7 +68,7 @@ export interface PreludeCounts {
   readonly chunksPrefetched: number;
 }
 
-/** Sends the prelude; resolves once the package (ending in RUN) is in the socket. */
+/** Sends the prelude; resolves once the package and then the working set are in the socket. */
 export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
   const { writer } = input.channel;
   writer.header();
@@ -80,8 +85,8 @@ export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
   for (const g of plan.pages) input.placement.markSent(g); // so the DISCARDs leave them out
   for (const command of discardCommands(input.blockNames, input.placement)) writer.raw(command);
   writer.resetContinuation(); // as QEMU does at the discard step: the next record names its block
-  const counts = await sendWorkingSet(input, plan);
   writer.packaged(buildPostcopyPackage(input.device));
+  const counts = await sendWorkingSet(input, plan);
   await writer.flush();
   return counts;
 }

@@ -69,8 +69,9 @@ export interface FillReport {
   readonly bytesDecompressed: number;
   readonly chunkCacheHits: number;
   readonly chunkCacheMisses: number;
-  /** From the restore's start: package with RUN handed to QEMU, last page handed to the
-   *  socket (full fill), QEMU reporting the migration completed. */
+  /** From the restore's start: the prelude handed to QEMU (the package with RUN, then the
+   *  working set; the guest is released right after), last page handed to the socket (full
+   *  fill), QEMU reporting the migration completed. */
   readonly runMs: number;
   readonly timeToFullFillMs: number;
   readonly timeToCompletedMs: number;
