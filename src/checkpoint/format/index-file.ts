@@ -162,8 +162,15 @@ function readBody(
   return { body: codec.decompress(r.slice(storedBytes), rawBytes), diskRefCount };
 }
 
-/** Copies little-endian u32 entries into an aligned, host-order array. */
+/**
+ * The little-endian u32 entries as a host-order array: a view of `bytes` when the host is
+ * little-endian and they are aligned (the decompressed body: the chunk table before them is
+ * whole 48-byte entries), else a copy. The view spares a first touch of a fresh array, 4 bytes
+ * a guest page (2 MiB for a 2 GiB guest), on the way to every restore.
+ */
 function entriesOf(bytes: Uint8Array): Uint32Array {
+  if (littleEndianHost && bytes.byteOffset % PAGE_ENTRY_BYTES === 0)
+    return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / PAGE_ENTRY_BYTES);
   const out = new Uint32Array(bytes.byteLength / PAGE_ENTRY_BYTES);
   const view = Buffer.from(out.buffer);
   view.set(bytes);

@@ -114,33 +114,60 @@ export function decodeEntry(entry: number): PageLocation {
   };
 }
 
-/** Why the page map is invalid for this chunk table, or null if every entry is valid. */
+/**
+ * Why the page map is invalid for this chunk table, or null if every entry is valid. One tight
+ * loop over per-chunk arrays (a restore opens a million entries at 4 GiB); an entry it doubts
+ * is described by entryProblem.
+ */
 export function checkPageMap(map: PageMap, chunks: ChunkTable): string | null {
+  const count = chunks.count;
+  const pagesOf = new Uint16Array(count);
+  const kindOf = new Uint8Array(count); // the page kind a chunk's pages must have
+  for (let c = 0; c < count; c++) {
+    pagesOf[c] = chunks.pageCount(c);
+    kindOf[c] = chunks.isDisk(c) ? PageKind.diskDuplicate : PageKind.stored;
+  }
   const entries = map.entries;
+  const chunkMask = (1 << KIND_SHIFT) - 1;
+  const zeroReserved = ~FILL_MASK & chunkMask;
   for (let i = 0; i < entries.length; i++) {
-    const e = entries[i] ?? 0;
+    const e = entries[i] as number;
     const kind = e >>> KIND_SHIFT;
-    if (kind === PageKind.zero) {
-      if ((e & ~FILL_MASK & ((1 << KIND_SHIFT) - 1)) !== 0) {
-        return `page map entry for ${map.describe(i)} is a zero page with non-zero reserved bits`;
-      }
-    } else if (kind === PageKind.stored || kind === PageKind.diskDuplicate) {
-      const chunk = (e & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS;
-      const slot = e & SLOT_MASK;
-      if (chunk >= chunks.count) {
-        return `page map entry for ${map.describe(i)} points to chunk ${chunk} of ${chunks.count}`;
-      }
-      if (chunks.isDisk(chunk) !== (kind === PageKind.diskDuplicate)) {
-        const what = kind === PageKind.stored ? "stored page" : "disk duplicate";
-        return `page map entry for ${map.describe(i)} is a ${what} in the wrong kind of chunk ${chunk}`;
-      }
-      if (slot >= chunks.pageCount(chunk)) {
-        const pages = chunks.pageCount(chunk);
-        return `page map entry for ${map.describe(i)} points to slot ${slot} of chunk ${chunk} (${pages} pages)`;
-      }
-    } else {
-      return `page map entry for ${map.describe(i)} has unknown kind ${kind}`;
+    const ok =
+      kind === PageKind.zero
+        ? (e & zeroReserved) === 0
+        : (e & chunkMask) >>> SLOT_BITS < count &&
+          kindOf[(e & chunkMask) >>> SLOT_BITS] === kind &&
+          (e & SLOT_MASK) < (pagesOf[(e & chunkMask) >>> SLOT_BITS] as number);
+    if (!ok) return entryProblem(map, chunks, i) ?? `page map entry ${i} is invalid`;
+  }
+  return null;
+}
+
+/** Why entry `i` is invalid, or null. */
+function entryProblem(map: PageMap, chunks: ChunkTable, i: number): string | null {
+  const e = map.entries[i] ?? 0;
+  const kind = e >>> KIND_SHIFT;
+  if (kind === PageKind.zero) {
+    if ((e & ~FILL_MASK & ((1 << KIND_SHIFT) - 1)) !== 0) {
+      return `page map entry for ${map.describe(i)} is a zero page with non-zero reserved bits`;
     }
+  } else if (kind === PageKind.stored || kind === PageKind.diskDuplicate) {
+    const chunk = (e & ((1 << KIND_SHIFT) - 1)) >>> SLOT_BITS;
+    const slot = e & SLOT_MASK;
+    if (chunk >= chunks.count) {
+      return `page map entry for ${map.describe(i)} points to chunk ${chunk} of ${chunks.count}`;
+    }
+    if (chunks.isDisk(chunk) !== (kind === PageKind.diskDuplicate)) {
+      const what = kind === PageKind.stored ? "stored page" : "disk duplicate";
+      return `page map entry for ${map.describe(i)} is a ${what} in the wrong kind of chunk ${chunk}`;
+    }
+    if (slot >= chunks.pageCount(chunk)) {
+      const pages = chunks.pageCount(chunk);
+      return `page map entry for ${map.describe(i)} points to slot ${slot} of chunk ${chunk} (${pages} pages)`;
+    }
+  } else {
+    return `page map entry for ${map.describe(i)} has unknown kind ${kind}`;
   }
   return null;
 }

@@ -42,7 +42,8 @@ export class DigestCache {
     if (bytes.toString("latin1", 0, 4) !== MAGIC || bytes.readUInt16LE(4) !== 1) return out;
     let at = HEADER_BYTES;
     while (at + RECORD_HEADER_BYTES <= bytes.byteLength) {
-      const offset = Number(bytes.readBigUInt64LE(at));
+      // Two u32 halves, not readBigUInt64LE: a BigInt per record was most of this loop's time.
+      const offset = bytes.readUInt32LE(at) + bytes.readUInt32LE(at + 4) * 2 ** 32;
       const pages = bytes.readUInt16LE(at + 8);
       const end = at + RECORD_HEADER_BYTES + pages * PAGE_DIGEST_BYTES;
       if (pages < 1 || pages > CHUNK_PAGES_MAX || end > bytes.byteLength) break;

@@ -29,6 +29,24 @@ export interface PageKinds {
   ): void;
 }
 
+type PageScan = (
+  stored: (index: number, chunk: number) => void,
+  filledZero: (index: number) => void,
+) => void;
+
+/** Every page in global order: the source's bulk scan, or pageKind page by page. */
+function pageScan(source: PageKinds, placement: Placement): PageScan {
+  if (source.scanPages !== undefined) return (stored, zero) => source.scanPages?.(stored, zero);
+  return (stored, filledZero) =>
+    source.blocks.forEach((block, b) => {
+      for (let p = 0; p < block.pageCount; p++) {
+        const where = source.pageKind(b, p);
+        if (where.kind === "stored") stored(placement.index(b, p), where.chunk);
+        else if (where.fill !== 0) filledZero(placement.index(b, p));
+      }
+    });
+}
+
 export class FillOrder {
   /** refs[first[c] .. first[c+1]) are the global indices of the pages stored in chunk c. */
   readonly #first: Uint32Array;
@@ -40,33 +58,27 @@ export class FillOrder {
 
   constructor(source: PageKinds, placement: Placement) {
     const count = source.chunks.count;
-    const chunkOf = new Int32Array(placement.totalPages).fill(-1);
     const first = new Uint32Array(count + 1);
     const filled: number[] = [];
-    const stored = (g: number, chunk: number) => {
-      chunkOf[g] = chunk;
-      first[chunk + 1] = (first[chunk + 1] ?? 0) + 1;
-    };
-    const filledZero = (g: number) => void filled.push(g);
-    if (source.scanPages !== undefined) source.scanPages(stored, filledZero);
-    else {
-      source.blocks.forEach((block, b) => {
-        for (let p = 0; p < block.pageCount; p++) {
-          const g = placement.index(b, p);
-          const where = source.pageKind(b, p);
-          if (where.kind === "stored") stored(g, where.chunk);
-          else if (where.fill !== 0) filledZero(g);
-        }
-      });
-    }
+    const scan = pageScan(source, placement);
+    // Two passes, no array of a chunk per page: count each chunk's pages, then place them.
+    scan(
+      (_, chunk) => {
+        first[chunk + 1] = (first[chunk + 1] ?? 0) + 1;
+      },
+      (g) => void filled.push(g),
+    );
     for (let c = 0; c < count; c++) first[c + 1] = (first[c + 1] ?? 0) + (first[c] ?? 0);
     const next = first.slice(0, count);
     const refs = new Uint32Array(first[count] ?? 0);
-    chunkOf.forEach((c, g) => {
-      if (c < 0) return;
-      refs[next[c] ?? 0] = g;
-      next[c] = (next[c] ?? 0) + 1;
-    });
+    scan(
+      (g, chunk) => {
+        const at = next[chunk] ?? 0;
+        refs[at] = g;
+        next[chunk] = at + 1;
+      },
+      () => undefined,
+    );
     this.#first = first;
     this.#refs = refs;
     this.filledZeroPages = Uint32Array.from(filled);
