@@ -15,11 +15,11 @@
  * working set touched most of a 4 GiB guest's huge pages, ~2 s of page zeroing).
  *
  * Invariants: ADVISE precedes RAM START (it discards everything loaded before it); the
- * working set is marked sent before the DISCARDs are built, so none of its pages is
- * discarded, and no request is answered with one of them; every prefetched stored page comes
- * from a chunk that passed its hash check, and the guest is released only after all of them
- * are in the stream, so a corrupt working-set chunk fails the restore before any guest code
- * runs; at least one DISCARD is sent (the caller leaves a page unsent).
+ * DISCARDs cover all of RAM, since no page goes before LISTEN, so at least one is sent (§6.1);
+ * the working set is marked sent before any request is served, so none of it is answered to
+ * a request and none goes twice; every prefetched stored page comes from a chunk that passed
+ * its hash check, and the guest is released only after all of them are in the stream, so a
+ * corrupt working-set chunk fails the restore before any guest code runs.
  */
 import assert from "node:assert/strict";
 import { UsageError } from "../../errors.ts";
@@ -82,8 +82,13 @@ export async function sendPrelude(input: PreludeInput): Promise<PreludeCounts> {
   }));
   writer.ramStart(input.ram, blocks);
   const { plan } = input;
-  for (const g of plan.pages) input.placement.markSent(g); // so the DISCARDs leave them out
+  // Nothing goes before LISTEN, so all of RAM is discarded: one range a block, where leaving
+  // the working set out took thousands of ranges for a scattered one (built here, then one
+  // madvise each in QEMU). Its pages arrive after LISTEN like any other.
   for (const command of discardCommands(input.blockNames, input.placement)) writer.raw(command);
+  // Marked before any request is served (the caller begins serving after this returns): none
+  // of them is ever answered, so none goes twice.
+  for (const g of plan.pages) input.placement.markSent(g);
   writer.resetContinuation(); // as QEMU does at the discard step: the next record names its block
   writer.packaged(buildPostcopyPackage(input.device));
   const counts = await sendWorkingSet(input, plan);
@@ -120,10 +125,12 @@ export function boundedPrelude(
 ): { plan: WorkingSetPlan; fillFirst: number[] } {
   const taken = new Uint8Array(placement.totalPages);
   const pages: number[] = [];
-  const take = (g: number) => {
+  const chunkOf: number[] = []; // chunkOf[i]: the chunk holding pages[i], -1 for a zero page
+  const take = (g: number, chunk: number) => {
     if (taken[g] === 1) return;
     taken[g] = 1;
     pages.push(g);
+    chunkOf.push(chunk);
   };
   const seenChunks = new Set<number>();
   const chunks: number[] = [];
@@ -136,42 +143,41 @@ export function boundedPrelude(
     if (page >= count) {
       throw new UsageError(`Cannot prefetch page ${page} of block ${block}: it has ${count}`);
     }
-    take(placement.index(block, page));
     const where = source.pageKind(block, page);
-    if (where.kind !== "stored" || seenChunks.has(where.chunk)) continue;
-    seenChunks.add(where.chunk);
-    if (unit === "chunk") for (const g of order.pagesOf(where.chunk)) take(g);
-    chunks.push(where.chunk);
+    const chunk = where.kind === "stored" ? where.chunk : -1;
+    take(placement.index(block, page), chunk);
+    if (chunk < 0 || seenChunks.has(chunk)) continue;
+    seenChunks.add(chunk);
+    if (unit === "chunk") for (const g of order.pagesOf(chunk)) take(g, chunk);
+    chunks.push(chunk);
     ends.push(pages.length);
   }
-  // At least one page stays unsent for the mandatory DISCARD (QEMU 7.2, §6.1).
-  if (pages.length === placement.totalPages) pages.pop();
   const timed = workingSet.some((p) => (p.firstMs ?? 0) > 0);
-  const cut = timed ? PRELUDE_PAGES_MAX : pages.length;
+  const cut = timed ? Math.min(PRELUDE_PAGES_MAX, pages.length) : pages.length;
   return {
-    plan: planWorkingSet(source, placement, pages.slice(0, cut)),
+    plan: planWorkingSet(pages.slice(0, cut), chunkOf),
     fillFirst: chunks.filter((_, i) => (ends[i] ?? 0) > cut),
   };
 }
 
-/** Groups the working set `pages` (global indices, no duplicates) by how they are sent. */
-export function planWorkingSet(
-  source: PageKinds,
-  placement: Placement,
-  pages: readonly number[],
-): WorkingSetPlan {
+/**
+ * Groups the working set `pages` (global indices, no duplicates) by how they are sent, each
+ * page's chunk given as `chunkOf` (same positions; -1 for a zero page): no page is looked up
+ * again, on the restore's critical path.
+ */
+function planWorkingSet(pages: readonly number[], chunkOf: readonly number[]): WorkingSetPlan {
   const zeros: number[] = [];
   const byChunk = new Map<number, number[]>();
-  for (const g of pages) {
-    const { block, page } = placement.locate(g);
-    const where = source.pageKind(block, page);
-    if (where.kind === "zero") zeros.push(g);
-    else {
-      const list = byChunk.get(where.chunk) ?? [];
-      list.push(g);
-      byChunk.set(where.chunk, list);
+  pages.forEach((g, i) => {
+    const chunk = chunkOf[i] ?? -1;
+    if (chunk < 0) {
+      zeros.push(g);
+      return;
     }
-  }
+    const list = byChunk.get(chunk);
+    if (list === undefined) byChunk.set(chunk, [g]);
+    else list.push(g);
+  });
   const chunks = [...byChunk.keys()].sort((a, b) => a - b);
   return { pages, zeros, byChunk, chunks };
 }
