@@ -1,7 +1,8 @@
 /**
  * Real QEMU, real guest: lazy and partial restores through QEMU postcopy. The guest verifies
  * every page and file it owns; the page server's own accounting shows each page placed once;
- * a working set traced by a lazy restore cuts the next partial restore's requests tenfold.
+ * a working set traced by a lazy restore cuts the next partial restore's requests tenfold, and
+ * one of every page leaves the fill nothing to send.
  * Then the failure paths: a corrupt chunk in the working set starts no guest, a corrupt chunk
  * met while serving stops and kills the guest, a broken channel is detected and reported.
  */
@@ -165,6 +166,41 @@ test(
         report.lazyRequests * 10 <= lazyReport.lazyRequests,
         `partial: ${report.lazyRequests} requests, lazy: ${lazyReport.lazyRequests}`,
       );
+      await assertGuestIntact(agent);
+    } finally {
+      agent.close();
+      await stopVm(home, r.vm.name);
+    }
+  },
+);
+
+test(
+  "a working set of every page goes whole before the guest runs: nothing is left to fill",
+  LIMIT,
+  async () => {
+    // No times (like an accessed-bit estimate): not cut. Every page is in the prelude, so the
+    // fill has nothing to send and must still end the stream only after the guest is released.
+    const everyPage = await withReader((reader) =>
+      reader.blocks.flatMap((b, block) =>
+        Array.from({ length: b.pageCount }, (_, page): PageRef => ({ block, page })),
+      ),
+    );
+    const r = await restore({
+      home,
+      checkpoint: CHECKPOINT,
+      mode: "partial",
+      workingSet: everyPage,
+      vmName: "p-all",
+    });
+    assert.equal(r.pagesPrefetched, everyPage.length, "every page went before the guest ran");
+    const agent = await connectAgent(r.vm);
+    try {
+      const report = await r.fill;
+      assertPlacedOnce(report);
+      assert.equal(report.pagesPushed, 0, "nothing was left for the fill");
+      // QEMU loads the devices while the working set streams in, so it may ask for a page on
+      // its way (traced as in flight); none is answered: all were sent already.
+      assert.equal(report.pagesServedOnRequest + report.zeroPagesAnswered, 0);
       await assertGuestIntact(agent);
     } finally {
       agent.close();

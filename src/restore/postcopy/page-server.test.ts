@@ -280,6 +280,28 @@ test(
   },
 );
 
+test(
+  "with nothing left after the prelude the stream still ends only after backgroundAfter",
+  LIMIT,
+  async () => {
+    const guestRuns = Promise.withResolvers<void>();
+    const { server, placement, order, out } = setUp(undefined, undefined, guestRuns.promise);
+    for (let c = 0; c < order.chunkCount; c++)
+      for (const g of order.pagesOf(c)) placement.markSent(g);
+    for (const g of order.filledZeroPages) placement.markSent(g);
+    server.begin();
+    let ended = false;
+    const done = server.run().then(() => {
+      ended = true;
+    });
+    for (let i = 0; i < 50; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(ended, false, "no RAM END while the guest has not been released");
+    guestRuns.resolve();
+    await done;
+    assert.equal((await readBack(out)).length, 0, "END and EOF only: every page went before");
+  },
+);
+
 test("the background fill waits for backgroundAfter; requests do not", LIMIT, async () => {
   const guestRuns = Promise.withResolvers<void>();
   const { server, order, out } = setUp(undefined, undefined, guestRuns.promise);
