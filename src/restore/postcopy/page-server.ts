@@ -164,14 +164,8 @@ export class PageServer {
     assert(this.#begun, "begin() before run()");
     for (;;) {
       this.#throwIfFailed();
-      if (this.#remaining === 0) {
-        // The stream ends no sooner than the guest may run: a prelude that sent every page
-        // leaves nothing to fill, and the migration (and with it the session's QMP) must not
-        // end before the restore has released the guest (cont, ADR 0027).
-        if (this.#backgroundAfter === null) break;
-        await this.#sleepUntil(this.#backgroundAfter);
-        continue;
-      }
+      // Only once the guest may run: the stream's end closes the QMP that releases it (ADR 0027).
+      if (this.#remaining === 0 && this.#backgroundAfter === null) break;
       if (this.#d.out.queuedBytes > RESTORE_QUEUED_BYTES_MAX) {
         await this.#sleepUntil(this.#d.out.whenDrained());
         continue;
