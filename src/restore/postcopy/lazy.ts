@@ -240,7 +240,7 @@ export async function restorePostcopy(
       // its working set in the stream before it (ADR 0027). Requests are served by now: QEMU's
       // main loop may wait on a page before it takes the command.
       const running = vm.qmp
-        .execute("cont")
+        .execute("cont", {}, { timeoutMs: RESTORE_RUN_TIMEOUT_MS })
         .then(() => waitRunning(vm, fill))
         .finally(() => guestRuns.resolve());
       const status = await running.catch(async (error: unknown) => {

@@ -1,8 +1,8 @@
 /**
  * Everything a lazy or partial restore sends before the guest may run
  * (docs/migration-protocol.md §6.7): header, configuration, OPEN_RETURN_PATH, POSTCOPY_ADVISE,
- * RAM START, DISCARD commands for every page the working set leaves out, PACKAGED(LISTEN +
- * device FULL sections + RUN), then the working set in RAM PARTs after LISTEN.
+ * RAM START, DISCARD commands for all of RAM, PACKAGED(LISTEN + device FULL sections + RUN),
+ * then the working set in RAM PARTs after LISTEN.
  *
  * The working set goes after the package, as postcopy pages, which QEMU's listen thread places
  * with UFFDIO_COPY; sent before LISTEN, each page cost QEMU a page fault instead, about twice
