@@ -1,7 +1,8 @@
 /**
  * Lazy and partial restore (VEE'11): QEMU is started from the checkpoint's spec, snapwake is
- * its postcopy migration source. Partial sends the working set in precopy first; lazy sends
- * no page before the guest runs. Either way the call returns once the guest runs, with `fill`
+ * its postcopy migration source. Partial sends the working set right after the postcopy
+ * package, with the guest held paused until it is in the stream (ADR 0027); lazy sends no page
+ * before the guest runs. Either way the call returns once the guest runs, with `fill`
  * settling when every non-zero page is placed and QEMU reported the migration completed.
  *
  * Invariants: the working set is read and verified before the guest runs, so a corrupt chunk

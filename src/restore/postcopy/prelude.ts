@@ -43,7 +43,7 @@ import type { FillOrder, PageKinds } from "./fill-order.ts";
 import type { Placement } from "./placement.ts";
 import type { PageRef } from "./record.ts";
 
-/** ZERO records per precopy PART: 9 bytes each, so a part stays well under 64 KiB. */
+/** ZERO records per RAM PART: 9 bytes each, so a part stays well under 64 KiB. */
 const ZERO_RECORDS_PER_PART = 4096;
 
 export interface PreludeInput {
@@ -56,12 +56,12 @@ export interface PreludeInput {
   readonly channel: MigrationChannel;
   readonly placement: Placement;
   readonly cache: ChunkCache;
-  /** The working set to send in precopy (planWorkingSet); its pages are not yet marked sent. */
+  /** The working set to send after the package (boundedPrelude); not yet marked sent. */
   readonly plan: WorkingSetPlan;
 }
 
 export interface PreludeCounts {
-  /** Pages sent in precopy (stored and zero). */
+  /** Pages sent before the guest was released (stored and zero). */
   readonly pagesPrefetched: number;
   readonly zeroPagesPrefetched: number;
   /** Chunks read (and verified) for them. */

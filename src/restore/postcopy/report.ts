@@ -16,7 +16,7 @@ export type PostcopyMode = "lazy" | "partial";
 
 export interface FillReport {
   readonly mode: PostcopyMode;
-  /** Pages sent in precopy before the guest ran (the working set; stored and zero). */
+  /** Pages sent before the guest ran (the working set, after the package; stored and zero). */
   readonly pagesPrefetched: number;
   readonly zeroPagesPrefetched: number;
   /** Distinct pages the restoring QEMU asked for (the paper's "pages restored lazily"). */
