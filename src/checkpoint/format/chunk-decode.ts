@@ -34,22 +34,39 @@ export type DecompressedChunk =
 
 /**
  * Only decompresses (codec none: takes as is) a pack chunk's stored bytes: its pages are NOT
- * checked yet. For a caller that checks them against trusted page digests (ADR 0019).
+ * checked yet. For a caller that checks them against trusted page digests (ADR 0019). With
+ * `into` (at least the chunk's size), a compressed chunk's raw bytes are written there and
+ * are a view of it (ADR 0028: a reused buffer costs no page faults); a raw chunk's are a view
+ * of `stored` either way.
  */
-export function decompressPackChunk(entry: ChunkCodecEntry, stored: Uint8Array): DecompressedChunk {
+export function decompressPackChunk(
+  entry: ChunkCodecEntry,
+  stored: Uint8Array,
+  into?: Uint8Array,
+): DecompressedChunk {
   const codec = codecById(entry.codec);
   assert(codec !== null, "codec checked when the index was opened");
+  const rawBytes = entry.pageCount * PAGE_SIZE_BYTES;
+  assert(into === undefined || into.byteLength >= rawBytes, "room for the chunk's pages");
   try {
-    return { ok: true, raw: codec.decompress(stored, entry.pageCount * PAGE_SIZE_BYTES) };
+    const raw =
+      into === undefined
+        ? codec.decompress(stored, rawBytes)
+        : codec.decompressInto(stored, into.subarray(0, rawBytes));
+    return { ok: true, raw };
   } catch (error) {
     if (!(error instanceof DecodeError)) throw error;
     return { ok: false, problem: { kind: "decompress", detail: error.message } };
   }
 }
 
-/** Decompresses (codec none: takes as is) and verifies a pack chunk's stored bytes. */
-export function decodePackChunk(entry: ChunkCodecEntry, stored: Uint8Array): DecodedChunk {
-  const decompressed = decompressPackChunk(entry, stored);
+/** Decompresses (codec none: takes as is; `into` as above) and verifies a pack chunk. */
+export function decodePackChunk(
+  entry: ChunkCodecEntry,
+  stored: Uint8Array,
+  into?: Uint8Array,
+): DecodedChunk {
+  const decompressed = decompressPackChunk(entry, stored, into);
   if (!decompressed.ok) return decompressed;
   const { raw } = decompressed;
   const digests = pageDigestsOf(raw);

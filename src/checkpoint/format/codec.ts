@@ -7,6 +7,7 @@
  */
 import zlib from "node:zlib";
 import { DecodeError } from "../../errors.ts";
+import { zstdDecompressInto } from "./zstd-into.ts";
 
 /** Codec ids as stored in the chunk table and the index header. */
 export const CodecId = { none: 0, zstd: 1 } as const;
@@ -18,6 +19,11 @@ export interface ChunkCodec {
   compress(raw: Uint8Array): Uint8Array;
   /** Exactly `rawBytes` bytes, or DecodeError. */
   decompress(stored: Uint8Array, rawBytes: number): Uint8Array;
+  /**
+   * Exactly `out.byteLength` bytes, or DecodeError: `out` filled (zstd, ADR 0028: a reused
+   * buffer costs no page faults), or `stored` itself when it is stored raw (no copy).
+   */
+  decompressInto(stored: Uint8Array, out: Uint8Array): Uint8Array;
 }
 
 /** zstd levels accepted: 1..19 (node:zlib cannot express -1: it means "unset" there). */
@@ -36,6 +42,7 @@ const none: ChunkCodec = {
     }
     return stored;
   },
+  decompressInto: (stored, out) => none.decompress(stored, out.byteLength),
 };
 
 /**
@@ -79,6 +86,7 @@ export function zstdCodec(level: number): ChunkCodec {
       }
       return out;
     },
+    decompressInto: zstdDecompressInto,
   };
 }
 

@@ -72,9 +72,9 @@ function decode(job: DecodeJob): ChunkReply {
     if (n === 0) return { id: job.id, ok: false, buffer: job.buffer, ended: true };
     done += n;
   }
-  const decoded = decodePackChunk(job, stored);
+  // Into the job's buffer (ADR 0028); a raw chunk was read there already.
+  const decoded = decodePackChunk(job, stored, out);
   if (!decoded.ok) return { id: job.id, ok: false, buffer: job.buffer, problem: decoded.problem };
-  if (!raw) out.set(decoded.raw);
   const digests = job.wantDigests ? new Uint8Array(decoded.digests) : null;
   return { id: job.id, ok: true, buffer: job.buffer, digests };
 }
@@ -86,9 +86,9 @@ function decodeStored(job: DecodeStoredJob): ChunkReply {
   if (job.storedBytes > Math.min(input.byteLength, CHUNK_BYTES_MAX)) {
     return { id, ok: false, buffer, error: "stored bytes exceed the chunk", input };
   }
-  const decoded = decodePackChunk(job, new Uint8Array(input, 0, job.storedBytes));
+  const decoded = decodePackChunk(job, new Uint8Array(input, 0, job.storedBytes), out);
   if (!decoded.ok) return { id, ok: false, buffer, problem: decoded.problem, input };
-  out.set(decoded.raw);
+  if (decoded.raw.buffer !== out.buffer) out.set(decoded.raw); // stored raw: still in `input`
   return { id, ok: true, buffer, digests: null, input };
 }
 

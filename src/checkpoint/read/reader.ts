@@ -173,19 +173,16 @@ export class CheckpointReader {
     return this.#packs.read(chunk, e.pack ?? 0, e.offset, e.storedBytes);
   }
 
-  /** Decompresses and verifies a chunk read by readStoredChunk. */
-  decodeChunk(chunk: number, stored: Uint8Array): Uint8Array[] {
-    return this.decodeChunkWithDigests(chunk, stored).pages;
+  /** Decompresses and verifies a chunk read by readStoredChunk (into: decompressPackChunk's). */
+  decodeChunk(chunk: number, stored: Uint8Array, into?: Uint8Array): Uint8Array[] {
+    return this.decodeChunkWithDigests(chunk, stored, into).pages;
   }
 
   /**
    * decodeChunk, also giving the SHA-256 of each page (slot order, 32 bytes each) that the
    * hash check computed: an incremental save indexes a parent's pages with them.
    */
-  decodeChunkWithDigests(
-    chunk: number,
-    stored: Uint8Array,
-  ): { pages: Uint8Array[]; digests: Buffer } {
+  decodeChunkWithDigests(chunk: number, stored: Uint8Array, into?: Uint8Array): Decoded {
     const e = this.chunks.entry(chunk);
     if (e.codec === DISK_CHUNK_CODEC) {
       const pages = this.#layers.verify(e.offset, stored, (slot) =>
@@ -193,7 +190,7 @@ export class CheckpointReader {
       );
       return { pages, digests: pageDigestsOf(Buffer.concat(pages)) };
     }
-    const decoded = decodePackChunk(e, stored);
+    const decoded = decodePackChunk(e, stored, into);
     if (!decoded.ok) throw this.chunkError(chunk, decoded.problem);
     const { raw, digests } = decoded;
     const pages = Array.from({ length: e.pageCount }, (_, s) =>
@@ -358,6 +355,8 @@ export interface DiskRefInfo {
   readonly offsetBytes: number;
   readonly sha256: string;
 }
+
+type Decoded = { pages: Uint8Array[]; digests: Buffer };
 
 interface Opened {
   readonly chunks: ChunkTable;

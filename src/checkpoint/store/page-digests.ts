@@ -65,10 +65,10 @@ export class PageDigests {
   /**
    * Pack chunk `chunk`'s pages decompressed from its stored bytes and NOT checked: every page
    * used must match its digest from forChunk first. Throws the reader's error naming the chunk
-   * when they do not decompress.
+   * when they do not decompress. With `into`, as decompressPackChunk says.
    */
-  decompress(chunk: number, stored: Uint8Array): Uint8Array {
-    const decompressed = decompressPackChunk(this.#reader.chunks.entry(chunk), stored);
+  decompress(chunk: number, stored: Uint8Array, into?: Uint8Array): Uint8Array {
+    const decompressed = decompressPackChunk(this.#reader.chunks.entry(chunk), stored, into);
     if (!decompressed.ok) throw this.#reader.chunkError(chunk, decompressed.problem);
     return decompressed.raw;
   }

@@ -34,7 +34,6 @@ import { read } from "node:fs";
 import {
   type CheckpointReader,
   type ChunkWorkers,
-  type DecodeInput,
   type PageDigests,
   throttledRead,
 } from "../../checkpoint/index.ts";
@@ -46,6 +45,7 @@ import {
 } from "../../limits.ts";
 import { asError } from "../../util/index.ts";
 import type { ChunkLoader, EarlyPages, Urgency } from "./chunk-cache.ts";
+import { type Load, type Loaded, RANK, takeNext, takeWaitedFor } from "./load-queue.ts";
 
 /** What the loader needs of a checkpoint reader. */
 export type LoaderReader = Pick<
@@ -59,21 +59,7 @@ export type LoaderDigests = Pick<PageDigests, "forChunk" | "decompress" | "match
 /** Reads into `into` at `position` of `fd`; resolves with the bytes read (0 at end of file). */
 export type ReadAt = (fd: number, into: Uint8Array, position: number) => Promise<number>;
 
-interface Load {
-  readonly chunk: number;
-  readonly job: DecodeInput;
-  urgency: Urgency;
-  /** Who takes pages checked alone, before the whole chunk is (a page request), if anyone. */
-  early: EarlyPages | null;
-  /** The stored bytes once read (the read stage's output, the decode stage's input). */
-  stored: ArrayBuffer | null;
-  readonly resolve: (loaded: Loaded) => void;
-  readonly reject: (error: Error) => void;
-}
-
 const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
-
-type Loaded = { pages: Uint8Array[]; storedBytes: number };
 
 export class WorkerChunkLoader implements ChunkLoader {
   readonly #reader: LoaderReader;
@@ -144,7 +130,7 @@ export class WorkerChunkLoader implements ChunkLoader {
   recycle(pages: readonly Uint8Array[]): void {
     const buffer = pages[0]?.buffer;
     if (!(buffer instanceof ArrayBuffer) || !this.#own.has(buffer)) return;
-    if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
+    this.#keepFree(buffer);
   }
 
   /**
@@ -251,29 +237,60 @@ export class WorkerChunkLoader implements ChunkLoader {
       this.#decodePageByPage(load, stored, digests, trusted);
       return;
     }
-    let pages: Uint8Array[];
-    try {
-      pages = this.#reader.decodeChunk(chunk, new Uint8Array(stored, 0, job.storedBytes));
-    } catch (error) {
-      this.#recycleStored(stored);
-      load.reject(asError(error));
-      return;
-    }
-    this.#adopt(stored, pages[0]?.buffer);
-    load.resolve({ pages, storedBytes: job.storedBytes });
+    const pages = this.#decodeWith(
+      load,
+      stored,
+      (bytes, into) => this.#reader.decodeChunk(chunk, bytes, into),
+      (p) => p[0]?.buffer,
+    );
+    if (pages !== null) load.resolve({ pages, storedBytes: job.storedBytes });
   }
 
   /**
-   * `stored` after a decode here whose pages live in `pagesBuffer`: when that is `stored`
-   * itself (a raw chunk) it is the chunk's buffer from now on, given back by recycle() when
-   * the cache evicts the chunk; otherwise it goes back to the reads. Copying the pages out
-   * instead cost this thread a first touch of a fresh chunk buffer, ~64 page faults of
-   * 12–15 µs each on the bench hosts (docs/bench.md, "The floors under a restore"), where the
-   * read that filled `stored` took them on a libuv thread.
+   * `decode` of `stored` into a pooled chunk buffer (ADR 0028), both buffers then settled
+   * (#adopt); null when it threw, after rejecting `load`.
    */
-  #adopt(stored: ArrayBuffer, pagesBuffer: ArrayBufferLike | undefined): void {
+  #decodeWith<T>(
+    load: Load,
+    stored: ArrayBuffer,
+    decode: (bytes: Uint8Array, into: Uint8Array) => T,
+    bufferOf: (decoded: T) => ArrayBufferLike | undefined,
+  ): T | null {
+    const into = this.#chunkBuffer();
+    let decoded: T;
+    try {
+      decoded = decode(new Uint8Array(stored, 0, load.job.storedBytes), into);
+    } catch (error) {
+      this.#recycleStored(stored);
+      this.#keepFree(into.buffer);
+      load.reject(asError(error));
+      return null;
+    }
+    this.#adopt(stored, into, bufferOf(decoded));
+    return decoded;
+  }
+
+  /** A chunk buffer for a decode on this thread: one the cache gave back if any (ADR 0028). */
+  #chunkBuffer(): Uint8Array<ArrayBuffer> {
+    return new Uint8Array(this.#free.pop() ?? new ArrayBuffer(CHUNK_BYTES_MAX));
+  }
+
+  /**
+   * After a decode here whose pages live in `pagesBuffer`: that buffer (`stored` for a raw
+   * chunk, `into` for a compressed one) is the chunk's from now on, given back by recycle()
+   * when the cache evicts it; the other goes back to its pool. Never a copy, never a fresh
+   * buffer when a pooled one is free: a first touch costs ~64 page faults of 12–15 µs each on
+   * the bench hosts (docs/bench.md, "The floors under a restore").
+   */
+  #adopt(stored: ArrayBuffer, into: Uint8Array<ArrayBuffer>, pagesBuffer?: ArrayBufferLike): void {
     if (pagesBuffer === stored) this.#own.add(stored);
     else this.#recycleStored(stored);
+    if (pagesBuffer === into.buffer) this.#own.add(into.buffer);
+    else this.#keepFree(into.buffer);
+  }
+
+  #keepFree(buffer: ArrayBuffer): void {
+    if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
   }
 
   /**
@@ -282,15 +299,9 @@ export class WorkerChunkLoader implements ChunkLoader {
    */
   #decodePageByPage(load: Load, stored: ArrayBuffer, d: LoaderDigests, trusted: Buffer): void {
     const { chunk, job } = load;
-    let raw: Uint8Array;
-    try {
-      raw = d.decompress(chunk, new Uint8Array(stored, 0, job.storedBytes));
-    } catch (error) {
-      this.#recycleStored(stored);
-      load.reject(asError(error));
-      return;
-    }
-    this.#adopt(stored, raw.buffer); // raw is a view of `stored` for a raw chunk (codec none)
+    const bytes = (b: Uint8Array, into: Uint8Array) => d.decompress(chunk, b, into);
+    const raw = this.#decodeWith(load, stored, bytes, (r) => r.buffer);
+    if (raw === null) return;
     const pages = Array.from({ length: job.pageCount }, (_, s) =>
       raw.subarray(s * PAGE_SIZE_BYTES, (s + 1) * PAGE_SIZE_BYTES),
     );
@@ -339,31 +350,6 @@ export class WorkerChunkLoader implements ChunkLoader {
       load.reject(closedError());
     return this.#workers.close();
   }
-}
-
-const RANK: Readonly<Record<Urgency, number>> = { fill: 0, neighbours: 1, prelude: 2, request: 3 };
-
-/** Where the oldest load of the highest urgency is in `queue`, or -1 when it is empty. */
-function nextAt(queue: readonly Load[]): number {
-  let at = -1;
-  for (let i = 0; i < queue.length; i++) {
-    const load = queue[i] as Load;
-    if (at < 0 || RANK[load.urgency] > RANK[(queue[at] as Load).urgency]) at = i;
-    if (load.urgency === "request") break;
-  }
-  return at;
-}
-
-/** Removes and returns the oldest load of the highest urgency in `queue`. */
-function takeNext(queue: Load[]): Load | undefined {
-  const at = nextAt(queue);
-  return at < 0 ? undefined : queue.splice(at, 1)[0];
-}
-
-/** As takeNext, but only a load somebody waits for (a request or the prelude). */
-function takeWaitedFor(queue: Load[]): Load | undefined {
-  const at = nextAt(queue);
-  return at < 0 || queue[at]?.urgency === "fill" ? undefined : queue.splice(at, 1)[0];
 }
 
 function closedError(): Error {
