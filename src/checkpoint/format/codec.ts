@@ -7,7 +7,7 @@
  */
 import zlib from "node:zlib";
 import { DecodeError } from "../../errors.ts";
-import { zstdDecompressInto } from "./zstd-into.ts";
+import { zstdDecompressFresh, zstdDecompressInto } from "./zstd-into.ts";
 
 /** Codec ids as stored in the chunk table and the index header. */
 export const CodecId = { none: 0, zstd: 1 } as const;
@@ -57,8 +57,7 @@ const zstdBoundBytes = (n: number): number => n + (n >>> 8) + 1024;
  * Both directions pass `chunkSize` big enough for the whole output: node:zlib's sync calls
  * otherwise produce 16 KiB pieces and concatenate them, which doubled the cost of compressing
  * an incompressible 256 KiB chunk and cost decompression a third (ADR 0002, "Throughput").
- * Decompression gets one byte more than the chunk, so a full chunk does not look like "maybe
- * more output" and make node:zlib allocate a second buffer.
+ * Decompression is zstd-into.ts's: into the caller's buffer, or a fresh one.
  */
 export function zstdCodec(level: number): ChunkCodec {
   const params = {
@@ -70,22 +69,7 @@ export function zstdCodec(level: number): ChunkCodec {
     name: "zstd",
     compress: (raw) =>
       zlib.zstdCompressSync(raw, { params, chunkSize: zstdBoundBytes(raw.byteLength) }),
-    decompress(stored, rawBytes) {
-      let out: Buffer;
-      try {
-        out = zlib.zstdDecompressSync(stored, {
-          maxOutputLength: Math.max(rawBytes, 1),
-          chunkSize: Math.max(rawBytes + 1, zlib.constants.Z_MIN_CHUNK),
-        });
-      } catch (error) {
-        const why = error instanceof Error ? error.message : String(error);
-        throw new DecodeError(`zstd frame does not decompress: ${why}`, 0, { cause: error });
-      }
-      if (out.byteLength !== rawBytes) {
-        throw new DecodeError(`zstd frame holds ${out.byteLength} bytes, expected ${rawBytes}`, 0);
-      }
-      return out;
-    },
+    decompress: zstdDecompressFresh,
     decompressInto: zstdDecompressInto,
   };
 }

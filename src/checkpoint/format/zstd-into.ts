@@ -87,9 +87,8 @@ export function zstdIntoIsDirect(): boolean {
  * `out`. Throws DecodeError when the frame is damaged, shorter or longer than `out`.
  */
 export function zstdDecompressInto(stored: Uint8Array, out: Uint8Array): Uint8Array {
-  if (!zstdIntoIsDirect()) return viaCopy(stored, out);
-  engine ??= newEngine();
-  const e = engine;
+  if (zstdIntoIsDirect()) engine ??= newEngine(); // a new one after a failure
+  const e = engine; // null without the handle
   if (e === null) return viaCopy(stored, out);
   e.handle.writeSync(END, stored, 0, stored.byteLength, out, 0, out.byteLength);
   let inLeft = e.state[1] ?? 0;
@@ -121,24 +120,31 @@ export function zstdDecompressInto(stored: Uint8Array, out: Uint8Array): Uint8Ar
   return out;
 }
 
-/** The path without the handle: zstdDecompressSync, then a copy into `out` (exported for tests). */
+/** The path without the handle: a fresh buffer, then a copy into `out` (exported for tests). */
 export function viaCopy(stored: Uint8Array, out: Uint8Array): Uint8Array {
+  out.set(zstdDecompressFresh(stored, out.byteLength));
+  return out;
+}
+
+/**
+ * The one zstd frame in `stored`, exactly `rawBytes` long, in a new Buffer (or DecodeError).
+ * `chunkSize` holds the whole output and one byte more, so node:zlib neither concatenates
+ * 16 KiB pieces nor takes a full chunk for "maybe more" and allocates a second buffer
+ * (ADR 0002, "Throughput").
+ */
+export function zstdDecompressFresh(stored: Uint8Array, rawBytes: number): Buffer {
   let raw: Buffer;
   try {
     raw = zlib.zstdDecompressSync(stored, {
-      maxOutputLength: Math.max(out.byteLength, 1),
-      chunkSize: Math.max(out.byteLength + 1, zlib.constants.Z_MIN_CHUNK),
+      maxOutputLength: Math.max(rawBytes, 1),
+      chunkSize: Math.max(rawBytes + 1, zlib.constants.Z_MIN_CHUNK),
     });
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new DecodeError(`zstd frame does not decompress: ${why}`, 0, { cause: error });
   }
-  if (raw.byteLength !== out.byteLength) {
-    throw new DecodeError(
-      `zstd frame holds ${raw.byteLength} bytes, expected ${out.byteLength}`,
-      0,
-    );
+  if (raw.byteLength !== rawBytes) {
+    throw new DecodeError(`zstd frame holds ${raw.byteLength} bytes, expected ${rawBytes}`, 0);
   }
-  out.set(raw);
-  return out;
+  return raw;
 }
