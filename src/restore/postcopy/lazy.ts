@@ -53,6 +53,7 @@ import { Placement } from "./placement.ts";
 import { boundedPrelude, sendPrelude, type WorkingSetPlan } from "./prelude.ts";
 import type { PageRef } from "./record.ts";
 import type { FillReport, PostcopyMode } from "./report.ts";
+import { SyncReads } from "./sync-reads.ts";
 
 export interface PostcopyRestoreOptions {
   readonly home: string;
@@ -138,8 +139,10 @@ export async function restorePostcopy(
     throw error;
   }
   let handedOver = false;
+  // One gate for every read a request makes on this thread (ADR 0020).
+  const syncReads = new SyncReads();
   const loader = new WorkerChunkLoader(reader, workers);
-  const alone = new PageAlone(reader);
+  const alone = new PageAlone(reader, syncReads);
   // Read beside the start: until then a request's chunk is checked whole (ADR 0019, 0020).
   PageDigests.load(reader, opts.home).then(
     (digests) => {
@@ -149,7 +152,7 @@ export async function restorePostcopy(
     () => undefined,
   );
   const closeAll = async (): Promise<void> => {
-    alone.close();
+    syncReads.close();
     await loader.close();
     await reader.close();
   };

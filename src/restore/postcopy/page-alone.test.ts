@@ -14,6 +14,7 @@ import {
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_SLOW_ALONE_READS_MAX } from "../../limits.ts";
 import { PageAlone } from "./page-alone.ts";
+import { SyncReads } from "./sync-reads.ts";
 
 const RAW_CHUNKS = 3; // random pages: stored raw
 const TEXT_CHUNKS = 2; // text pages: stored zstd
@@ -55,7 +56,8 @@ test("a raw chunk's page is read alone and equals the reader's; others are not",
       codecs.map((e) => e.codec),
       [CodecId.none, CodecId.none, CodecId.none, CodecId.zstd, CodecId.zstd],
     );
-    const alone = new PageAlone(reader);
+    const reads = new SyncReads();
+    const alone = new PageAlone(reader, reads);
     assert.equal(alone.read(1, 0), null, "no digests yet: nothing is read alone");
     alone.useDigests(digests);
     for (const [chunk, slot] of [
@@ -76,7 +78,7 @@ test("a raw chunk's page is read alone and equals the reader's; others are not",
     } finally {
       setStoreReadThrottle(undefined);
     }
-    alone.close();
+    reads.close();
     assert.equal(alone.read(1, 5), null, "closed: no read");
   });
 });
@@ -105,7 +107,8 @@ test("after a few slow reads in a row pages are no longer read alone", async () 
   await withReader(async (reader, digests) => {
     let t = 0;
     let stepMs = 3;
-    const alone = new PageAlone(reader, { now: () => (t += stepMs) }); // a read takes 2 steps
+    const reads = new SyncReads({ now: () => (t += stepMs) }); // a read takes 2 steps
+    const alone = new PageAlone(reader, reads);
     alone.useDigests(digests);
     for (let i = 1; i < RESTORE_SLOW_ALONE_READS_MAX; i++) assert.ok(alone.read(0, i) !== null);
     stepMs = 0.1; // one fast read: the slow ones before it were the host, not the store

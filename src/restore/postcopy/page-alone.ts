@@ -12,45 +12,28 @@
  * that does not match) is null, and the request waits for its chunk's load as before, which
  * checks the chunk and fails the restore with the reader's error if it is corrupt. The bytes
  * returned are one scratch buffer: copied by the caller before the next read. Reads block
- * this thread, so they stop after RESTORE_SLOW_ALONE_READS_MAX slow ones in a row and never
- * run under the emulated slow store, which models a store whose reads must be asynchronous.
+ * this thread, so they run only while the restore's SyncReads gate is open (sync-reads.ts:
+ * not after a few slow reads in a row, never under the emulated slow store).
  */
-import { readSync } from "node:fs";
-import {
-  type CheckpointReader,
-  CodecId,
-  type PageDigests,
-  storeReadThrottle,
-} from "../../checkpoint/index.ts";
-import {
-  PAGE_SIZE_BYTES,
-  RESTORE_ALONE_READ_SLOW_MS,
-  RESTORE_SLOW_ALONE_READS_MAX,
-} from "../../limits.ts";
+import { type CheckpointReader, CodecId, type PageDigests } from "../../checkpoint/index.ts";
+import { PAGE_SIZE_BYTES } from "../../limits.ts";
+import { SyncReads } from "./sync-reads.ts";
 
 /** What reading alone needs of a checkpoint reader. */
 export type AloneReader = Pick<CheckpointReader, "decodeJobOf">;
 /** What reading alone needs of the trusted page digests. */
 export type AloneDigests = Pick<PageDigests, "forChunk" | "matches">;
-/** Reads into `into` at `position` of `fd`, synchronously; returns the bytes read. */
-export type ReadSyncAt = (fd: number, into: Uint8Array, position: number) => number;
 
 export class PageAlone {
   readonly #reader: AloneReader;
-  readonly #readAt: ReadSyncAt;
-  readonly #now: () => number;
+  readonly #reads: SyncReads;
   readonly #page = new Uint8Array(PAGE_SIZE_BYTES);
   #digests: AloneDigests | null = null;
-  #slowReads = 0; // in a row
-  #closed = false;
 
-  constructor(
-    reader: AloneReader,
-    opts: { readonly readAt?: ReadSyncAt; readonly now?: () => number } = {},
-  ) {
+  /** `reads`: the restore's gate for reads on this thread, shared with the chunk loader. */
+  constructor(reader: AloneReader, reads: SyncReads = new SyncReads()) {
     this.#reader = reader;
-    this.#readAt = opts.readAt ?? readSyncAt;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#reads = reads;
   }
 
   /** From now on pages of chunks that `digests` trusts can be read alone. */
@@ -58,14 +41,9 @@ export class PageAlone {
     this.#digests = digests;
   }
 
-  /** Whether pages are still read alone (false after slow reads, or once closed). */
+  /** Whether pages are still read alone (false after slow reads, or once the gate closed). */
   get active(): boolean {
-    return !this.#closed && this.#slowReads < RESTORE_SLOW_ALONE_READS_MAX;
-  }
-
-  /** No read after this: the reader's files are about to close. */
-  close(): void {
-    this.#closed = true;
+    return this.#reads.open;
   }
 
   /**
@@ -74,32 +52,19 @@ export class PageAlone {
    */
   read(chunk: number, slot: number): Uint8Array | null {
     const digests = this.#digests;
-    if (digests === null || !this.active || storeReadThrottle() !== null) return null;
+    if (digests === null || !this.#reads.open) return null;
     const trusted = digests.forChunk(chunk);
     if (trusted === null) return null;
     const job = this.#reader.decodeJobOf(chunk);
     if (job === null || job.codec !== CodecId.none || slot < 0 || slot >= job.pageCount)
       return null;
-    const t0 = this.#now();
     let n: number;
     try {
-      n = this.#readAt(job.fd, this.#page, job.offset + slot * PAGE_SIZE_BYTES);
+      n = this.#reads.read(job.fd, this.#page, job.offset + slot * PAGE_SIZE_BYTES);
     } catch {
       return null; // the chunk's own load reads it again and reports the error
-    } finally {
-      this.#slowReads = this.#now() - t0 > RESTORE_ALONE_READ_SLOW_MS ? this.#slowReads + 1 : 0;
     }
     if (n !== PAGE_SIZE_BYTES || !digests.matches(this.#page, trusted, slot)) return null;
     return this.#page;
   }
-}
-
-function readSyncAt(fd: number, into: Uint8Array, position: number): number {
-  let done = 0;
-  while (done < into.byteLength) {
-    const n = readSync(fd, into, done, into.byteLength - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
 }
