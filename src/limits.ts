@@ -191,6 +191,14 @@ export const RESTORE_ALONE_READ_SLOW_MS = 2;
 export const RESTORE_SLOW_ALONE_READS_MAX = 3;
 /** Evicted chunk buffers (256 KiB each) a lazy restore's loader keeps for its next loads. */
 export const RESTORE_CHUNK_BUFFERS_KEPT = 16;
+/**
+ * Of those, the last ones are for decodes on the page server's thread (a request's chunk, the
+ * prelude's): the fill's workers take a fresh buffer instead, whose first touch (~64 page faults
+ * of 5–15 µs on the bench hosts) is then theirs, off the request's path (ADR 0029).
+ */
+export const RESTORE_CHUNK_BUFFERS_HERE = 4;
+/** Pages of a buffer touched in one turn of the event loop (buffer-warmer.ts): 0.1–0.25 ms. */
+export const RESTORE_WARM_SLICE_PAGES = 16;
 /** Pages in one pushed (unrequested) RAM PART; requests are looked at between parts. */
 export const RESTORE_PUSH_PAGES_MAX = 16;
 /**

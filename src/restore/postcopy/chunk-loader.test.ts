@@ -2,76 +2,16 @@ import assert from "node:assert/strict";
 import { read } from "node:fs";
 import { rm } from "node:fs/promises";
 import { test } from "node:test";
-import { FileName } from "../../checkpoint/format/format.ts";
 import { packIdOf } from "../../checkpoint/format/manifest.ts";
-import { CheckpointReader, ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
+import { ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
 import { DigestCache } from "../../checkpoint/store/digest-cache.ts";
-import {
-  flipBit,
-  prng,
-  randomBytes,
-  tempStore,
-  textPage,
-  writePages,
-} from "../../checkpoint/test-support.ts";
+import { prng, randomBytes } from "../../checkpoint/test-support.ts";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_READS_IN_FLIGHT_CHUNKS } from "../../limits.ts";
-import { type ReadAt, WorkerChunkLoader } from "./chunk-loader.ts";
+import { WorkerChunkLoader } from "./chunk-loader.ts";
+import type { ReadAt } from "./stored-read.ts";
 
-const CHUNKS = 12;
-
-/** A checkpoint of CHUNKS chunks of 64 text pages each (zstd); `corrupt`: a bit of it flipped. */
-async function withReader(
-  body: (reader: CheckpointReader, home: string) => Promise<void>,
-  corrupt: number | null = null,
-  pageOf: (page: number) => Uint8Array = textPage,
-): Promise<void> {
-  const t = await tempStore();
-  try {
-    const listing = await writePages(t.store, "c", CHUNKS * 64, pageOf);
-    if (corrupt !== null) {
-      const probe = await CheckpointReader.open(t.store, "c");
-      const e = probe.chunks.entry(corrupt);
-      await probe.close();
-      await flipBit(listing.dir, FileName.pack, e.offset + Math.floor(e.storedBytes / 2));
-    }
-    const reader = await CheckpointReader.open(t.store, "c");
-    try {
-      await body(reader, t.home);
-    } finally {
-      await reader.close();
-    }
-  } finally {
-    await t.cleanup();
-  }
-}
-
-/** A store whose reads wait until released: counts those in flight and the order they began. */
-function gatedStore(reader: CheckpointReader) {
-  const chunkAt = new Map<number, number>();
-  for (let c = 0; c < CHUNKS; c++) chunkAt.set(reader.chunks.entry(c).offset, c);
-  const held: (() => void)[] = [];
-  const s = { inFlight: 0, most: 0, began: [] as number[], held };
-  const readAt: ReadAt = (fd, into, position) => {
-    s.inFlight += 1;
-    s.most = Math.max(s.most, s.inFlight);
-    s.began.push(chunkAt.get(position) ?? -1);
-    return new Promise((resolve, reject) => {
-      held.push(() =>
-        read(fd, into, 0, into.byteLength, position, (error, n) => {
-          s.inFlight -= 1;
-          if (error === null) resolve(n);
-          else reject(error);
-        }),
-      );
-    });
-  };
-  return { s, readAt, release: () => held.shift()?.() };
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
-}
+import { CHUNKS, gatedStore, until, withReader } from "./test-support-loader.ts";
 
 test("reads overlap beyond the decode threads, up to the limit, and pages match the reader's", {
   timeout: 60_000,

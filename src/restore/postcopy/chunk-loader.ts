@@ -8,9 +8,11 @@
  *
  * A request's chunk goes before the fill's in both stages: the next read started, and the next
  * decode, is the oldest load of the highest urgency (chunk-cache.ts, Urgency: a page request,
- * then the working set before the guest runs, then fill, locality and read-ahead). A request
- * waits for at most the reads in progress and its own, never behind the fill's queued
- * read-ahead, and its chunk is decoded on this thread the moment it is read (ADR 0018): a
+ * then the working set before the guest runs, then fill, locality and read-ahead). A request's
+ * chunk is read on this thread at once while the restore's SyncReads gate is open (ADR 0029:
+ * a local store, reads fast), else it waits for at most the reads in progress and its own,
+ * never behind the fill's queued read-ahead; it is decoded on this thread the moment it is
+ * read (ADR 0018): a
  * worker would add a message round trip and, while both decode fill chunks, the rest of one
  * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
  * to 25 % slower.) When the store's digest cache trusts the chunk's page digests (useDigests,
@@ -25,27 +27,19 @@
  * reader's error naming the chunk; every load settles (close rejects those waiting; a read
  * in flight rejects when it ends, a decode when the workers end). At most
  * RESTORE_READS_IN_FLIGHT_CHUNKS reads run; a fill read starts only while fewer than that are
- * read and not decoded yet. Buffers are pooled: stored bytes (at most twice the reads in
- * flight plus one a thread) and decoded chunks (given back by the cache when it evicts them);
- * a raw chunk decoded on this thread keeps its stored buffer, so the two pools trade buffers.
+ * read and not decoded yet. Buffers are pooled (chunk-buffers.ts): stored bytes (at most twice
+ * the reads in flight plus one a thread) and decoded chunks (given back by the cache when it
+ * evicts them), some kept touched for decodes here (ADR 0029).
  * The emulated slow store (read-throttle.ts) slows the read stage only: it models the store.
  */
-import { read } from "node:fs";
-import {
-  type CheckpointReader,
-  type ChunkWorkers,
-  type PageDigests,
-  throttledRead,
-} from "../../checkpoint/index.ts";
-import {
-  CHUNK_PAGES_MAX,
-  PAGE_SIZE_BYTES,
-  RESTORE_CHUNK_BUFFERS_KEPT,
-  RESTORE_READS_IN_FLIGHT_CHUNKS,
-} from "../../limits.ts";
+import type { CheckpointReader, ChunkWorkers, PageDigests } from "../../checkpoint/index.ts";
+import { PAGE_SIZE_BYTES, RESTORE_READS_IN_FLIGHT_CHUNKS } from "../../limits.ts";
 import { asError } from "../../util/index.ts";
+import { ChunkBuffers } from "./chunk-buffers.ts";
 import type { ChunkLoader, EarlyPages, Urgency } from "./chunk-cache.ts";
 import { type Load, type Loaded, RANK, takeNext, takeWaitedFor } from "./load-queue.ts";
+import { type ReadAt, readStored, readStoredHere } from "./stored-read.ts";
+import type { SyncReads } from "./sync-reads.ts";
 
 /** What the loader needs of a checkpoint reader. */
 export type LoaderReader = Pick<
@@ -56,43 +50,44 @@ export type LoaderReader = Pick<
 /** What the loader needs of the trusted page digests (ADR 0019). */
 export type LoaderDigests = Pick<PageDigests, "forChunk" | "decompress" | "matches" | "corrupt">;
 
-/** Reads into `into` at `position` of `fd`; resolves with the bytes read (0 at end of file). */
-export type ReadAt = (fd: number, into: Uint8Array, position: number) => Promise<number>;
-
-const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
-
 export class WorkerChunkLoader implements ChunkLoader {
   readonly #reader: LoaderReader;
   readonly #workers: ChunkWorkers;
   readonly #threads: number;
-  readonly #readAt: ReadAt;
+  readonly #readAt: ReadAt | undefined;
   readonly #readsMax: number;
+  readonly #syncReads: SyncReads | null;
   /** Loads not read yet, oldest first. */
   readonly #toRead: Load[] = [];
   /** Loads read and not handed to a worker yet, oldest first. */
   readonly #toDecode: Load[] = [];
-  /** Chunk buffers the cache has evicted, for the next loads (no 256 KiB allocation each). */
-  readonly #free: ArrayBuffer[] = [];
-  /** Stored-bytes buffers back from the workers, for the next reads. */
-  readonly #freeStored: ArrayBuffer[] = [];
-  /** Buffers this loader made: only those are recycled (never a main-thread decode's). */
-  readonly #own = new WeakSet<ArrayBuffer>();
+  readonly #buffers: ChunkBuffers;
   #digests: LoaderDigests | null = null;
-  #reading = 0;
-  #decoding = 0;
+  /** Loads being read asynchronously, and those a worker decodes. */
+  readonly #reading = new Set<Load>();
+  readonly #atWorker = new Set<Load>();
+  /** Loads being read or decoded elsewhere that are also loaded here (#againHere). */
+  readonly #again = new WeakSet<Load>();
   #closed = false;
 
   /** Takes `workers` over (close() ends them); they may still be starting. */
   constructor(
     reader: LoaderReader,
     workers: ChunkWorkers,
-    opts: { readonly readAt?: ReadAt; readonly readsInFlight?: number } = {},
+    opts: {
+      readonly readAt?: ReadAt;
+      readonly readsInFlight?: number;
+      /** The restore's gate for reads on this thread: a request's chunk is read here. */
+      readonly syncReads?: SyncReads;
+    } = {},
   ) {
     this.#reader = reader;
     this.#threads = workers.size;
     this.#workers = workers;
-    this.#readAt = opts.readAt ?? readAt;
+    this.#readAt = opts.readAt;
     this.#readsMax = opts.readsInFlight ?? RESTORE_READS_IN_FLIGHT_CHUNKS;
+    this.#syncReads = opts.syncReads ?? null;
+    this.#buffers = new ChunkBuffers(2 * this.#readsMax + this.#threads);
   }
 
   readStoredChunk(chunk: number): Promise<Uint8Array> {
@@ -128,9 +123,7 @@ export class WorkerChunkLoader implements ChunkLoader {
 
   /** `pages` (one loaded chunk) are no longer referenced: their buffer serves another load. */
   recycle(pages: readonly Uint8Array[]): void {
-    const buffer = pages[0]?.buffer;
-    if (!(buffer instanceof ArrayBuffer) || !this.#own.has(buffer)) return;
-    this.#keepFree(buffer);
+    this.#buffers.recycle(pages);
   }
 
   /**
@@ -138,48 +131,69 @@ export class WorkerChunkLoader implements ChunkLoader {
    * and takes `early` (if it has none yet).
    */
   promote(chunk: number, urgency: Urgency, early?: EarlyPages): void {
-    for (const queue of [this.#toRead, this.#toDecode])
+    for (const queue of [this.#toRead, this.#reading, this.#toDecode])
       for (const load of queue) {
         if (load.chunk !== chunk) continue;
         if (RANK[urgency] > RANK[load.urgency]) load.urgency = urgency;
         load.early ??= early ?? null;
       }
+    for (const stage of [this.#reading, this.#atWorker])
+      for (const load of stage)
+        if (load.chunk === chunk && urgency === "request") this.#againHere(load, early);
     this.#pump();
+  }
+
+  /**
+   * A request waits for `load`, which is being read in libuv's pool or decoded by a worker: while
+   * reads here are open it is read and decoded here too, at once, which settles it (a worker's
+   * job may wait behind the thread's start, ~50–150 ms, a pooled read behind the fill's). What
+   * the first way then yields is given back to the pools, never to the cache.
+   */
+  #againHere(load: Load, early?: EarlyPages): void {
+    if (this.#syncReads?.open !== true || this.#again.has(load)) return;
+    this.#again.add(load);
+    this.#toRead.push({ ...load, urgency: "request", early: early ?? load.early, stored: null });
   }
 
   /** Starts what both stages have room for. */
   #pump(): void {
+    this.#readRequestsHere();
     for (let at = this.#hereAt(); at >= 0; at = this.#hereAt()) {
       const [load] = this.#toDecode.splice(at, 1);
       if (load !== undefined) this.#decodeHere(load);
     }
-    while (!this.#closed && this.#decoding < this.#threads) {
+    while (!this.#closed && this.#atWorker.size < this.#threads) {
       const load = takeNext(this.#toDecode);
       if (load === undefined) break;
-      this.#decoding += 1;
+      this.#atWorker.add(load);
       this.#decode(load)
-        .then(load.resolve, load.reject)
+        .then((loaded) => {
+          if (this.#again.has(load)) this.recycle(loaded.pages);
+          else load.resolve(loaded);
+        }, load.reject)
         .finally(() => {
-          this.#decoding -= 1;
+          this.#atWorker.delete(load);
           this.#pump();
         });
     }
-    while (!this.#closed && this.#reading < this.#readsMax) {
+    while (!this.#closed && this.#reading.size < this.#readsMax) {
       // Reads done and waiting for a thread count too (they hold buffers), except for a load
       // somebody waits for: a request's read never waits for the fill's decode backlog.
-      const backlog = this.#reading + this.#toDecode.length >= this.#readsMax;
+      const backlog = this.#reading.size + this.#toDecode.length >= this.#readsMax;
       const load = backlog ? takeWaitedFor(this.#toRead) : takeNext(this.#toRead);
       if (load === undefined) break;
-      this.#reading += 1;
+      this.#reading.add(load);
       this.#read(load).then(
         () => {
-          this.#reading -= 1;
-          if (this.#closed) load.reject(closedError());
-          else this.#toDecode.push(load);
+          this.#reading.delete(load);
+          if (!this.#again.has(load)) {
+            if (this.#closed) load.reject(closedError());
+            else this.#toDecode.push(load);
+          } else if (load.stored !== null) this.#buffers.keepStored(load.stored);
           this.#pump();
         },
         (error: Error) => {
-          this.#reading -= 1;
+          this.#reading.delete(load);
           load.reject(error);
           this.#pump();
         },
@@ -187,33 +201,45 @@ export class WorkerChunkLoader implements ChunkLoader {
     }
   }
 
+  /**
+   * Reads each request's chunk waiting to be read on this thread, while the restore's gate
+   * allows (ADR 0029); #pump then decodes it here at once. No hop through libuv's pool: on two
+   * cores shared with QEMU's vCPU and the fill's decoders each thread's wake-up may wait for a
+   * core.
+   */
+  #readRequestsHere(): void {
+    const reads = this.#syncReads;
+    if (reads === null) return;
+    for (;;) {
+      const at = this.#toRead.findIndex((l) => l.urgency === "request");
+      if (at < 0 || this.#closed || !reads.open) return;
+      const [load] = this.#toRead.splice(at, 1);
+      if (load === undefined) return;
+      try {
+        const buffer = this.#storedBuffer(load);
+        readStoredHere(this.#reader, load, buffer, reads);
+        load.stored = buffer;
+      } catch (error) {
+        load.reject(asError(error));
+        continue;
+      }
+      this.#toDecode.push(load);
+    }
+  }
+
   /** Reads the chunk's stored bytes into a pooled buffer, through the emulated store if set. */
   async #read(load: Load): Promise<void> {
-    const { chunk, job } = load;
-    // A chunk buffer the cache gave back will do: a raw chunk decoded here keeps its stored
-    // buffer (#adopt), so the two pools trade buffers.
-    const buffer = this.#freeStored.pop() ?? this.#free.pop() ?? new ArrayBuffer(CHUNK_BYTES_MAX);
-    if (job.storedBytes > buffer.byteLength) {
-      const failure = { id: -1, ok: false as const, buffer, error: "stored bytes exceed a chunk" };
-      throw this.#reader.workerError(chunk, failure);
-    }
-    const into = new Uint8Array(buffer, 0, job.storedBytes);
-    await throttledRead(job.storedBytes, async () => {
-      let done = 0;
-      while (done < job.storedBytes) {
-        let n: number;
-        try {
-          n = await this.#readAt(job.fd, into.subarray(done), job.offset + done);
-        } catch (error) {
-          const failure = { id: -1, ok: false as const, buffer, error: describe(error) };
-          throw this.#reader.workerError(chunk, failure);
-        }
-        if (n === 0)
-          throw this.#reader.workerError(chunk, { id: -1, ok: false, buffer, ended: true });
-        done += n;
-      }
-    });
+    const buffer = this.#storedBuffer(load);
+    await readStored(this.#reader, load, buffer, this.#readAt);
     load.stored = buffer;
+  }
+
+  /** A pooled buffer for `load`'s stored bytes; throws the reader's error if they cannot fit. */
+  #storedBuffer({ chunk, job }: Load): ArrayBuffer {
+    const buffer = this.#buffers.forStored();
+    if (job.storedBytes <= buffer.byteLength) return buffer;
+    const failure = { id: -1, ok: false as const, buffer, error: "stored bytes exceed a chunk" };
+    throw this.#reader.workerError(chunk, failure);
   }
 
   /** Where the next load to decode on this thread waits in #toDecode (read), or -1. */
@@ -225,7 +251,7 @@ export class WorkerChunkLoader implements ChunkLoader {
 
   /**
    * Decodes and verifies a read chunk on this thread. Its pages are not copied: a raw chunk's
-   * are views of the stored bytes, whose buffer then becomes the chunk's (#adopt); a
+   * are views of the stored bytes, whose buffer then becomes the chunk's (adopt); a
    * compressed one's are views of the decompressed bytes.
    */
   #decodeHere(load: Load): void {
@@ -248,7 +274,7 @@ export class WorkerChunkLoader implements ChunkLoader {
 
   /**
    * `decode` of `stored` into a pooled chunk buffer (ADR 0028), both buffers then settled
-   * (#adopt); null when it threw, after rejecting `load`.
+   * (ChunkBuffers.adopt); null when it threw, after rejecting `load`.
    */
   #decodeWith<T>(
     load: Load,
@@ -256,41 +282,18 @@ export class WorkerChunkLoader implements ChunkLoader {
     decode: (bytes: Uint8Array, into: Uint8Array) => T,
     bufferOf: (decoded: T) => ArrayBufferLike | undefined,
   ): T | null {
-    const into = this.#chunkBuffer();
+    const into = this.#buffers.forHere();
     let decoded: T;
     try {
       decoded = decode(new Uint8Array(stored, 0, load.job.storedBytes), into);
     } catch (error) {
-      this.#recycleStored(stored);
-      this.#keepFree(into.buffer);
+      this.#buffers.keepStored(stored);
+      this.#buffers.keep(into.buffer);
       load.reject(asError(error));
       return null;
     }
-    this.#adopt(stored, into, bufferOf(decoded));
+    this.#buffers.adopt(stored, into, bufferOf(decoded));
     return decoded;
-  }
-
-  /** A chunk buffer for a decode on this thread: one the cache gave back if any (ADR 0028). */
-  #chunkBuffer(): Uint8Array<ArrayBuffer> {
-    return new Uint8Array(this.#free.pop() ?? new ArrayBuffer(CHUNK_BYTES_MAX));
-  }
-
-  /**
-   * After a decode here whose pages live in `pagesBuffer`: that buffer (`stored` for a raw
-   * chunk, `into` for a compressed one) is the chunk's from now on, given back by recycle()
-   * when the cache evicts it; the other goes back to its pool. Never a copy, never a fresh
-   * buffer when a pooled one is free: a first touch costs ~64 page faults of 12–15 µs each on
-   * the bench hosts (docs/bench.md, "The floors under a restore").
-   */
-  #adopt(stored: ArrayBuffer, into: Uint8Array<ArrayBuffer>, pagesBuffer?: ArrayBufferLike): void {
-    if (pagesBuffer === stored) this.#own.add(stored);
-    else this.#recycleStored(stored);
-    if (pagesBuffer === into.buffer) this.#own.add(into.buffer);
-    else this.#keepFree(into.buffer);
-  }
-
-  #keepFree(buffer: ArrayBuffer): void {
-    if (this.#free.length < RESTORE_CHUNK_BUFFERS_KEPT) this.#free.push(buffer);
   }
 
   /**
@@ -326,19 +329,14 @@ export class WorkerChunkLoader implements ChunkLoader {
     load.resolve({ pages, storedBytes: job.storedBytes });
   }
 
-  #recycleStored(buffer: ArrayBuffer): void {
-    if (this.#freeStored.length < 2 * this.#readsMax + this.#threads) this.#freeStored.push(buffer);
-  }
-
   async #decode({ chunk, job, stored }: Load): Promise<Loaded> {
     if (stored === null) throw new Error(`chunk ${chunk} was decoded before it was read`);
     // One buffer per chunk, held by the cache while the chunk is: pages are views into it.
-    // Not zero-filled: the worker writes every byte the pages cover before they are read.
-    const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES_MAX).buffer;
+    const buffer = this.#buffers.forWorker();
     const { fd: _fd, offset: _offset, ...form } = job;
     const reply = await this.#workers.run({ kind: "decodeStored", ...form, buffer, stored });
-    this.#own.add(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
-    if (reply.input !== undefined) this.#recycleStored(reply.input);
+    this.#buffers.own(reply.buffer); // the transfer back made a new ArrayBuffer over the memory
+    if (reply.input !== undefined) this.#buffers.keepStored(reply.input);
     if (!reply.ok) throw this.#reader.workerError(chunk, reply);
     return { pages: pagesIn(reply.buffer, job.pageCount), storedBytes: job.storedBytes };
   }
@@ -346,6 +344,7 @@ export class WorkerChunkLoader implements ChunkLoader {
   /** Ends the worker threads; loads waiting reject now, those reading when their read ends. */
   close(): Promise<void> {
     this.#closed = true;
+    this.#buffers.close();
     for (const load of [...this.#toRead.splice(0), ...this.#toDecode.splice(0)])
       load.reject(closedError());
     return this.#workers.close();
@@ -356,25 +355,10 @@ function closedError(): Error {
   return new Error("The chunk loader was closed while a chunk was loading");
 }
 
-function readAt(fd: number, into: Uint8Array, position: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    read(fd, into, 0, into.byteLength, position, (error, n) => {
-      if (error === null) resolve(n);
-      else reject(error);
-    });
-  });
-}
-
 /** Views of the first `count` pages of a chunk buffer, slot by slot. */
 function pagesIn(buffer: ArrayBuffer, count: number): Uint8Array[] {
   return Array.from(
     { length: count },
     (_, s) => new Uint8Array(buffer, s * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES),
   );
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === undefined ? error.message : `${error.message} (${code})`;
 }

@@ -139,9 +139,9 @@ export async function restorePostcopy(
     throw error;
   }
   let handedOver = false;
-  // One gate for every read a request makes on this thread (ADR 0020).
+  // One gate for every read a request makes on this thread (ADR 0020, 0029).
   const syncReads = new SyncReads();
-  const loader = new WorkerChunkLoader(reader, workers);
+  const loader = new WorkerChunkLoader(reader, workers, { syncReads });
   const alone = new PageAlone(reader, syncReads);
   // Read beside the start: until then a request's chunk is checked whole (ADR 0019, 0020).
   PageDigests.load(reader, opts.home).then(

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import type { PageLocation } from "../../checkpoint/index.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import { MigrationStreamWriter, readMigrationStream } from "../../qemu/migration/index.ts";
-import { ChunkCache } from "./chunk-cache.ts";
+import { ChunkCache, type ChunkLoader } from "./chunk-cache.ts";
 import { FillOrder } from "./fill-order.ts";
 import { PageServer } from "./page-server.ts";
 import type { DemandOnlyWindow, PageServerDeps } from "./page-server-deps.ts";
@@ -55,6 +55,7 @@ function setUp(
   demandOnly?: DemandOnlyWindow,
   alone?: PageServerDeps["alone"],
   backgroundAfter?: Promise<void>,
+  loadOffThread?: ChunkLoader["loadOffThread"],
 ) {
   const source = fakeCheckpoint();
   const placement = new Placement(BLOCKS.map((b) => b.pageCount));
@@ -70,7 +71,7 @@ function setUp(
     blockNames: BLOCKS.map((b) => b.name),
     placement,
     order,
-    cache: new ChunkCache(source, 4),
+    cache: new ChunkCache(loadOffThread === undefined ? source : { ...source, loadOffThread }, 4),
     writer,
     out: { queuedBytes: 0, whenDrained: () => Promise.resolve() },
     ...(demandOnly === undefined ? {} : { demandOnly }),
@@ -279,6 +280,27 @@ test(
     assert.equal(records.length, order.storedPages + 1);
   },
 );
+
+test("a chunk loaded and checked inside the request's get() answers it there", LIMIT, async () => {
+  const contentOf = fakeCheckpoint().contentOf;
+  const loads: string[] = [];
+  const { server, out } = setUp(undefined, undefined, undefined, (chunk, urgency, early) => {
+    loads.push(`${chunk}:${urgency}`);
+    const pages = Array.from({ length: 8 }, (_, s) => contentOf(chunk, s));
+    early?.((slot) => pages[slot] ?? null); // as a chunk read and decoded here does (ADR 0029)
+    return Promise.resolve({ pages, storedBytes: 1 });
+  });
+  server.begin();
+  server.request("pc.ram", 33 * PAGE_SIZE_BYTES, PAGE_SIZE_BYTES);
+  assert.deepEqual(loads, ["3:request"]);
+  assert.deepEqual([server.stats.servedOnRequest, server.stats.answeredPageFirst], [1, 1]);
+  await server.run();
+  const records = await readBack(out);
+  assert.deepEqual([records[0]?.block, records[0]?.page], [0, 33]);
+  assert.deepEqual(records[0]?.data, contentOf(3, 2));
+  const keys = records.map((r) => `${r.block}:${r.page}`);
+  assert.equal(new Set(keys).size, keys.length, "no page twice");
+});
 
 test(
   "with nothing left after the prelude the stream still ends only after backgroundAfter",

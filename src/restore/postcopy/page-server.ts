@@ -210,23 +210,24 @@ export class PageServer {
       this.#serve(r, where.chunk, { [where.slot]: alone });
       return;
     }
-    let waiting = this.#waiting.get(where.chunk);
-    if (waiting === undefined) {
-      if (this.#waitingRequests >= RESTORE_REQUESTS_QUEUED_MAX) {
-        this.fail(tooManyRequests());
-        return;
-      }
-      waiting = [];
-      this.#waiting.set(where.chunk, waiting);
-      const chunk = where.chunk;
-      const early = (page: (slot: number) => Uint8Array | null) => this.#answerEarly(chunk, page);
-      this.#d.cache.get(chunk, "request", early).then(
-        (loaded) => this.#chunkReady(chunk, loaded),
-        (error: unknown) => this.fail(asError(error)),
-      );
+    const waiting = this.#waiting.get(where.chunk);
+    if (waiting === undefined && this.#waitingRequests >= RESTORE_REQUESTS_QUEUED_MAX) {
+      this.fail(tooManyRequests());
+      return;
     }
-    waiting.push(r);
     this.#waitingRequests += 1;
+    if (waiting !== undefined) {
+      waiting.push(r);
+      return;
+    }
+    // Listed before the load starts: a chunk loaded here answers it inside get() (ADR 0029).
+    this.#waiting.set(where.chunk, [r]);
+    const chunk = where.chunk;
+    const early = (page: (slot: number) => Uint8Array | null) => this.#answerEarly(chunk, page);
+    this.#d.cache.get(chunk, "request", early).then(
+      (loaded) => this.#chunkReady(chunk, loaded),
+      (error: unknown) => this.fail(asError(error)),
+    );
   }
 
   /** Answers the requests that waited for `chunk`, oldest first. */
