@@ -54,7 +54,7 @@ export class ChunkBuffers {
     );
   }
 
-  /** A buffer for a chunk's stored bytes (at most a chunk's bytes: a stored chunk is never more). */
+  /** A buffer for a chunk's stored bytes (up to a chunk's bytes; the caller checks). */
   forStored(): ArrayBuffer {
     // A chunk buffer will do: a raw chunk decoded here keeps its stored buffer (adopt), so the
     // two pools trade buffers.

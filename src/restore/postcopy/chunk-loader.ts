@@ -12,14 +12,14 @@
  * chunk is read on this thread at once while the restore's SyncReads gate is open (ADR 0029:
  * a local store, reads fast), else it waits for at most the reads in progress and its own,
  * never behind the fill's queued read-ahead; it is decoded on this thread the moment it is
- * read (ADR 0018): a
- * worker would add a message round trip and, while both decode fill chunks, the rest of one
- * of theirs. (Keeping a thread free for requests was measured: p99 about the same, the fill up
- * to 25 % slower.) When the store's digest cache trusts the chunk's page digests (useDigests,
- * ADR 0019), the request's own pages are checked first and handed out (EarlyPages), then the
- * others. The prelude's chunks are decoded on this thread too, after any request's (ADR 0021):
- * before the guest runs it has nothing else to do, and the workers need not start before the
- * fill.
+ * read (ADR 0018): a worker would add a message round trip and, while both decode fill
+ * chunks, the rest of one of theirs. A request for a chunk the pool is reading or a worker is
+ * decoding has it loaded here too, while the gate is open (ADR 0029). (Keeping a thread free
+ * for requests was measured: p99 about the same, the fill up to 25 % slower.) When the store's
+ * digest cache trusts the chunk's page digests (useDigests, ADR 0019), the request's own pages
+ * are checked first and handed out (EarlyPages), then the others. The prelude's chunks are
+ * decoded on this thread too, after any request's (ADR 0021): before the guest runs it has
+ * nothing else to do, and the workers need not start before the fill.
  *
  * Invariants: a chunk's pages come back only after its hash was checked (the reader's own
  * decode code, on a worker or, for a request, here), or each page against digests that hash
