@@ -113,3 +113,51 @@ test("a request for a chunk a worker or a pooled read has is loaded here; the ot
     }
   });
 });
+
+test("with reads here shut a request still takes over a worker's chunk, through the pool", {
+  timeout: 60_000,
+}, async () => {
+  await withReader(async (reader) => {
+    const { s, readAt, release } = gatedStore(reader);
+    const jobs: ((reply: unknown) => void)[] = [];
+    const slow = {
+      size: 1,
+      run: () => new Promise((resolve) => jobs.push(resolve)),
+      close: async () => undefined,
+    } as unknown as ChunkWorkers;
+    const syncReads = new SyncReads();
+    syncReads.close(); // as under a slow store
+    const loader = new WorkerChunkLoader(reader, slow, { readAt, syncReads });
+    try {
+      const atWorker = loader.loadOffThread(2);
+      const reading = loader.loadOffThread(4);
+      await until(() => s.held.length === 2);
+      release();
+      await until(() => jobs.length === 1);
+      loader.promote(4, "request"); // its read is in flight: no second read
+      loader.promote(2, "request");
+      await until(() => s.held.length === 2);
+      assert.deepEqual(s.began, [2, 4, 2], "the worker's chunk is read again, nothing else");
+      release(); // chunk 4, decoded here now that a request waits
+      release(); // chunk 2 again, decoded here
+      for (const [chunk, load] of [
+        [2, atWorker],
+        [4, reading],
+      ] as const) {
+        const got = await load;
+        const expected = reader.decodeChunk(chunk, await reader.readStoredChunk(chunk));
+        assert.deepEqual(
+          got?.pages.map((p) => Buffer.from(p)),
+          expected.map((p) => Buffer.from(p)),
+        );
+      }
+      const late = new ArrayBuffer(64 * PAGE_SIZE_BYTES);
+      jobs[0]?.({ id: 0, ok: true, buffer: late, digests: null });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(jobs.length, 1, "the chunk read in flight was decoded here, not by the worker");
+      assert.notEqual((await atWorker)?.pages[0]?.buffer, late);
+    } finally {
+      await loader.close();
+    }
+  });
+});

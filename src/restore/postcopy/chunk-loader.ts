@@ -66,8 +66,10 @@ export class WorkerChunkLoader implements ChunkLoader {
   /** Loads being read asynchronously, and those a worker decodes. */
   readonly #reading = new Set<Load>();
   readonly #atWorker = new Set<Load>();
-  /** Loads being read or decoded elsewhere that are also loaded here (#againHere). */
+  /** Loads being read or decoded elsewhere that are also loaded again (#againHere). */
   readonly #again = new WeakSet<Load>();
+  /** Loads settled by the first of their two ways (#first). */
+  readonly #settled = new WeakSet<Load>();
   #closed = false;
 
   /** Takes `workers` over (close() ends them); they may still be starting. */
@@ -137,22 +139,42 @@ export class WorkerChunkLoader implements ChunkLoader {
         if (RANK[urgency] > RANK[load.urgency]) load.urgency = urgency;
         load.early ??= early ?? null;
       }
-    for (const stage of [this.#reading, this.#atWorker])
-      for (const load of stage)
-        if (load.chunk === chunk && urgency === "request") this.#againHere(load, early);
+    if (urgency === "request")
+      for (const load of [...this.#reading, ...this.#atWorker])
+        if (load.chunk === chunk) this.#againHere(load, early);
     this.#pump();
   }
 
   /**
-   * A request waits for `load`, which is being read in libuv's pool or decoded by a worker: while
-   * reads here are open it is read and decoded here too, at once, which settles it (a worker's
-   * job may wait behind the thread's start, ~50–150 ms, a pooled read behind the fill's). What
-   * the first way then yields is given back to the pools, never to the cache.
+   * A request waits for `load`, which is being read in libuv's pool or decoded by a worker: it
+   * is loaded again for the request, and the first way to finish settles it; what the other
+   * yields goes back to the pools, never to the cache. While reads here are open the new load
+   * is read and decoded here at once. When they are shut, only a worker's load is loaded again,
+   * through the pool: a worker may still be starting (90–230 ms measured), a read in flight
+   * is as near as a new one.
    */
   #againHere(load: Load, early?: EarlyPages): void {
-    if (this.#syncReads?.open !== true || this.#again.has(load)) return;
+    const here = this.#syncReads?.open === true;
+    if (this.#again.has(load) || (!here && this.#reading.has(load))) return;
     this.#again.add(load);
-    this.#toRead.push({ ...load, urgency: "request", early: early ?? load.early, stored: null });
+    const resolve = (loaded: Loaded) => this.#first(load, loaded);
+    this.#toRead.push({
+      ...load,
+      urgency: "request",
+      early: early ?? load.early,
+      stored: null,
+      resolve,
+    });
+  }
+
+  /** Settles `load` with the first of its two loads to finish; the other's pages are recycled. */
+  #first(load: Load, loaded: Loaded): void {
+    if (this.#settled.has(load)) {
+      this.recycle(loaded.pages);
+      return;
+    }
+    this.#settled.add(load);
+    load.resolve(loaded);
   }
 
   /** Starts what both stages have room for. */
@@ -167,10 +189,7 @@ export class WorkerChunkLoader implements ChunkLoader {
       if (load === undefined) break;
       this.#atWorker.add(load);
       this.#decode(load)
-        .then((loaded) => {
-          if (this.#again.has(load)) this.recycle(loaded.pages);
-          else load.resolve(loaded);
-        }, load.reject)
+        .then((loaded) => this.#first(load, loaded), load.reject)
         .finally(() => {
           this.#atWorker.delete(load);
           this.#pump();
