@@ -9,6 +9,17 @@ import { WorkerChunkLoader } from "./chunk-loader.ts";
 import { SyncReads } from "./sync-reads.ts";
 import { gatedStore, until, withReader } from "./test-support-loader.ts";
 
+/** One worker thread that never answers by itself: `jobs` settle its jobs. */
+function heldWorker() {
+  const jobs: ((reply: unknown) => void)[] = [];
+  const slow = {
+    size: 1,
+    run: () => new Promise((resolve) => jobs.push(resolve)),
+    close: async () => undefined,
+  } as unknown as ChunkWorkers;
+  return { jobs, slow };
+}
+
 test("with the gate open a request's chunk is read and checked here, the fill's in the pool", {
   timeout: 60_000,
 }, async () => {
@@ -70,12 +81,7 @@ test("a request for a chunk a worker or a pooled read has is loaded here; the ot
 }, async () => {
   await withReader(async (reader) => {
     const { s, readAt, release } = gatedStore(reader);
-    const jobs: ((reply: unknown) => void)[] = [];
-    const slow = {
-      size: 1,
-      run: () => new Promise((resolve) => jobs.push(resolve)),
-      close: async () => undefined,
-    } as unknown as ChunkWorkers;
+    const { jobs, slow } = heldWorker();
     const syncReads = new SyncReads();
     const loader = new WorkerChunkLoader(reader, slow, { readAt, syncReads });
     try {
@@ -119,12 +125,7 @@ test("with reads here shut a request still takes over a worker's chunk, through 
 }, async () => {
   await withReader(async (reader) => {
     const { s, readAt, release } = gatedStore(reader);
-    const jobs: ((reply: unknown) => void)[] = [];
-    const slow = {
-      size: 1,
-      run: () => new Promise((resolve) => jobs.push(resolve)),
-      close: async () => undefined,
-    } as unknown as ChunkWorkers;
+    const { jobs, slow } = heldWorker();
     const syncReads = new SyncReads();
     syncReads.close(); // as under a slow store
     const loader = new WorkerChunkLoader(reader, slow, { readAt, syncReads });
