@@ -13,7 +13,7 @@ import { CheckpointReader, CheckpointStore } from "../../src/checkpoint/index.ts
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
-import { reportedAfter } from "../support/qemu-rss.ts";
+import { reportedAfter, reportsSettled } from "../support/qemu-rss.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 512, params: { memMiB: 32, hotPct: 5, hotRate: 200 } } as const;
@@ -48,6 +48,8 @@ test("free page reporting: memory the guest freed is not stored; restores verify
     agent.scratch(SCRATCH_MIB),
   );
   assert.equal(filled, SCRATCH_MIB);
+  // The drop above is most of the report, not all of it: the save must see the rest too.
+  await reportsSettled(vm.pid);
   agent.close();
   await save({ home, vm, name: "fpr@1", parent: null, after: "stop" });
   await killVm(home, vm).catch(() => undefined);

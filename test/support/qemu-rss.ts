@@ -61,3 +61,27 @@ export async function reportedAfter<T>(
   }
   return result;
 }
+
+/**
+ * Free page reporting hands pages back in batches ~2 s apart: RSS that has not fallen by a MiB
+ * for this long has had every report the guest was going to send for what it freed.
+ */
+const REPORTS_QUIET_MS = 4_000;
+
+/**
+ * Waits until QEMU's RSS stops falling (no drop of a MiB for REPORTS_QUIET_MS), so that a save
+ * right after sees every page the guest has reported, not the first batches only. Fails after
+ * REPORT_DEADLINE_MS.
+ */
+export async function reportsSettled(pid: number, what = "the guest"): Promise<void> {
+  const end = performance.now() + REPORT_DEADLINE_MS;
+  let low = await rssBytes(pid);
+  let since = performance.now();
+  while (performance.now() - since < REPORTS_QUIET_MS) {
+    if (performance.now() > end) assert.fail(`${what}: QEMU's RSS kept falling for 90 s`);
+    await new Promise((resolve) => setTimeout(resolve, SAMPLE_INTERVAL_MS * 5));
+    const rss = await rssBytes(pid);
+    if (rss < low - MIB) since = performance.now();
+    low = Math.min(low, rss);
+  }
+}
