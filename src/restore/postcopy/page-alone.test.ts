@@ -113,10 +113,10 @@ test("after a few slow reads in a row pages are no longer read alone", async () 
     for (let i = 1; i < RESTORE_SLOW_ALONE_READS_MAX; i++) assert.ok(alone.read(0, i) !== null);
     stepMs = 0.1; // one fast read: the slow ones before it were the host, not the store
     assert.ok(alone.read(0, 0) !== null);
-    assert.equal(alone.active, true);
+    assert.equal(reads.open, true);
     stepMs = 3;
     for (let i = 0; i < RESTORE_SLOW_ALONE_READS_MAX; i++) assert.ok(alone.read(0, i) !== null);
-    assert.equal(alone.active, false);
+    assert.equal(reads.open, false);
     assert.equal(alone.read(0, 9), null);
   });
 });

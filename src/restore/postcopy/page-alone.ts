@@ -41,11 +41,6 @@ export class PageAlone {
     this.#digests = digests;
   }
 
-  /** Whether pages are still read alone (false after slow reads, or once the gate closed). */
-  get active(): boolean {
-    return this.#reads.open;
-  }
-
   /**
    * Page `slot` of pack chunk `chunk`, read alone and matched against its trusted digest, or
    * null (see the invariants above). Valid until the next call.
