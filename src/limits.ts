@@ -322,6 +322,8 @@ export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 export const RESTORE_EAGER_WORKERS = 1;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
+/** The eager stream's loopback connection to itself (ADR 0030): it takes a millisecond. */
+export const INCOMING_PAIR_TIMEOUT_MS = 5_000;
 /**
  * Chunk workers of a checkpoint writer: they hash pages and compress chunks while this thread
  * parses the stream and deduplicates, then verify the written pack (ADR 0013, "Save").

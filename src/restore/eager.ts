@@ -6,15 +6,14 @@
  * chunk is hash-checked before any of its pages is sent, so a corrupt chunk stops the restore
  * (QEMU is killed, its state dir removed) and the guest never runs on a wrong page.
  */
-import type { Socket } from "node:net";
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
-import { connectUnix } from "../util/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
 import { sendCheckpoint } from "./eager-send.ts";
+import { incomingPair, QEMU_INCOMING_FD } from "./incoming.ts";
 import { replayInfo } from "./stream-info.ts";
 import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
 
@@ -72,17 +71,28 @@ async function restoreWith(
   try {
     const device = await reader.deviceState();
     const reset = await resetFor(opts, reader);
-    const vm = await startRestoreTarget(
-      "eager",
-      opts.home,
-      reader,
-      opts.vmName,
-      opts.qemu,
-      opts.signal,
-    );
-    let socket: Socket | null = null;
+    const pair = await incomingPair();
+    let vm: ManagedVm;
     try {
-      socket = await openIncoming(vm);
+      vm = await startRestoreTarget(
+        "eager",
+        opts.home,
+        reader,
+        opts.vmName,
+        opts.qemu,
+        opts.signal,
+        undefined,
+        pair.qemuEnd,
+      );
+    } catch (error) {
+      pair.ours.destroy();
+      throw error;
+    } finally {
+      pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
+    }
+    const socket = pair.ours;
+    try {
+      await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
       const counts = await sendCheckpoint(reader, socket, device, {
         workers,
         pageEdit: reset,
@@ -99,7 +109,7 @@ async function restoreWith(
         accessedBits: reset.report(),
       };
     } catch (error) {
-      socket?.destroy(); // before QEMU goes: its reset then has no socket to reach
+      socket.destroy(); // before QEMU goes: its reset then has no socket to reach
       await killVm(opts.home, vm);
       throw error;
     } finally {
@@ -108,17 +118,6 @@ async function restoreWith(
   } finally {
     await reader.close();
   }
-}
-
-async function openIncoming(vm: ManagedVm): Promise<Socket> {
-  const path = `${vm.stateDir}/incoming.sock`;
-  await vm.qmp.execute("migrate-incoming", { uri: `unix:${path}` });
-  const socket = await connectUnix(path);
-  // QEMU may die at any time (a kill, an interrupt): its reset must not become an 'error'
-  // event with no listener, which would crash the process. A failed write still fails the
-  // send (its callback and the drain wait see it), and QMP reports QEMU's exit.
-  socket.on("error", () => undefined);
-  return socket;
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */

@@ -9,6 +9,7 @@
  * file then names the overlay, which keeps the chain from gc while the VM runs.
  */
 
+import type { Socket } from "node:net";
 import { resolve } from "node:path";
 import { throwIfAborted } from "../abort.ts";
 import type { CheckpointReader, DiskInfo, LayerInfo } from "../checkpoint/index.ts";
@@ -87,7 +88,8 @@ export type TargetStart = "eager" | "postcopy";
  * spec's, which saves pin too); a QEMU without it is refused with a UsageError naming the
  * machine type before any overlay is made or QEMU spawned (restore/machine-check.ts). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
- * path removes the VM. `onSpawn` is called once QEMU is exec'd.
+ * path removes the VM. `onSpawn` is called once QEMU is exec'd. `incomingSocket` goes to QEMU
+ * as its fd 3 (an eager restore's stream, ADR 0030).
  */
 export async function startRestoreTarget(
   start: TargetStart,
@@ -97,9 +99,10 @@ export async function startRestoreTarget(
   qemu?: QemuInstall,
   signal?: AbortSignal,
   onSpawn?: () => void,
+  incomingSocket?: Socket,
 ): Promise<ManagedVm> {
   throwIfAborted(signal);
-  const target = await launchTarget(start, home, reader, vmName, qemu);
+  const target = await launchTarget(start, home, reader, vmName, qemu, incomingSocket);
   onSpawn?.();
   try {
     const vm = await explainStart(home, reader, target.install, target.machine, () =>
@@ -198,6 +201,7 @@ async function launchTarget(
   checkpoint: TargetCheckpoint,
   vmName: string | undefined,
   qemu?: QemuInstall,
+  incomingSocket?: Socket,
 ) {
   const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
   await checkMachineType(home, checkpoint, install, machine); // before any overlay or QEMU
@@ -209,7 +213,11 @@ async function launchTarget(
   let launched: LaunchedVm;
   try {
     const disks = withOverlays(spec, overlays, store, checkpoint.name);
-    launched = await launchVm(home, disks, { incoming: "defer", paused: start === "postcopy" });
+    launched = await launchVm(home, disks, {
+      incoming: "defer",
+      paused: start === "postcopy",
+      ...(incomingSocket === undefined ? {} : { incomingSocket }),
+    });
   } catch (error) {
     await discard();
     throw error;

@@ -4,8 +4,9 @@
  * Invariants: a name has at most one live QEMU; startVm either returns a VM whose QMP is up
  * or leaves no state directory and no QEMU behind.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { resolve } from "node:path";
 import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
@@ -56,6 +57,11 @@ export interface StartVmOptions {
   timeoutMs?: number;
   /** Called once QEMU is exec'd, before its QMP is up: the caller may work while it starts. */
   onSpawn?: () => void;
+  /**
+   * A connected socket QEMU gets as its file descriptor 3 (`migrate-incoming fd:3`, an eager
+   * restore's stream, ADR 0030). The caller closes its own copy once QEMU was spawned.
+   */
+  incomingSocket?: Socket;
 }
 
 /**
@@ -125,7 +131,8 @@ export async function launchVm(
     await writeFile(paths.startingFile, `${process.pid}\n`);
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
-    spawned = await spawnDetached(...qemuCommand(install, binary, args), paths.qemuLog);
+    const command = qemuCommand(install, binary, args);
+    spawned = await spawnDetached(...command, paths.qemuLog, options.incomingSocket);
   } catch (error) {
     if (spawned !== undefined) await killChild(spawned);
     await removeStateDir(paths);
@@ -192,11 +199,17 @@ interface Spawned {
   spawnFailed: Promise<Error>;
 }
 
-async function spawnDetached(binary: string, args: string[], logPath: string): Promise<Spawned> {
+async function spawnDetached(
+  binary: string,
+  args: string[],
+  logPath: string,
+  incoming: Socket | undefined,
+): Promise<Spawned> {
   const log = await open(logPath, "w");
   try {
     // Detached with no pipes: QEMU outlives us and never blocks on a full stdout pipe.
-    const child = spawn(binary, args, { detached: true, stdio: ["ignore", log.fd, log.fd] });
+    const stdio: StdioOptions = ["ignore", log.fd, log.fd, ...(incoming ? [incoming] : [])];
+    const child = spawn(binary, args, { detached: true, stdio });
     // Listen before the next await: spawn reports a missing binary on the next tick.
     const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
     const exited = new Promise<number | null>((resolve) => {
