@@ -2,13 +2,21 @@
  * Eager restore: a new QEMU is started from the checkpoint's VM spec with `-incoming defer`,
  * and snapwake acts as its migration source, replaying the checkpoint as one precopy stream.
  *
- * Invariants: the manifest, page map and device state are verified before QEMU starts; every
- * chunk is hash-checked before any of its pages is sent, so a corrupt chunk stops the restore
- * (QEMU is killed, its state dir removed) and the guest never runs on a wrong page.
+ * QEMU starts on the verified manifest alone, while this process opens and checks the page map
+ * and the device state (QEMU's start and the checkpoint's opening overlap, as in a lazy
+ * restore: ADR 0015, 0030).
+ *
+ * Invariants: the manifest, page map and device state are verified before any byte is sent to
+ * QEMU, and a failure there kills the QEMU already started; every chunk is hash-checked before
+ * any of its pages is sent, so a corrupt chunk stops the restore (QEMU is killed, its state dir
+ * removed) and the guest never runs on a wrong page. The caller (restore.ts) holds the
+ * checkpoint for reading, so the manifest QEMU started from is the one the reader opens.
  */
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
+import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
+import type { DeviceState } from "../qemu/migration/index.ts";
 import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
@@ -64,32 +72,43 @@ async function restoreWith(
   workers: ChunkWorkers,
   started: number,
 ): Promise<EagerRestoreResult> {
-  const reader = await CheckpointReader.open(
-    new CheckpointStore({ home: opts.home }),
-    opts.checkpoint,
-  );
+  const manifest = await manifestOf(opts.home, opts.checkpoint);
+  const pair = await incomingPair();
+  const opening = openCheckpoint(opts);
+  opening.catch(() => undefined); // awaited below, after QEMU's spawn
+  let vm: ManagedVm;
   try {
-    const device = await reader.deviceState();
-    const reset = await resetFor(opts, reader);
-    const pair = await incomingPair();
-    let vm: ManagedVm;
-    try {
-      vm = await startRestoreTarget(
-        "eager",
-        opts.home,
-        reader,
-        opts.vmName,
-        opts.qemu,
-        opts.signal,
-        undefined,
-        pair.qemuEnd,
-      );
-    } catch (error) {
-      pair.ours.destroy();
-      throw error;
-    } finally {
-      pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
-    }
+    vm = await startRestoreTarget(
+      "eager",
+      opts.home,
+      { name: opts.checkpoint, manifest },
+      opts.vmName,
+      opts.qemu,
+      opts.signal,
+      undefined,
+      pair.qemuEnd,
+    );
+  } catch (error) {
+    pair.ours.destroy();
+    await opening.then(
+      ({ reader }) => reader.close(),
+      () => undefined,
+    );
+    throw error;
+  } finally {
+    pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
+  }
+  let opened: Opened;
+  try {
+    opened = await opening;
+  } catch (error) {
+    pair.ours.destroy();
+    await killVm(opts.home, vm);
+    vm.qmp.close();
+    throw error;
+  }
+  const { reader, device, reset } = opened;
+  try {
     const socket = pair.ours;
     try {
       await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
@@ -117,6 +136,28 @@ async function restoreWith(
     }
   } finally {
     await reader.close();
+  }
+}
+
+interface Opened {
+  readonly reader: CheckpointReader;
+  readonly device: DeviceState;
+  readonly reset: Awaited<ReturnType<typeof resetFor>>;
+}
+
+/** The checkpoint opened and checked: its page map, device state and page-table edits. */
+async function openCheckpoint(opts: EagerRestoreOptions): Promise<Opened> {
+  const reader = await CheckpointReader.open(
+    new CheckpointStore({ home: opts.home }),
+    opts.checkpoint,
+  );
+  try {
+    const device = await reader.deviceState();
+    const reset = await resetFor(opts, reader);
+    return { reader, device, reset };
+  } catch (error) {
+    await reader.close();
+    throw error;
   }
 }
 

@@ -94,7 +94,7 @@ export type TargetStart = "eager" | "postcopy";
 export async function startRestoreTarget(
   start: TargetStart,
   home: string,
-  reader: CheckpointReader,
+  reader: TargetCheckpoint,
   vmName: string | undefined,
   qemu?: QemuInstall,
   signal?: AbortSignal,
