@@ -17,11 +17,11 @@ import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import type { DeviceState } from "../qemu/migration/index.ts";
-import { killVm, type ManagedVm, type QemuInstall } from "../vm/index.ts";
+import { killVm, type ManagedVm, QEMU_INCOMING_FD, type QemuInstall } from "../vm/index.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
 import { sendCheckpoint } from "./eager-send.ts";
-import { incomingPair, QEMU_INCOMING_FD } from "./incoming.ts";
+import { incomingPair } from "./incoming.ts";
 import { replayInfo } from "./stream-info.ts";
 import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
 

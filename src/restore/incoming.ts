@@ -1,8 +1,8 @@
 /**
  * The connection an eager restore streams the checkpoint on (ADR 0030): a loopback TCP
- * connection this process makes to itself before QEMU starts. QEMU gets one end as its file
- * descriptor QEMU_INCOMING_FD at spawn and loads from it (`migrate-incoming fd:3`); this
- * process writes the stream into the other.
+ * connection this process makes to itself before QEMU starts. QEMU gets one end at spawn, as
+ * its file descriptor QEMU_INCOMING_FD (src/vm/launcher.ts), and loads from it
+ * (`migrate-incoming fd:3`); this process writes the stream into the other.
  *
  * Why TCP: a Unix stream socket holds ~208 KiB (the sender's default SO_SNDBUF, which Node
  * cannot raise), under a millisecond of QEMU's loading on the bench hosts, so QEMU's loading
@@ -15,9 +15,6 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { QemuError } from "../errors.ts";
 import { INCOMING_PAIR_TIMEOUT_MS } from "../limits.ts";
-
-/** The file descriptor QEMU has its end of the pair on (the first after stdin/out/err). */
-export const QEMU_INCOMING_FD = 3;
 
 const LOOPBACK = "127.0.0.1";
 

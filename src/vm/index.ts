@@ -11,6 +11,7 @@ export {
   type LaunchedVm,
   launchVm,
   type ManagedVm,
+  QEMU_INCOMING_FD,
   type StartVmOptions,
   startVm,
 } from "./launcher.ts";

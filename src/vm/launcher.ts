@@ -44,6 +44,9 @@ export interface ManagedVm {
   close(): void;
 }
 
+/** The file descriptor QEMU gets `StartVmOptions.incomingSocket` on: the first after stdio. */
+export const QEMU_INCOMING_FD = 3;
+
 export interface StartVmOptions {
   /** Start waiting for an incoming migration (`migrate-incoming` through QMP). */
   incoming?: "defer";
@@ -58,8 +61,9 @@ export interface StartVmOptions {
   /** Called once QEMU is exec'd, before its QMP is up: the caller may work while it starts. */
   onSpawn?: () => void;
   /**
-   * A connected socket QEMU gets as its file descriptor 3 (`migrate-incoming fd:3`, an eager
-   * restore's stream, ADR 0030). The caller closes its own copy once QEMU was spawned.
+   * A connected socket QEMU gets as its file descriptor QEMU_INCOMING_FD (`migrate-incoming
+   * fd:3`, an eager restore's stream, ADR 0030). The caller closes its own copy once QEMU was
+   * spawned.
    */
   incomingSocket?: Socket;
 }
@@ -208,6 +212,7 @@ async function spawnDetached(
   const log = await open(logPath, "w");
   try {
     // Detached with no pipes: QEMU outlives us and never blocks on a full stdout pipe.
+    // stdio[i] is the child's fd i: the socket lands on QEMU_INCOMING_FD.
     const stdio: StdioOptions = ["ignore", log.fd, log.fd, ...(incoming ? [incoming] : [])];
     const child = spawn(binary, args, { detached: true, stdio });
     // Listen before the next await: spawn reports a missing binary on the next tick.
