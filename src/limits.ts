@@ -170,12 +170,6 @@ export const RESTORE_WRITE_BUFFERS_KEPT = 32;
 /** Chunk worker threads of a lazy or partial restore's page server (decode and verify). */
 export const RESTORE_POSTCOPY_WORKERS = 2;
 /**
- * The page server's first chunk worker starts with the fill's first load, the others this long
- * after it: their start (~50–75 ms of a core each) stays out of the guest's first burst of
- * page requests (ADR 0031).
- */
-export const RESTORE_WORKERS_OTHERS_AFTER_MS = 400;
-/**
  * Chunk reads a lazy or partial restore's loader has in flight on the store at once (ADR 0017),
  * apart from the decode threads: on network storage a read is mostly waiting, and 200 MB/s
  * with 5 ms a read holds ~1 MB, ~5 stored chunks of ~200 KiB, in flight; two reads left the

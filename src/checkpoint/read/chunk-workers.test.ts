@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
-import { setTimeout } from "node:timers/promises";
 import { InvalidCheckpointError } from "../../errors.ts";
 import { PAGE_SIZE_BYTES } from "../../limits.ts";
 import { pageDigestsOf } from "../format/chunk-hash.ts";
@@ -121,54 +120,26 @@ test("digest jobs give each page's SHA-256; a closed pool rejects its pending jo
   await assert.rejects(async () => workers.run({ kind: "digest", buffer, pages: 1 }), /open/);
 });
 
-/** This process's worker threads: `new Worker` creates them synchronously, so no wait. */
-const workerThreads = () =>
-  readdirSync("/proc/self/task").filter(
-    (t) => readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "WorkerThread",
-  ).length;
-
-/** One digest job of a random page, checked. */
-async function oneDigest(workers: ChunkWorkers): Promise<void> {
-  const pages = Buffer.from(randomBytes(prng(5), PAGE_SIZE_BYTES));
-  const buffer = new ArrayBuffer(PAGE_SIZE_BYTES);
-  new Uint8Array(buffer).set(pages);
-  const reply = await workers.run({ kind: "digest", buffer, pages: 1 });
-  assert.ok(reply.ok);
-  assert.deepEqual(Buffer.from(reply.digests ?? []), pageDigestsOf(pages));
-}
-
 test("a pool started on its first job has no thread before it, then all of them", {
   skip: process.platform !== "linux",
 }, async () => {
+  // Worker threads are created synchronously by `new Worker`: counting them needs no wait.
+  const workerThreads = () =>
+    readdirSync("/proc/self/task").filter(
+      (t) => readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "WorkerThread",
+    ).length;
   const before = workerThreads();
   const workers = ChunkWorkers.onFirstJob(2);
   try {
     assert.equal(workerThreads(), before, "no thread before a job");
-    await oneDigest(workers);
+    const pages = Buffer.from(randomBytes(prng(5), PAGE_SIZE_BYTES));
+    const buffer = new ArrayBuffer(PAGE_SIZE_BYTES);
+    new Uint8Array(buffer).set(pages);
+    const reply = await workers.run({ kind: "digest", buffer, pages: 1 });
+    assert.ok(reply.ok);
+    assert.deepEqual(Buffer.from(reply.digests ?? []), pageDigestsOf(pages));
     assert.equal(workerThreads(), before + 2, "the first job started every thread");
   } finally {
     await workers.close();
   }
-});
-
-test("a pool whose others start later: one thread with the first job, the rest after", {
-  skip: process.platform !== "linux",
-}, async () => {
-  const before = workerThreads();
-  const workers = ChunkWorkers.onFirstJob(2, 1000);
-  try {
-    await oneDigest(workers);
-    await oneDigest(workers);
-    assert.equal(workerThreads(), before + 1, "one thread took the first jobs");
-    await setTimeout(1200); // after the pool's own 1000 ms timer: timers fire in order
-    assert.equal(workerThreads(), before + 2, "the other started after its delay");
-    await oneDigest(workers);
-  } finally {
-    await workers.close();
-  }
-  const closedEarly = ChunkWorkers.onFirstJob(2, 1000);
-  await oneDigest(closedEarly);
-  await closedEarly.close();
-  await setTimeout(1200);
-  assert.equal(workerThreads(), before, "a pool closed before the delay starts no more threads");
 });

@@ -130,13 +130,9 @@ export class ChunkWorkers {
   #nextId = 0;
   #failure: Error | null = null;
   #closed = false;
-  /** onFirstJob: how long after the first thread the others start (0: with it). */
-  readonly #othersAfterMs: number;
-  #others: NodeJS.Timeout | undefined;
 
-  private constructor(count: number, now: boolean, othersAfterMs = 0) {
+  private constructor(count: number, now: boolean) {
     this.size = count;
-    this.#othersAfterMs = othersAfterMs;
     if (now) this.#spawnAll();
   }
 
@@ -148,13 +144,11 @@ export class ChunkWorkers {
 
   /**
    * A pool of `count` threads started by its first job, not before: a thread's start costs
-   * ~50–75 ms of a core, which a restore's critical path should not share (ADR 0021). With
-   * `othersAfterMs`, only one thread starts then and the others that long after (ADR 0031).
+   * ~50–75 ms of a core, which a restore's critical path should not share (ADR 0021).
    */
-  static onFirstJob(count: number, othersAfterMs = 0): ChunkWorkers {
+  static onFirstJob(count: number): ChunkWorkers {
     assert(Number.isInteger(count) && count >= 1, "at least one chunk worker");
-    assert(Number.isFinite(othersAfterMs) && othersAfterMs >= 0, "a delay of 0 ms or more");
-    return new ChunkWorkers(count, false, othersAfterMs);
+    return new ChunkWorkers(count, false);
   }
 
   /**
@@ -164,7 +158,7 @@ export class ChunkWorkers {
   run(input: JobInput): Promise<ChunkReply> {
     assert(!this.#closed, "the chunk workers are open");
     if (this.#failure !== null) return Promise.reject(this.#failure);
-    if (this.#threads.length === 0) this.#spawnFirst();
+    if (this.#threads.length === 0) this.#spawnAll();
     const id = this.#nextId++;
     let thread = this.#threads[0];
     for (const t of this.#threads) if (t.pending.size < (thread?.pending.size ?? 0)) thread = t;
@@ -182,26 +176,12 @@ export class ChunkWorkers {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#others);
     this.#fail(new Error("The chunk workers were closed while a job ran"));
     await Promise.all(this.#threads.map((t) => t.worker.terminate()));
   }
 
   #spawnAll(): void {
-    for (let i = this.#threads.length; i < this.size; i++) this.#threads.push(this.#spawn());
-  }
-
-  /** The first job's threads: all of them, or one now and the others #othersAfterMs later. */
-  #spawnFirst(): void {
-    if (this.#othersAfterMs === 0 || this.size === 1) {
-      this.#spawnAll();
-      return;
-    }
-    this.#threads.push(this.#spawn());
-    this.#others = setTimeout(() => {
-      if (!this.#closed && this.#failure === null) this.#spawnAll();
-    }, this.#othersAfterMs);
-    this.#others.unref(); // the pool's jobs keep the process alive, not this timer
+    for (let i = 0; i < this.size; i++) this.#threads.push(this.#spawn());
   }
 
   #spawn(): Thread {

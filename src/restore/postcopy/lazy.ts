@@ -25,7 +25,6 @@ import {
   RESTORE_PROGRESS_EVERY_PAGES,
   RESTORE_RUN_TIMEOUT_MS,
   RESTORE_STATUS_POLL_MS,
-  RESTORE_WORKERS_OTHERS_AFTER_MS,
 } from "../../limits.ts";
 import type { ProgressListener } from "../../progress.ts";
 import type { DeviceState, RamSectionInfo } from "../../qemu/migration/index.ts";
@@ -131,11 +130,7 @@ export async function restorePostcopy(
   checkMode(opts);
   // Started by their first job, a push's load after RUN (ADR 0021): a thread's start takes
   // ~50–75 ms of a core that QEMU's start and the prelude need; the prelude decodes here.
-  // The second starts later still, after the guest's first burst of requests (ADR 0031).
-  const workers = ChunkWorkers.onFirstJob(
-    RESTORE_POSTCOPY_WORKERS,
-    RESTORE_WORKERS_OTHERS_AFTER_MS,
-  );
+  const workers = ChunkWorkers.onFirstJob(RESTORE_POSTCOPY_WORKERS);
   let reader: CheckpointReader;
   try {
     reader = await CheckpointReader.open(new CheckpointStore({ home: opts.home }), opts.checkpoint);
