@@ -29,8 +29,8 @@ test("incomingPair drops a stranger that connected to its listener first", async
     stranger = s;
     s.on("error", () => undefined);
     strangerClosed = new Promise((resolve) => s.once("close", resolve));
+    // Connected, so in the listener's backlog ahead of the restore's own client.
     await new Promise((resolve) => s.once("connect", resolve));
-    await new Promise((resolve) => setTimeout(resolve, 20)); // accepted before ours connects
   });
   try {
     assert.equal(qemuEnd.remotePort, ours.localPort, "QEMU's end is this process's connection");
