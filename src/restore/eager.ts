@@ -98,44 +98,34 @@ async function restoreWith(
   } finally {
     pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
   }
-  let opened: Opened;
+  const socket = pair.ours;
+  let reader: CheckpointReader | null = null;
   try {
-    opened = await opening;
+    const opened = await opening;
+    reader = opened.reader;
+    await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
+    const counts = await sendCheckpoint(reader, socket, opened.device, {
+      workers,
+      pageEdit: opened.reset,
+      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+    });
+    await waitIncomingDone(vm.qmp);
+    await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
+    socket.destroy();
+    return {
+      vm: restoredVm(vm),
+      mode: "eager",
+      wallMs: performance.now() - started,
+      ...counts,
+      accessedBits: opened.reset.report(),
+    };
   } catch (error) {
-    pair.ours.destroy();
+    socket.destroy(); // before QEMU goes: its reset then has no socket to reach
     await killVm(opts.home, vm);
-    vm.qmp.close();
     throw error;
-  }
-  const { reader, device, reset } = opened;
-  try {
-    const socket = pair.ours;
-    try {
-      await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
-      const counts = await sendCheckpoint(reader, socket, device, {
-        workers,
-        pageEdit: reset,
-        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-      });
-      await waitIncomingDone(vm.qmp);
-      await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
-      socket.destroy();
-      return {
-        vm: restoredVm(vm),
-        mode: "eager",
-        wallMs: performance.now() - started,
-        ...counts,
-        accessedBits: reset.report(),
-      };
-    } catch (error) {
-      socket.destroy(); // before QEMU goes: its reset then has no socket to reach
-      await killVm(opts.home, vm);
-      throw error;
-    } finally {
-      vm.qmp.close();
-    }
   } finally {
-    await reader.close();
+    vm.qmp.close();
+    await reader?.close();
   }
 }
 
