@@ -322,6 +322,19 @@ export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 export const RESTORE_EAGER_WORKERS = 1;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
+/**
+ * A mapped restore's RAM image (restore/ram-image.ts, ADR 0032): one SHA-256 per region of
+ * 2 MiB, checked before every restore; the images of all checkpoints together are kept within
+ * RAM_IMAGES_BYTES_MAX of disk (allocated bytes), the least recently used removed first.
+ */
+export const RAM_IMAGE_REGION_BYTES = 2 * 1024 * 1024;
+export const RAM_IMAGES_BYTES_MAX = 32 * 1024 ** 3;
+/** A RAM image's sums file is read only up to this size (1 MiB: ~15,000 regions, 30 GiB). */
+export const RAM_IMAGE_SUMS_BYTES_MAX = 1024 * 1024;
+/** Region digests a RAM image check keeps in flight on the chunk workers (16 MiB). */
+export const RAM_IMAGE_REGIONS_IN_FLIGHT = 8;
+/** Chunk workers of a mapped restore: they build the image, or check it while QEMU starts. */
+export const RESTORE_MAPPED_WORKERS = 2;
 /** The eager stream's loopback connection to itself (ADR 0030): it takes a millisecond. */
 export const INCOMING_PAIR_TIMEOUT_MS = 5_000;
 /**

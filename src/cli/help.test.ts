@@ -50,7 +50,7 @@ test("the usage after an error keeps the synopsis and the options, not the prose
   assert.ok(restore !== undefined);
   const text = commandUsage(restore, 80);
   assert.match(text, /^Usage: snapwake restore CHECKPOINT \[--name VM\]/);
-  assert.ok(text.includes("--mode eager|lazy|partial|auto"));
+  assert.ok(text.includes("--mode eager|mapped|lazy|partial|auto"));
   assert.ok(!text.includes(restore.details ?? "details"));
 });
 

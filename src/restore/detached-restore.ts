@@ -21,8 +21,8 @@ export interface DetachedRestoreOptions {
   /** The new managed VM's name (default: the saved VM's); also names the server's log. */
   readonly vmName?: string;
   readonly qemu?: QemuInstall;
-  /** lazy, partial or auto (default: DEFAULT_RESTORE_MODE); eager has no page server. */
-  readonly mode?: Exclude<RestoreMode, "eager">;
+  /** lazy, partial or auto (default: DEFAULT_RESTORE_MODE): eager and mapped have no server. */
+  readonly mode?: Exclude<RestoreMode, "eager" | "mapped">;
   /** As RestoreOptions.workingSetKind. */
   readonly workingSetKind?: WorkingSetSource;
   /** As RestoreOptions.resetAccessedBits. */

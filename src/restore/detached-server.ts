@@ -26,7 +26,7 @@ export async function serveDetached(opts: ServeOptions): Promise<PostcopyRestore
   let running: PostcopyRestoreResult;
   try {
     const mode = opts.mode ?? DEFAULT_RESTORE_MODE;
-    if (mode === "eager")
+    if (mode === "eager" || mode === "mapped")
       throw new UsageError("A detached page server serves lazy, partial and auto restores only");
     const launched = readHandoff().then(parseHandoff);
     launched.catch(() => undefined); // unread when the restore fails before it attaches

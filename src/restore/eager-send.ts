@@ -91,7 +91,7 @@ export async function sendCheckpoint(
  * the pool), and makes the writer wait while more than RESTORE_EAGER_QUEUED_BYTES_MAX bytes
  * are queued in the socket.
  */
-function pooledSocketSink(socket: Socket): ByteSink {
+export function pooledSocketSink(socket: Socket): ByteSink {
   const assertOpen = (): void => {
     // No 'drain' or 'close' would ever come to end a wait.
     if (socket.destroyed || socket.writableEnded)

@@ -72,22 +72,17 @@ async function restoreWith(
   workers: ChunkWorkers,
   started: number,
 ): Promise<EagerRestoreResult> {
-  const manifest = await manifestOf(opts.home, opts.checkpoint);
+  const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
   const pair = await incomingPair();
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below, after QEMU's spawn
   let vm: ManagedVm;
   try {
-    vm = await startRestoreTarget(
-      "eager",
-      opts.home,
-      { name: opts.checkpoint, manifest },
-      opts.vmName,
-      opts.qemu,
-      opts.signal,
-      undefined,
-      pair.qemuEnd,
-    );
+    vm = await startRestoreTarget("eager", opts.home, target, opts.vmName, {
+      qemu: opts.qemu,
+      signal: opts.signal,
+      incomingSocket: pair.qemuEnd,
+    });
   } catch (error) {
     pair.ours.destroy();
     await opening.then(
@@ -129,14 +124,14 @@ async function restoreWith(
   }
 }
 
-interface Opened {
+export interface Opened {
   readonly reader: CheckpointReader;
   readonly device: DeviceState;
   readonly reset: Awaited<ReturnType<typeof resetFor>>;
 }
 
 /** The checkpoint opened and checked: its page map, device state and page-table edits. */
-async function openCheckpoint(opts: EagerRestoreOptions): Promise<Opened> {
+export async function openCheckpoint(opts: EagerRestoreOptions): Promise<Opened> {
   const reader = await CheckpointReader.open(
     new CheckpointStore({ home: opts.home }),
     opts.checkpoint,
@@ -152,7 +147,7 @@ async function openCheckpoint(opts: EagerRestoreOptions): Promise<Opened> {
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */
-async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promise<void> {
+export async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promise<void> {
   if (!guestRunning) return;
   const status = await vm.qmp.execute("query-status", {});
   if (!status.running) await vm.qmp.execute("cont", {});

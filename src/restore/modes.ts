@@ -4,8 +4,8 @@
  * CLI's command table can read it at start.
  */
 
-/** eager, lazy, partial and auto, as restore.ts documents them. */
-export const RESTORE_MODES = ["eager", "lazy", "partial", "auto"] as const;
+/** eager, mapped, lazy, partial and auto, as restore.ts documents them. */
+export const RESTORE_MODES = ["eager", "mapped", "lazy", "partial", "auto"] as const;
 
 export type RestoreMode = (typeof RESTORE_MODES)[number];
 

@@ -1,12 +1,13 @@
 /**
  * Restore entry point, shared by the library and the CLI: picks the mode and its working set,
  * holds the store lock, and cancels on the caller's AbortSignal. eager replays the whole
- * checkpoint before the guest runs; lazy and partial make snapwake QEMU's postcopy source
+ * checkpoint before the guest runs; mapped maps its guest RAM from a verified image of it
+ * (mapped.ts, ADR 0032); lazy and partial make snapwake QEMU's postcopy source
  * (src/restore/postcopy); auto (the default) is partial when a working set is given or stored
  * for the checkpoint, else lazy.
  *
- * Invariants: the checkpoint is held for reading (store/lock.ts) until an eager restore
- * returns or a postcopy fill settles, so `rm` cannot take it from under the page server; an
+ * Invariants: the checkpoint is held for reading (store/lock.ts) until an eager or mapped
+ * restore returns or a postcopy fill settles, so `rm` cannot take it from under the page server; an
  * abort stops QEMU (its state directory goes with it) and rejects with the signal's reason.
  */
 import { abortError, throwIfAborted } from "../abort.ts";
@@ -16,6 +17,7 @@ import { assertNever } from "../util/assert-never.ts";
 import { loadWorkingSet } from "../wss/store.ts";
 import type { WorkingSet, WorkingSetSource } from "../wss/working-set.ts";
 import { type EagerRestoreResult, restoreEager } from "./eager.ts";
+import { type MappedRestoreResult, restoreMapped } from "./mapped.ts";
 import { DEFAULT_RESTORE_MODE, type RestoreMode } from "./modes.ts";
 import {
   type PostcopyRestoreOptions,
@@ -26,9 +28,10 @@ import {
 export { DEFAULT_RESTORE_MODE, RESTORE_MODES, type RestoreMode } from "./modes.ts";
 
 /**
- * The postcopy options (documented on PostcopyRestoreOptions) with any mode; eager uses
- * home, checkpoint, vmName, qemu, onProgress and signal. Default mode "auto". Partial and
- * auto without `workingSet` use the checkpoint's stored working set (src/wss).
+ * The postcopy options (documented on PostcopyRestoreOptions) with any mode; eager and mapped
+ * use home, checkpoint, vmName, qemu, resetAccessedBits, onProgress and signal. Default mode
+ * "auto". Partial and auto without `workingSet` use the checkpoint's stored working set
+ * (src/wss).
  */
 export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
   readonly mode?: RestoreMode;
@@ -40,18 +43,24 @@ export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
   readonly signal?: AbortSignal;
   /**
    * Which stored estimate partial and auto prefetch (default: the best kept, wss/store.ts's
-   * preference order). Refused with eager and lazy, and when the checkpoint has none of it.
+   * preference order). Refused with eager, mapped and lazy, and when the checkpoint has none.
    */
   readonly workingSetKind?: WorkingSetSource;
 };
 
-/** eager: done when it returns. lazy/partial: the guest runs; `fill` settles when all is in. */
-export type RestoreResult = EagerRestoreResult | PostcopyRestoreResult;
+/**
+ * eager, mapped: done when it returns. lazy/partial: the guest runs; `fill` settles when all
+ * is in.
+ */
+export type RestoreResult = EagerRestoreResult | MappedRestoreResult | PostcopyRestoreResult;
 
 /** Eager resolves with the eager result; other modes (auto, the default) with a `fill`. */
 export function restore(
   opts: RestoreOptions & { readonly mode: "eager" },
 ): Promise<EagerRestoreResult>;
+export function restore(
+  opts: RestoreOptions & { readonly mode: "mapped" },
+): Promise<MappedRestoreResult>;
 export function restore(
   opts: RestoreOptions & { readonly mode?: "lazy" | "partial" | "auto" },
 ): Promise<PostcopyRestoreResult>;
@@ -101,18 +110,21 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
 async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
   const mode = opts.mode ?? DEFAULT_RESTORE_MODE;
-  if (opts.workingSetKind !== undefined && (mode === "eager" || mode === "lazy")) {
+  if (opts.workingSetKind !== undefined && ["eager", "mapped", "lazy"].includes(mode)) {
     throw new UsageError(
       `A ${opts.workingSetKind} working set prefetches in partial and auto restores, not ${mode}`,
     );
   }
   switch (mode) {
     case "eager":
+    case "mapped":
       if (opts.workingSet !== undefined)
-        throw new UsageError("Cannot use a working set in an eager restore: every page is sent");
+        throw new UsageError(`Cannot use a working set in an ${mode} restore: no page is lazy`);
       if (opts.launched !== undefined)
-        throw new UsageError("An eager restore starts its own QEMU: `launched` is for postcopy");
-      return restoreEager(opts);
+        throw new UsageError(
+          `An ${mode} restore starts its own QEMU: \`launched\` is for postcopy`,
+        );
+      return mode === "eager" ? restoreEager(opts) : restoreMapped(opts);
     case "lazy":
       return restorePostcopy({ ...opts, mode });
     case "partial": {

@@ -28,6 +28,7 @@ import {
   parseVmSpec,
   type QemuInstall,
   qemuFor,
+  type RamFile,
   type VmSpec,
   vmPaths,
   writeOrigin,
@@ -75,6 +76,18 @@ export interface LaunchedRestore {
   release(): Promise<void>;
 }
 
+/** How startRestoreTarget starts QEMU, beyond the checkpoint's spec. */
+export interface TargetOptions {
+  readonly qemu?: QemuInstall | undefined;
+  readonly signal?: AbortSignal | undefined;
+  /** Called once QEMU is exec'd, before its QMP is up. */
+  readonly onSpawn?: () => void;
+  /** Goes to QEMU as its fd 3 (an eager or mapped restore's stream, ADR 0030). */
+  readonly incomingSocket?: Socket;
+  /** The guest's RAM mapped from this file (a mapped restore, ADR 0032). */
+  readonly ramFile?: RamFile;
+}
+
 /**
  * How a target QEMU starts: `eager` runs the guest once the stream is loaded, as QEMU's own
  * `-incoming` does; `postcopy` starts it with `-S`, so the postcopy RUN command leaves the
@@ -88,21 +101,18 @@ export type TargetStart = "eager" | "postcopy";
  * spec's, which saves pin too); a QEMU without it is refused with a UsageError naming the
  * machine type before any overlay is made or QEMU spawned (restore/machine-check.ts). Once
  * `signal` aborts, QEMU is killed: whatever the restore is doing then fails, and its failure
- * path removes the VM. `onSpawn` is called once QEMU is exec'd. `incomingSocket` goes to QEMU
- * as its fd 3 (an eager restore's stream, ADR 0030).
+ * path removes the VM. See TargetOptions for the rest.
  */
 export async function startRestoreTarget(
   start: TargetStart,
   home: string,
   reader: TargetCheckpoint,
   vmName: string | undefined,
-  qemu?: QemuInstall,
-  signal?: AbortSignal,
-  onSpawn?: () => void,
-  incomingSocket?: Socket,
+  opts: TargetOptions = {},
 ): Promise<ManagedVm> {
+  const { qemu, signal, onSpawn } = opts;
   throwIfAborted(signal);
-  const target = await launchTarget(start, home, reader, vmName, qemu, incomingSocket);
+  const target = await launchTarget(start, home, reader, vmName, qemu, opts);
   onSpawn?.();
   try {
     const vm = await explainStart(home, reader, target.install, target.machine, () =>
@@ -201,7 +211,7 @@ async function launchTarget(
   checkpoint: TargetCheckpoint,
   vmName: string | undefined,
   qemu?: QemuInstall,
-  incomingSocket?: Socket,
+  how: Pick<TargetOptions, "incomingSocket" | "ramFile"> = {},
 ) {
   const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
   await checkMachineType(home, checkpoint, install, machine); // before any overlay or QEMU
@@ -216,7 +226,8 @@ async function launchTarget(
     launched = await launchVm(home, disks, {
       incoming: "defer",
       paused: start === "postcopy",
-      ...(incomingSocket === undefined ? {} : { incomingSocket }),
+      ...(how.incomingSocket === undefined ? {} : { incomingSocket: how.incomingSocket }),
+      ...(how.ramFile === undefined ? {} : { ramFile: how.ramFile }),
     });
   } catch (error) {
     await discard();

@@ -9,6 +9,7 @@
  *   <home>/vms/<vm>/                         a managed VM's state directory (vm/state-dir.ts)
  *   <home>/cache/digests/<pack id>           page digests per pack (never trusted)
  *   <home>/cache/qemu/<64 hex>.json          machine types per QEMU install (vm/machine-types.ts)
+ *   <home>/cache/ram/<name>/{image,sums}     a mapped restore's RAM image (restore/ram-image.ts)
  *   <home>/wss/<name>/<manifest sha256>/     working sets of exactly that checkpoint
  *   <home>/wss/<name>/page-tables.json       page-table pages (bound by the index hash)
  *   <home>/restores/<name>/                  restore records and the page servers' logs
@@ -86,6 +87,16 @@ export function workingSetDir(home: string, name: string, identity: string): str
   if (!IDENTITY_PATTERN.test(identity))
     throw new RangeError(`not a checkpoint identity: ${JSON.stringify(identity)}`);
   return join(workingSetsDir(home, name), identity);
+}
+
+/** Where mapped restores keep RAM images, one folder per checkpoint name. */
+export function ramImagesRoot(home: string): string {
+  return join(home, "cache", "ram");
+}
+
+/** The RAM image of checkpoint `name` (its `image` and `sums` files): removed with it. */
+export function ramImageDir(home: string, name: string): string {
+  return join(ramImagesRoot(home), segment(name));
 }
 
 /** Where restore records are kept, one folder per checkpoint name. */

@@ -132,3 +132,18 @@ test("the VM's QEMU data dirs become -L options; a runtime's QEMU overrides the 
   });
   assert.deepEqual(system.slice(0, 4), ["-name", "v", "-machine", "pc,accel=tcg"]);
 });
+
+test("a RAM file maps the machine's RAM block from it, private, right after -m", () => {
+  const ramFile = { id: "pc.ram", path: "/h/cache/ram/a,b/image", sizeBytes: 256 * 2 ** 20 };
+  const args = buildQemuArgs(FULL, { stateDir: "/h/vms/web-1", ramFile });
+  const at = args.indexOf("-m");
+  assert.deepEqual(args.slice(at, at + 8), [
+    ...["-m", "256M", "-smp", "2"],
+    ...[
+      "-object",
+      "memory-backend-file,id=pc.ram,size=268435456,mem-path=/h/cache/ram/a,,b/image,share=off",
+    ],
+    ...["-machine", "memory-backend=pc.ram"],
+  ]);
+  assert.ok(!buildQemuArgs(FULL, { stateDir: "/h/vms/web-1" }).includes("-object"));
+});

@@ -21,6 +21,19 @@ export interface QemuRuntime {
   paused?: boolean;
   /** The QEMU that runs it, overriding spec.qemu (e.g. a restore onto another version). */
   qemu?: QemuInstall;
+  /** The guest's RAM mapped copy-on-write from a file (a mapped restore, ADR 0032). */
+  ramFile?: RamFile;
+}
+
+/**
+ * Guest RAM backed by a file QEMU maps private (share=off): reads come from the file, writes
+ * stay in QEMU's memory. `id` names the RAM block (the machine's own, e.g. pc.ram), so a
+ * migration stream's block finds it.
+ */
+export interface RamFile {
+  readonly id: string;
+  readonly path: string;
+  readonly sizeBytes: number;
 }
 
 /** The QEMU for a VM: the runtime's choice, else the spec's, else the system one on PATH. */
@@ -59,6 +72,16 @@ function driveArgs(disk: DiskSpec): string[] {
   return ["-drive", `${options},readonly=${readonly}`];
 }
 
+function ramFileArgs(f: RamFile): string[] {
+  const backend = `id=${optionValue(f.id)},size=${f.sizeBytes},mem-path=${optionValue(f.path)}`;
+  return [
+    "-object",
+    `memory-backend-file,${backend},share=off`,
+    "-machine",
+    `memory-backend=${optionValue(f.id)}`,
+  ];
+}
+
 /** QEMU's argv (without the binary) for `spec`, with its state files under `runtime.stateDir`. */
 export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   if (!isAbsolute(runtime.stateDir)) {
@@ -70,6 +93,7 @@ export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   const args = ["-name", spec.name, ...dataDirArgs(qemuFor(spec, runtime))];
   args.push("-machine", `${spec.machine},accel=${spec.accel}`);
   args.push("-m", `${spec.memoryMiB}M`, "-smp", String(spec.smp));
+  if (runtime.ramFile !== undefined) args.push(...ramFileArgs(runtime.ramFile));
   if (spec.cpu !== undefined) args.push("-cpu", spec.cpu);
   args.push("-nodefaults", "-no-user-config", "-display", "none");
   if (spec.kernel !== undefined) args.push("-kernel", spec.kernel);

@@ -4,6 +4,7 @@ export {
   QEMU_BINARY_DEFAULT,
   type QemuRuntime,
   qemuFor,
+  type RamFile,
   resolveQemuBinary,
 } from "./command-line.ts";
 export { attachStartingVm, killVm, openVm, stopVm } from "./control.ts";

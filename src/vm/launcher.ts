@@ -12,7 +12,13 @@ import { QemuError, UsageError } from "../errors.ts";
 import { QMP_CONNECT_TIMEOUT_MS, VM_STOP_TIMEOUT_MS } from "../limits.ts";
 import { describeQemuLog, QmpClient } from "../qemu/qmp/index.ts";
 import { errorCode, processAlive } from "../util/index.ts";
-import { buildQemuArgs, type QemuRuntime, qemuFor, resolveQemuBinary } from "./command-line.ts";
+import {
+  buildQemuArgs,
+  type QemuRuntime,
+  qemuFor,
+  type RamFile,
+  resolveQemuBinary,
+} from "./command-line.ts";
 import { readPidFile, signalProcess, stuckError, waitForQemuExit } from "./process.ts";
 import { type QemuInstall, qemuCommand } from "./qemu-install.ts";
 import { readVmRecord, removeStateDir } from "./registry.ts";
@@ -66,6 +72,8 @@ export interface StartVmOptions {
    * spawned.
    */
   incomingSocket?: Socket;
+  /** The guest's RAM mapped from a file (a mapped restore, ADR 0032). */
+  ramFile?: RamFile;
 }
 
 /**
@@ -125,6 +133,7 @@ export async function launchVm(
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
     ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
+    ...(options.ramFile === undefined ? {} : { ramFile: options.ramFile }),
   };
   const args = buildQemuArgs(spec, runtime);
   const install = qemuFor(spec, runtime);

@@ -151,6 +151,14 @@ export class AccessedBitsReset {
     return { tables: this.tables, cleared: this.#cleared, mismatched: this.#mismatched };
   }
 
+  /** The proven table pages of block `block`: a mapped restore sends only these of it. */
+  pagesOf(block: number): number[] {
+    const pages: number[] = [];
+    for (const key of this.#expected.keys())
+      if (key % RAM_BLOCKS_MAX === block) pages.push(Math.floor(key / RAM_BLOCKS_MAX));
+    return pages.sort((a, b) => a - b);
+  }
+
   /** `data` must be the verified page; returns what to send. */
   apply(block: number, page: number, data: Uint8Array): Uint8Array {
     if (this.#expected.size === 0) return data;

@@ -1,14 +1,15 @@
 /**
  * The body of a chunk worker thread (started by ChunkWorkers, chunk-workers.ts): it reads and
  * decodes pack chunks (or decodes bytes the main thread read: decodeStored), hashes pages and
- * compresses chunks for the main thread, one job at a time, so a save or restore spreads its
- * SHA-256 and zstd work over the machine's cores.
+ * RAM image regions, and compresses chunks for the main thread, one job at a time, so a save or
+ * restore spreads its SHA-256 and zstd work over the machine's cores.
  *
  * Invariants: every job is answered exactly once, with its buffer transferred back (the pool
  * reuses it: no allocation per chunk on the main thread); a decode answers `ok` only with bytes
  * that passed the chunk's hash check (chunk-decode.ts, the reader's own code). Pack files are
  * read through file descriptors the main thread opened and keeps open while jobs run.
  */
+import { hash } from "node:crypto";
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../../limits.ts";
@@ -23,6 +24,7 @@ import type {
   DecodeJob,
   DecodeStoredJob,
   DigestJob,
+  RegionDigestJob,
 } from "./chunk-workers.ts";
 
 const CHUNK_BYTES_MAX = CHUNK_PAGES_MAX * PAGE_SIZE_BYTES;
@@ -53,6 +55,8 @@ function run(job: ChunkJob): ChunkReply {
       return digest(job);
     case "compress":
       return compress(job);
+    case "regionDigest":
+      return regionDigest(job);
     default:
       return assertNever(job, "chunk job");
   }
@@ -97,6 +101,35 @@ function digest(job: DigestJob): ChunkReply {
   const digests = new Uint8Array(pageDigestsOf(pages));
   if (digests.byteLength !== job.pages * PAGE_DIGEST_BYTES) throw new Error("digest count");
   return { id: job.id, ok: true, buffer: job.buffer, digests };
+}
+
+function regionDigest(job: RegionDigestJob): ChunkReply {
+  const { id, buffer } = job;
+  if (job.bytes > buffer.byteLength) throw new Error("the region exceeds the job's buffer");
+  const region = new Uint8Array(buffer, 0, job.bytes);
+  let done = 0;
+  while (done < job.bytes) {
+    const n = readSync(job.fd, region, done, job.bytes - done, job.offset + done);
+    if (n === 0) return { id, ok: false, buffer, ended: true };
+    done += n;
+  }
+  return { id, ok: true, buffer, digests: new Uint8Array(sha256Region(region)) };
+}
+
+/** Zeros to compare regions with, and the SHA-256 of zeros by length (it is what it is). */
+let zeros = new Uint8Array(0);
+const zeroDigests = new Map<number, Buffer>();
+
+function sha256Region(region: Uint8Array): Buffer {
+  if (zeros.byteLength < region.byteLength) zeros = new Uint8Array(region.byteLength);
+  if (Buffer.compare(region, zeros.subarray(0, region.byteLength)) !== 0)
+    return hash("sha256", region, "buffer");
+  let digest = zeroDigests.get(region.byteLength);
+  if (digest === undefined) {
+    digest = hash("sha256", zeros.subarray(0, region.byteLength), "buffer");
+    zeroDigests.set(region.byteLength, digest);
+  }
+  return digest;
 }
 
 /** Compresses the chunk in place: the stored form overwrites the raw bytes when smaller. */

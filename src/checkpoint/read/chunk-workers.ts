@@ -62,7 +62,19 @@ export interface CompressJob extends JobBase {
   readonly level: number;
 }
 
-export type ChunkJob = DecodeJob | DecodeStoredJob | DigestJob | CompressJob;
+/**
+ * Read `bytes` at `offset` of `fd` into `buffer` and return their one SHA-256 (a RAM image's
+ * region, restore/ram-image.ts). A file that ends early is `ended`. A region of zero bytes
+ * gets the SHA-256 of zeros without hashing: comparing with zeros is ~10× faster.
+ */
+export interface RegionDigestJob extends JobBase {
+  readonly kind: "regionDigest";
+  readonly fd: number;
+  readonly offset: number;
+  readonly bytes: number;
+}
+
+export type ChunkJob = DecodeJob | DecodeStoredJob | DigestJob | CompressJob | RegionDigestJob;
 
 /** What a reader says about a chunk for a decode job (CheckpointReader.decodeJobOf). */
 export type DecodeInput = Omit<DecodeJob, "id" | "kind" | "buffer" | "wantDigests">;
@@ -78,7 +90,7 @@ export type ChunkReply =
       readonly id: number;
       readonly ok: true;
       readonly buffer: ArrayBuffer;
-      /** Page digests (decode with wantDigests, digest jobs), else null. */
+      /** Page digests (decode with wantDigests, digest jobs), a region's digest, else null. */
       readonly digests: Uint8Array | null;
       readonly stored?: StoredForm;
       /** A decodeStored job's stored bytes, given back for the next read. */
@@ -90,7 +102,7 @@ export type ChunkReply =
       readonly buffer: ArrayBuffer;
       /** Decode: the chunk is bad. */
       readonly problem?: ChunkProblem;
-      /** Decode: the file ended inside the chunk. */
+      /** Decode, region digest: the file ended inside the chunk or region. */
       readonly ended?: true;
       /** Anything else the worker threw (an I/O error), as text. */
       readonly error?: string;
@@ -106,7 +118,8 @@ type JobInput =
   | Omit<DecodeJob, "id">
   | Omit<DecodeStoredJob, "id">
   | Omit<DigestJob, "id">
-  | Omit<CompressJob, "id">;
+  | Omit<CompressJob, "id">
+  | Omit<RegionDigestJob, "id">;
 
 interface Pending {
   readonly resolve: (reply: ChunkReply) => void;

@@ -145,6 +145,7 @@ export class CheckpointStore {
     await rm(doomed, { recursive: true, force: true });
     await rm(layout.workingSetsDir(this.home, name), { recursive: true, force: true });
     await rm(layout.restoresDir(this.home, name), { recursive: true, force: true });
+    await rm(layout.ramImageDir(this.home, name), { recursive: true, force: true });
     await this.collectLayers();
     return report;
   }
@@ -216,11 +217,19 @@ export class CheckpointStore {
     return removed + (await this.collectLayers()).length;
   }
 
-  /** Working sets and restore records of names no checkpoint has (a removal cut short). */
+  /**
+   * Working sets, restore records and RAM images of names no checkpoint has (a removal cut
+   * short).
+   */
   async #pruneOrphans(): Promise<number> {
     const listed = new Set(await this.#entries(this.checkpointsDir));
     let removed = 0;
-    for (const root of [layout.workingSetsRoot(this.home), layout.restoresRoot(this.home)]) {
+    const roots = [
+      layout.workingSetsRoot(this.home),
+      layout.restoresRoot(this.home),
+      layout.ramImagesRoot(this.home),
+    ];
+    for (const root of roots) {
       for (const name of await this.#entries(root)) {
         if (!CHECKPOINT_NAME_PATTERN.test(name) || listed.has(name)) continue;
         await rm(join(root, name), { recursive: true, force: true });

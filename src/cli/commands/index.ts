@@ -61,7 +61,9 @@ const RESTORE_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     value: "MODE",
     choices: RESTORE_MODES,
     help:
-      "eager: every page before the guest runs; lazy: the guest runs at once, its pages " +
+      "eager: every page before the guest runs; mapped: guest RAM mapped copy-on-write from " +
+      "a verified local image of the checkpoint, built on its first mapped restore and kept " +
+      "(up to 32 GiB of images); lazy: the guest runs at once, its pages " +
       "follow on demand (QEMU postcopy); partial: the working set first, then as lazy; " +
       "auto (default): partial when the checkpoint has a working set, else lazy",
   },

@@ -1,8 +1,8 @@
 /**
  * `snapwake restore`. A lazy or partial restore without --wait runs in a detached page server
  * (src/restore/detached-restore.ts): this command has it spawn this CLI as `__serve-restore`
- * with its own arguments, prints the server's report and exits. Eager restores and --wait run
- * in this process (serve-restore.ts).
+ * with its own arguments, prints the server's report and exits. Eager and mapped restores and
+ * --wait run in this process (serve-restore.ts).
  *
  * The spawn is the first thing the command does (this module and detached-restore.ts import
  * nothing of the restore code); the library then starts the target QEMU while the server
@@ -13,7 +13,8 @@ import { restoreDetached } from "../../restore/detached-restore.ts";
 import type { Run } from "./index.ts";
 
 export const runRestore: Run = async (ctx, p) => {
-  if (p.str("mode") === "eager" || p.flag("wait")) {
+  const mode = p.str("mode");
+  if (mode === "eager" || mode === "mapped" || p.flag("wait")) {
     const { runRestoreHere } = await import("./serve-restore.ts");
     return runRestoreHere(ctx, p);
   }

@@ -1,8 +1,8 @@
 /**
- * The restores that run in this process: `restore` with --mode eager or --wait, and the hidden
- * `__serve-restore`, the detached page server that `restore` (restore.ts) spawns for a lazy or
- * partial restore without --wait (src/restore/detached-server.ts serves it). The modes, the
- * default mode and the working-set lookup are the library's (src/restore/restore.ts).
+ * The restores that run in this process: `restore` with --mode eager or mapped, or --wait, and
+ * the hidden `__serve-restore`, the detached page server that `restore` (restore.ts) spawns
+ * for a lazy or partial restore without --wait (src/restore/detached-server.ts serves it). The
+ * modes, the default mode and the working-set lookup are the library's (src/restore/restore.ts).
  *
  * The server's module load is on the restore's critical path: this module imports the restore
  * entry point itself, not the restore barrel (which brings profiling and with it the save path).
@@ -10,6 +10,7 @@
 import { reportFailed } from "../../restore/detached.ts";
 import { type ServeOptions, serveDetached } from "../../restore/detached-server.ts";
 import type { FillReport, PostcopyRestoreResult } from "../../restore/index.ts";
+import type { MappedRestoreResult } from "../../restore/mapped.ts";
 import { DEFAULT_RESTORE_MODE, RESTORE_MODES, restore } from "../../restore/restore.ts";
 import type { WorkingSetSource } from "../../wss/index.ts";
 import { WORKING_SET_PREFERENCE } from "../../wss/store.ts";
@@ -20,14 +21,15 @@ import { humanLine } from "./restore.ts";
 
 const MIB = 2 ** 20;
 
-/** `restore` with --mode eager or --wait: the whole restore in this process. */
+/** `restore` with --mode eager or mapped, or --wait: the whole restore in this process. */
 export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
   const mode = choice(p.str("mode"), RESTORE_MODES, DEFAULT_RESTORE_MODE, "--mode");
-  if (mode === "eager") {
+  if (mode === "eager" || mode === "mapped") {
     const result = await restore({ ...restoreArgs(ctx, p), mode });
     ctx.done();
     const seconds = (result.wallMs / 1000).toFixed(2);
-    ctx.result(result, `restored "${p.arg(0)}" as VM "${result.vm.name}" (eager) in ${seconds} s`);
+    const line = `restored "${p.arg(0)}" as VM "${result.vm.name}" (${mode}) in ${seconds} s`;
+    ctx.result(result, "image" in result ? `${line}\n  ${imageLine(result.image)}` : line);
     return;
   }
   const running = await restore({ ...restoreArgs(ctx, p), mode });
@@ -76,6 +78,14 @@ function workingSetKind(p: Parsed): { workingSetKind?: WorkingSetSource } {
   return asked === undefined
     ? {}
     : { workingSetKind: choice(asked, WORKING_SET_PREFERENCE, "union", "--working-set") };
+}
+
+function imageLine(i: MappedRestoreResult["image"]): string {
+  const s = (ms: number) => (ms / 1000).toFixed(2);
+  if (!i.built) return `RAM image ${i.path} checked in ${s(i.checkMs)} s`;
+  const why =
+    i.rebuiltBecause === null ? "" : ` (the kept one failed its check: ${i.rebuiltBecause})`;
+  return `RAM image ${i.path} built in ${s(i.buildMs)} s${why}`;
 }
 
 function describeRunning(r: PostcopyRestoreResult) {

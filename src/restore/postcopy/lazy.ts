@@ -166,7 +166,11 @@ export async function restorePostcopy(
     const { home, vmName, qemu, signal } = opts;
     const target =
       opts.launched === undefined
-        ? startRestoreTarget("postcopy", home, reader, vmName, qemu, signal, spawned)
+        ? startRestoreTarget("postcopy", home, reader, vmName, {
+            qemu,
+            signal,
+            onSpawn: spawned,
+          })
         : opts.launched.then((handoff) => {
             spawned();
             return attachRestoreTarget(home, reader, handoff, qemu, signal);

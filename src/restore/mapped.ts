@@ -1,0 +1,299 @@
+/**
+ * Mapped restore (ADR 0032): the new QEMU maps the checkpoint's main RAM block copy-on-write
+ * from a RAM image (ram-image.ts) instead of loading it, so no byte of that block is copied
+ * before the guest runs. The migration stream carries only the other RAM blocks (firmware,
+ * video: ~0.5 MiB), the page tables the accessed-bit reset clears, and the device state.
+ *
+ * The image is built on the checkpoint's first mapped restore from verified pages, then kept;
+ * later restores start QEMU on it at once and check every region of it against its sums while
+ * QEMU starts. Restores of one checkpoint share the image's pages in the page cache until the
+ * guest writes them.
+ *
+ * Invariants: QEMU loads the stream (and so the guest runs) only once the image it mapped
+ * matched every region's sum in this restore, or was built from verified pages by it; an image
+ * that fails its check is removed and built again, once; the image is never written once it
+ * has its name (ram-image.ts), so the file QEMU maps is the one checked. As in an eager restore
+ * (eager.ts), a failure kills the QEMU started, and the caller holds the checkpoint for reading.
+ */
+import { open } from "node:fs/promises";
+import { type CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
+import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
+import { NotFoundError, UsageError } from "../errors.ts";
+import { PAGE_SIZE_BYTES, RESTORE_MAPPED_WORKERS } from "../limits.ts";
+import { MigrationStreamWriter } from "../qemu/migration/index.ts";
+import { checkpointIdentity } from "../store/identity.ts";
+import { killVm, type ManagedVm, QEMU_INCOMING_FD } from "../vm/index.ts";
+import type { AccessedBitsReset, AccessedBitsResetReport } from "../wss/index.ts";
+import {
+  type EagerRestoreOptions,
+  type Opened,
+  openCheckpoint,
+  resumeIfSavedRunning,
+} from "./eager.ts";
+import { pooledSocketSink } from "./eager-send.ts";
+import { incomingPair } from "./incoming.ts";
+import {
+  buildImage,
+  checkImage,
+  type ImageKey,
+  type ImageSums,
+  ramImagePaths,
+  readImageSums,
+  removeImage,
+} from "./ram-image.ts";
+import { replayInfo } from "./stream-info.ts";
+import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
+
+/** The RAM block a mapped restore maps: the x86 pc and q35 machines' guest RAM. */
+export const MAPPED_RAM_BLOCK = "pc.ram";
+
+export interface MappedRestoreResult {
+  readonly vm: RestoredVm;
+  readonly mode: "mapped";
+  /** From the call until QEMU reported the incoming migration completed. */
+  readonly wallMs: number;
+  readonly image: {
+    readonly path: string;
+    readonly bytes: number;
+    /** This restore built the image: the checkpoint's first mapped restore, or a failed check. */
+    readonly built: boolean;
+    /** Why the kept image was not used, when there was one; else null. */
+    readonly rebuiltBecause: string | null;
+    readonly buildMs: number;
+    /** Checking the kept image's regions (0 when built here); it overlaps QEMU's start. */
+    readonly checkMs: number;
+  };
+  /** Pages in the stream: the other RAM blocks and the reset page tables. */
+  readonly pagesSent: number;
+  /** Migration stream bytes sent to QEMU. */
+  readonly streamBytes: number;
+  readonly accessedBits: AccessedBitsResetReport;
+}
+
+type Attempt =
+  | { readonly kind: "done"; readonly result: MappedRestoreResult }
+  | { readonly kind: "bad image"; readonly problem: string };
+
+/** Restores a checkpoint with its RAM mapped from its image into a new managed VM. */
+export async function restoreMapped(opts: EagerRestoreOptions): Promise<MappedRestoreResult> {
+  const started = performance.now();
+  const workers = ChunkWorkers.start(RESTORE_MAPPED_WORKERS);
+  try {
+    const first = await attempt(opts, workers, started, null);
+    if (first.kind === "done") return first.result;
+    await removeImage(opts.home, opts.checkpoint);
+    const second = await attempt(opts, workers, started, first.problem);
+    if (second.kind === "done") return second.result;
+    throw new Error(
+      `The RAM image of "${opts.checkpoint}" failed its check right after it was built ` +
+        `(${second.problem}): the disk under the snapwake home may be failing`,
+    );
+  } finally {
+    await workers.close();
+  }
+}
+
+/** One restore: with the kept image if it fits the checkpoint, else with one built here. */
+async function attempt(
+  opts: EagerRestoreOptions,
+  workers: ChunkWorkers,
+  started: number,
+  rebuiltBecause: string | null,
+): Promise<Attempt> {
+  const { home, checkpoint } = opts;
+  const manifest = await manifestOf(home, checkpoint);
+  const identity = await checkpointIdentity(home, checkpoint);
+  if (identity === null) throw new NotFoundError(`No checkpoint named "${checkpoint}"`);
+  const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === MAPPED_RAM_BLOCK);
+  const block = manifest.ramBlocks[blockIndex];
+  if (block === undefined) {
+    const names = manifest.ramBlocks.map((b) => b.name).join(", ");
+    throw new UsageError(
+      `A mapped restore maps the RAM block ${MAPPED_RAM_BLOCK} (x86 pc and q35 machines); ` +
+        `"${checkpoint}" has ${names}: restore it with --mode eager`,
+    );
+  }
+  const key: ImageKey = { checkpoint, identity, block: block.name, lengthBytes: block.lengthBytes };
+  const opening = openCheckpoint(opts);
+  opening.catch(() => undefined); // awaited below
+  const closeOpening = () =>
+    opening.then(
+      ({ reader }) => reader.close(),
+      () => undefined,
+    );
+  let sums: ImageSums | null;
+  let buildMs = 0;
+  try {
+    sums = await readImageSums(home, key);
+    if (sums === null) {
+      const t = performance.now();
+      const { reader } = await opening;
+      const store = new CheckpointStore({ home });
+      sums = await buildImage(home, key, { reader, blockIndex, store }, workers, opts.signal);
+      buildMs = performance.now() - t;
+    }
+  } catch (error) {
+    await closeOpening();
+    throw error;
+  }
+  const built = buildMs > 0;
+  const image = ramImagePaths(home, checkpoint).image;
+  const checkStarted = performance.now();
+  const checking = built ? Promise.resolve(null) : checkImage(home, sums, workers, opts.signal);
+  checking.catch(() => undefined); // awaited below, after QEMU's spawn
+  // The stream is made while the image is checked; it is sent only once the check passed.
+  const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image));
+  streaming.catch(() => undefined); // awaited below
+  const pair = await incomingPair();
+  let vm: ManagedVm;
+  try {
+    vm = await startRestoreTarget("eager", home, { name: checkpoint, manifest }, opts.vmName, {
+      qemu: opts.qemu,
+      signal: opts.signal,
+      incomingSocket: pair.qemuEnd,
+      ramFile: { id: block.name, path: image, sizeBytes: block.lengthBytes },
+    });
+  } catch (error) {
+    pair.ours.destroy();
+    await checking.catch(() => undefined);
+    await streaming.catch(() => undefined);
+    await closeOpening();
+    throw error;
+  } finally {
+    pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
+  }
+  const socket = pair.ours;
+  try {
+    // QEMU waits on its end of the socket: no byte goes there before the check passed.
+    await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
+    const stream = await streaming;
+    const problem = await checking;
+    const checkMs = built ? 0 : performance.now() - checkStarted;
+    if (problem !== null) {
+      socket.destroy();
+      await killVm(home, vm);
+      await streaming.catch(() => undefined);
+      await closeOpening();
+      return { kind: "bad image", problem };
+    }
+    const opened = await opening;
+    await pooledSocketSink(socket).write(stream.bytes);
+    socket.end();
+    const counts = { pagesSent: stream.pagesSent, streamBytes: stream.bytes.byteLength };
+    await waitIncomingDone(vm.qmp);
+    await resumeIfSavedRunning(vm, replayInfo(opened.reader).guestRunning);
+    socket.destroy();
+    return {
+      kind: "done",
+      result: {
+        vm: restoredVm(vm),
+        mode: "mapped",
+        wallMs: performance.now() - started,
+        image: { path: image, bytes: key.lengthBytes, built, rebuiltBecause, buildMs, checkMs },
+        ...counts,
+        accessedBits: opened.reset.report(),
+      },
+    };
+  } catch (error) {
+    socket.destroy(); // before QEMU goes: its reset then has no socket to reach
+    await killVm(home, vm);
+    throw error;
+  } finally {
+    vm.qmp.close();
+    await closeOpening();
+  }
+}
+
+/**
+ * The stream of a mapped restore, in memory (~1 MiB): header, configuration, every RAM block's
+ * START, the pages of the blocks not mapped, the mapped block's proven page tables (read from
+ * the image, sent with their Accessed bits cleared), RAM END and the device state. The image is
+ * never written once named, so the table pages read here are the bytes its check reads.
+ */
+async function mappedStream(
+  opened: Opened,
+  mapped: number,
+  imagePath: string,
+): Promise<{ bytes: Uint8Array; pagesSent: number }> {
+  const { reader, device, reset } = opened;
+  const { configuration, ram } = replayInfo(reader);
+  const parts: Uint8Array[] = [];
+  const keep = (bytes: Uint8Array): void => {
+    parts.push(bytes.slice()); // the writer may reuse its batch buffer
+  };
+  const writer = new MigrationStreamWriter(
+    {
+      write: keep,
+      writeThen: (bytes, done) => {
+        keep(bytes);
+        done();
+      },
+    },
+    { pageEdit: reset },
+  );
+  await writer.header();
+  if (configuration.byteLength > 0) await writer.configuration(configuration);
+  await writer.ramStart(ram, reader.blocks);
+  await writer.beginRamPart(ram);
+  let pagesSent = await sendOtherBlocks(reader, writer, mapped);
+  pagesSent += await sendTables(reset, writer, mapped, imagePath);
+  await writer.endRamSection();
+  await writer.beginRamEnd(ram);
+  await writer.endRamSection();
+  await writer.deviceState(device, { withVmdescription: true });
+  await writer.flush();
+  return { bytes: Buffer.concat(parts), pagesSent };
+}
+
+/** Every page of the blocks other than `mapped`, from verified chunks; returns the count. */
+async function sendOtherBlocks(
+  reader: CheckpointReader,
+  writer: MigrationStreamWriter,
+  mapped: number,
+): Promise<number> {
+  let sent = 0;
+  let cachedChunk = -1;
+  let cachedPages: Uint8Array[] = [];
+  for (const [b, block] of reader.blocks.entries()) {
+    if (b === mapped) continue;
+    const count = Math.ceil(block.lengthBytes / PAGE_SIZE_BYTES);
+    for (let p = 0; p < count; p++, sent++) {
+      const at = reader.pageKind(b, p);
+      if (at.kind === "zero") {
+        await writer.zeroPage(b, p, at.fill);
+        continue;
+      }
+      if (cachedChunk !== at.chunk) {
+        cachedPages = await reader.readChunk(at.chunk);
+        cachedChunk = at.chunk;
+      }
+      const page = cachedPages[at.slot];
+      if (page === undefined) throw new Error(`chunk ${at.chunk} has no slot ${at.slot}`);
+      await writer.page(b, p, page); // copied into the writer's batch
+    }
+  }
+  return sent;
+}
+
+/** The mapped block's proven page-table pages, read from the checked image; returns the count. */
+async function sendTables(
+  reset: AccessedBitsReset,
+  writer: MigrationStreamWriter,
+  mapped: number,
+  imagePath: string,
+): Promise<number> {
+  const pages = reset.pagesOf(mapped);
+  if (pages.length === 0) return 0;
+  const file = await open(imagePath, "r");
+  try {
+    const page = Buffer.alloc(PAGE_SIZE_BYTES);
+    for (const p of pages) {
+      const { bytesRead } = await file.read(page, 0, PAGE_SIZE_BYTES, p * PAGE_SIZE_BYTES);
+      if (bytesRead !== PAGE_SIZE_BYTES) throw new Error(`${imagePath} ends before page ${p}`);
+      await writer.page(mapped, p, page); // the writer's pageEdit clears the Accessed bits
+    }
+  } finally {
+    await file.close();
+  }
+  return pages.length;
+}

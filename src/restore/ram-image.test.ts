@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { hash } from "node:crypto";
+import { mkdir, mkdtemp, open, rm, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { ChunkWorkers } from "../checkpoint/index.ts";
+import { RAM_IMAGE_REGION_BYTES } from "../limits.ts";
+import { checkImage, type ImageSums, ramImagePaths, readImageSums } from "./ram-image.ts";
+
+const REGION = RAM_IMAGE_REGION_BYTES;
+let home = "";
+let workers: ChunkWorkers;
+before(async () => {
+  home = await mkdtemp(join(tmpdir(), "snapwake-ram-image-"));
+  workers = ChunkWorkers.start(2);
+});
+after(async () => {
+  await workers.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+/** An image of two full regions and a short one: zeros, a pattern, zeros with one byte set. */
+async function writeImage(name: string): Promise<ImageSums> {
+  const bytes = Buffer.alloc(2 * REGION + 8192);
+  for (let i = REGION; i < 2 * REGION; i++) bytes[i] = i % 251;
+  bytes[2 * REGION + 5] = 1;
+  const paths = ramImagePaths(home, name);
+  await mkdir(paths.dir, { recursive: true });
+  await writeFile(paths.image, bytes);
+  const sha256 = [0, 1, 2].map((r) =>
+    hash("sha256", bytes.subarray(r * REGION, Math.min((r + 1) * REGION, bytes.length)), "hex"),
+  );
+  const sums: ImageSums = {
+    format: "snapwake-ram-image 1",
+    checkpoint: name,
+    identity: "a".repeat(64),
+    block: "pc.ram",
+    lengthBytes: bytes.length,
+    regionBytes: REGION,
+    sha256,
+  };
+  await writeFile(paths.sums, JSON.stringify(sums));
+  return sums;
+}
+
+test("an image whose regions match its sums passes, zero regions included", async () => {
+  const sums = await writeImage("ok");
+  assert.equal(await checkImage(home, sums, workers), null);
+});
+
+test("a changed byte, a zero region made non-zero or a cut image fails its check", async () => {
+  const sums = await writeImage("bad");
+  const { image } = ramImagePaths(home, "bad");
+  const file = await open(image, "r+");
+  await file.write(Buffer.from([7]), 0, 1, 10); // region 0 was all zeros
+  await file.close();
+  assert.match((await checkImage(home, sums, workers)) ?? "", /region 0 of .* does not match/);
+  await writeImage("bad");
+  await truncate(image, REGION + 4096);
+  assert.match((await checkImage(home, sums, workers)) ?? "", /shorter than/);
+});
+
+test("sums count only for the exact checkpoint identity, block and length", async () => {
+  const sums = await writeImage("key");
+  const key = {
+    checkpoint: "key",
+    identity: sums.identity,
+    block: "pc.ram",
+    lengthBytes: sums.lengthBytes,
+  };
+  assert.deepEqual(await readImageSums(home, key), sums);
+  assert.equal(await readImageSums(home, { ...key, identity: "b".repeat(64) }), null);
+  assert.equal(await readImageSums(home, { ...key, lengthBytes: sums.lengthBytes + 4096 }), null);
+  assert.equal(await readImageSums(home, { ...key, checkpoint: "none" }), null);
+  await writeFile(ramImagePaths(home, "key").sums, "{torn");
+  assert.equal(await readImageSums(home, key), null);
+});

@@ -1,0 +1,292 @@
+/**
+ * A mapped restore's RAM image (ADR 0032): the checkpoint's main RAM block as one raw file,
+ * which the restored QEMU maps copy-on-write (memory-backend-file, share=off). It is built from
+ * verified pages on the checkpoint's first mapped restore, kept in `<home>/cache/ram/<name>/`
+ * (store/layout.ts), and checked against its region sums before every restore that maps it.
+ *
+ * Invariants: a file under its final name is never written again (a build writes under tmp/
+ * and renames), so a QEMU that maps an image never sees it change; `sums` is renamed into place
+ * after `image` and names the checkpoint's identity, the block, its length and one SHA-256 per
+ * RAM_IMAGE_REGION_BYTES; a restore maps an image only once every region matched its sum.
+ */
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { join } from "node:path";
+import { throwIfAborted } from "../abort.ts";
+import type { CheckpointReader, ChunkWorkers } from "../checkpoint/index.ts";
+import type { CheckpointStore } from "../checkpoint/store/store.ts";
+import {
+  PAGE_SIZE_BYTES,
+  RAM_IMAGE_REGION_BYTES,
+  RAM_IMAGE_REGIONS_IN_FLIGHT,
+  RAM_IMAGE_SUMS_BYTES_MAX,
+  RAM_IMAGES_BYTES_MAX,
+} from "../limits.ts";
+import { ramImageDir, ramImagesRoot } from "../store/layout.ts";
+import { errorCode } from "../util/index.ts";
+
+const SUMS_FORMAT = "snapwake-ram-image 1";
+/** Pages the build gathers into one write while their addresses run on (1 MiB). */
+const WRITE_RUN_PAGES = 256;
+
+/** What a RAM image is of: the checkpoint (by identity) and the block it maps. */
+export interface ImageKey {
+  readonly checkpoint: string;
+  /** The SHA-256 of the checkpoint's manifest file (store/identity.ts). */
+  readonly identity: string;
+  readonly block: string;
+  readonly lengthBytes: number;
+}
+
+/** The sums file: the key, the region size and one SHA-256 (hex) per region. */
+export interface ImageSums extends ImageKey {
+  readonly format: typeof SUMS_FORMAT;
+  readonly regionBytes: number;
+  readonly sha256: readonly string[];
+}
+
+export function ramImagePaths(home: string, checkpoint: string) {
+  const dir = ramImageDir(home, checkpoint);
+  return { dir, image: join(dir, "image"), sums: join(dir, "sums") };
+}
+
+/** The kept image's sums when they are for exactly `key`; null when there are none that fit. */
+export async function readImageSums(home: string, key: ImageKey): Promise<ImageSums | null> {
+  let text: string;
+  try {
+    const path = ramImagePaths(home, key.checkpoint).sums;
+    if ((await stat(path)).size > RAM_IMAGE_SUMS_BYTES_MAX) return null;
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+  let sums: Partial<ImageSums>;
+  try {
+    sums = JSON.parse(text) as Partial<ImageSums>;
+  } catch {
+    return null; // a torn or foreign file: the image is built again
+  }
+  const fits =
+    sums.format === SUMS_FORMAT &&
+    sums.checkpoint === key.checkpoint &&
+    sums.identity === key.identity &&
+    sums.block === key.block &&
+    sums.lengthBytes === key.lengthBytes &&
+    sums.regionBytes === RAM_IMAGE_REGION_BYTES &&
+    Array.isArray(sums.sha256) &&
+    sums.sha256.length === regionCount(key.lengthBytes) &&
+    sums.sha256.every((s) => typeof s === "string" && /^[0-9a-f]{64}$/.test(s));
+  return fits ? (sums as ImageSums) : null;
+}
+
+/**
+ * Checks every region of the kept image against `sums` on `workers`. Returns null when all
+ * match, else what is wrong (the caller removes the image and builds it again).
+ */
+export async function checkImage(
+  home: string,
+  sums: ImageSums,
+  workers: ChunkWorkers,
+  signal?: AbortSignal,
+): Promise<string | null> {
+  const path = ramImagePaths(home, sums.checkpoint).image;
+  let digests: string[] | "short";
+  try {
+    digests = await regionDigests(path, sums.lengthBytes, workers, signal);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return `${path} is missing`;
+    throw error;
+  }
+  if (digests === "short") return `${path} is shorter than its ${sums.lengthBytes} bytes`;
+  const bad = digests.findIndex((d, i) => d !== sums.sha256[i]);
+  if (bad >= 0) return `region ${bad} of ${path} does not match its sum`;
+  const now = new Date();
+  await utimes(ramImagePaths(home, sums.checkpoint).sums, now, now); // recently used
+  return null;
+}
+
+/**
+ * Builds the image of block `blockIndex` from `reader`'s verified pages (zero pages stay holes)
+ * under tmp/, sums it, and renames both into place; returns the sums. Other images are removed,
+ * least recently used first, while all of them with this one would exceed RAM_IMAGES_BYTES_MAX.
+ */
+export async function buildImage(
+  home: string,
+  key: ImageKey,
+  source: {
+    readonly reader: CheckpointReader;
+    readonly blockIndex: number;
+    readonly store: CheckpointStore;
+  },
+  workers: ChunkWorkers,
+  signal?: AbortSignal,
+): Promise<ImageSums> {
+  await makeRoom(home, key);
+  const tmp = await source.store.newTempPath();
+  const file = await open(tmp, "wx");
+  try {
+    await file.truncate(key.lengthBytes);
+    await writePages(file, source.reader, source.blockIndex, workers, signal);
+    const digests = await regionDigests(tmp, key.lengthBytes, workers, signal);
+    if (digests === "short") throw new Error(`${tmp} was cut short while it was built`);
+    const sums: ImageSums = {
+      format: SUMS_FORMAT,
+      ...key,
+      regionBytes: RAM_IMAGE_REGION_BYTES,
+      sha256: digests,
+    };
+    const paths = ramImagePaths(home, key.checkpoint);
+    await rm(paths.dir, { recursive: true, force: true });
+    await mkdir(paths.dir, { recursive: true });
+    await rename(tmp, paths.image);
+    await writeFile(`${tmp}.sums`, `${JSON.stringify(sums)}\n`, { flag: "wx" });
+    await rename(`${tmp}.sums`, paths.sums);
+    return sums;
+  } catch (error) {
+    await rm(tmp, { force: true });
+    await rm(`${tmp}.sums`, { force: true });
+    throw imageError(key, error);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Removes checkpoint `name`'s image (with the checkpoint, or a failed check). */
+export async function removeImage(home: string, name: string): Promise<void> {
+  await rm(ramImageDir(home, name), { recursive: true, force: true });
+}
+
+function regionCount(lengthBytes: number): number {
+  return Math.ceil(lengthBytes / RAM_IMAGE_REGION_BYTES);
+}
+
+/** The block's pages written at their offsets, runs of adjacent pages in one write. */
+async function writePages(
+  file: Awaited<ReturnType<typeof open>>,
+  reader: CheckpointReader,
+  blockIndex: number,
+  workers: ChunkWorkers,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const run = Buffer.allocUnsafe(WRITE_RUN_PAGES * PAGE_SIZE_BYTES);
+  let first = -1;
+  let pages = 0;
+  const flush = async (): Promise<void> => {
+    if (pages === 0) return;
+    const bytes = pages * PAGE_SIZE_BYTES;
+    let done = 0;
+    while (done < bytes) {
+      const { bytesWritten } = await file.write(
+        run,
+        done,
+        bytes - done,
+        first * PAGE_SIZE_BYTES + done,
+      );
+      if (bytesWritten === 0) throw new Error("a write to the RAM image made no progress");
+      done += bytesWritten;
+    }
+    pages = 0;
+  };
+  const visit = async (block: number, page: number, data: Uint8Array | null, fill: number) => {
+    if (block !== blockIndex || (data === null && fill === 0)) return; // zero: a hole
+    if (pages > 0 && (page !== first + pages || pages === WRITE_RUN_PAGES)) await flush();
+    if (pages === 0) {
+      throwIfAborted(signal);
+      first = page;
+    }
+    const at = pages * PAGE_SIZE_BYTES;
+    if (data === null) run.fill(fill, at, at + PAGE_SIZE_BYTES);
+    else run.set(data, at);
+    pages += 1;
+  };
+  await reader.forEachPage(visit, { workers });
+  await flush();
+}
+
+/** One SHA-256 (hex) per region of the file at `path`, or "short" when it ends early. */
+async function regionDigests(
+  path: string,
+  lengthBytes: number,
+  workers: ChunkWorkers,
+  signal: AbortSignal | undefined,
+): Promise<string[] | "short"> {
+  const file = await open(path, "r");
+  try {
+    const digests: string[] = [];
+    const free = Array.from(
+      { length: RAM_IMAGE_REGIONS_IN_FLIGHT },
+      () => new ArrayBuffer(RAM_IMAGE_REGION_BYTES),
+    );
+    const running = new Set<Promise<void>>();
+    let short = false;
+    for (let region = 0; region < regionCount(lengthBytes); region++) {
+      throwIfAborted(signal);
+      while (free.length === 0) await Promise.race(running);
+      const buffer = free.pop() as ArrayBuffer;
+      const offset = region * RAM_IMAGE_REGION_BYTES;
+      const bytes = Math.min(RAM_IMAGE_REGION_BYTES, lengthBytes - offset);
+      const job = workers
+        .run({ kind: "regionDigest", buffer, fd: file.fd, offset, bytes })
+        .then((reply) => {
+          free.push(reply.buffer);
+          if (!reply.ok && reply.ended === true) short = true;
+          else if (!reply.ok) throw new Error(`Cannot read ${path}: ${reply.error ?? "failed"}`);
+          else digests[region] = Buffer.from(reply.digests ?? []).toString("hex");
+        });
+      const tracked = job.finally(() => running.delete(tracked));
+      running.add(tracked);
+    }
+    await Promise.all(running);
+    return short ? "short" : digests;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Removes other images, least recently used first, until `key`'s fits within the bound. */
+async function makeRoom(home: string, key: ImageKey): Promise<void> {
+  const root = ramImagesRoot(home);
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return;
+    throw error;
+  }
+  const kept: { name: string; bytes: number; usedMs: number }[] = [];
+  for (const name of names) {
+    if (name === key.checkpoint) continue; // replaced by this build
+    const paths = ramImagePaths(home, name);
+    const image = await stat(paths.image).catch(() => null);
+    const sums = await stat(paths.sums).catch(() => null);
+    kept.push({ name, bytes: (image?.blocks ?? 0) * 512, usedMs: sums?.mtimeMs ?? 0 });
+  }
+  kept.sort((a, b) => a.usedMs - b.usedMs);
+  let total = kept.reduce((sum, k) => sum + k.bytes, 0) + key.lengthBytes;
+  for (const k of kept) {
+    if (total <= RAM_IMAGES_BYTES_MAX) break;
+    await removeImage(home, k.name);
+    total -= k.bytes;
+  }
+}
+
+function imageError(key: ImageKey, error: unknown): Error {
+  if (errorCode(error) !== "ENOSPC")
+    return error instanceof Error ? error : new Error(String(error));
+  const mib = Math.ceil(key.lengthBytes / 2 ** 20);
+  return new Error(
+    `Cannot build the RAM image of "${key.checkpoint}": the disk is full (it needs up to ` +
+      `${mib} MiB under the snapwake home). Free space there, or restore with --mode eager`,
+    { cause: error },
+  );
+}

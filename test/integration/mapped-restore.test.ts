@@ -1,0 +1,110 @@
+/**
+ * Real QEMU, real guest: mapped restores (ADR 0032). The first builds the checkpoint's RAM
+ * image, a second runs beside it on the same image, and both guests verify every page they own
+ * and every file they cached while their writers rewrite pages (their writes stay their own:
+ * the image is unchanged, so the next restore's check passes). One flipped byte in the image
+ * is caught by that check: the image is built again and the guest still verifies. `rm` takes
+ * the image with the checkpoint.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, open, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { AgentClient } from "../../guest/index.ts";
+import { CheckpointStore } from "../../src/checkpoint/index.ts";
+import { restore } from "../../src/restore/index.ts";
+import { ramImagePaths } from "../../src/restore/ram-image.ts";
+import { save } from "../../src/save/index.ts";
+import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
+
+const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
+const CHECKPOINT = "mapped@1";
+
+let home = "";
+let ownPages = 0;
+before(async () => {
+  home = await mkdtemp(join(tmpdir(), "snapwake-it-mapped-"));
+  const { vm, agent } = await bootTestGuest(home, { name: "mapped", ...GUEST });
+  ownPages = (await agent.verify()).pages;
+  agent.close();
+  await save({ home, vm, name: CHECKPOINT, live: false, after: "pause" });
+  await killVm(home, vm);
+});
+after(async () => {
+  for (const vm of await listVms(home)) await killVm(home, vm.name);
+  await rm(home, { recursive: true, force: true });
+});
+
+/** The guest verifies all its pages and files, and its writer goes on rewriting. */
+async function verifyGuest(agent: AgentClient): Promise<void> {
+  const verify = await agent.verify({ timeoutMs: 120_000 });
+  assert.equal(verify.bad, 0, "no page differs after the restore");
+  assert.equal(verify.pages, ownPages);
+  const files = await agent.files({ timeoutMs: 120_000 });
+  assert.equal(files.bad, 0, "every cached data file still checksums");
+  assert.ok(files.ok > 0);
+  const end = performance.now() + 30_000;
+  while ((await agent.stats()).rewrites <= verify.rewrites) {
+    assert.ok(performance.now() < end, "the hot writer runs after the restore");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+test("a mapped restore builds the image, a second maps it beside the first: both verify", async () => {
+  const first = await restore({ home, checkpoint: CHECKPOINT, vmName: "m1", mode: "mapped" });
+  assert.equal(first.image.built, true, "the first mapped restore builds the image");
+  assert.equal(first.image.rebuiltBecause, null);
+  assert.equal(first.accessedBits.mismatched, 0);
+  assert.equal(first.accessedBits.cleared, first.accessedBits.tables);
+  const a = await connectAgent(first.vm);
+  try {
+    await verifyGuest(a); // m1's writer rewrites pages: its copies, not the image's
+    const second = await restore({ home, checkpoint: CHECKPOINT, vmName: "m2", mode: "mapped" });
+    assert.equal(second.image.built, false, "the kept image passed its check");
+    assert.ok(second.image.checkMs > 0);
+    const b = await connectAgent(second.vm);
+    try {
+      await verifyGuest(b);
+      await verifyGuest(a); // and m1 still, after m2 started on the same file
+    } finally {
+      b.close();
+      await stopVm(home, second.vm.name);
+    }
+  } finally {
+    a.close();
+    await stopVm(home, first.vm.name);
+  }
+});
+
+test("a flipped byte in the image fails its check: it is built again and the guest verifies", async () => {
+  const { image } = ramImagePaths(home, CHECKPOINT);
+  const file = await open(image, "r+");
+  try {
+    const at = 64 * 1024 * 1024 + 123; // inside the guest's filled memory
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, at);
+    byte[0] = (byte[0] ?? 0) ^ 0x40;
+    await file.write(byte, 0, 1, at);
+  } finally {
+    await file.close();
+  }
+  const restored = await restore({ home, checkpoint: CHECKPOINT, vmName: "m3", mode: "mapped" });
+  assert.equal(restored.image.built, true);
+  assert.match(restored.image.rebuiltBecause ?? "", /region 32 of .* does not match its sum/);
+  const agent = await connectAgent(restored.vm);
+  try {
+    await verifyGuest(agent);
+  } finally {
+    agent.close();
+    await stopVm(home, restored.vm.name);
+  }
+});
+
+test("rm removes the checkpoint's RAM image with it", async () => {
+  const { dir } = ramImagePaths(home, CHECKPOINT);
+  assert.ok((await stat(dir)).isDirectory());
+  await new CheckpointStore({ home }).remove(CHECKPOINT);
+  await assert.rejects(stat(dir), { code: "ENOENT" });
+});
