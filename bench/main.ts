@@ -6,8 +6,9 @@
  *   restore  the user's path (docs/bench.md): `snapwake save`/`restore`/`profile` as processes
  *            against QEMU's own migrate to a file and -incoming, per guest size (--sizes),
  *            workload (--workloads hot,sweep), cache (--caches warm,cold,throttled) and mode
- *            (--modes qemu,eager,lazy,auto,partial,partial-ab,partial-ws): time from invoking the restore to
- *            the guest's first useful output, its ratio to QEMU's own, and the VEE'11 table
+ *            (--modes qemu,eager,mapped-build,mapped,lazy,auto,partial,partial-ab,partial-ws):
+ *            time from invoking the restore to the guest's first useful output, its ratio to
+ *            QEMU's own, and the VEE'11 table
  *   space    checkpoint bytes of a page-cache-heavy and a mostly-anonymous guest: QEMU's stream
  *            raw and zstd -1, snapwake with and without disk references, incremental later
  *            (--files-mib of files for the first guest, --later-seconds before the incremental)

@@ -3,8 +3,9 @@
  * is booted, saved paused by `snapwake save` (a process, as a user runs it) and by QEMU's own
  * `migrate` to a file, then restored every way under each cache condition: QEMU's own
  * `-incoming defer` + `migrate-incoming exec:…` + `cont`, and `snapwake restore` (a process)
- * eager, lazy, partial with the save's accessed-bit estimate, partial with the save's write
- * set when the save recorded one, then (after `snapwake profile`) auto and partial with the
+ * eager, mapped (its first restore, which builds the RAM image, then one on the kept image),
+ * lazy, partial with the save's accessed-bit estimate, partial with the save's write set when
+ * the save recorded one, then (after `snapwake profile`) auto and partial with the
  * profiled working set (auto is what a user who profiled gets: partial with that set).
  * Each restore is timed from its invocation to the guest's first useful output
  * (first-output.ts); lazy and partial restores add the VEE'11 columns from their restore

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { AgentClient } from "../../guest/index.ts";
 import { STORE_THROTTLE_ENV } from "../../src/checkpoint/read/read-throttle.ts";
 import { listRestoreRecords, type RestoreSummary } from "../../src/restore/index.ts";
+import { removeImage } from "../../src/restore/ram-image.ts";
 import { killVm, startVm } from "../../src/vm/index.ts";
 import { vmPaths } from "../../src/vm/state-dir.ts";
 import type { WorkingSetSource } from "../../src/wss/index.ts";
@@ -25,6 +26,8 @@ export type Cache = (typeof CACHES)[number];
 export const MODES = [
   "qemu",
   "eager",
+  "mapped-build",
+  "mapped",
   "lazy",
   "auto",
   "partial",
@@ -35,6 +38,8 @@ export type Mode = (typeof MODES)[number];
 export const MODE_LABELS: Record<Mode, string> = {
   qemu: "QEMU's own",
   eager: "snapwake eager",
+  "mapped-build": "mapped (builds image)",
+  mapped: "mapped (kept image)",
   lazy: "snapwake lazy",
   auto: "auto (profiled)",
   partial: "partial (profiled WS)",
@@ -128,6 +133,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
   const vmName = `${mode}-${cache}`;
   const throttle = `${plan.throttle.mbps},${plan.throttle.latencyMs}`;
   ctx.log(`  ${cache}: ${MODE_LABELS[mode]}…`);
+  // The first mapped restore of a checkpoint builds its image; "mapped" uses the one kept.
+  if (mode === "mapped-build") await removeImage(home, ctx.checkpoint);
   if (cache === "cold") dropCaches();
   // After the cache drop: the memory it freed settles too (GuestPlan.settleMs).
   await sleep(plan.settleMs);
@@ -165,16 +172,22 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
     } else {
       const how = isPartial(mode)
         ? ["--mode", "partial", "--working-set", PARTIAL_KINDS[mode]]
-        : ["--mode", mode];
+        : ["--mode", mode === "mapped-build" ? "mapped" : mode];
       const r = await runCli(
         home,
         ["restore", ctx.checkpoint, "--name", vmName, ...how],
         cache === "throttled" ? { env: { [STORE_THROTTLE_ENV]: throttle } } : {},
       );
       commandMs = r.wallMs;
-      const j = r.json as { mode?: string; dataPages?: number; zeroPages?: number };
+      const j = r.json as {
+        mode?: string;
+        dataPages?: number;
+        zeroPages?: number;
+        image?: { built: boolean };
+      };
       ran = j.mode ?? mode;
       if (ran === "eager") eagerPages = (j.dataPages ?? 0) + (j.zeroPages ?? 0);
+      if (ran === "mapped" && j.image?.built === true) ran = "mapped, image built";
     }
   } catch (error) {
     await killVm(home, vmName).catch(() => undefined);
@@ -189,8 +202,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
     throw error;
   }
   try {
-    const record =
-      ran === "qemu" || ran === "eager" ? null : await waitRecord(home, ctx.checkpoint, vmName);
+    const unserved = ran === "qemu" || ran === "eager" || ran.startsWith("mapped");
+    const record = unserved ? null : await waitRecord(home, ctx.checkpoint, vmName);
     const report = record?.record.report ?? null;
     if (record !== null && record.record.outcome !== "filled") {
       const why = record.record.error?.message ?? "no error recorded";
@@ -205,8 +218,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
       firstPingMs: first.firstPingMs,
       commandMs,
       prefetched: report?.pagesPrefetched ?? eagerPages,
-      lazyFaults: report?.lazyRequests ?? (ran === "eager" ? 0 : null),
-      pushed: report?.pagesPushed ?? (ran === "eager" ? 0 : null),
+      lazyFaults: report?.lazyRequests ?? (ran === "eager" || unserved ? 0 : null),
+      pushed: report?.pagesPushed ?? (ran === "eager" || unserved ? 0 : null),
       fullFillMs: report?.timeToFullFillMs ?? null,
       runMs: report?.runMs ?? null,
       serviceMs:
