@@ -1,8 +1,8 @@
 /**
  * `npm run demo`: boots the test guest, checkpoints it with snapwake (and with QEMU's own
- * migrate, for comparison), restores both ways, has the guest verify every page, saves the
- * restored guest again (incremental), and prints the comparison table. A smaller guest than
- * the bench so it finishes in a minute or two.
+ * migrate, for comparison), restores it (QEMU's own; snapwake eager, lazy, mapped twice), has
+ * the guest verify every page, saves the restored guest again (incremental), and prints the
+ * comparison table. A smaller guest than the bench so it finishes in a minute or two.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,9 +19,10 @@ try {
     memMiB: 192,
     log: (line) => console.error(`demo: ${line}`),
   });
-  const steps = "save → kill → eager and lazy restore → guest verifies → save again";
+  const steps = "save → kill → eager, lazy and mapped restores → guest verifies → save again";
   console.log(`\nsnapwake demo: ${steps}\n\n${formatComparison(result)}\n`);
-  const bad = result.verify.bad + result.verify.filesBad + result.snapwake.lazyVerifyBad;
+  const { lazyVerifyBad, mappedVerifyBad } = result.snapwake;
+  const bad = result.verify.bad + result.verify.filesBad + lazyVerifyBad + mappedVerifyBad;
   if (bad !== 0) {
     console.error("demo: the restored guest found bad pages or files");
     process.exitCode = 1;

@@ -1,6 +1,7 @@
 /**
  * One side-by-side run: the same booted test guest saved by QEMU's own `migrate` to a file and
- * by snapwake, then restored by QEMU's own `-incoming` and by snapwake's eager restore. Only
+ * by snapwake, then restored by QEMU's own `-incoming` and by snapwake's eager, lazy and mapped
+ * restores (the first mapped restore builds the RAM image, the second maps the kept one). Only
  * ratios measured within one run mean anything on shared machines.
  */
 import { join } from "node:path";
@@ -40,6 +41,10 @@ export interface CompareResult {
     /** A lazy (postcopy) restore of the same checkpoint: start → first agent ping. */
     lazyRestoreToPingMs: number;
     lazyVerifyBad: number;
+    /** Mapped restores, start → first agent ping: the first (builds the image), the second. */
+    mappedFirstToPingMs: number;
+    mappedToPingMs: number;
+    mappedVerifyBad: number;
     /** The eagerly restored VM saved again: incremental from the checkpoint it came from. */
     incrementalBytes: number;
     incrementalSaveMs: number;
@@ -104,6 +109,23 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
   await lr.fill;
   await stopVm(home, lr.vm.name);
 
+  const mapped: number[] = [];
+  let mappedVerifyBad = 0;
+  for (const vmName of ["cmp-mapped-1", "cmp-mapped-2"]) {
+    log(
+      mapped.length === 0
+        ? "restoring with snapwake (mapped): the first builds the checkpoint's RAM image…"
+        : "restoring with snapwake (mapped) again: QEMU maps the kept image…",
+    );
+    const mStart = performance.now();
+    const mr = await restore({ home, checkpoint: "cmp@1", mode: "mapped", vmName });
+    const mappedAgent = await connectAgent(mr.vm);
+    mapped.push(performance.now() - mStart);
+    mappedVerifyBad += (await mappedAgent.verify({ timeoutMs: 300_000 })).bad;
+    mappedAgent.close();
+    await stopVm(home, mr.vm.name);
+  }
+
   return {
     guest: { memoryMiB: opts.memoryMiB, memMiB: opts.memMiB, dataFilesCached: before.filesOk },
     qemu: { ...q, restoreMs: qr.restoreMs, restoreToPingMs: qemuPingMs },
@@ -117,6 +139,9 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
       zeroPages: sr.zeroPages,
       lazyRestoreToPingMs: lazyPingMs,
       lazyVerifyBad: lazyVerify.bad,
+      mappedFirstToPingMs: mapped[0] ?? Number.NaN,
+      mappedToPingMs: mapped[1] ?? Number.NaN,
+      mappedVerifyBad,
       incrementalBytes: inc.checkpoint.bytes,
       incrementalSaveMs: inc.wallMs,
     },
@@ -155,6 +180,18 @@ export function formatComparison(r: CompareResult): string {
     vs("restore start → ping (snapwake eager)", sec, q.restoreToPingMs, s.restoreToPingMs),
     vs("restore start → ping (snapwake lazy)", sec, q.restoreToPingMs, s.lazyRestoreToPingMs),
     vs(
+      "restore start → ping (snapwake mapped, builds image)",
+      sec,
+      q.restoreToPingMs,
+      s.mappedFirstToPingMs,
+    ),
+    vs(
+      "restore start → ping (snapwake mapped, image kept)",
+      sec,
+      q.restoreToPingMs,
+      s.mappedToPingMs,
+    ),
+    vs(
       "saved bytes, restored VM saved again (incremental)",
       mib,
       q.streamBytes,
@@ -173,7 +210,7 @@ export function formatComparison(r: CompareResult): string {
     `after snapwake restore the guest verified ${v.pages} pages: ${v.bad} bad; ` +
       `${v.filesOk} files ok, ${v.filesBad} bad; ` +
       `hot-writer counter ${v.rewritesBefore} → ${v.rewritesAfter}; after the lazy restore ` +
-      `${r.snapwake.lazyVerifyBad} bad pages`,
+      `${r.snapwake.lazyVerifyBad} bad pages, after the mapped ones ${r.snapwake.mappedVerifyBad}`,
   );
   return lines.join("\n");
 }

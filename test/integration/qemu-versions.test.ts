@@ -112,7 +112,7 @@ async function verifyRestored(vm: { name: string; agentSocket: string | null }):
 }
 
 test(
-  "QEMU 7.2: a live save pauses the guest (TCG), records 7.2, restores eager and lazy clean",
+  "QEMU 7.2: a live save pauses the guest (TCG), records 7.2, restores eager, lazy and mapped clean",
   WITH_72,
   async () => {
     const { vm, agent } = await bootTestGuest(home, { name: "v72", ...GUEST, qemu: q72() });
@@ -146,6 +146,16 @@ test(
     assert.deepEqual(await wrapperRuns(), ["vm"], "the cached machine types: no query");
     await lazy.fill;
     await verifyRestored(lazy.vm);
+    const mapped = await restore({
+      home,
+      checkpoint: "v72@1",
+      mode: "mapped",
+      vmName: "v72-mapped",
+      qemu: w72(),
+    });
+    assert.deepEqual(await wrapperRuns(), ["vm"]);
+    assert.equal(mapped.image.built, true);
+    await verifyRestored(mapped.vm);
   },
 );
 
