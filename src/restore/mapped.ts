@@ -15,7 +15,8 @@
  * has its name (ram-image.ts), so the file QEMU maps is the one checked. As in an eager restore
  * (eager.ts), a failure kills the QEMU started, and the caller holds the checkpoint for reading.
  */
-import { open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import type { Manifest } from "../checkpoint/format/manifest.ts";
 import { type CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { NotFoundError, UsageError } from "../errors.ts";
@@ -36,13 +37,19 @@ import {
   buildImage,
   checkImage,
   type ImageKey,
-  type ImageSums,
+  type OpenImage,
+  openKeptImage,
   ramImagePaths,
-  readImageSums,
   removeImage,
 } from "./ram-image.ts";
 import { replayInfo } from "./stream-info.ts";
-import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
+import {
+  type RestoredVm,
+  restoredVm,
+  startRestoreTarget,
+  type TargetCheckpoint,
+  waitIncomingDone,
+} from "./target.ts";
 
 /** The RAM block a mapped restore maps: the x86 pc and q35 machines' guest RAM. */
 export const MAPPED_RAM_BLOCK = "pc.ram";
@@ -102,6 +109,49 @@ async function attempt(
 ): Promise<Attempt> {
   const { home, checkpoint } = opts;
   const manifest = await manifestOf(home, checkpoint);
+  const { key, blockIndex } = await imageKeyOf(home, checkpoint, manifest);
+  const opening = openCheckpoint(opts);
+  opening.catch(() => undefined); // awaited below
+  let image: OpenImage | null = null;
+  let buildMs = 0;
+  try {
+    image = await openKeptImage(home, key);
+    if (image === null) {
+      const t = performance.now();
+      const { reader } = await opening;
+      const store = new CheckpointStore({ home });
+      image = await buildImage(home, key, { reader, blockIndex, store }, workers, opts.signal);
+      buildMs = performance.now() - t;
+    }
+    const target = { name: checkpoint, manifest };
+    const how = { image, blockIndex, built: buildMs > 0, opening };
+    const run = await restoreOn(opts, target, how, workers);
+    if (run.kind === "bad image") return run;
+    const path = ramImagePaths(home, checkpoint).image;
+    const imageInfo = { path, bytes: key.lengthBytes, built: buildMs > 0, rebuiltBecause };
+    return {
+      kind: "done",
+      result: {
+        vm: run.vm,
+        mode: "mapped",
+        wallMs: performance.now() - started,
+        image: { ...imageInfo, buildMs, checkMs: run.checkMs },
+        pagesSent: run.pagesSent,
+        streamBytes: run.streamBytes,
+        accessedBits: run.accessedBits,
+      },
+    };
+  } finally {
+    await image?.file.close(); // restoreOn returns only once no check reads it
+    await opening.then(
+      ({ reader }) => reader.close(),
+      () => undefined,
+    );
+  }
+}
+
+/** The key of the checkpoint's image: its identity and its block MAPPED_RAM_BLOCK. */
+async function imageKeyOf(home: string, checkpoint: string, manifest: Manifest) {
   const identity = await checkpointIdentity(home, checkpoint);
   if (identity === null) throw new NotFoundError(`No checkpoint named "${checkpoint}"`);
   const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === MAPPED_RAM_BLOCK);
@@ -114,50 +164,58 @@ async function attempt(
     );
   }
   const key: ImageKey = { checkpoint, identity, block: block.name, lengthBytes: block.lengthBytes };
-  const opening = openCheckpoint(opts);
-  opening.catch(() => undefined); // awaited below
-  const closeOpening = () =>
-    opening.then(
-      ({ reader }) => reader.close(),
-      () => undefined,
-    );
-  let sums: ImageSums | null;
-  let buildMs = 0;
-  try {
-    sums = await readImageSums(home, key);
-    if (sums === null) {
-      const t = performance.now();
-      const { reader } = await opening;
-      const store = new CheckpointStore({ home });
-      sums = await buildImage(home, key, { reader, blockIndex, store }, workers, opts.signal);
-      buildMs = performance.now() - t;
-    }
-  } catch (error) {
-    await closeOpening();
-    throw error;
-  }
-  const built = buildMs > 0;
-  const image = ramImagePaths(home, checkpoint).image;
+  return { key, blockIndex };
+}
+
+type Run =
+  | { readonly kind: "bad image"; readonly problem: string }
+  | {
+      readonly kind: "done";
+      readonly vm: RestoredVm;
+      readonly checkMs: number;
+      readonly pagesSent: number;
+      readonly streamBytes: number;
+      readonly accessedBits: AccessedBitsResetReport;
+    };
+
+/**
+ * QEMU started on the open image (checked meanwhile unless `built`), the stream made meanwhile
+ * and sent once the check passed. Returns only once no check job reads the image any more.
+ */
+async function restoreOn(
+  opts: EagerRestoreOptions,
+  target: TargetCheckpoint,
+  how: { image: OpenImage; blockIndex: number; built: boolean; opening: Promise<Opened> },
+  workers: ChunkWorkers,
+): Promise<Run> {
+  const { home } = opts;
+  const { image, blockIndex, built, opening } = how;
   const checkStarted = performance.now();
-  const checking = built ? Promise.resolve(null) : checkImage(home, sums, workers, opts.signal);
-  checking.catch(() => undefined); // awaited below, after QEMU's spawn
+  const checking = built ? Promise.resolve(null) : checkImage(home, image, workers, opts.signal);
+  checking.catch(() => undefined); // awaited on every path below
   // The stream is made while the image is checked; it is sent only once the check passed.
-  const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image));
+  const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image.file));
   streaming.catch(() => undefined); // awaited below
-  const pair = await incomingPair();
+  const block = image.sums;
   let vm: ManagedVm;
+  const settle = async (): Promise<void> => {
+    await checking.catch(() => undefined);
+    await streaming.catch(() => undefined);
+  };
+  const pair = await incomingPair().catch(async (error: unknown) => {
+    await settle();
+    throw error;
+  });
   try {
-    vm = await startRestoreTarget("eager", home, { name: checkpoint, manifest }, opts.vmName, {
+    vm = await startRestoreTarget("eager", home, target, opts.vmName, {
       qemu: opts.qemu,
       signal: opts.signal,
       incomingSocket: pair.qemuEnd,
-      ramFile: { id: block.name, path: image, sizeBytes: block.lengthBytes },
+      ramFile: { id: block.block, sizeBytes: block.lengthBytes, fd: image.file.fd },
     });
   } catch (error) {
     pair.ours.destroy();
-    await checking.catch(() => undefined);
-    await streaming.catch(() => undefined);
-    await closeOpening();
+    await settle();
     throw error;
   } finally {
     pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
@@ -172,35 +230,29 @@ async function attempt(
     if (problem !== null) {
       socket.destroy();
       await killVm(home, vm);
-      await streaming.catch(() => undefined);
-      await closeOpening();
       return { kind: "bad image", problem };
     }
     const opened = await opening;
     await pooledSocketSink(socket).write(stream.bytes);
     socket.end();
-    const counts = { pagesSent: stream.pagesSent, streamBytes: stream.bytes.byteLength };
     await waitIncomingDone(vm.qmp);
     await resumeIfSavedRunning(vm, replayInfo(opened.reader).guestRunning);
     socket.destroy();
     return {
       kind: "done",
-      result: {
-        vm: restoredVm(vm),
-        mode: "mapped",
-        wallMs: performance.now() - started,
-        image: { path: image, bytes: key.lengthBytes, built, rebuiltBecause, buildMs, checkMs },
-        ...counts,
-        accessedBits: opened.reset.report(),
-      },
+      vm: restoredVm(vm),
+      checkMs,
+      pagesSent: stream.pagesSent,
+      streamBytes: stream.bytes.byteLength,
+      accessedBits: opened.reset.report(),
     };
   } catch (error) {
     socket.destroy(); // before QEMU goes: its reset then has no socket to reach
     await killVm(home, vm);
+    await settle();
     throw error;
   } finally {
     vm.qmp.close();
-    await closeOpening();
   }
 }
 
@@ -213,7 +265,7 @@ async function attempt(
 async function mappedStream(
   opened: Opened,
   mapped: number,
-  imagePath: string,
+  image: FileHandle,
 ): Promise<{ bytes: Uint8Array; pagesSent: number }> {
   const { reader, device, reset } = opened;
   const { configuration, ram } = replayInfo(reader);
@@ -236,7 +288,7 @@ async function mappedStream(
   await writer.ramStart(ram, reader.blocks);
   await writer.beginRamPart(ram);
   let pagesSent = await sendOtherBlocks(reader, writer, mapped);
-  pagesSent += await sendTables(reset, writer, mapped, imagePath);
+  pagesSent += await sendTables(reset, writer, mapped, image);
   await writer.endRamSection();
   await writer.beginRamEnd(ram);
   await writer.endRamSection();
@@ -275,25 +327,19 @@ async function sendOtherBlocks(
   return sent;
 }
 
-/** The mapped block's proven page-table pages, read from the checked image; returns the count. */
+/** The mapped block's proven page-table pages, read from the image; returns the count. */
 async function sendTables(
   reset: AccessedBitsReset,
   writer: MigrationStreamWriter,
   mapped: number,
-  imagePath: string,
+  image: FileHandle,
 ): Promise<number> {
   const pages = reset.pagesOf(mapped);
-  if (pages.length === 0) return 0;
-  const file = await open(imagePath, "r");
-  try {
-    const page = Buffer.alloc(PAGE_SIZE_BYTES);
-    for (const p of pages) {
-      const { bytesRead } = await file.read(page, 0, PAGE_SIZE_BYTES, p * PAGE_SIZE_BYTES);
-      if (bytesRead !== PAGE_SIZE_BYTES) throw new Error(`${imagePath} ends before page ${p}`);
-      await writer.page(mapped, p, page); // the writer's pageEdit clears the Accessed bits
-    }
-  } finally {
-    await file.close();
+  const page = Buffer.alloc(PAGE_SIZE_BYTES);
+  for (const p of pages) {
+    const { bytesRead } = await image.read(page, 0, PAGE_SIZE_BYTES, p * PAGE_SIZE_BYTES);
+    if (bytesRead !== PAGE_SIZE_BYTES) throw new Error(`The RAM image ends before page ${p}`);
+    await writer.page(mapped, p, page); // the writer's pageEdit clears the Accessed bits
   }
   return pages.length;
 }

@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import { hash } from "node:crypto";
-import { mkdir, mkdtemp, open, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ChunkWorkers } from "../checkpoint/index.ts";
 import { RAM_IMAGE_REGION_BYTES } from "../limits.ts";
-import { checkImage, type ImageSums, ramImagePaths, readImageSums } from "./ram-image.ts";
+import {
+  checkImage,
+  type ImageSums,
+  openKeptImage,
+  ramImagePaths,
+  readImageSums,
+} from "./ram-image.ts";
 
 const REGION = RAM_IMAGE_REGION_BYTES;
 let home = "";
@@ -44,9 +50,24 @@ async function writeImage(name: string): Promise<ImageSums> {
   return sums;
 }
 
+function keyOf(sums: ImageSums) {
+  const { checkpoint, identity, block, lengthBytes } = sums;
+  return { checkpoint, identity, block, lengthBytes };
+}
+
+/** Opens the kept image of `sums`' key and checks it; returns the check's answer. */
+async function check(sums: ImageSums): Promise<string | null> {
+  const image = await openKeptImage(home, keyOf(sums));
+  assert.ok(image !== null, "the image and its sums are there");
+  try {
+    return await checkImage(home, image, workers);
+  } finally {
+    await image.file.close();
+  }
+}
+
 test("an image whose regions match its sums passes, zero regions included", async () => {
-  const sums = await writeImage("ok");
-  assert.equal(await checkImage(home, sums, workers), null);
+  assert.equal(await check(await writeImage("ok")), null);
 });
 
 test("a changed byte, a zero region made non-zero or a cut image fails its check", async () => {
@@ -55,24 +76,35 @@ test("a changed byte, a zero region made non-zero or a cut image fails its check
   const file = await open(image, "r+");
   await file.write(Buffer.from([7]), 0, 1, 10); // region 0 was all zeros
   await file.close();
-  assert.match((await checkImage(home, sums, workers)) ?? "", /region 0 of .* does not match/);
+  assert.match((await check(sums)) ?? "", /region 0 of .* does not match/);
   await writeImage("bad");
   await truncate(image, REGION + 4096);
-  assert.match((await checkImage(home, sums, workers)) ?? "", /shorter than/);
+  assert.match((await check(sums)) ?? "", /shorter than/);
+});
+
+test("the check reads the inode it opened, not one renamed over it meanwhile", async () => {
+  const sums = await writeImage("pinned");
+  const opened = await openKeptImage(home, keyOf(sums));
+  assert.ok(opened !== null);
+  try {
+    const { image } = ramImagePaths(home, "pinned");
+    await writeFile(`${image}.other`, Buffer.alloc(sums.lengthBytes, 9));
+    await rename(`${image}.other`, image);
+    assert.equal(await checkImage(home, opened, workers), null, "the opened inode still matches");
+    assert.match((await check(sums)) ?? "", /does not match/, "the path's new file does not");
+  } finally {
+    await opened.file.close();
+  }
 });
 
 test("sums count only for the exact checkpoint identity, block and length", async () => {
   const sums = await writeImage("key");
-  const key = {
-    checkpoint: "key",
-    identity: sums.identity,
-    block: "pc.ram",
-    lengthBytes: sums.lengthBytes,
-  };
+  const key = keyOf(sums);
   assert.deepEqual(await readImageSums(home, key), sums);
   assert.equal(await readImageSums(home, { ...key, identity: "b".repeat(64) }), null);
   assert.equal(await readImageSums(home, { ...key, lengthBytes: sums.lengthBytes + 4096 }), null);
   assert.equal(await readImageSums(home, { ...key, checkpoint: "none" }), null);
   await writeFile(ramImagePaths(home, "key").sums, "{torn");
   assert.equal(await readImageSums(home, key), null);
+  assert.equal(await openKeptImage(home, key), null);
 });

@@ -5,11 +5,13 @@
  * (store/layout.ts), and checked against its region sums before every restore that maps it.
  *
  * Invariants: a file under its final name is never written again (a build writes under tmp/
- * and renames), so a QEMU that maps an image never sees it change; `sums` is renamed into place
- * after `image` and names the checkpoint's identity, the block, its length and one SHA-256 per
- * RAM_IMAGE_REGION_BYTES; a restore maps an image only once every region matched its sum.
+ * and renames over), so a QEMU that maps an image never sees it change; `sums` is renamed into
+ * place after `image` and names the checkpoint's identity, the block, its length and one SHA-256
+ * per RAM_IMAGE_REGION_BYTES. Images are handed out as open files: what a restore checks (or
+ * built) is the inode it gives QEMU, whatever another restore renames in meanwhile.
  */
 import {
+  type FileHandle,
   mkdir,
   open,
   readdir,
@@ -89,24 +91,37 @@ export async function readImageSums(home: string, key: ImageKey): Promise<ImageS
   return fits ? (sums as ImageSums) : null;
 }
 
+/** An image open for reading, and the sums it must match. */
+export interface OpenImage {
+  readonly file: FileHandle;
+  readonly sums: ImageSums;
+}
+
+/** The kept image of exactly `key`, opened, with its sums; null when there is none that fits. */
+export async function openKeptImage(home: string, key: ImageKey): Promise<OpenImage | null> {
+  const sums = await readImageSums(home, key);
+  if (sums === null) return null;
+  try {
+    return { file: await open(ramImagePaths(home, key.checkpoint).image, "r"), sums };
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+}
+
 /**
- * Checks every region of the kept image against `sums` on `workers`. Returns null when all
- * match, else what is wrong (the caller removes the image and builds it again).
+ * Checks every region of an opened kept image against its sums on `workers`. Returns null when
+ * all match, else what is wrong (the caller removes the image and builds it again).
  */
 export async function checkImage(
   home: string,
-  sums: ImageSums,
+  image: OpenImage,
   workers: ChunkWorkers,
   signal?: AbortSignal,
 ): Promise<string | null> {
+  const { sums } = image;
   const path = ramImagePaths(home, sums.checkpoint).image;
-  let digests: string[] | "short";
-  try {
-    digests = await regionDigests(path, sums.lengthBytes, workers, signal);
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return `${path} is missing`;
-    throw error;
-  }
+  const digests = await regionDigests(image.file, path, sums.lengthBytes, workers, signal);
   if (digests === "short") return `${path} is shorter than its ${sums.lengthBytes} bytes`;
   const bad = digests.findIndex((d, i) => d !== sums.sha256[i]);
   if (bad >= 0) return `region ${bad} of ${path} does not match its sum`;
@@ -117,7 +132,7 @@ export async function checkImage(
 
 /**
  * Builds the image of block `blockIndex` from `reader`'s verified pages (zero pages stay holes)
- * under tmp/, sums it, and renames both into place; returns the sums. Other images are removed,
+ * under tmp/, sums it, and renames both into place; returns it opened. Other images are removed,
  * least recently used first, while all of them with this one would exceed RAM_IMAGES_BYTES_MAX.
  */
 export async function buildImage(
@@ -130,14 +145,20 @@ export async function buildImage(
   },
   workers: ChunkWorkers,
   signal?: AbortSignal,
-): Promise<ImageSums> {
+): Promise<OpenImage> {
   await makeRoom(home, key);
   const tmp = await source.store.newTempPath();
-  const file = await open(tmp, "wx");
+  let reading: FileHandle | null = null;
   try {
-    await file.truncate(key.lengthBytes);
-    await writePages(file, source.reader, source.blockIndex, workers, signal);
-    const digests = await regionDigests(tmp, key.lengthBytes, workers, signal);
+    const file = await open(tmp, "wx");
+    try {
+      await file.truncate(key.lengthBytes);
+      await writePages(file, source.reader, source.blockIndex, workers, signal);
+    } finally {
+      await file.close();
+    }
+    reading = await open(tmp, "r");
+    const digests = await regionDigests(reading, tmp, key.lengthBytes, workers, signal);
     if (digests === "short") throw new Error(`${tmp} was cut short while it was built`);
     const sums: ImageSums = {
       format: SUMS_FORMAT,
@@ -146,18 +167,16 @@ export async function buildImage(
       sha256: digests,
     };
     const paths = ramImagePaths(home, key.checkpoint);
-    await rm(paths.dir, { recursive: true, force: true });
     await mkdir(paths.dir, { recursive: true });
-    await rename(tmp, paths.image);
+    await rename(tmp, paths.image); // over an older one: a QEMU that maps it keeps its inode
     await writeFile(`${tmp}.sums`, `${JSON.stringify(sums)}\n`, { flag: "wx" });
     await rename(`${tmp}.sums`, paths.sums);
-    return sums;
+    return { file: reading, sums };
   } catch (error) {
+    await reading?.close();
     await rm(tmp, { force: true });
     await rm(`${tmp}.sums`, { force: true });
     throw imageError(key, error);
-  } finally {
-    await file.close();
   }
 }
 
@@ -213,22 +232,22 @@ async function writePages(
   await flush();
 }
 
-/** One SHA-256 (hex) per region of the file at `path`, or "short" when it ends early. */
+/** One SHA-256 (hex) per region of `file` (at `path`), or "short" when it ends early. */
 async function regionDigests(
+  file: FileHandle,
   path: string,
   lengthBytes: number,
   workers: ChunkWorkers,
   signal: AbortSignal | undefined,
 ): Promise<string[] | "short"> {
-  const file = await open(path, "r");
+  const digests: string[] = [];
+  const free = Array.from(
+    { length: RAM_IMAGE_REGIONS_IN_FLIGHT },
+    () => new ArrayBuffer(RAM_IMAGE_REGION_BYTES),
+  );
+  const running = new Set<Promise<void>>();
+  let short = false;
   try {
-    const digests: string[] = [];
-    const free = Array.from(
-      { length: RAM_IMAGE_REGIONS_IN_FLIGHT },
-      () => new ArrayBuffer(RAM_IMAGE_REGION_BYTES),
-    );
-    const running = new Set<Promise<void>>();
-    let short = false;
     for (let region = 0; region < regionCount(lengthBytes); region++) {
       throwIfAborted(signal);
       while (free.length === 0) await Promise.race(running);
@@ -246,11 +265,12 @@ async function regionDigests(
       const tracked = job.finally(() => running.delete(tracked));
       running.add(tracked);
     }
-    await Promise.all(running);
-    return short ? "short" : digests;
   } finally {
-    await file.close();
+    // No job may still read `file` once the caller closes it.
+    await Promise.allSettled(running);
   }
+  await Promise.all(running);
+  return short ? "short" : digests;
 }
 
 /** Removes other images, least recently used first, until `key`'s fits within the bound. */

@@ -28,7 +28,7 @@ import {
   parseVmSpec,
   type QemuInstall,
   qemuFor,
-  type RamFile,
+  type StartVmOptions,
   type VmSpec,
   vmPaths,
   writeOrigin,
@@ -84,8 +84,8 @@ export interface TargetOptions {
   readonly onSpawn?: () => void;
   /** Goes to QEMU as its fd 3 (an eager or mapped restore's stream, ADR 0030). */
   readonly incomingSocket?: Socket;
-  /** The guest's RAM mapped from this file (a mapped restore, ADR 0032). */
-  readonly ramFile?: RamFile;
+  /** The guest's RAM mapped from this open file (a mapped restore, ADR 0032). */
+  readonly ramFile?: StartVmOptions["ramFile"];
 }
 
 /**

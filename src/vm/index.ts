@@ -13,6 +13,7 @@ export {
   launchVm,
   type ManagedVm,
   QEMU_INCOMING_FD,
+  QEMU_RAM_FILE_FD,
   type StartVmOptions,
   startVm,
 } from "./launcher.ts";

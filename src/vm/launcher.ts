@@ -52,6 +52,8 @@ export interface ManagedVm {
 
 /** The file descriptor QEMU gets `StartVmOptions.incomingSocket` on: the first after stdio. */
 export const QEMU_INCOMING_FD = 3;
+/** The descriptor a mapped restore's RAM image has in QEMU (StartVmOptions.ramFile). */
+export const QEMU_RAM_FILE_FD = 4;
 
 export interface StartVmOptions {
   /** Start waiting for an incoming migration (`migrate-incoming` through QMP). */
@@ -72,8 +74,11 @@ export interface StartVmOptions {
    * spawned.
    */
   incomingSocket?: Socket;
-  /** The guest's RAM mapped from a file (a mapped restore, ADR 0032). */
-  ramFile?: RamFile;
+  /**
+   * The guest's RAM mapped from an open file (a mapped restore, ADR 0032): QEMU gets `fd` as
+   * its QEMU_RAM_FILE_FD and maps that inode, not whatever a path names by then.
+   */
+  ramFile?: Omit<RamFile, "path"> & { readonly fd: number };
 }
 
 /**
@@ -133,7 +138,15 @@ export async function launchVm(
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
     ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
-    ...(options.ramFile === undefined ? {} : { ramFile: options.ramFile }),
+    ...(options.ramFile === undefined
+      ? {}
+      : {
+          ramFile: {
+            id: options.ramFile.id,
+            sizeBytes: options.ramFile.sizeBytes,
+            path: `/proc/self/fd/${QEMU_RAM_FILE_FD}`,
+          },
+        }),
   };
   const args = buildQemuArgs(spec, runtime);
   const install = qemuFor(spec, runtime);
@@ -145,7 +158,10 @@ export async function launchVm(
     await writeFile(paths.specFile, `${JSON.stringify(spec, null, 2)}\n`);
     await writeFile(paths.cmdlineFile, `${JSON.stringify([binary, ...args], null, 2)}\n`);
     const command = qemuCommand(install, binary, args);
-    spawned = await spawnDetached(...command, paths.qemuLog, options.incomingSocket);
+    spawned = await spawnDetached(...command, paths.qemuLog, {
+      incoming: options.incomingSocket,
+      ramFd: options.ramFile?.fd,
+    });
   } catch (error) {
     if (spawned !== undefined) await killChild(spawned);
     await removeStateDir(paths);
@@ -216,13 +232,15 @@ async function spawnDetached(
   binary: string,
   args: string[],
   logPath: string,
-  incoming: Socket | undefined,
+  fds: { readonly incoming: Socket | undefined; readonly ramFd: number | undefined },
 ): Promise<Spawned> {
   const log = await open(logPath, "w");
   try {
     // Detached with no pipes: QEMU outlives us and never blocks on a full stdout pipe.
-    // stdio[i] is the child's fd i: the socket lands on QEMU_INCOMING_FD.
-    const stdio: StdioOptions = ["ignore", log.fd, log.fd, ...(incoming ? [incoming] : [])];
+    // stdio[i] is the child's fd i: QEMU_INCOMING_FD, then QEMU_RAM_FILE_FD.
+    const stdio: StdioOptions = ["ignore", log.fd, log.fd];
+    if (fds.incoming !== undefined || fds.ramFd !== undefined) stdio.push(fds.incoming ?? "ignore");
+    if (fds.ramFd !== undefined) stdio.push(fds.ramFd);
     const child = spawn(binary, args, { detached: true, stdio });
     // Listen before the next await: spawn reports a missing binary on the next tick.
     const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
