@@ -67,7 +67,7 @@ export interface MappedRestoreResult {
     /** Why the kept image was not used, when there was one; else null. */
     readonly rebuiltBecause: string | null;
     readonly buildMs: number;
-    /** Checking the kept image's regions (0 when built here); it overlaps QEMU's start. */
+    /** Checking the kept image's regions (0 when built here), alone; it overlaps QEMU's start. */
     readonly checkMs: number;
   };
   /** Pages in the stream: the other RAM blocks and the reset page tables. */
@@ -191,12 +191,18 @@ async function restoreOn(
   const { home } = opts;
   const { image, blockIndex, built, opening } = how;
   const checkStarted = performance.now();
-  const checking = built ? Promise.resolve(null) : checkImage(home, image, workers, opts.signal);
+  let checkMs = 0;
+  const checking = built
+    ? Promise.resolve(null)
+    : checkImage(home, image, workers, opts.signal).then((problem) => {
+        checkMs = performance.now() - checkStarted;
+        return problem;
+      });
   checking.catch(() => undefined); // awaited on every path below
   // The stream is made while the image is checked; it is sent only once the check passed.
   const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image.file));
   streaming.catch(() => undefined); // awaited below
-  const block = image.sums;
+  const { sums } = image;
   let vm: ManagedVm;
   const settle = async (): Promise<void> => {
     await checking.catch(() => undefined);
@@ -211,7 +217,7 @@ async function restoreOn(
       qemu: opts.qemu,
       signal: opts.signal,
       incomingSocket: pair.qemuEnd,
-      ramFile: { id: block.block, sizeBytes: block.lengthBytes, fd: image.file.fd },
+      ramFile: { id: sums.block, sizeBytes: sums.lengthBytes, fd: image.file.fd },
     });
   } catch (error) {
     pair.ours.destroy();
@@ -226,7 +232,6 @@ async function restoreOn(
     await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
     const stream = await streaming;
     const problem = await checking;
-    const checkMs = built ? 0 : performance.now() - checkStarted;
     if (problem !== null) {
       socket.destroy();
       await killVm(home, vm);
