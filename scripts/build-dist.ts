@@ -134,6 +134,8 @@ async function bundle(): Promise<void> {
     platform: "node",
     target: "node24",
     keepNames: true,
+    // A native addon: loaded from node_modules at run time (the RAM image's BLAKE3, ADR 0032).
+    external: ["@napi-rs/blake-hash-linux-x64-gnu"],
     logLevel: "warning",
   });
 }

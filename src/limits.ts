@@ -323,7 +323,7 @@ export const RESTORE_EAGER_WORKERS = 1;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
 /**
- * A mapped restore's RAM image (restore/ram-image.ts, ADR 0032): one SHA-256 per region of
+ * A mapped restore's RAM image (restore/ram-image.ts, ADR 0032): one BLAKE3 per region of
  * 2 MiB, checked before every restore; the images of all checkpoints together are kept within
  * RAM_IMAGES_BYTES_MAX of disk (allocated bytes), the least recently used removed first.
  */

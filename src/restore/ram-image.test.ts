@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { hash } from "node:crypto";
 import { mkdir, mkdtemp, open, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -15,6 +15,9 @@ import {
 } from "./ram-image.ts";
 
 const REGION = RAM_IMAGE_REGION_BYTES;
+const { blake3 } = createRequire(import.meta.url)("@napi-rs/blake-hash-linux-x64-gnu") as {
+  blake3(input: Uint8Array): Buffer;
+};
 let home = "";
 let workers: ChunkWorkers;
 before(async () => {
@@ -34,8 +37,8 @@ async function writeImage(name: string): Promise<ImageSums> {
   const paths = ramImagePaths(home, name);
   await mkdir(paths.dir, { recursive: true });
   await writeFile(paths.image, bytes);
-  const sha256 = [0, 1, 2].map((r) =>
-    hash("sha256", bytes.subarray(r * REGION, Math.min((r + 1) * REGION, bytes.length)), "hex"),
+  const digests = [0, 1, 2].map((r) =>
+    blake3(bytes.subarray(r * REGION, Math.min((r + 1) * REGION, bytes.length))).toString("hex"),
   );
   const sums: ImageSums = {
     format: "snapwake-ram-image 1",
@@ -44,7 +47,7 @@ async function writeImage(name: string): Promise<ImageSums> {
     block: "pc.ram",
     lengthBytes: bytes.length,
     regionBytes: REGION,
-    sha256,
+    blake3: digests,
   };
   await writeFile(paths.sums, JSON.stringify(sums));
   return sums;

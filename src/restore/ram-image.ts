@@ -6,7 +6,7 @@
  *
  * Invariants: a file under its final name is never written again (a build writes under tmp/
  * and renames over), so a QEMU that maps an image never sees it change; `sums` is renamed into
- * place after `image` and names the checkpoint's identity, the block, its length and one SHA-256
+ * place after `image` and names the checkpoint's identity, the block, its length and one BLAKE3
  * per RAM_IMAGE_REGION_BYTES. Images are handed out as open files: what a restore checks (or
  * built) is the inode it gives QEMU, whatever another restore renames in meanwhile.
  */
@@ -49,11 +49,11 @@ export interface ImageKey {
   readonly lengthBytes: number;
 }
 
-/** The sums file: the key, the region size and one SHA-256 (hex) per region. */
+/** The sums file: the key, the region size and one BLAKE3 (hex) per region. */
 export interface ImageSums extends ImageKey {
   readonly format: typeof SUMS_FORMAT;
   readonly regionBytes: number;
-  readonly sha256: readonly string[];
+  readonly blake3: readonly string[];
 }
 
 export function ramImagePaths(home: string, checkpoint: string) {
@@ -85,9 +85,9 @@ export async function readImageSums(home: string, key: ImageKey): Promise<ImageS
     sums.block === key.block &&
     sums.lengthBytes === key.lengthBytes &&
     sums.regionBytes === RAM_IMAGE_REGION_BYTES &&
-    Array.isArray(sums.sha256) &&
-    sums.sha256.length === regionCount(key.lengthBytes) &&
-    sums.sha256.every((s) => typeof s === "string" && /^[0-9a-f]{64}$/.test(s));
+    Array.isArray(sums.blake3) &&
+    sums.blake3.length === regionCount(key.lengthBytes) &&
+    sums.blake3.every((s) => typeof s === "string" && /^[0-9a-f]{64}$/.test(s));
   return fits ? (sums as ImageSums) : null;
 }
 
@@ -123,7 +123,7 @@ export async function checkImage(
   const path = ramImagePaths(home, sums.checkpoint).image;
   const digests = await regionDigests(image.file, path, sums.lengthBytes, workers, signal);
   if (digests === "short") return `${path} is shorter than its ${sums.lengthBytes} bytes`;
-  const bad = digests.findIndex((d, i) => d !== sums.sha256[i]);
+  const bad = digests.findIndex((d, i) => d !== sums.blake3[i]);
   if (bad >= 0) return `region ${bad} of ${path} does not match its sum`;
   const now = new Date();
   await utimes(ramImagePaths(home, sums.checkpoint).sums, now, now); // recently used
@@ -164,7 +164,7 @@ export async function buildImage(
       format: SUMS_FORMAT,
       ...key,
       regionBytes: RAM_IMAGE_REGION_BYTES,
-      sha256: digests,
+      blake3: digests,
     };
     const paths = ramImagePaths(home, key.checkpoint);
     await mkdir(paths.dir, { recursive: true });
@@ -232,7 +232,7 @@ async function writePages(
   await flush();
 }
 
-/** One SHA-256 (hex) per region of `file` (at `path`), or "short" when it ends early. */
+/** One BLAKE3 (hex) per region of `file` (at `path`), or "short" when it ends early. */
 async function regionDigests(
   file: FileHandle,
   path: string,
@@ -259,7 +259,7 @@ async function regionDigests(
         .then((reply) => {
           free.push(reply.buffer);
           if (!reply.ok && reply.ended === true) short = true;
-          else if (!reply.ok) throw new Error(`Cannot read ${path}: ${reply.error ?? "failed"}`);
+          else if (!reply.ok) throw new Error(`Cannot check ${path}: ${reply.error ?? "failed"}`);
           else digests[region] = Buffer.from(reply.digests ?? []).toString("hex");
         });
       const tracked = job.finally(() => running.delete(tracked));

@@ -71,7 +71,15 @@ after(async () => {
 test("the package holds the compiled code, docs and bin, and no sources, tests or fixtures", () => {
   const pkg = join(prefix, "lib", "node_modules", "snapwake");
   const top = readdirSync(pkg).sort();
-  assert.deepEqual(top, ["LICENSE", "README.md", "bin", "dist", "docs", "package.json"]);
+  const expected = ["LICENSE", "README.md", "bin", "dist", "docs", "node_modules", "package.json"];
+  assert.deepEqual(top, expected);
+  // The one bundled dependency: BLAKE3 for mapped restores (ADR 0032), installable offline.
+  const bundled = readdirSync(join(pkg, "node_modules"), { recursive: true }).map(String);
+  assert.ok(bundled.includes(join("@napi-rs", "blake-hash-linux-x64-gnu", "package.json")));
+  assert.ok(
+    bundled.every((f) => f.startsWith("@napi-rs")),
+    bundled.join(", "),
+  );
   const files = readdirSync(join(pkg, "dist"), { recursive: true }).map(String);
   assert.ok(files.includes("index.js") && files.includes("index.d.ts"), "the library");
   assert.ok(files.includes(join("restore", "detached-server.js")), "the library's page server");
@@ -99,7 +107,7 @@ test("the installed snapwake runs: --version, help, ls", () => {
   const help = snapwake("restore", "--help");
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /^Usage: snapwake restore CHECKPOINT /);
-  assert.match(help.stdout, /--mode eager\|lazy\|partial\|auto/);
+  assert.match(help.stdout, /--mode eager\|mapped\|lazy\|partial\|auto/);
 
   const ls = snapwake("ls");
   assert.equal(ls.status, 0, ls.stderr);
@@ -157,15 +165,16 @@ test("a Node older than 24 is told what to install", (t) => {
   assert.match(r.stderr, /snapwake needs Node\.js 24 or newer/);
 });
 
-test("the installed snapwake saves a real guest and restores it eagerly and lazily", async () => {
+test("the installed snapwake saves a real guest and restores it eager, lazy, mapped twice", async () => {
   const params = { memMiB: 64, hotPct: 5, hotRate: 500 };
   const { vm, agent } = await bootTestGuest(home, { name: "pkg", memoryMiB: 256, params });
   agent.close();
   vm.close(); // QEMU serves one QMP client: the CLI's
   const saved = snapwake("save", vm.name, "--name", "pkg@1", "--stop-first", "--after", "stop");
   assert.equal(saved.status, 0, saved.stderr);
-  for (const mode of ["eager", "lazy"]) {
-    const name = `pkg-${mode}`;
+  // The second mapped restore checks the kept image: BLAKE3 from the installed addon.
+  for (const [i, mode] of ["eager", "lazy", "mapped", "mapped"].entries()) {
+    const name = `pkg-${mode}-${i}`;
     const r = snapwake("restore", "pkg@1", "--mode", mode, "--name", name);
     assert.equal(r.status, 0, r.stderr);
     const restored = await openVm(home, name);

@@ -9,8 +9,8 @@
  * that passed the chunk's hash check (chunk-decode.ts, the reader's own code). Pack files are
  * read through file descriptors the main thread opened and keeps open while jobs run.
  */
-import { hash } from "node:crypto";
 import { readSync } from "node:fs";
+import { createRequire } from "node:module";
 import { parentPort } from "node:worker_threads";
 import { CHUNK_PAGES_MAX, PAGE_SIZE_BYTES } from "../../limits.ts";
 import { assertNever } from "../../util/index.ts";
@@ -113,23 +113,42 @@ function regionDigest(job: RegionDigestJob): ChunkReply {
     if (n === 0) return { id, ok: false, buffer, ended: true };
     done += n;
   }
-  return { id, ok: true, buffer, digests: new Uint8Array(sha256Region(region)) };
+  return { id, ok: true, buffer, digests: new Uint8Array(blake3Region(region)) };
 }
 
-/** Zeros to compare regions with, and the SHA-256 of zeros by length (it is what it is). */
+/** Zeros to compare regions with, and the BLAKE3 of zeros by length (it is what it is). */
 let zeros = new Uint8Array(0);
 const zeroDigests = new Map<number, Buffer>();
 
-function sha256Region(region: Uint8Array): Buffer {
+function blake3Region(region: Uint8Array): Buffer {
+  const blake3 = regionHash();
   if (zeros.byteLength < region.byteLength) zeros = new Uint8Array(region.byteLength);
-  if (Buffer.compare(region, zeros.subarray(0, region.byteLength)) !== 0)
-    return hash("sha256", region, "buffer");
+  if (Buffer.compare(region, zeros.subarray(0, region.byteLength)) !== 0) return blake3(region);
   let digest = zeroDigests.get(region.byteLength);
   if (digest === undefined) {
-    digest = hash("sha256", zeros.subarray(0, region.byteLength), "buffer");
+    digest = blake3(zeros.subarray(0, region.byteLength));
     zeroDigests.set(region.byteLength, digest);
   }
   return digest;
+}
+
+/** BLAKE3 from its native addon, loaded by the first region job (ADR 0032). */
+let loadedBlake3: ((input: Uint8Array) => Buffer) | null = null;
+function regionHash(): (input: Uint8Array) => Buffer {
+  if (loadedBlake3 !== null) return loadedBlake3;
+  try {
+    const addon = createRequire(import.meta.url)("@napi-rs/blake-hash-linux-x64-gnu") as {
+      blake3(input: Uint8Array): Buffer;
+    };
+    loadedBlake3 = addon.blake3;
+  } catch (error) {
+    throw new Error(
+      "Mapped restores hash their RAM image with BLAKE3 from @napi-rs/blake-hash-linux-x64-gnu, " +
+        `a Linux x64 (glibc) module, which did not load here (${describe(error)}): reinstall ` +
+        "snapwake's dependencies there, or restore with --mode eager",
+    );
+  }
+  return loadedBlake3;
 }
 
 /** Compresses the chunk in place: the stored form overwrites the raw bytes when smaller. */

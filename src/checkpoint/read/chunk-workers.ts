@@ -63,9 +63,9 @@ export interface CompressJob extends JobBase {
 }
 
 /**
- * Read `bytes` at `offset` of `fd` into `buffer` and return their one SHA-256 (a RAM image's
- * region, restore/ram-image.ts). A file that ends early is `ended`. A region of zero bytes
- * gets the SHA-256 of zeros without hashing: comparing with zeros is ~10× faster.
+ * Read `bytes` at `offset` of `fd` into `buffer` and return their one BLAKE3 (a RAM image's
+ * region, restore/ram-image.ts, ADR 0032). A file that ends early is `ended`. A region of zero
+ * bytes gets the BLAKE3 of zeros without hashing: comparing with zeros is faster still.
  */
 export interface RegionDigestJob extends JobBase {
   readonly kind: "regionDigest";
