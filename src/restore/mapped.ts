@@ -24,6 +24,7 @@ import { PAGE_SIZE_BYTES, RESTORE_MAPPED_WORKERS } from "../limits.ts";
 import { MigrationStreamWriter } from "../qemu/migration/index.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { killVm, type ManagedVm, QEMU_INCOMING_FD } from "../vm/index.ts";
+import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 import type { AccessedBitsReset, AccessedBitsResetReport } from "../wss/index.ts";
 import {
   type EagerRestoreOptions,
@@ -50,9 +51,6 @@ import {
   type TargetCheckpoint,
   waitIncomingDone,
 } from "./target.ts";
-
-/** The RAM block a mapped restore maps: the x86 pc and q35 machines' guest RAM. */
-export const MAPPED_RAM_BLOCK = "pc.ram";
 
 export interface MappedRestoreResult {
   readonly vm: RestoredVm;
@@ -150,16 +148,16 @@ async function attempt(
   }
 }
 
-/** The key of the checkpoint's image: its identity and its block MAPPED_RAM_BLOCK. */
+/** The key of the checkpoint's image: its identity and its block PC_RAM_BLOCK. */
 async function imageKeyOf(home: string, checkpoint: string, manifest: Manifest) {
   const identity = await checkpointIdentity(home, checkpoint);
   if (identity === null) throw new NotFoundError(`No checkpoint named "${checkpoint}"`);
-  const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === MAPPED_RAM_BLOCK);
+  const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
   const block = manifest.ramBlocks[blockIndex];
   if (block === undefined) {
     const names = manifest.ramBlocks.map((b) => b.name).join(", ");
     throw new UsageError(
-      `A mapped restore maps the RAM block ${MAPPED_RAM_BLOCK} (x86 pc and q35 machines); ` +
+      `A mapped restore maps the RAM block ${PC_RAM_BLOCK} (x86 pc and q35 machines); ` +
         `"${checkpoint}" has ${names}: restore it with --mode eager`,
     );
   }

@@ -11,7 +11,7 @@ import { CheckpointReader, CheckpointStore } from "../checkpoint/index.ts";
 import { UnsupportedStreamError, UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import { vcpuPagingStates } from "../qemu/migration/cpu-state.ts";
-import { type RamLayout, ramLayout, ramPageOf } from "../wss/guest-physical.ts";
+import { PC_RAM_BLOCK, type RamLayout, ramLayout, ramPageOf } from "../wss/guest-physical.ts";
 import { saveWorkingSet } from "../wss/index.ts";
 import {
   type PhysicalMemory,
@@ -22,8 +22,6 @@ import {
 import { type PageTableSet, pageSha256, savePageTables } from "../wss/page-tables.ts";
 import type { WorkingSet, WorkingSetPage } from "../wss/working-set.ts";
 
-/** The RAM block the guest's physical memory lives in (QEMU's pc and q35 machines). */
-const MAIN_RAM_BLOCK = "pc.ram";
 /** Decoded chunks kept while walking: table pages cluster, so a few go a long way. */
 const WALK_CHUNK_CACHE = 32;
 
@@ -42,11 +40,11 @@ export async function estimateFromAccessedBits(
   options: WalkOptions = {},
 ): Promise<AccessedBitsEstimate> {
   const m = reader.manifest;
-  const block = m.ramBlocks.findIndex((b) => b.name === MAIN_RAM_BLOCK);
+  const block = m.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
   const info = m.ramBlocks[block];
   if (info === undefined) {
     throw new UsageError(
-      `Cannot estimate from accessed bits: checkpoint "${reader.name}" has no "${MAIN_RAM_BLOCK}" block`,
+      `Cannot estimate from accessed bits: checkpoint "${reader.name}" has no "${PC_RAM_BLOCK}" block`,
     );
   }
   const machine = typeof m.vm.machine === "string" ? m.vm.machine : "";

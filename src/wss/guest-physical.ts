@@ -13,6 +13,9 @@
 import { UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
 
+/** The RAM block of QEMU's pc and q35 machines: the guest's physical memory. */
+export const PC_RAM_BLOCK = "pc.ram";
+
 const GIB = 2 ** 30;
 const FOUR_GIB_PFN = (4 * GIB) / PAGE_SIZE_BYTES;
 

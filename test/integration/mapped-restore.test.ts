@@ -7,7 +7,7 @@
  * the image with the checkpoint.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, open, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -17,6 +17,7 @@ import { restore } from "../../src/restore/index.ts";
 import { ramImagePaths } from "../../src/restore/ram-image.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { flipBit } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
@@ -79,17 +80,7 @@ test("a mapped restore builds the image, a second maps it beside the first: both
 });
 
 test("a flipped byte in the image fails its check: it is built again and the guest verifies", async () => {
-  const { image } = ramImagePaths(home, CHECKPOINT);
-  const file = await open(image, "r+");
-  try {
-    const at = 64 * 1024 * 1024 + 123; // inside the guest's filled memory
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0] = (byte[0] ?? 0) ^ 0x40;
-    await file.write(byte, 0, 1, at);
-  } finally {
-    await file.close();
-  }
+  await flipBit(ramImagePaths(home, CHECKPOINT).image, 64 * 1024 * 1024 + 123); // region 32
   const restored = await restore({ home, checkpoint: CHECKPOINT, vmName: "m3", mode: "mapped" });
   assert.equal(restored.image.built, true);
   assert.match(restored.image.rebuiltBecause ?? "", /region 32 of .* does not match its sum/);
