@@ -2,6 +2,7 @@ export type { DetachedRestore } from "./detached.ts";
 export { type DetachedRestoreOptions, restoreDetached } from "./detached-restore.ts";
 export { type ServeOptions, serveDetached } from "./detached-server.ts";
 export type { EagerRestoreResult } from "./eager.ts";
+export type { MappedRestoreResult } from "./mapped.ts";
 export {
   type ConnectChannel,
   type FillReport,

@@ -126,7 +126,8 @@ export async function checkImage(
   const bad = digests.findIndex((d, i) => d !== sums.blake3[i]);
   if (bad >= 0) return `region ${bad} of ${path} does not match its sum`;
   const now = new Date();
-  await utimes(ramImagePaths(home, sums.checkpoint).sums, now, now); // recently used
+  // Recently used, for makeRoom; best effort: a concurrent build may be replacing the file.
+  await utimes(ramImagePaths(home, sums.checkpoint).sums, now, now).catch(() => undefined);
   return null;
 }
 
@@ -147,7 +148,9 @@ export async function buildImage(
   signal?: AbortSignal,
 ): Promise<OpenImage> {
   await makeRoom(home, key);
+  // Both under tmp/ with names `gc` knows: a build cut short leaves nothing it keeps.
   const tmp = await source.store.newTempPath();
+  const tmpSums = await source.store.newTempPath();
   let reading: FileHandle | null = null;
   try {
     const file = await open(tmp, "wx");
@@ -169,13 +172,13 @@ export async function buildImage(
     const paths = ramImagePaths(home, key.checkpoint);
     await mkdir(paths.dir, { recursive: true });
     await rename(tmp, paths.image); // over an older one: a QEMU that maps it keeps its inode
-    await writeFile(`${tmp}.sums`, `${JSON.stringify(sums)}\n`, { flag: "wx" });
-    await rename(`${tmp}.sums`, paths.sums);
+    await writeFile(tmpSums, `${JSON.stringify(sums)}\n`, { flag: "wx" });
+    await rename(tmpSums, paths.sums);
     return { file: reading, sums };
   } catch (error) {
     await reading?.close();
     await rm(tmp, { force: true });
-    await rm(`${tmp}.sums`, { force: true });
+    await rm(tmpSums, { force: true });
     throw imageError(key, error);
   }
 }
