@@ -75,9 +75,14 @@ export function commandUsage(spec: CommandSpec, width: number): string {
 
 function usageBlock(spec: CommandSpec, width: number): string {
   const head = `Usage: snapwake ${spec.name}`;
+  const room = width - hangingIndent(head, width);
+  const synopsis = (name: string, o: OptionSpec): string => {
+    const full = `[${optionLabel(name, o)}]`; // choices too long for a line: the Options list them
+    return full.length <= room || o.type === "boolean" ? full : `[--${name} ${o.value ?? "VALUE"}]`;
+  };
   const tokens = [
     ...spec.args.map((a) => a.name),
-    ...Object.entries(spec.options).map(([name, o]) => `[${optionLabel(name, o)}]`),
+    ...Object.entries(spec.options).map(([name, o]) => synopsis(name, o)),
     "[--json]",
   ];
   return `${hanging(head, tokens, width).join("\n")}\n`;
@@ -144,9 +149,14 @@ function columns(rows: readonly Row[], width: number, left = leftColumn(rows)): 
   return out;
 }
 
+/** Where hanging() starts its continuation lines. */
+function hangingIndent(head: string, width: number): number {
+  return head.length + 1 < width / 2 ? head.length + 1 : 4;
+}
+
 /** `head` then tokens, wrapped with the continuation lines under the first token. */
 function hanging(head: string, tokens: readonly string[], width: number): string[] {
-  const indent = head.length + 1 < width / 2 ? head.length + 1 : 4;
+  const indent = hangingIndent(head, width);
   const lines: string[] = [];
   let line = head;
   for (const t of tokens) {

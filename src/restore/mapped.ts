@@ -16,13 +16,11 @@
  * (eager.ts), a failure kills the QEMU started, and the caller holds the checkpoint for reading.
  */
 import type { FileHandle } from "node:fs/promises";
-import type { Manifest } from "../checkpoint/format/manifest.ts";
 import { type CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
-import { NotFoundError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_MAPPED_WORKERS } from "../limits.ts";
 import { MigrationStreamWriter } from "../qemu/migration/index.ts";
-import { checkpointIdentity } from "../store/identity.ts";
 import { killVm, type ManagedVm, QEMU_INCOMING_FD } from "../vm/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 import type { AccessedBitsReset, AccessedBitsResetReport } from "../wss/index.ts";
@@ -37,7 +35,7 @@ import { incomingPair } from "./incoming.ts";
 import {
   buildImage,
   checkImage,
-  type ImageKey,
+  imageKeyOf,
   type OpenImage,
   openKeptImage,
   ramImagePaths,
@@ -108,6 +106,13 @@ async function attempt(
   const { home, checkpoint } = opts;
   const manifest = await manifestOf(home, checkpoint);
   const { key, blockIndex } = await imageKeyOf(home, checkpoint, manifest);
+  if (blockIndex < 0) {
+    const names = manifest.ramBlocks.map((b) => b.name).join(", ");
+    throw new UsageError(
+      `A mapped restore maps the RAM block ${PC_RAM_BLOCK} (x86 pc and q35 machines); ` +
+        `"${checkpoint}" has ${names}: restore it with --mode eager`,
+    );
+  }
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below
   let image: OpenImage | null = null;
@@ -146,23 +151,6 @@ async function attempt(
       () => undefined,
     );
   }
-}
-
-/** The key of the checkpoint's image: its identity and its block PC_RAM_BLOCK. */
-async function imageKeyOf(home: string, checkpoint: string, manifest: Manifest) {
-  const identity = await checkpointIdentity(home, checkpoint);
-  if (identity === null) throw new NotFoundError(`No checkpoint named "${checkpoint}"`);
-  const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
-  const block = manifest.ramBlocks[blockIndex];
-  if (block === undefined) {
-    const names = manifest.ramBlocks.map((b) => b.name).join(", ");
-    throw new UsageError(
-      `A mapped restore maps the RAM block ${PC_RAM_BLOCK} (x86 pc and q35 machines); ` +
-        `"${checkpoint}" has ${names}: restore it with --mode eager`,
-    );
-  }
-  const key: ImageKey = { checkpoint, identity, block: block.name, lengthBytes: block.lengthBytes };
-  return { key, blockIndex };
 }
 
 type Run =

@@ -24,8 +24,10 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { throwIfAborted } from "../abort.ts";
+import type { Manifest } from "../checkpoint/format/manifest.ts";
 import type { CheckpointReader, ChunkWorkers } from "../checkpoint/index.ts";
 import type { CheckpointStore } from "../checkpoint/store/store.ts";
+import { NotFoundError } from "../errors.ts";
 import {
   PAGE_SIZE_BYTES,
   RAM_IMAGE_REGION_BYTES,
@@ -33,8 +35,10 @@ import {
   RAM_IMAGE_SUMS_BYTES_MAX,
   RAM_IMAGES_BYTES_MAX,
 } from "../limits.ts";
+import { checkpointIdentity } from "../store/identity.ts";
 import { ramImageDir, ramImagesRoot } from "../store/layout.ts";
 import { errorCode } from "../util/index.ts";
+import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 
 const SUMS_FORMAT = "snapwake-ram-image 1";
 /** Pages the build gathers into one write while their addresses run on (1 MiB). */
@@ -54,6 +58,37 @@ export interface ImageSums extends ImageKey {
   readonly format: typeof SUMS_FORMAT;
   readonly regionBytes: number;
   readonly blake3: readonly string[];
+}
+
+/**
+ * The key of checkpoint `checkpoint`'s image (`manifest` is its): its identity and its block
+ * PC_RAM_BLOCK, whose index is -1 when it has none (a machine other than x86 pc and q35).
+ */
+export async function imageKeyOf(
+  home: string,
+  checkpoint: string,
+  manifest: Pick<Manifest, "ramBlocks">,
+): Promise<{ key: ImageKey; blockIndex: number }> {
+  const identity = await checkpointIdentity(home, checkpoint);
+  if (identity === null) throw new NotFoundError(`No checkpoint named "${checkpoint}"`);
+  const blockIndex = manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
+  const lengthBytes = manifest.ramBlocks[blockIndex]?.lengthBytes ?? 0;
+  return { key: { checkpoint, identity, block: PC_RAM_BLOCK, lengthBytes }, blockIndex };
+}
+
+/** What `inspect` says of a checkpoint's kept image: its disk use and last check, or null. */
+export async function keptImage(
+  home: string,
+  checkpoint: string,
+  manifest: Pick<Manifest, "ramBlocks">,
+): Promise<{ readonly diskBytes: number; readonly usedAt: string } | null> {
+  const { key, blockIndex } = await imageKeyOf(home, checkpoint, manifest);
+  if (blockIndex < 0 || (await readImageSums(home, key)) === null) return null;
+  const paths = ramImagePaths(home, checkpoint);
+  const image = await stat(paths.image).catch(() => null);
+  const sums = await stat(paths.sums).catch(() => null);
+  if (image === null || sums === null) return null;
+  return { diskBytes: image.blocks * 512, usedAt: sums.mtime.toISOString() };
 }
 
 export function ramImagePaths(home: string, checkpoint: string) {

@@ -13,8 +13,9 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { AgentClient } from "../../guest/index.ts";
 import { CheckpointStore } from "../../src/checkpoint/index.ts";
+import { manifestOf } from "../../src/checkpoint/read/checkpoint-files.ts";
 import { restore } from "../../src/restore/index.ts";
-import { ramImagePaths } from "../../src/restore/ram-image.ts";
+import { keptImage, ramImagePaths } from "../../src/restore/ram-image.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { flipBit } from "../support/corrupt.ts";
@@ -59,6 +60,8 @@ test("a mapped restore builds the image, a second maps it beside the first: both
   assert.equal(first.image.rebuiltBecause, null);
   assert.equal(first.accessedBits.mismatched, 0);
   assert.equal(first.accessedBits.cleared, first.accessedBits.tables);
+  const kept = await keptImage(home, CHECKPOINT, await manifestOf(home, CHECKPOINT));
+  assert.ok(kept !== null && kept.diskBytes > 0, "inspect sees the kept image");
   const a = await connectAgent(first.vm);
   try {
     await verifyGuest(a); // m1's writer rewrites pages: its copies, not the image's

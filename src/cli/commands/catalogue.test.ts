@@ -41,7 +41,8 @@ test("inspect shows each working set's size and source, and the one auto picks",
   try {
     await writeSmall(t.store, "demo@1");
     const none = await inspect(t.home, "demo@1");
-    assert.match(none, /\nworking sets: none \(profile it, or save with accessed bits\)$/);
+    assert.match(none, /\nworking sets: none \(profile it, or save with accessed bits\)\n/);
+    assert.match(none, /\nRAM image: none \(the first `restore --mode mapped` builds it\)$/);
 
     const trace = workingSetFromTrace([1, 2].map((page, tMs) => ({ block: 0, page, tMs })));
     const again = workingSetFromTrace([{ block: 0, page: 3, tMs: 0 }]);
@@ -56,7 +57,7 @@ test("inspect shows each working set's size and source, and the one auto picks",
     });
     const text = await inspect(t.home, "demo@1");
     assert.match(text, /^checkpoint demo@1 /, "the checkpoint's description comes first");
-    const listed = text.slice(text.indexOf("\nworking sets:\n"));
+    const listed = text.slice(text.indexOf("\nworking sets:\n"), text.indexOf("\nRAM image:"));
     assert.equal(
       listed,
       [
@@ -78,7 +79,7 @@ test("inspect shows each working set's size and source, and the one auto picks",
     assert.match(rest, /\n {2}accessed-bits +12 pages {2}[^\n]*Accessed bits[^\n(]*\(most of/);
     assert.match(
       rest,
-      /\n {2}write-set +4 pages {2}pages the guest wrote[^\n]*\(auto picks this\)$/,
+      /\n {2}write-set +4 pages {2}pages the guest wrote[^\n]*\(auto picks this\)\n/,
     );
     assert.doesNotMatch(rest, /accessed-bits[^\n]*auto picks this/);
 
@@ -87,6 +88,7 @@ test("inspect shows each working set's size and source, and the one auto picks",
       { source: "accessed-bits", pages: 12, preferred: false, broad: true },
       { source: "write-set", pages: 4, preferred: true, broad: false },
     ]);
+    assert.equal(json.ramImage, null, "no mapped restore built an image");
   } finally {
     await t.cleanup();
   }

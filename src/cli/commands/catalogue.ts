@@ -8,6 +8,7 @@ import {
   describeCheckpoint,
   formatCheckpoint,
 } from "../../checkpoint/index.ts";
+import { keptImage } from "../../restore/ram-image.ts";
 import { summarizeWorkingSets, type WorkingSetSummary } from "../../wss/index.ts";
 import type { Context } from "../context.ts";
 import type { Run } from "./index.ts";
@@ -39,11 +40,13 @@ export const runInspect: Run = async (ctx, p) => {
     const desc = describeCheckpoint(reader);
     const verified = p.flag("verify") ? await reader.verify() : null;
     const workingSets = await summarizeWorkingSets(ctx.home, p.arg(0));
+    const ramImage = await keptImage(ctx.home, p.arg(0), reader.manifest);
     const human =
       formatCheckpoint(desc) +
       formatWorkingSets(workingSets) +
+      formatImage(ramImage) +
       (verified === null ? "" : "\nverify: every chunk and the device state match their hashes");
-    const json = { ...desc, workingSets };
+    const json = { ...desc, workingSets, ramImage };
     ctx.result(verified === null ? json : { ...json, verify: verified }, human);
   } finally {
     await reader.close();
@@ -66,6 +69,12 @@ function formatWorkingSets(list: readonly WorkingSetSummary[]): string {
       `${w.broad ? " (most of memory: auto skips it)" : ""}`,
   );
   return `\nworking sets:\n${rows.join("\n")}`;
+}
+
+function formatImage(image: Awaited<ReturnType<typeof keptImage>>): string {
+  if (image === null) return "\nRAM image: none (the first `restore --mode mapped` builds it)";
+  const mib = (image.diskBytes / MIB).toFixed(1);
+  return `\nRAM image: kept for mapped restores, ${mib} MiB on disk, last checked ${image.usedAt}`;
 }
 
 export const runRm: Run = async (ctx, p) => {
