@@ -11,9 +11,10 @@
  *
  * Invariants: QEMU loads the stream (and so the guest runs) only once the image it mapped
  * matched every region's sum in this restore, or was built from verified pages by it; an image
- * that fails its check is removed and built again, once; the image is never written once it
- * has its name (ram-image.ts), so the file QEMU maps is the one checked. As in an eager restore
- * (eager.ts), a failure kills the QEMU started, and the caller holds the checkpoint for reading.
+ * that fails its check is removed and built again, once; QEMU gets the very file that was
+ * checked (or built), open, as its fd 4, and an image is never written once it has its name
+ * (ram-image.ts). As in an eager restore (eager.ts), a failure kills the QEMU started, and the
+ * caller holds the checkpoint for reading.
  */
 import type { FileHandle } from "node:fs/promises";
 import { type CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
