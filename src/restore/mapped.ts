@@ -124,7 +124,8 @@ async function attempt(
       const t = performance.now();
       const { reader } = await opening;
       const store = new CheckpointStore({ home });
-      image = await buildImage(home, key, { reader, blockIndex, store }, workers, opts.signal);
+      const source = { reader, blockIndex, store, onProgress: opts.onProgress };
+      image = await buildImage(home, key, source, workers, opts.signal);
       buildMs = performance.now() - t;
     }
     const target = { name: checkpoint, manifest };

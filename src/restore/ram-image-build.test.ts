@@ -12,6 +12,7 @@ import {
 } from "../checkpoint/index.ts";
 import { textPage, writePages } from "../checkpoint/test-support.ts";
 import { PAGE_SIZE_BYTES } from "../limits.ts";
+import type { Progress, ProgressListener } from "../progress.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { tempDir } from "../store/layout.ts";
 import { buildImage, checkImage, ramImagePaths } from "./ram-image.ts";
@@ -27,14 +28,14 @@ after(async () => {
   await workers.close();
 });
 
-async function build(home: string, name: string) {
+async function build(home: string, name: string, onProgress?: ProgressListener) {
   const store = new CheckpointStore({ home });
   const reader = await CheckpointReader.open(store, name);
   try {
     const identity = await checkpointIdentity(home, name);
     assert.ok(identity !== null);
     const key = { checkpoint: name, identity, block: "ram", lengthBytes: PAGES * PAGE_SIZE_BYTES };
-    return await buildImage(home, key, { reader, blockIndex: 0, store }, workers);
+    return await buildImage(home, key, { reader, blockIndex: 0, store, onProgress }, workers);
   } finally {
     await reader.close();
   }
@@ -50,7 +51,11 @@ test("a built image holds every page at its offset, zero pages as holes, and che
       pageOf,
     );
     assert.equal(listing.name, "c");
-    const image = await build(home, "c");
+    const progress: Progress[] = [];
+    const image = await build(home, "c", (p) => progress.push(p));
+    assert.deepEqual(progress, [
+      { phase: "building the RAM image", doneBytes: 0, totalBytes: PAGES * PAGE_SIZE_BYTES },
+    ]);
     try {
       const { image: path } = ramImagePaths(home, "c");
       const bytes = await readFile(path);

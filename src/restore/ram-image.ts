@@ -35,12 +35,15 @@ import {
   RAM_IMAGE_SUMS_BYTES_MAX,
   RAM_IMAGES_BYTES_MAX,
 } from "../limits.ts";
+import type { ProgressListener } from "../progress.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { ramImageDir, ramImagesRoot } from "../store/layout.ts";
 import { errorCode } from "../util/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 
 const SUMS_FORMAT = "snapwake-ram-image 1";
+/** The build reports progress every 32 MiB of the block's pages. */
+const PROGRESS_EVERY_PAGES = 8192;
 /** Pages the build gathers into one write while their addresses run on (1 MiB). */
 const WRITE_RUN_PAGES = 256;
 
@@ -178,6 +181,8 @@ export async function buildImage(
     readonly reader: CheckpointReader;
     readonly blockIndex: number;
     readonly store: CheckpointStore;
+    /** `{ phase: "building the RAM image" }` every 32 MiB of the block's pages visited. */
+    readonly onProgress?: ProgressListener | undefined;
   },
   workers: ChunkWorkers,
   signal?: AbortSignal,
@@ -191,7 +196,7 @@ export async function buildImage(
     const file = await open(tmp, "wx");
     try {
       await file.truncate(key.lengthBytes);
-      await writePages(file, source.reader, source.blockIndex, workers, signal);
+      await writePages(file, source, key.lengthBytes, workers, signal);
     } finally {
       await file.close();
     }
@@ -230,14 +235,20 @@ function regionCount(lengthBytes: number): number {
 /** The block's pages written at their offsets, runs of adjacent pages in one write. */
 async function writePages(
   file: Awaited<ReturnType<typeof open>>,
-  reader: CheckpointReader,
-  blockIndex: number,
+  source: {
+    readonly reader: CheckpointReader;
+    readonly blockIndex: number;
+    readonly onProgress?: ProgressListener | undefined;
+  },
+  totalBytes: number,
   workers: ChunkWorkers,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  const { reader, blockIndex, onProgress } = source;
   const run = Buffer.allocUnsafe(WRITE_RUN_PAGES * PAGE_SIZE_BYTES);
   let first = -1;
   let pages = 0;
+  let visited = 0;
   const flush = async (): Promise<void> => {
     if (pages === 0) return;
     const bytes = pages * PAGE_SIZE_BYTES;
@@ -255,7 +266,12 @@ async function writePages(
     pages = 0;
   };
   const visit = async (block: number, page: number, data: Uint8Array | null, fill: number) => {
-    if (block !== blockIndex || (data === null && fill === 0)) return; // zero: a hole
+    if (block !== blockIndex) return;
+    if (visited++ % PROGRESS_EVERY_PAGES === 0) {
+      const doneBytes = (visited - 1) * PAGE_SIZE_BYTES;
+      onProgress?.({ phase: "building the RAM image", doneBytes, totalBytes });
+    }
+    if (data === null && fill === 0) return; // zero: a hole
     if (pages > 0 && (page !== first + pages || pages === WRITE_RUN_PAGES)) await flush();
     if (pages === 0) {
       throwIfAborted(signal);
