@@ -3,20 +3,23 @@
  * image, a second runs beside it on the same image, and both guests verify every page they own
  * and every file they cached while their writers rewrite pages (their writes stay their own:
  * the image is unchanged, so the next restore's check passes). One flipped byte in the image
- * is caught by that check: the image is built again and the guest still verifies. `rm` takes
- * the image with the checkpoint.
+ * is caught by that check: the image is built again and the guest still verifies. A restore
+ * interrupted while it builds the image leaves nothing behind. `rm` takes the image with the
+ * checkpoint.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { AgentClient } from "../../guest/index.ts";
 import { CheckpointStore } from "../../src/checkpoint/index.ts";
 import { manifestOf } from "../../src/checkpoint/read/checkpoint-files.ts";
+import { InterruptedError } from "../../src/errors.ts";
 import { restore } from "../../src/restore/index.ts";
-import { keptImage, ramImagePaths } from "../../src/restore/ram-image.ts";
+import { keptImage, ramImagePaths, removeImage } from "../../src/restore/ram-image.ts";
 import { save } from "../../src/save/index.ts";
+import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { flipBit } from "../support/corrupt.ts";
 import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
@@ -94,6 +97,30 @@ test("a flipped byte in the image fails its check: it is built again and the gue
     agent.close();
     await stopVm(home, restored.vm.name);
   }
+});
+
+test("a mapped restore interrupted while it builds the image leaves no VM, image or temp file", async () => {
+  await removeImage(home, CHECKPOINT);
+  const controller = new AbortController();
+  const reason = new InterruptedError("Interrupted by the test", null);
+  const restoring = restore({
+    home,
+    checkpoint: CHECKPOINT,
+    vmName: "m4",
+    mode: "mapped",
+    signal: controller.signal,
+    onProgress: (p) => {
+      if (p.phase === "building the RAM image") controller.abort(reason);
+    },
+  });
+  await assert.rejects(restoring, (error) => error === reason);
+  assert.ok(!(await listVms(home)).some((v) => v.name === "m4"), "no VM was left");
+  assert.deepEqual(await readdir(tempDir(home)), [], "no temp file was left");
+  await assert.rejects(stat(ramImagePaths(home, CHECKPOINT).image), { code: "ENOENT" });
+  // The next mapped restore builds it and runs.
+  const again = await restore({ home, checkpoint: CHECKPOINT, vmName: "m5", mode: "mapped" });
+  assert.equal(again.image.built, true);
+  await stopVm(home, again.vm.name);
 });
 
 test("rm removes the checkpoint's RAM image with it", async () => {
