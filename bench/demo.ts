@@ -2,7 +2,8 @@
  * `npm run demo`: boots the test guest, checkpoints it with snapwake (and with QEMU's own
  * migrate, for comparison), restores it (QEMU's own; snapwake eager, lazy, mapped twice), has
  * the guest verify every page, saves the restored guest again (incremental), and prints the
- * comparison table. A smaller guest than the bench so it finishes in a minute or two.
+ * comparison table. A smaller guest than the bench so it finishes in about two minutes (each
+ * restore waits 10 s for host memory to settle, as the bench's do: ADR 0025).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,15 +1,18 @@
 /**
  * One side-by-side run: the same booted test guest saved by QEMU's own `migrate` to a file and
  * by snapwake, then restored by QEMU's own `-incoming` and by snapwake's eager, lazy and mapped
- * restores (the first mapped restore builds the RAM image, the second maps the kept one). Only
- * ratios measured within one run mean anything on shared machines.
+ * restores (the first mapped restore builds the RAM image, the second maps the kept one), each
+ * from settled host memory. Only ratios measured within one run mean anything on shared
+ * machines.
  */
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, stopVm } from "../../src/vm/index.ts";
 import { bootTestGuest, connectAgent, testGuestSpec } from "../../test/support/test-guest.ts";
 import { qemuRestore, qemuSave } from "./qemu-baseline.ts";
+import { SETTLE_MS_DEFAULT } from "./restore-bench.ts";
 
 export interface CompareOptions {
   readonly home: string;
@@ -59,6 +62,15 @@ export interface CompareResult {
   };
 }
 
+/**
+ * Each restore starts from settled host memory, as in `bench restore` (ADR 0025): memory a VM
+ * freed moments ago is much cheaper to touch, which favoured whichever restore came first.
+ */
+async function settle(log: (line: string) => void): Promise<void> {
+  log(`letting host memory settle for ${SETTLE_MS_DEFAULT / 1000} s (ADR 0025)…`);
+  await sleep(SETTLE_MS_DEFAULT);
+}
+
 export async function runComparison(opts: CompareOptions): Promise<CompareResult> {
   const { home, log } = opts;
   const params = { memMiB: opts.memMiB, hotPct: 5, hotRate: 1000 };
@@ -78,6 +90,7 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
   const s = await save({ home, vm, name: "cmp@1", after: "pause" });
   await killVm(home, vm);
 
+  await settle(log);
   log("restoring with QEMU's own -incoming…");
   const spec = testGuestSpec({ name: "cmp-qemu", memoryMiB: opts.memoryMiB, params });
   const qStart = performance.now();
@@ -86,6 +99,7 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
   const qemuPingMs = performance.now() - qStart;
   await stopVm(home, qr.vm);
 
+  await settle(log);
   log("restoring with snapwake (eager)…");
   const sStart = performance.now();
   const sr = await restore({ home, checkpoint: "cmp@1", vmName: "cmp-sw", mode: "eager" });
@@ -99,6 +113,7 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
   const inc = await save({ home, vm: sr.vm.name, name: "cmp@2", after: "pause" });
   await stopVm(home, sr.vm.name);
 
+  await settle(log);
   log("restoring with snapwake (lazy): the guest runs while its pages arrive…");
   const lStart = performance.now();
   const lr = await restore({ home, checkpoint: "cmp@1", mode: "lazy", vmName: "cmp-lazy" });
@@ -112,6 +127,7 @@ export async function runComparison(opts: CompareOptions): Promise<CompareResult
   const mapped: number[] = [];
   let mappedVerifyBad = 0;
   for (const vmName of ["cmp-mapped-1", "cmp-mapped-2"]) {
+    await settle(log);
     log(
       mapped.length === 0
         ? "restoring with snapwake (mapped): the first builds the checkpoint's RAM image…"
