@@ -222,7 +222,7 @@ export const RESTORE_COMPLETE_TIMEOUT_MS = 60_000;
 export const RESTORE_STOP_TIMEOUT_MS = 2_000;
 /** Pause between query-status polls while waiting for the restored guest to run. */
 export const RESTORE_STATUS_POLL_MS = 20;
-/** Progress is reported every this many pages placed (32 MiB). */
+/** A restore reports progress every this many pages placed, sent or imaged (32 MiB). */
 export const RESTORE_PROGRESS_EVERY_PAGES = 8192;
 
 assert(

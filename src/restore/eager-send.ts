@@ -15,7 +15,11 @@
 import type { Socket } from "node:net";
 import { BufferPool } from "../bytes/index.ts";
 import type { CheckpointReader, ChunkWorkers } from "../checkpoint/index.ts";
-import { PAGE_SIZE_BYTES, RESTORE_EAGER_QUEUED_BYTES_MAX } from "../limits.ts";
+import {
+  PAGE_SIZE_BYTES,
+  RESTORE_EAGER_QUEUED_BYTES_MAX,
+  RESTORE_PROGRESS_EVERY_PAGES,
+} from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import {
   type ByteSink,
@@ -26,8 +30,6 @@ import {
 } from "../qemu/migration/index.ts";
 import { replayInfo } from "./stream-info.ts";
 
-/** Progress is reported every 32 MiB of guest RAM sent. */
-const PROGRESS_EVERY_PAGES = 8192;
 /** Batch buffers kept for reuse: those queued in the socket plus the one being filled. */
 const BATCH_BUFFERS_KEPT =
   Math.ceil(RESTORE_EAGER_QUEUED_BYTES_MAX / streamWriterBufferBytes()) + 2;
@@ -66,7 +68,7 @@ export async function sendCheckpoint(
   await writer.beginRamPart(ram);
   const visit = (block: number, page: number, data: Uint8Array | null, fill: number) => {
     const sent = dataPages + zeroPages;
-    if (sent % PROGRESS_EVERY_PAGES === 0) {
+    if (sent % RESTORE_PROGRESS_EVERY_PAGES === 0) {
       opts.onProgress?.({ phase: "sending", doneBytes: sent * PAGE_SIZE_BYTES, totalBytes });
     }
     if (data === null) {

@@ -34,6 +34,7 @@ import {
   RAM_IMAGE_REGIONS_IN_FLIGHT,
   RAM_IMAGE_SUMS_BYTES_MAX,
   RAM_IMAGES_BYTES_MAX,
+  RESTORE_PROGRESS_EVERY_PAGES,
 } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import { checkpointIdentity } from "../store/identity.ts";
@@ -42,8 +43,6 @@ import { errorCode } from "../util/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 
 const SUMS_FORMAT = "snapwake-ram-image 1";
-/** The build reports progress every 32 MiB of the block's pages. */
-const PROGRESS_EVERY_PAGES = 8192;
 /** Pages the build gathers into one write while their addresses run on (1 MiB). */
 const WRITE_RUN_PAGES = 256;
 
@@ -267,7 +266,7 @@ async function writePages(
   };
   const visit = async (block: number, page: number, data: Uint8Array | null, fill: number) => {
     if (block !== blockIndex) return;
-    if (visited++ % PROGRESS_EVERY_PAGES === 0) {
+    if (visited++ % RESTORE_PROGRESS_EVERY_PAGES === 0) {
       const doneBytes = (visited - 1) * PAGE_SIZE_BYTES;
       onProgress?.({ phase: "building the RAM image", doneBytes, totalBytes });
     }
