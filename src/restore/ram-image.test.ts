@@ -1,14 +1,25 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, open, rename, rm, truncate, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  rename,
+  rm,
+  stat,
+  truncate,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { ChunkWorkers } from "../checkpoint/index.ts";
 import { RAM_IMAGE_REGION_BYTES } from "../limits.ts";
 import {
   checkImage,
   type ImageSums,
+  makeRoom,
   openKeptImage,
   ramImagePaths,
   readImageSums,
@@ -110,4 +121,29 @@ test("sums count only for the exact checkpoint identity, block and length", asyn
   await writeFile(ramImagePaths(home, "key").sums, "{torn");
   assert.equal(await readImageSums(home, key), null);
   assert.equal(await openKeptImage(home, key), null);
+});
+
+test("room for a new image: the least recently checked images go first, until it fits", async () => {
+  const MIB = 2 ** 20;
+  const home = join(await mkdtemp(join(tmpdir(), "snapwake-ram-room-")), "home"); // its own
+  const names = ["old", "middle", "new"];
+  for (const [i, name] of names.entries()) {
+    const paths = ramImagePaths(home, name);
+    await mkdir(paths.dir, { recursive: true });
+    await writeFile(paths.image, Buffer.alloc(MIB, 1)); // 1 MiB allocated
+    await writeFile(paths.sums, "{}");
+    const used = new Date(Date.UTC(2026, 0, 1 + i));
+    await utimes(paths.sums, used, used);
+  }
+  const key = { checkpoint: "next", identity: "c".repeat(64), block: "pc.ram", lengthBytes: MIB };
+  // 3 MiB kept + 1 MiB new against 2.5 MiB: "old" goes (3 MiB left), then "middle" (2 MiB).
+  await makeRoom(home, key, 2.5 * MIB);
+  for (const name of names) {
+    const there = await stat(ramImagePaths(home, name).dir).then(
+      () => true,
+      () => false,
+    );
+    assert.equal(there, name === "new", `${name} ${there ? "kept" : "removed"}`);
+  }
+  await rm(dirname(home), { recursive: true, force: true });
 });

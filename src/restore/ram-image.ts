@@ -327,7 +327,11 @@ async function regionDigests(
 }
 
 /** Removes other images, least recently used first, until `key`'s fits within the bound. */
-async function makeRoom(home: string, key: ImageKey): Promise<void> {
+export async function makeRoom(
+  home: string,
+  key: ImageKey,
+  boundBytes = RAM_IMAGES_BYTES_MAX,
+): Promise<void> {
   const root = ramImagesRoot(home);
   let names: string[];
   try {
@@ -347,7 +351,7 @@ async function makeRoom(home: string, key: ImageKey): Promise<void> {
   kept.sort((a, b) => a.usedMs - b.usedMs);
   let total = kept.reduce((sum, k) => sum + k.bytes, 0) + key.lengthBytes;
   for (const k of kept) {
-    if (total <= RAM_IMAGES_BYTES_MAX) break;
+    if (total <= boundBytes) break;
     await removeImage(home, k.name);
     total -= k.bytes;
   }
