@@ -147,3 +147,11 @@ test("room for a new image: the least recently checked images go first, until it
   }
   await rm(dirname(home), { recursive: true, force: true });
 });
+
+test("a region that cannot be read fails the check with why, not as a mismatch", async () => {
+  const sums = await writeImage("unread");
+  const image = await openKeptImage(home, keyOf(sums));
+  assert.ok(image !== null);
+  await image.file.close(); // no descriptor any more: every region job fails
+  await assert.rejects(checkImage(home, image, workers), /Cannot check .*image: /);
+});

@@ -300,11 +300,13 @@ async function regionDigests(
   );
   const running = new Set<Promise<void>>();
   let short = false;
+  let failure: unknown = null; // the first job's failure: thrown once no job runs
   try {
-    for (let region = 0; region < regionCount(lengthBytes); region++) {
+    for (let region = 0; region < regionCount(lengthBytes) && failure === null; region++) {
       throwIfAborted(signal);
-      while (free.length === 0) await Promise.race(running);
-      const buffer = free.pop() as ArrayBuffer;
+      while (free.length === 0 && failure === null) await Promise.race(running);
+      const buffer = free.pop();
+      if (buffer === undefined) break; // a job failed without giving its buffer back
       const offset = region * RAM_IMAGE_REGION_BYTES;
       const bytes = Math.min(RAM_IMAGE_REGION_BYTES, lengthBytes - offset);
       const job = workers
@@ -314,15 +316,17 @@ async function regionDigests(
           if (!reply.ok && reply.ended === true) short = true;
           else if (!reply.ok) throw new Error(`Cannot check ${path}: ${reply.error ?? "failed"}`);
           else digests[region] = Buffer.from(reply.digests ?? []).toString("hex");
+        })
+        .catch((error: unknown) => {
+          failure ??= error;
         });
       const tracked = job.finally(() => running.delete(tracked));
       running.add(tracked);
     }
   } finally {
-    // No job may still read `file` once the caller closes it.
-    await Promise.allSettled(running);
+    await Promise.all(running); // never rejects; no job may still read `file` once it closes
   }
-  await Promise.all(running);
+  if (failure !== null) throw failure;
   return short ? "short" : digests;
 }
 
