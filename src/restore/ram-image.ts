@@ -27,6 +27,7 @@ import { throwIfAborted } from "../abort.ts";
 import type { Manifest } from "../checkpoint/format/manifest.ts";
 import type { CheckpointReader, ChunkWorkers } from "../checkpoint/index.ts";
 import type { CheckpointStore } from "../checkpoint/store/store.ts";
+import { writeFully } from "../checkpoint/store/store-io.ts";
 import { NotFoundError } from "../errors.ts";
 import {
   PAGE_SIZE_BYTES,
@@ -250,18 +251,7 @@ async function writePages(
   let visited = 0;
   const flush = async (): Promise<void> => {
     if (pages === 0) return;
-    const bytes = pages * PAGE_SIZE_BYTES;
-    let done = 0;
-    while (done < bytes) {
-      const { bytesWritten } = await file.write(
-        run,
-        done,
-        bytes - done,
-        first * PAGE_SIZE_BYTES + done,
-      );
-      if (bytesWritten === 0) throw new Error("a write to the RAM image made no progress");
-      done += bytesWritten;
-    }
+    await writeFully(file, run, pages * PAGE_SIZE_BYTES, first * PAGE_SIZE_BYTES);
     pages = 0;
   };
   const visit = async (block: number, page: number, data: Uint8Array | null, fill: number) => {

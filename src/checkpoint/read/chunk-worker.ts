@@ -70,12 +70,8 @@ function decode(job: DecodeJob): ChunkReply {
     return { id: job.id, ok: false, buffer: job.buffer, error: "stored bytes exceed the chunk" };
   }
   const stored = into.subarray(0, job.storedBytes);
-  let done = 0;
-  while (done < job.storedBytes) {
-    const n = readSync(job.fd, stored, done, job.storedBytes - done, job.offset + done);
-    if (n === 0) return { id: job.id, ok: false, buffer: job.buffer, ended: true };
-    done += n;
-  }
+  if (!readFully(job.fd, stored, job.offset))
+    return { id: job.id, ok: false, buffer: job.buffer, ended: true };
   // Into the job's buffer (ADR 0028); a raw chunk was read there already.
   const decoded = decodePackChunk(job, stored, out);
   if (!decoded.ok) return { id: job.id, ok: false, buffer: job.buffer, problem: decoded.problem };
@@ -107,12 +103,7 @@ function regionDigest(job: RegionDigestJob): ChunkReply {
   const { id, buffer } = job;
   if (job.bytes > buffer.byteLength) throw new Error("the region exceeds the job's buffer");
   const region = new Uint8Array(buffer, 0, job.bytes);
-  let done = 0;
-  while (done < job.bytes) {
-    const n = readSync(job.fd, region, done, job.bytes - done, job.offset + done);
-    if (n === 0) return { id, ok: false, buffer, ended: true };
-    done += n;
-  }
+  if (!readFully(job.fd, region, job.offset)) return { id, ok: false, buffer, ended: true };
   return { id, ok: true, buffer, digests: new Uint8Array(blake3Region(region)) };
 }
 
@@ -173,6 +164,17 @@ function compress(job: CompressJob): ChunkReply {
     digests: null,
     stored: { codec: codec.id, bytes: packed.byteLength },
   };
+}
+
+/** Fills `into` from `fd` at `offset`; false when the file ends first. */
+function readFully(fd: number, into: Uint8Array, offset: number): boolean {
+  let done = 0;
+  while (done < into.byteLength) {
+    const n = readSync(fd, into, done, into.byteLength - done, offset + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
 }
 
 function describe(error: unknown): string {
