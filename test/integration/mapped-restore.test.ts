@@ -22,7 +22,7 @@ import { save } from "../../src/save/index.ts";
 import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { flipBit } from "../support/corrupt.ts";
-import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
+import { bootTestGuest, connectAgent, waitForMoreRewrites } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
 const CHECKPOINT = "mapped@1";
@@ -50,11 +50,7 @@ async function verifyGuest(agent: AgentClient): Promise<void> {
   const files = await agent.files({ timeoutMs: 120_000 });
   assert.equal(files.bad, 0, "every cached data file still checksums");
   assert.ok(files.ok > 0);
-  const end = performance.now() + 30_000;
-  while ((await agent.stats()).rewrites <= verify.rewrites) {
-    assert.ok(performance.now() < end, "the hot writer runs after the restore");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await waitForMoreRewrites(agent, verify.rewrites);
 }
 
 test("a mapped restore builds the image, a second maps it beside the first: both verify", async () => {

@@ -18,7 +18,7 @@ import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { corruptOneChunk } from "../support/corrupt.ts";
-import { bootTestGuest, connectAgent } from "../support/test-guest.ts";
+import { bootTestGuest, connectAgent, waitForMoreRewrites } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
 
@@ -178,15 +178,3 @@ test("QEMU killed in the middle of a save leaves no checkpoint listed", async ()
   assert.deepEqual(open, [], "no file of the store stays open");
   await killVm(home, vm);
 });
-
-async function waitForMoreRewrites(
-  agent: Awaited<ReturnType<typeof connectAgent>>,
-  than: number,
-): Promise<void> {
-  for (let i = 0; i < 100; i += 1) {
-    const stats = await agent.stats();
-    if (stats.rewrites > than) return;
-    await agent.ping();
-  }
-  assert.fail("the guest's hot writer did not advance after the restore");
-}

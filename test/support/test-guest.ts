@@ -102,3 +102,13 @@ export async function waitForRunning(agent: AgentClient): Promise<void> {
   }
   throw new Error(`the test guest's workloads did not start within ${BOOT_BUDGET_MS} ms`);
 }
+
+/** Returns once the guest's hot writer counted past `than` (agent round trips, no timer). */
+export async function waitForMoreRewrites(agent: AgentClient, than: number): Promise<void> {
+  for (let i = 0; i < 100; i += 1) {
+    const stats = await agent.stats();
+    if (stats.rewrites > than) return;
+    await agent.ping();
+  }
+  assert.fail("the guest's hot writer did not advance after the restore");
+}
