@@ -218,8 +218,8 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
       firstPingMs: first.firstPingMs,
       commandMs,
       prefetched: report?.pagesPrefetched ?? eagerPages,
-      lazyFaults: report?.lazyRequests ?? (ran === "eager" || unserved ? 0 : null),
-      pushed: report?.pagesPushed ?? (ran === "eager" || unserved ? 0 : null),
+      lazyFaults: report?.lazyRequests ?? (unserved ? 0 : null),
+      pushed: report?.pagesPushed ?? (unserved ? 0 : null),
       fullFillMs: report?.timeToFullFillMs ?? null,
       runMs: report?.runMs ?? null,
       serviceMs:
