@@ -4,7 +4,9 @@
  *
  * QEMU starts on the verified manifest alone, while this process opens and checks the page map
  * and the device state (QEMU's start and the checkpoint's opening overlap, as in a lazy
- * restore: ADR 0015, 0030).
+ * restore: ADR 0015, 0030). The target's life around the stream (the loopback pair, QEMU's
+ * spawn, `migrate-incoming`, the wait for `completed`, the kill on failure) is
+ * restoreByPrecopy's, which the mapped restore (mapped.ts) shares.
  *
  * Invariants: the manifest, page map and device state are verified before any byte is sent to
  * QEMU, and a failure there kills the QEMU already started; every chunk is hash-checked before
@@ -12,6 +14,7 @@
  * removed) and the guest never runs on a wrong page. The caller (restore.ts) holds the
  * checkpoint for reading, so the manifest QEMU started from is the one the reader opens.
  */
+import type { Socket } from "node:net";
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { RESTORE_EAGER_WORKERS } from "../limits.ts";
@@ -23,7 +26,14 @@ import { resetFor } from "./accessed-bits.ts";
 import { sendCheckpoint } from "./eager-send.ts";
 import { incomingPair } from "./incoming.ts";
 import { replayInfo } from "./stream-info.ts";
-import { type RestoredVm, restoredVm, startRestoreTarget, waitIncomingDone } from "./target.ts";
+import {
+  type RestoredVm,
+  restoredVm,
+  startRestoreTarget,
+  type TargetCheckpoint,
+  type TargetOptions,
+  waitIncomingDone,
+} from "./target.ts";
 
 export interface EagerRestoreOptions {
   readonly home: string;
@@ -73,54 +83,75 @@ async function restoreWith(
   started: number,
 ): Promise<EagerRestoreResult> {
   const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
-  const pair = await incomingPair();
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below, after QEMU's spawn
+  try {
+    const { vm, sent } = await restoreByPrecopy(opts, target, undefined, async (socket) => {
+      const { reader, device, reset } = await opening;
+      const counts = await sendCheckpoint(reader, socket, device, {
+        workers,
+        pageEdit: reset,
+        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+      });
+      return { guestRunning: replayInfo(reader).guestRunning, sent: counts };
+    });
+    return {
+      vm,
+      mode: "eager",
+      wallMs: performance.now() - started,
+      ...sent,
+      accessedBits: (await opening).reset.report(),
+    };
+  } finally {
+    await opening.then(
+      ({ reader }) => reader.close(),
+      () => undefined,
+    );
+  }
+}
+
+/**
+ * A restore target fed one precopy stream over the loopback pair (ADR 0030), for eager and
+ * mapped restores: QEMU started from `target` with its end as fd 3 (and `ramFile`), then
+ * `migrate-incoming fd:3`; `feed` writes the stream on our end and ends it; then QEMU's
+ * `completed`, and a guest saved running runs. Any failure, `feed`'s included, destroys our end
+ * first (QEMU's reset then has no socket to reach) and kills QEMU.
+ */
+export async function restoreByPrecopy<T>(
+  opts: Pick<EagerRestoreOptions, "home" | "vmName" | "qemu" | "signal">,
+  target: TargetCheckpoint,
+  ramFile: TargetOptions["ramFile"],
+  feed: (socket: Socket) => Promise<{ readonly guestRunning: boolean; readonly sent: T }>,
+): Promise<{ vm: RestoredVm; sent: T }> {
+  const pair = await incomingPair();
   let vm: ManagedVm;
   try {
     vm = await startRestoreTarget("eager", opts.home, target, opts.vmName, {
       qemu: opts.qemu,
       signal: opts.signal,
       incomingSocket: pair.qemuEnd,
+      ...(ramFile === undefined ? {} : { ramFile }),
     });
   } catch (error) {
     pair.ours.destroy();
-    await opening.then(
-      ({ reader }) => reader.close(),
-      () => undefined,
-    );
     throw error;
   } finally {
     pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
   }
   const socket = pair.ours;
-  let reader: CheckpointReader | null = null;
   try {
-    const opened = await opening;
-    reader = opened.reader;
     await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
-    const counts = await sendCheckpoint(reader, socket, opened.device, {
-      workers,
-      pageEdit: opened.reset,
-      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-    });
+    const { guestRunning, sent } = await feed(socket);
     await waitIncomingDone(vm.qmp);
-    await resumeIfSavedRunning(vm, replayInfo(reader).guestRunning);
-    socket.destroy();
-    return {
-      vm: restoredVm(vm),
-      mode: "eager",
-      wallMs: performance.now() - started,
-      ...counts,
-      accessedBits: opened.reset.report(),
-    };
+    await resumeIfSavedRunning(vm, guestRunning);
+    return { vm: restoredVm(vm), sent };
   } catch (error) {
-    socket.destroy(); // before QEMU goes: its reset then has no socket to reach
+    socket.destroy();
     await killVm(opts.home, vm);
     throw error;
   } finally {
+    socket.destroy();
     vm.qmp.close();
-    await reader?.close();
   }
 }
 
@@ -147,7 +178,7 @@ export async function openCheckpoint(opts: EagerRestoreOptions): Promise<Opened>
 }
 
 /** QEMU restores the run state it saved; a guest paused only for its save runs again. */
-export async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promise<void> {
+async function resumeIfSavedRunning(vm: ManagedVm, guestRunning: boolean): Promise<void> {
   if (!guestRunning) return;
   const status = await vm.qmp.execute("query-status", {});
   if (!status.running) await vm.qmp.execute("cont", {});

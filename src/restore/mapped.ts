@@ -22,17 +22,15 @@ import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { UsageError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, RESTORE_MAPPED_WORKERS } from "../limits.ts";
 import { MigrationStreamWriter } from "../qemu/migration/index.ts";
-import { killVm, type ManagedVm, QEMU_INCOMING_FD } from "../vm/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 import type { AccessedBitsReset, AccessedBitsResetReport } from "../wss/index.ts";
 import {
   type EagerRestoreOptions,
   type Opened,
   openCheckpoint,
-  resumeIfSavedRunning,
+  restoreByPrecopy,
 } from "./eager.ts";
 import { pooledSocketSink } from "./eager-send.ts";
-import { incomingPair } from "./incoming.ts";
 import {
   buildImage,
   checkImage,
@@ -43,13 +41,7 @@ import {
   removeImage,
 } from "./ram-image.ts";
 import { replayInfo } from "./stream-info.ts";
-import {
-  type RestoredVm,
-  restoredVm,
-  startRestoreTarget,
-  type TargetCheckpoint,
-  waitIncomingDone,
-} from "./target.ts";
+import type { RestoredVm, TargetCheckpoint } from "./target.ts";
 
 export interface MappedRestoreResult {
   readonly vm: RestoredVm;
@@ -176,13 +168,12 @@ async function restoreOn(
   how: { image: OpenImage; blockIndex: number; built: boolean; opening: Promise<Opened> },
   workers: ChunkWorkers,
 ): Promise<Run> {
-  const { home } = opts;
   const { image, blockIndex, built, opening } = how;
   const checkStarted = performance.now();
   let checkMs = 0;
   const checking = built
     ? Promise.resolve(null)
-    : checkImage(home, image, workers, opts.signal).then((problem) => {
+    : checkImage(opts.home, image, workers, opts.signal).then((problem) => {
         checkMs = performance.now() - checkStarted;
         return problem;
       });
@@ -191,61 +182,40 @@ async function restoreOn(
   const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image.file));
   streaming.catch(() => undefined); // awaited below
   const { sums } = image;
-  let vm: ManagedVm;
-  const settle = async (): Promise<void> => {
-    await checking.catch(() => undefined);
-    await streaming.catch(() => undefined);
-  };
-  const pair = await incomingPair().catch(async (error: unknown) => {
-    await settle();
-    throw error;
-  });
+  const ramFile = { id: sums.block, sizeBytes: sums.lengthBytes, fd: image.file.fd };
   try {
-    vm = await startRestoreTarget("eager", home, target, opts.vmName, {
-      qemu: opts.qemu,
-      signal: opts.signal,
-      incomingSocket: pair.qemuEnd,
-      ramFile: { id: sums.block, sizeBytes: sums.lengthBytes, fd: image.file.fd },
+    const { vm, sent } = await restoreByPrecopy(opts, target, ramFile, async (socket) => {
+      // QEMU waits on its end of the socket: no byte goes there before the check passed.
+      const stream = await streaming;
+      const problem = await checking;
+      if (problem !== null) throw new ImageCheckFailed(problem);
+      await pooledSocketSink(socket).write(stream.bytes);
+      socket.end();
+      return { guestRunning: replayInfo((await opening).reader).guestRunning, sent: stream };
     });
-  } catch (error) {
-    pair.ours.destroy();
-    await settle();
-    throw error;
-  } finally {
-    pair.qemuEnd.destroy(); // QEMU has its own copy: its exit must end the connection
-  }
-  const socket = pair.ours;
-  try {
-    // QEMU waits on its end of the socket: no byte goes there before the check passed.
-    await vm.qmp.execute("migrate-incoming", { uri: `fd:${QEMU_INCOMING_FD}` });
-    const stream = await streaming;
-    const problem = await checking;
-    if (problem !== null) {
-      socket.destroy();
-      await killVm(home, vm);
-      return { kind: "bad image", problem };
-    }
-    const opened = await opening;
-    await pooledSocketSink(socket).write(stream.bytes);
-    socket.end();
-    await waitIncomingDone(vm.qmp);
-    await resumeIfSavedRunning(vm, replayInfo(opened.reader).guestRunning);
-    socket.destroy();
     return {
       kind: "done",
-      vm: restoredVm(vm),
+      vm,
       checkMs,
-      pagesSent: stream.pagesSent,
-      streamBytes: stream.bytes.byteLength,
-      accessedBits: opened.reset.report(),
+      pagesSent: sent.pagesSent,
+      streamBytes: sent.bytes.byteLength,
+      accessedBits: (await opening).reset.report(),
     };
   } catch (error) {
-    socket.destroy(); // before QEMU goes: its reset then has no socket to reach
-    await killVm(home, vm);
-    await settle();
+    if (error instanceof ImageCheckFailed) return { kind: "bad image", problem: error.problem };
     throw error;
   } finally {
-    vm.qmp.close();
+    await checking.catch(() => undefined); // no job may still read the image once it closes
+    await streaming.catch(() => undefined);
+  }
+}
+
+/** The kept image failed its check: restoreByPrecopy killed QEMU, the image is built again. */
+class ImageCheckFailed extends Error {
+  readonly problem: string;
+  constructor(problem: string) {
+    super(`The RAM image failed its check: ${problem}`);
+    this.problem = problem;
   }
 }
 
