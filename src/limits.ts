@@ -20,6 +20,16 @@ export const QMP_LINE_BYTES_MAX = 1 << 20;
 export const QMP_COMMAND_TIMEOUT_MS = 30_000;
 /** How long QEMU may take to connect to the save socket after `migrate`. */
 export const SAVE_CONNECT_TIMEOUT_MS = 30_000;
+/**
+ * A save spools QEMU's stream to a file (save/spool.ts, ADR 0033) only when the store's disk has
+ * this many times the guest's RAM free, plus the margin: room for the stream (at most the RAM
+ * and its record headers, more when a live save sends pages again) and for the checkpoint
+ * written from it while it is still there. Else it streams over the socket.
+ */
+export const SAVE_SPOOL_ROOM_FACTOR = 2;
+export const SAVE_SPOOL_ROOM_MARGIN_BYTES = 256 * 2 ** 20;
+/** The spool is read in 1 MiB pieces (few reads; the parser copies only across pieces). */
+export const SAVE_SPOOL_READ_BYTES = 2 ** 20;
 /** Saves go to a local receiver: do not let QEMU's 128 MiB/s default throttle them (1 TB/s). */
 export const MIGRATE_MAX_BANDWIDTH_BYTES_PER_S = 1_000_000_000_000;
 /** A manifest is JSON of a few KiB; bound what we read before trusting it. */

@@ -5,15 +5,20 @@
  * block become disk references, and again in the pre-switchover pause, so the checkpoint's
  * disk state is the one of its memory snapshot.
  *
+ * A guest that is to run on after the save has QEMU write its stream to a spool file instead
+ * (spool.ts): it runs again as soon as QEMU has written it, as after QEMU's own save to a file,
+ * and the stream is read from the file while it runs (ADR 0033).
+ *
  * Invariants: a checkpoint is listed only after commit() verified it; any failure (QEMU died,
  * a stream we cannot parse, a full disk, the caller's AbortSignal) stops the stream, aborts
  * the writer (its temp directory goes) so nothing is listed, cancels the migration if QEMU
  * still lives, and resumes the source VM if it was running before.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { abortError, throwIfAborted, untilAborted } from "../abort.ts";
 import {
   type CheckpointListing,
@@ -23,10 +28,8 @@ import {
 } from "../checkpoint/index.ts";
 import type { DiskDuplicates } from "../disk/index.ts";
 import { InvalidCheckpointError, NotFoundError, QemuError, UsageError } from "../errors.ts";
-import { SAVE_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import { readMigrationStream, type StreamSummary } from "../qemu/migration/index.ts";
-import type { QmpClient } from "../qemu/qmp/index.ts";
 import { StoreLock } from "../store/lock.ts";
 import { assertNever } from "../util/assert-never.ts";
 import { type ManagedVm, openVm, readOrigin, writeOrigin } from "../vm/index.ts";
@@ -35,14 +38,15 @@ import { type AccessedBitsOutcome, recordAccessedBits } from "./accessed-bits.ts
 import { type AfterSave, DEFAULT_AFTER_SAVE, defaultCheckpointName } from "./defaults.ts";
 import { DiskFreezer } from "./disk-freeze.ts";
 import { enterSaveMode } from "./live-safety.ts";
+import { acceptOne, listen, waitMigrationCompleted } from "./migrate.ts";
 import { CheckpointSink } from "./sink.ts";
 import {
   cancelMigration,
-  continueMigration,
   prepareSourceForSave,
   resumeAfterFailure,
   resumeIfWasRunning,
 } from "./source.ts";
+import { explainSpoolFailure, readSpool, spoolPath, spoolUri } from "./spool.ts";
 
 export type { AfterSave } from "./defaults.ts";
 
@@ -99,6 +103,12 @@ export interface SaveResult {
   readonly stream: StreamSummary;
   /** From the migrate command to the checkpoint being listed. */
   readonly wallMs: number;
+  /**
+   * From the save's start to the guest running again, or null when it did not run again before
+   * the checkpoint was listed (it was not running, `after` was not "continue", or the disk had
+   * no room to spool the stream).
+   */
+  readonly resumedMs: number | null;
   /** Migration stream bytes received from QEMU. */
   readonly streamBytes: number;
   /** Pages QEMU re-sent during the save, kept as the checkpoint's "write-set" working set. */
@@ -150,7 +160,10 @@ async function saveLocked(
   const accepting = new AbortController();
   let wasRunning = false;
   let sink: CheckpointSink | null = null;
-  let socket: Socket | null = null;
+  /** The stream's source being read: QEMU's socket, or the spool file. */
+  let input: Socket | Readable | null = null;
+  let spooled: string | null = null;
+  let resumedMs: number | null = null;
   let receiving: Promise<StreamSummary> | null = null;
   let duplicates: DiskDuplicates | null = null;
   let shared: SharedPages | null = null;
@@ -181,19 +194,44 @@ async function saveLocked(
       await step(freezer.seal());
       if (opts.diskDuplicates !== false) duplicates = await step(freezer.duplicates());
     }
-    const connection = acceptOne(server, vm.qmp, accepting.signal);
-    await step(vm.qmp.execute("migrate", { uri: `unix:${socketPath}` }));
-    const accepted = await step(connection);
-    socket = accepted;
-    const sinkNow = new CheckpointSink(store, opts, vm, { duplicates, shared }, wasRunning);
+    const version = await step(vm.qmp.execute("query-version", {}));
+    const sources = { duplicates, shared };
+    const sinkNow = new CheckpointSink(store, opts, vm, sources, wasRunning, version);
     sink = sinkNow;
-    receiving = readMigrationStream(accepted, sinkNow, {
-      returnPath: (bytes) => void accepted.write(bytes),
-    });
+    const after = opts.after ?? DEFAULT_AFTER_SAVE;
     const atSwitchover = runsDuringSave ? freezer : null;
-    const completed = waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress);
-    running.push(completed.catch(() => undefined)); // Promise.all would not wait for it
-    const [stream] = await step(Promise.all([receiving, completed]));
+    const spool =
+      after === "continue" && wasRunning
+        ? await step(spoolPath(store, vm.spec.memoryMiB * 2 ** 20))
+        : null;
+    let stream: StreamSummary;
+    if (spool !== null) {
+      spooled = spool;
+      await step(vm.qmp.execute("migrate", { uri: spoolUri(spool) }));
+      const spooling = waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress, "spooling");
+      await step(spooling).catch(async (error: unknown) => {
+        throw await explainSpoolFailure(error, spool);
+      });
+      // Everything saved is in the file: what the guest does from now on is not.
+      await step(resumeIfWasRunning(vm.qmp, true));
+      resumedMs = performance.now() - started;
+      const file = readSpool(spool);
+      input = file;
+      receiving = readMigrationStream(file, sinkNow);
+      stream = await step(receiving);
+      await rm(spool, { force: true }); // its room goes back before the commit needs it
+    } else {
+      const connection = acceptOne(server, vm.qmp, accepting.signal);
+      await step(vm.qmp.execute("migrate", { uri: `unix:${socketPath}` }));
+      const accepted = await step(connection);
+      input = accepted;
+      receiving = readMigrationStream(accepted, sinkNow, {
+        returnPath: (bytes) => void accepted.write(bytes),
+      });
+      const completed = waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress);
+      running.push(completed.catch(() => undefined)); // Promise.all would not wait for it
+      [stream] = await step(Promise.all([receiving, completed]));
+    }
     const writer = sinkNow.writer;
     if (writer === null) throw new QemuError("The migration stream ended before its RAM blocks");
     if (freezer !== null) {
@@ -214,16 +252,18 @@ async function saveLocked(
     const writeSetPages = sinkNow.writes.length;
     if (writeSetPages > 0)
       await saveWorkingSet(opts.home, opts.name, workingSetFromWrites(sinkNow.writes));
-    accepted.destroy();
+    input.destroy();
     if (opts.after !== "stop")
       await writeOrigin(vm.stateDir, { checkpoint: opts.name, how: "saved" });
-    await afterSave(vm, opts.after ?? DEFAULT_AFTER_SAVE, wasRunning);
+    // A spooled save's guest runs already; QMP need not even be there any more.
+    if (resumedMs === null) await afterSave(vm, after, wasRunning);
     const wallMs = performance.now() - started;
     const accessedBits = opts.accessedBits === false ? null : await estimate(opts);
     return {
       checkpoint,
       stream,
       wallMs,
+      resumedMs,
       streamBytes: stream.streamBytes,
       writeSetPages,
       parent: shared?.parent?.name ?? null,
@@ -237,7 +277,7 @@ async function saveLocked(
     // the cancel arrives ("failed" instead of "cancelled", seen in the pre-switchover pause).
     await cancelMigration(vm.qmp);
     // The stream stops before the writer goes, so no page is being written while it aborts.
-    socket?.destroy();
+    input?.destroy();
     await receiving?.catch(() => undefined);
     // E.g. the disk freeze at switchover, still writing the VM's hold file when interrupted.
     await Promise.all(running);
@@ -251,6 +291,7 @@ async function saveLocked(
     await duplicates?.close();
     await shared?.discard(); // a no-op once the writer adopted it
     await rm(dir, { recursive: true, force: true });
+    if (spooled !== null) await rm(spooled, { force: true });
     if (!borrowed) vm.qmp.close();
   }
 }
@@ -304,60 +345,6 @@ async function refuseExistingName(store: CheckpointStore, name: string): Promise
     throw error;
   }
   throw new UsageError(`A checkpoint named "${name}" exists already: choose another name or rm it`);
-}
-
-function listen(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve());
-  });
-}
-
-/**
- * The first connection on the server, or a QemuError if QEMU dies or never connects; settles
- * (rejecting) at once when `stop` aborts, so a refused `migrate` leaves no timer behind.
- */
-function acceptOne(server: Server, qmp: QmpClient, stop: AbortSignal): Promise<Socket> {
-  const accepted = new Promise<Socket>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new QemuError("QEMU did not connect to the migration socket in time")),
-      SAVE_CONNECT_TIMEOUT_MS,
-    );
-    stop.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(new QemuError("The save stopped before QEMU connected"));
-    });
-    server.once("connection", (socket) => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    qmp.closed.then(() => {
-      clearTimeout(timer);
-      reject(new QemuError("QEMU exited before the migration started"));
-    });
-  });
-  accepted.catch(() => undefined); // awaited only once `migrate` was accepted
-  return accepted;
-}
-
-/**
- * Resolves when QEMU reports the migration completed; failed or cancelled throws. With a
- * freezer, the migration pauses in pre-switchover (vCPUs stopped): the disks are frozen there,
- * at exactly the memory snapshot point, and the migration continues.
- */
-async function waitMigrationCompleted(
-  qmp: QmpClient,
-  freezer: DiskFreezer | null,
-  onProgress: ProgressListener | undefined,
-): Promise<void> {
-  if (freezer !== null) {
-    const info = await qmp.waitForMigration({ until: (i) => i.status === "pre-switchover" });
-    const doneBytes = info.ram?.transferred ?? 0;
-    onProgress?.({ phase: "freezing disks at switchover", doneBytes, totalBytes: null });
-    await freezer.freeze();
-    await continueMigration(qmp);
-  }
-  await qmp.waitForMigration();
 }
 
 async function afterSave(vm: ManagedVm, after: AfterSave, wasRunning: boolean): Promise<void> {

@@ -13,6 +13,7 @@ import type { DiskDuplicates } from "../disk/index.ts";
 import { QemuError } from "../errors.ts";
 import { PAGE_SIZE_BYTES, WORKING_SET_PAGES_MAX } from "../limits.ts";
 import type { DeviceState, RamBlock, RamSectionInfo } from "../qemu/migration/index.ts";
+import type { VersionInfo } from "../qemu/qmp/index.ts";
 import type { ManagedVm } from "../vm/index.ts";
 import { runtimeOf } from "./live-safety.ts";
 import type { NamedSave } from "./save.ts";
@@ -35,6 +36,8 @@ export class CheckpointSink {
   readonly #sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null };
   /** The guest ran when the save began: a restore resumes it even if QEMU saved it paused. */
   readonly #guestRunning: boolean;
+  /** Asked before the migration: a spooled stream is read after QEMU is done (ADR 0033). */
+  readonly #version: VersionInfo;
 
   constructor(
     store: CheckpointStore,
@@ -42,8 +45,10 @@ export class CheckpointSink {
     vm: ManagedVm,
     sources: { duplicates: DiskDuplicates | null; shared: SharedPages | null },
     guestRunning: boolean,
+    version: VersionInfo,
   ) {
     this.#guestRunning = guestRunning;
+    this.#version = version;
     this.#store = store;
     this.#opts = opts;
     this.#vm = vm;
@@ -58,7 +63,7 @@ export class CheckpointSink {
   async ramBlocks(blocks: readonly RamBlock[], ram: RamSectionInfo): Promise<void> {
     if (this.writer !== null)
       throw new QemuError("The migration stream listed its RAM blocks twice");
-    const version = await this.#vm.qmp.execute("query-version", {});
+    const version = this.#version;
     const { duplicates, shared } = this.#sources;
     this.writer = await beginCheckpoint(this.#store, {
       name: this.#opts.name,

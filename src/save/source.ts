@@ -7,8 +7,10 @@ import type { MigrationCapabilityStatus, QmpClient } from "../qemu/qmp/index.ts"
 
 /**
  * Capabilities that change the stream into something the receiver rejects (xbzrle, compress,
- * multifd) or that need a second channel or shared memory. All are off by default; a VM whose
- * user turned one on gets it turned off for the save.
+ * multifd), that need a second channel or shared memory, or that make QEMU wait for the
+ * receiver's answer before it completes (return-path, switchover-ack): a save holds the stream
+ * unparsed until QEMU completed (ADR 0033), so nothing would answer. All are off by default; a
+ * VM whose user turned one on gets it turned off for the save.
  */
 const CAPABILITIES_OFF = [
   "xbzrle",
@@ -18,6 +20,8 @@ const CAPABILITIES_OFF = [
   "x-ignore-shared",
   "background-snapshot",
   "postcopy-preempt",
+  "return-path",
+  "switchover-ack",
 ] as const;
 
 export interface PrepareOptions {

@@ -105,10 +105,30 @@ test("the same live save under load restores lazily, then partially from its wri
   }
 });
 
-test("a non-live save pauses the guest only for the save; its checkpoint restores clean", async () => {
+test("a non-live save pauses the guest only while QEMU spools; its checkpoint restores clean", async () => {
   const { vm, agent } = await bootTestGuest(home, { name: "guest-s", ...GUEST });
+  // Asked while snapwake reads the spooled stream: a guest still paused would answer only
+  // once its checkpoint was verified and listed.
+  let answered: Promise<number> | null = null;
+  let verifyingAt = Number.POSITIVE_INFINITY;
+  const saved = await save({
+    home,
+    vm,
+    name: "guest-s@1",
+    live: false,
+    onProgress: (p) => {
+      if (p.phase === "verifying") verifyingAt = performance.now();
+      if (p.phase === "receiving" && answered === null)
+        answered = agent.stats().then((s) => {
+          assert.ok(s.rewrites > 0, "its writer runs");
+          return performance.now();
+        });
+    },
+  });
+  assert.ok(answered !== null, "the save reported reading the stream");
+  assert.ok((await answered) < verifyingAt, "the guest answered before its checkpoint was checked");
   agent.close();
-  const saved = await save({ home, vm, name: "guest-s@1", live: false });
+  assert.ok(saved.resumedMs !== null && saved.resumedMs < saved.wallMs, `${saved.resumedMs}`);
   assert.equal(saved.writeSetPages, 0, "a paused guest writes nothing during the save");
   assert.equal((await vm.qmp.execute("query-status", {})).running, true, "the guest runs again");
   await killVm(home, vm);
@@ -142,39 +162,45 @@ test("a checkpoint with a corrupt chunk fails to restore with a clear error and 
   assert.equal(vms.filter((v) => v.name === "guest-bad").length, 0, "no VM is left behind");
 });
 
-test("QEMU killed in the middle of a save leaves no checkpoint listed", async () => {
-  const { vm, agent } = await bootTestGuest(home, { name: "guest-k", ...GUEST });
-  agent.close();
-  let killed = false;
-  const saving = save({
-    home,
-    vm,
-    name: "guest-k@1",
-    onProgress: (p) => {
-      if (!killed && p.phase === "receiving" && p.doneBytes > 0) {
-        killed = true;
-        process.kill(vm.pid, "SIGKILL");
-      }
-    },
+for (const how of [
+  { after: "continue", phase: "spooling", what: "spooling its stream" },
+  { after: "pause", phase: "receiving", what: "streaming over the socket" },
+] as const)
+  test(`QEMU killed in the middle of a save (${how.what}) leaves no checkpoint listed`, async () => {
+    const name = `guest-k${how.after === "pause" ? "p" : ""}`;
+    const { vm, agent } = await bootTestGuest(home, { name, ...GUEST });
+    agent.close();
+    let killed = false;
+    const saving = save({
+      home,
+      vm,
+      name: `${name}@1`,
+      after: how.after,
+      onProgress: (p) => {
+        if (!killed && p.phase === how.phase && p.doneBytes > 0) {
+          killed = true;
+          process.kill(vm.pid, "SIGKILL");
+        }
+      },
+    });
+    await assert.rejects(saving, (error: unknown) => {
+      assert.ok(error instanceof Error, String(error));
+      assert.ok(
+        error instanceof QemuError || /truncat|ended|closed/i.test(error.message),
+        error.message,
+      );
+      return true;
+    });
+    assert.ok(killed, "the save was interrupted while receiving");
+    const names = (await new CheckpointStore({ home }).list()).map((c) => c.name);
+    assert.ok(!names.includes(`${name}@1`), `listed: ${names.join(", ")}`);
+    // The truncated stream leaks nothing: the writer's temp directory and its pack handle go.
+    assert.deepEqual(await readdir(tempDir(home)).catch(() => []), [], "no temp entry stays");
+    const open: string[] = [];
+    for (const fd of await readdir("/proc/self/fd")) {
+      const target = await readlink(`/proc/self/fd/${fd}`).catch(() => "");
+      if (target.startsWith(home)) open.push(target);
+    }
+    assert.deepEqual(open, [], "no file of the store stays open");
+    await killVm(home, vm);
   });
-  await assert.rejects(saving, (error: unknown) => {
-    assert.ok(error instanceof Error, String(error));
-    assert.ok(
-      error instanceof QemuError || /truncat|ended|closed/i.test(error.message),
-      error.message,
-    );
-    return true;
-  });
-  assert.ok(killed, "the save was interrupted while receiving");
-  const names = (await new CheckpointStore({ home }).list()).map((c) => c.name);
-  assert.ok(!names.includes("guest-k@1"), `listed: ${names.join(", ")}`);
-  // The truncated stream leaks nothing: the writer's temp directory and its pack handle go.
-  assert.deepEqual(await readdir(tempDir(home)).catch(() => []), [], "no temp entry stays");
-  const open: string[] = [];
-  for (const fd of await readdir("/proc/self/fd")) {
-    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => "");
-    if (target.startsWith(home)) open.push(target);
-  }
-  assert.deepEqual(open, [], "no file of the store stays open");
-  await killVm(home, vm);
-});

@@ -81,7 +81,7 @@ async function interruptedSave(
   vm: ManagedVm,
   name: string,
   when: (phase: string) => boolean,
-  extra: { live?: boolean } = {},
+  extra: { live?: boolean; after?: "pause" } = {},
 ): Promise<void> {
   const controller = new AbortController();
   const phases: string[] = [];
@@ -106,13 +106,19 @@ async function interruptedSave(
   assert.ok(controller.signal.aborted, `the save reached the point (phases: ${phases})`);
 }
 
-test("a save interrupted early in the stream, or after --stop-first, leaves the guest running", async () => {
+test("a save interrupted while QEMU spools, or while the spool is read, leaves the guest running", async () => {
   const { vm, agent } = await bootTestGuest(home, { name: "sig-a", ...GUEST });
   agent.close();
   try {
-    await interruptedSave(vm, "sig-a@1", (phase) => phase === "receiving");
+    await interruptedSave(vm, "sig-a@1", (phase) => phase === "spooling");
     await assertUntouched(vm);
+    await interruptedSave(vm, "sig-a@2", (phase) => phase === "spooling", { live: false });
+    await assertUntouched(vm);
+    // The guest runs already while the spooled stream is read (ADR 0033).
     await interruptedSave(vm, "sig-a@2", (phase) => phase === "receiving", { live: false });
+    await assertUntouched(vm);
+    // A guest that stays paused streams over the socket: interrupted there, it runs again.
+    await interruptedSave(vm, "sig-a@2", (phase) => phase === "receiving", { after: "pause" });
     await assertUntouched(vm);
     // The VM is not left half-migrated: it saves normally afterwards.
     const saved = await save({ home, vm, name: "sig-a@3" });

@@ -284,10 +284,13 @@ test("cleanTemp removes leftovers of dead processes only", async () => {
     assert.ok(dead !== undefined);
     await mkdir(join(t.store.tempDir, `${dead}-0123456789abcdef`), { recursive: true });
     await mkdir(join(t.store.tempDir, `${dead}-0123456789abcdee.removing`), { recursive: true });
+    await writeFile(join(t.store.tempDir, `${dead}-0123456789abcded.stream`), "spooled");
     await mkdir(join(t.store.tempDir, `${process.pid}-0123456789abcdef`), { recursive: true });
+    await writeFile(join(t.store.tempDir, `${process.pid}-0123456789abcdec.stream`), "spooling");
     await mkdir(join(t.store.tempDir, "not-ours"), { recursive: true });
-    assert.equal(await t.store.cleanTemp(), 2);
+    assert.equal(await t.store.cleanTemp(), 3);
     assert.deepEqual((await tempEntries(t.store)).sort(), [
+      `${process.pid}-0123456789abcdec.stream`,
       `${process.pid}-0123456789abcdef`,
       "not-ours",
     ]);

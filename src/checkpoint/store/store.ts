@@ -48,7 +48,8 @@ export interface InvalidListing {
   readonly error: InvalidCheckpointError;
 }
 
-const TEMP_NAME = /^([0-9]{1,10})-[0-9a-f]{16}(\.removing|\.replaced-(.+))?$/;
+/** tmp/ entries: a write, a removal, a replacement, a save's spooled stream (save/spool.ts). */
+const TEMP_NAME = /^([0-9]{1,10})-[0-9a-f]{16}(\.removing|\.stream|\.replaced-(.+))?$/;
 
 export class CheckpointStore {
   readonly home: string;

@@ -121,7 +121,9 @@ const SPECS: readonly CommandSpec[] = [
     summary: "checkpoint a running managed VM",
     details:
       "Incremental by default: pages the VM's origin (the checkpoint it was restored from or " +
-      "last saved to) holds are shared with it, not stored again.",
+      "last saved to) holds are shared with it, not stored again. A guest that continues " +
+      "runs again as soon as QEMU has written its state to a spool file in the store (when " +
+      "its disk has room), while snapwake checks and packs it.",
     args: [{ name: "VM", help: "a managed VM's name (`snapwake vm ls`)" }],
     options: {
       name: {
@@ -141,7 +143,9 @@ const SPECS: readonly CommandSpec[] = [
       },
       "stop-first": {
         type: "boolean",
-        help: "pause the guest for the whole save (no live dirty tracking)",
+        help:
+          "pause the guest until QEMU has written its state (no live dirty tracking; with " +
+          "--after continue the guest runs on while snapwake packs it)",
       },
       "no-accessed-bits": {
         type: "boolean",

@@ -56,6 +56,12 @@ export const runSave: Run = async (ctx, p) => {
       ? "  live: the guest ran during the save"
       : "  paused: the guest was paused for the save",
     ...(result.pausedBecause === null ? [] : [`  note: ${result.pausedBecause}`]),
+    ...(result.resumedMs === null
+      ? []
+      : [
+          `  the guest ran again ${(result.resumedMs / 1000).toFixed(2)} s into the save, ` +
+            "while snapwake wrote and checked the checkpoint",
+        ]),
     ...accessedBitsLines(result.accessedBits),
   ].join("\n");
   ctx.result(result, human);

@@ -111,7 +111,8 @@ export type MigrationCapability =
   | "validate-uuid"
   | "background-snapshot"
   | "zero-copy-send"
-  | "postcopy-preempt";
+  | "postcopy-preempt"
+  | "switchover-ack";
 
 export interface MigrationCapabilityStatus {
   capability: MigrationCapability;
