@@ -76,10 +76,21 @@ export interface GuestResult {
   readonly counter: TickCounter;
   readonly bootMs: number;
   readonly saves: {
-    readonly qemu: { ms: number; bytes: number; savedCounter: number; sweepPhaseMs: number };
+    readonly qemu: {
+      ms: number;
+      /** The guest's silence around the save, seen by its agent: the pause a user sees. */
+      guestPausedMs: number;
+      bytes: number;
+      savedCounter: number;
+      sweepPhaseMs: number;
+    };
     readonly snapwake: {
       /** `snapwake save` spawn → exit. */
       ms: number;
+      /** As QEMU's: the guest's silence around the save, seen by its agent. */
+      guestPausedMs: number;
+      /** The save's own `resumedMs`: its start → the guest running again (null: not resumed). */
+      resumedMs: number | null;
       bytes: number;
       streamBytes: number;
       writeSetPages: number;
@@ -140,6 +151,7 @@ export async function runRestoreGuest(o: {
       checkpoint: { bytes: number };
       streamBytes: number;
       writeSetPages: number;
+      resumedMs?: number | null;
     };
     log(`QEMU's own save (${plan.save}, migrate to a file)…`);
     const qemuFile = join(o.workDir, "qemu.mig");
@@ -215,12 +227,15 @@ export async function runRestoreGuest(o: {
       saves: {
         qemu: {
           ms: q.saved.ms,
+          guestPausedMs: q.state.resumedAt - q.state.pausedAfter,
           bytes: q.saved.bytes,
           savedCounter: q.state.stats[counter],
           sweepPhaseMs: q.state.sweepPhaseMs,
         },
         snapwake: {
           ms: sw.saved.wallMs,
+          guestPausedMs: sw.state.resumedAt - sw.state.pausedAfter,
+          resumedMs: swJson.resumedMs ?? null,
           bytes: swJson.checkpoint.bytes,
           streamBytes: swJson.streamBytes,
           writeSetPages: swJson.writeSetPages,

@@ -35,6 +35,9 @@ export function formatRestoreGuest(g: GuestResult): string {
     `  save: QEMU's own ${sec(s.qemu.ms)} (${(s.qemu.bytes / 2 ** 20).toFixed(0)} MiB stream), ` +
       `snapwake save ${sec(s.snapwake.ms)} (${(s.snapwake.bytes / 2 ** 20).toFixed(0)} MiB checkpoint)` +
       ` = ${(s.snapwake.ms / s.qemu.ms).toFixed(2)}×`,
+    `  guest paused (its agent silent): QEMU's own ${sec(s.qemu.guestPausedMs)}, ` +
+      `snapwake ${sec(s.snapwake.guestPausedMs)} = ` +
+      `${(s.snapwake.guestPausedMs / s.qemu.guestPausedMs).toFixed(2)}×`,
   );
   if (g.profile !== null)
     out.push(
