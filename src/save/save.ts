@@ -87,6 +87,13 @@ export interface SaveOptions {
    * removing a checkpoint frees its pack only once no later checkpoint reads any of it.
    */
   readonly wholeStore?: boolean;
+  /**
+   * Default true: a guest that continues runs again as soon as QEMU has written its stream to a
+   * spool file (spool.ts, ADR 0033), when the store's disk has room. false: it stays paused
+   * until the checkpoint is listed, which ends the save sooner when the running guest would
+   * compete with it for the CPU.
+   */
+  readonly spool?: boolean;
   /** Default true: keep the "accessed-bits" working set, walked once the VM is back (docs/accessed-bits.md). */
   readonly accessedBits?: boolean;
   readonly onProgress?: ProgressListener;
@@ -201,7 +208,7 @@ async function saveLocked(
     const after = opts.after ?? DEFAULT_AFTER_SAVE;
     const atSwitchover = runsDuringSave ? freezer : null;
     const spool =
-      after === "continue" && wasRunning
+      after === "continue" && wasRunning && opts.spool !== false
         ? await step(spoolPath(store, vm.spec.memoryMiB * 2 ** 20))
         : null;
     let stream: StreamSummary;

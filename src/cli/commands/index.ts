@@ -147,6 +147,13 @@ const SPECS: readonly CommandSpec[] = [
           "pause the guest until QEMU has written its state (no live dirty tracking; with " +
           "--after continue the guest runs on while snapwake packs it)",
       },
+      "no-spool": {
+        type: "boolean",
+        help:
+          "keep a continuing guest paused until the checkpoint is listed, instead of letting " +
+          "it run once QEMU has spooled its state: the save ends sooner when the guest would " +
+          "compete with it for the CPU",
+      },
       "no-accessed-bits": {
         type: "boolean",
         help:

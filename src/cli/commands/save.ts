@@ -41,6 +41,7 @@ export const runSave: Run = async (ctx, p) => {
     after,
     live: !p.flag("stop-first"),
     accessedBits: !p.flag("no-accessed-bits"),
+    spool: !p.flag("no-spool"),
     ...parent,
     onProgress: (x) => ctx.progress(x),
     signal: ctx.signal,
