@@ -1,7 +1,40 @@
 /**
  * Helpers shared by unit and integration tests (not part of dist/: tsconfig.build.json).
  */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
+
+/**
+ * Runs `fn` on a fresh directory that is a tmpfs of `sizeMiB` (a disk that fills up), then
+ * unmounts and removes it. Mounting needs root: without it the test is skipped, saying why.
+ */
+export async function withSmallTmpfs(
+  t: TestContext,
+  sizeMiB: number,
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "snapwake-tmpfs-"));
+  try {
+    try {
+      const size = `size=${sizeMiB}m`;
+      execFileSync("mount", ["-t", "tmpfs", "-o", size, "tmpfs", dir], { stdio: "ignore" });
+    } catch {
+      t.skip("mounting a small tmpfs needs root");
+      return;
+    }
+    try {
+      await fn(dir);
+    } finally {
+      execFileSync("umount", [dir]);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 /**
  * Settles once Node has checked every promise rejected so far for a handler, i.e. once an

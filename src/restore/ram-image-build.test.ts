@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -15,6 +14,7 @@ import { PAGE_SIZE_BYTES } from "../limits.ts";
 import type { Progress, ProgressListener } from "../progress.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { tempDir } from "../store/layout.ts";
+import { withSmallTmpfs } from "../test-support.ts";
 import { buildImage, checkImage, ramImagePaths } from "./ram-image.ts";
 
 const PAGES = 4096; // 16 MiB of RAM: every fourth page zero, the others text
@@ -80,26 +80,12 @@ test("a built image holds every page at its offset, zero pages as holes, and che
 });
 
 test("a full disk fails the build with what to do, and leaves nothing in tmp/", async (t) => {
-  const home = await mkdtemp(join(tmpdir(), "snapwake-image-full-"));
-  try {
-    await mkdir(home, { recursive: true });
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", home], { stdio: "ignore" });
-    } catch {
-      t.skip("mounting a small tmpfs needs root");
-      return;
-    }
-    try {
-      await writePages(new CheckpointStore({ home }), "c", PAGES, pageOf); // ~0.2 MiB stored
-      await assert.rejects(build(home, "c"), (error: Error) => {
-        assert.match(error.message, /the disk is full .* --mode eager/);
-        return true;
-      });
-      assert.deepEqual(await readdir(tempDir(home)), [], "nothing is left in tmp/");
-    } finally {
-      execFileSync("umount", [home]);
-    }
-  } finally {
-    await rm(home, { recursive: true, force: true });
-  }
+  await withSmallTmpfs(t, 8, async (home) => {
+    await writePages(new CheckpointStore({ home }), "c", PAGES, pageOf); // ~0.2 MiB stored
+    await assert.rejects(build(home, "c"), (error: Error) => {
+      assert.match(error.message, /the disk is full .* --mode eager/);
+      return true;
+    });
+    assert.deepEqual(await readdir(tempDir(home)), [], "nothing is left in tmp/");
+  });
 });

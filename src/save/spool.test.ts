@@ -6,6 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { test } from "node:test";
 import { CheckpointStore } from "../checkpoint/index.ts";
 import { QemuError } from "../errors.ts";
+import { withSmallTmpfs } from "../test-support.ts";
 import { explainSpoolFailure, shellQuote, spoolPath, spoolUri } from "./spool.ts";
 
 test("shellQuote gives sh back every byte of a path, quotes and all", () => {
@@ -31,30 +32,17 @@ test("a spool path is a temp entry of this process, given only when the disk has
 });
 
 test("a spool that failed on a full disk says so; other failures pass as they are", async (t) => {
-  const home = await mkdtemp(join(tmpdir(), "snapwake-spool-full-"));
-  try {
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", home], { stdio: "ignore" });
-    } catch {
-      t.skip("mounting a small tmpfs needs root");
-      return;
-    }
-    try {
-      const spool = join(home, "1-0123456789abcdef.stream");
-      const failed = new QemuError("Migration failed: Unable to write to command");
-      const roomy = await explainSpoolFailure(failed, join(tmpdir(), "x.stream"));
-      assert.equal(roomy, failed, "with room left, QEMU's own reason stands");
-      await assert.rejects(writeFile(spool, Buffer.alloc(16 * 2 ** 20)), /ENOSPC/);
-      const full = await explainSpoolFailure(failed, spool);
-      assert.ok(full instanceof QemuError);
-      assert.match(full.message, /the disk is full \(0 MiB left\).*nothing was listed/);
-      assert.equal(full.cause, failed);
-      const other = new Error("not QEMU's");
-      assert.equal(await explainSpoolFailure(other, spool), other);
-    } finally {
-      execFileSync("umount", [home]);
-    }
-  } finally {
-    await rm(home, { recursive: true, force: true });
-  }
+  await withSmallTmpfs(t, 8, async (home) => {
+    const spool = join(home, "1-0123456789abcdef.stream");
+    const failed = new QemuError("Migration failed: Unable to write to command");
+    const roomy = await explainSpoolFailure(failed, join(tmpdir(), "x.stream"));
+    assert.equal(roomy, failed, "with room left, QEMU's own reason stands");
+    await assert.rejects(writeFile(spool, Buffer.alloc(16 * 2 ** 20)), /ENOSPC/);
+    const full = await explainSpoolFailure(failed, spool);
+    assert.ok(full instanceof QemuError);
+    assert.match(full.message, /the disk is full \(0 MiB left\).*nothing was listed/);
+    assert.equal(full.cause, failed);
+    const other = new Error("not QEMU's");
+    assert.equal(await explainSpoolFailure(other, spool), other);
+  });
 });
