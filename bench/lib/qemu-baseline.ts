@@ -1,9 +1,11 @@
 /**
  * QEMU's own save and restore, measured the same way as snapwake's so the two can stand side
- * by side: `migrate "exec:cat > FILE"` and `-incoming defer` + `migrate-incoming "exec:cat FILE"`.
+ * by side: `migrate "file:FILE"` (`exec:cat > FILE` before QEMU 8.2) and `-incoming defer` +
+ * `migrate-incoming "exec:cat FILE"` (as fast as `file:` for loading, measured 2026-12-07).
  */
 import { execFileSync } from "node:child_process";
 import { stat } from "node:fs/promises";
+import { spoolUri } from "../../src/save/spool.ts";
 import type { ManagedVm, VmSpec } from "../../src/vm/index.ts";
 import { startVm } from "../../src/vm/index.ts";
 
@@ -21,8 +23,10 @@ export interface QemuSave {
 /** Saves the running VM with QEMU's own migrate to a file; the VM is resumed afterwards. */
 export async function qemuSave(vm: ManagedVm, file: string): Promise<QemuSave> {
   await vm.qmp.execute("migrate-set-parameters", { "max-bandwidth": 1_000_000_000_000 });
+  const version = await vm.qmp.execute("query-version", {});
   const started = performance.now();
-  await vm.qmp.execute("migrate", { uri: `exec:cat > ${file}` });
+  // `file:` from QEMU 8.2 (twice as fast as `cat` here), as snapwake's spool.
+  await vm.qmp.execute("migrate", { uri: spoolUri(file, version.qemu) });
   await vm.qmp.waitForMigration(); // failed or cancelled throws
   const saveMs = performance.now() - started;
   await vm.qmp.execute("cont", {});

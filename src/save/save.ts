@@ -214,7 +214,7 @@ async function saveLocked(
     let stream: StreamSummary;
     if (spool !== null) {
       spooled = spool;
-      await step(vm.qmp.execute("migrate", { uri: spoolUri(spool) }));
+      await step(vm.qmp.execute("migrate", { uri: spoolUri(spool, version.qemu) }));
       const spooling = waitMigrationCompleted(vm.qmp, atSwitchover, opts.onProgress, "spooling");
       await step(spooling).catch(async (error: unknown) => {
         throw await explainSpoolFailure(error, spool);

@@ -9,12 +9,21 @@ import { QemuError } from "../errors.ts";
 import { withSmallTmpfs } from "../test-support.ts";
 import { explainSpoolFailure, shellQuote, spoolPath, spoolUri } from "./spool.ts";
 
-test("shellQuote gives sh back every byte of a path, quotes and all", () => {
+test("the spool URI: file: from QEMU 8.2, else cat; sh gets every byte of the path back", () => {
   for (const s of ["plain", "with space", "it's", "''", "$HOME `x` \\n", "a\nb", "-n", ""]) {
     const out = execFileSync("sh", ["-c", `printf %s ${shellQuote(s)}`], { encoding: "utf8" });
     assert.equal(out, s);
   }
-  assert.equal(spoolUri("/h/tmp/1-ab.stream"), "exec:cat > '/h/tmp/1-ab.stream'");
+  const v72 = { major: 7, minor: 2, micro: 0 };
+  const v100 = { major: 10, minor: 0, micro: 2 };
+  assert.equal(spoolUri("/h/tmp/1-ab.stream", v72), "exec:cat > '/h/tmp/1-ab.stream'");
+  assert.equal(
+    spoolUri("/h/tmp/1-ab.stream", { ...v72, major: 8, minor: 1 }),
+    "exec:cat > '/h/tmp/1-ab.stream'",
+  );
+  assert.equal(spoolUri("/h/tmp/1-ab.stream", { ...v72, major: 8 }), "file:/h/tmp/1-ab.stream");
+  assert.equal(spoolUri("/h/tmp/1-ab.stream", v100), "file:/h/tmp/1-ab.stream");
+  assert.equal(spoolUri("/h,o/tmp/1-ab.stream", v100), "exec:cat > '/h,o/tmp/1-ab.stream'");
 });
 
 test("a spool path is a temp entry of this process, given only when the disk has room", async () => {
