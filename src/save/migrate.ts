@@ -10,6 +10,7 @@ import type { MigrationInfo, QmpClient } from "../qemu/qmp/index.ts";
 import type { DiskFreezer } from "./disk-freeze.ts";
 import { continueMigration } from "./source.ts";
 
+/** Listens on the Unix socket `path` (a fresh path in the save's private directory). */
 export function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);

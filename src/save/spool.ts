@@ -6,7 +6,7 @@
  *
  * Invariants: the spool file is named like every temp entry of this process (gc removes it
  * once the process is gone); it is spooled only when the store's disk has room for it and for
- * the checkpoint besides (SPOOL_ROOM_FACTOR); otherwise the save streams over its socket.
+ * the checkpoint besides (SAVE_SPOOL_ROOM_FACTOR); otherwise the save streams over its socket.
  */
 import { createReadStream } from "node:fs";
 import { statfs } from "node:fs/promises";
