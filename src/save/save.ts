@@ -15,7 +15,7 @@
  * still lives, and resumes the source VM if it was running before.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Socket } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -168,7 +168,7 @@ async function saveLocked(
   let wasRunning = false;
   let sink: CheckpointSink | null = null;
   /** The stream's source being read: QEMU's socket, or the spool file. */
-  let input: Socket | Readable | null = null;
+  let input: Readable | null = null;
   let spooled: string | null = null;
   let resumedMs: number | null = null;
   let receiving: Promise<StreamSummary> | null = null;

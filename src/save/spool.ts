@@ -10,6 +10,7 @@
  */
 import { createReadStream } from "node:fs";
 import { statfs } from "node:fs/promises";
+import { dirname } from "node:path";
 import type { Readable } from "node:stream";
 import type { CheckpointStore } from "../checkpoint/index.ts";
 import { QemuError } from "../errors.ts";
@@ -56,8 +57,7 @@ export function readSpool(path: string): Readable {
  */
 export async function explainSpoolFailure(error: unknown, path: string): Promise<unknown> {
   if (!(error instanceof QemuError)) return error;
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  const free = await freeBytes(dir).catch(() => Number.POSITIVE_INFINITY);
+  const free = await freeBytes(dirname(path)).catch(() => Number.POSITIVE_INFINITY);
   if (free >= SAVE_SPOOL_ROOM_MARGIN_BYTES) return error;
   return new QemuError(
     `QEMU could not write its migration stream to ${path}: the disk is full ` +
