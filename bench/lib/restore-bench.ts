@@ -20,12 +20,12 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentClient, GuestParams } from "../../guest/index.ts";
-import { spoolUri } from "../../src/save/spool.ts";
 import { killVm, openVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { bootTestGuest } from "../../test/support/test-guest.ts";
 import { runCli } from "./cli.ts";
 import { type TickCounter, watchSave } from "./first-output.ts";
+import { qemuMigrateToFile } from "./qemu-baseline.ts";
 import {
   type Cache,
   type MeasureContext,
@@ -279,14 +279,7 @@ async function qemuSaveToFile(
 ): Promise<{ ms: number; bytes: number }> {
   const vm = await openVm(home, name);
   try {
-    await vm.qmp.execute("migrate-set-parameters", { "max-bandwidth": 1_000_000_000_000 });
-    const version = await vm.qmp.execute("query-version", {});
-    const started = performance.now();
-    if (how === "paused") await vm.qmp.execute("stop", {});
-    // QEMU's fastest way to a file, the one snapwake's spool takes too: `file:` from 8.2.
-    await vm.qmp.execute("migrate", { uri: spoolUri(file, version.qemu) });
-    await vm.qmp.waitForMigration();
-    const ms = performance.now() - started;
+    const ms = await qemuMigrateToFile(vm, file, how === "paused");
     await vm.qmp.execute("cont", {});
     return { ms, bytes: (await stat(file)).size };
   } finally {
