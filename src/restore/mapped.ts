@@ -16,14 +16,12 @@
  * (ram-image.ts). As in an eager restore (eager.ts), a failure kills the QEMU started, and the
  * caller holds the checkpoint for reading.
  */
-import type { FileHandle } from "node:fs/promises";
-import { type CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
+import { CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
 import { UsageError } from "../errors.ts";
-import { PAGE_SIZE_BYTES, RESTORE_MAPPED_WORKERS } from "../limits.ts";
-import { MigrationStreamWriter } from "../qemu/migration/index.ts";
+import { RESTORE_MAPPED_WORKERS } from "../limits.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
-import type { AccessedBitsReset, AccessedBitsResetReport } from "../wss/index.ts";
+import type { AccessedBitsResetReport } from "../wss/index.ts";
 import {
   type EagerRestoreOptions,
   type Opened,
@@ -40,6 +38,7 @@ import {
   ramImagePaths,
   removeImage,
 } from "./ram-image.ts";
+import { streamBesideBlock } from "./stream-beside-block.ts";
 import { replayInfo } from "./stream-info.ts";
 import type { RestoredVm, TargetCheckpoint } from "./target.ts";
 
@@ -179,7 +178,7 @@ async function restoreOn(
       });
   checking.catch(() => undefined); // awaited on every path below
   // The stream is made while the image is checked; it is sent only once the check passed.
-  const streaming = opening.then((opened) => mappedStream(opened, blockIndex, image.file));
+  const streaming = opening.then((opened) => streamBesideBlock(opened, blockIndex, image.file));
   streaming.catch(() => undefined); // awaited below
   const { sums } = image;
   const ramFile = { id: sums.block, sizeBytes: sums.lengthBytes, fd: image.file.fd };
@@ -217,92 +216,4 @@ class ImageCheckFailed extends Error {
     super(`The RAM image failed its check: ${problem}`);
     this.problem = problem;
   }
-}
-
-/**
- * The stream of a mapped restore, in memory (~1 MiB): header, configuration, every RAM block's
- * START, the pages of the blocks not mapped, the mapped block's proven page tables (read from
- * the image, sent with their Accessed bits cleared), RAM END and the device state. The image is
- * never written once named, so the table pages read here are the bytes its check reads.
- */
-async function mappedStream(
-  opened: Opened,
-  mapped: number,
-  image: FileHandle,
-): Promise<{ bytes: Uint8Array; pagesSent: number }> {
-  const { reader, device, reset } = opened;
-  const { configuration, ram } = replayInfo(reader);
-  const parts: Uint8Array[] = [];
-  const keep = (bytes: Uint8Array): void => {
-    parts.push(bytes.slice()); // the writer may reuse its batch buffer
-  };
-  const writer = new MigrationStreamWriter(
-    {
-      write: keep,
-      writeThen: (bytes, done) => {
-        keep(bytes);
-        done();
-      },
-    },
-    { pageEdit: reset },
-  );
-  await writer.header();
-  if (configuration.byteLength > 0) await writer.configuration(configuration);
-  await writer.ramStart(ram, reader.blocks);
-  await writer.beginRamPart(ram);
-  let pagesSent = await sendOtherBlocks(reader, writer, mapped);
-  pagesSent += await sendTables(reset, writer, mapped, image);
-  await writer.endRamSection();
-  await writer.beginRamEnd(ram);
-  await writer.endRamSection();
-  await writer.deviceState(device, { withVmdescription: true });
-  await writer.flush();
-  return { bytes: Buffer.concat(parts), pagesSent };
-}
-
-/** Every page of the blocks other than `mapped`, from verified chunks; returns the count. */
-async function sendOtherBlocks(
-  reader: CheckpointReader,
-  writer: MigrationStreamWriter,
-  mapped: number,
-): Promise<number> {
-  let sent = 0;
-  let cachedChunk = -1;
-  let cachedPages: Uint8Array[] = [];
-  for (const [b, block] of reader.blocks.entries()) {
-    if (b === mapped) continue;
-    const count = Math.ceil(block.lengthBytes / PAGE_SIZE_BYTES);
-    for (let p = 0; p < count; p++, sent++) {
-      const at = reader.pageKind(b, p);
-      if (at.kind === "zero") {
-        await writer.zeroPage(b, p, at.fill);
-        continue;
-      }
-      if (cachedChunk !== at.chunk) {
-        cachedPages = await reader.readChunk(at.chunk);
-        cachedChunk = at.chunk;
-      }
-      const page = cachedPages[at.slot];
-      if (page === undefined) throw new Error(`chunk ${at.chunk} has no slot ${at.slot}`);
-      await writer.page(b, p, page); // copied into the writer's batch
-    }
-  }
-  return sent;
-}
-
-/** The mapped block's proven page-table pages, read from the image; returns the count. */
-async function sendTables(
-  reset: AccessedBitsReset,
-  writer: MigrationStreamWriter,
-  mapped: number,
-  image: FileHandle,
-): Promise<number> {
-  const pages = reset.pagesOf(mapped);
-  const page = Buffer.alloc(PAGE_SIZE_BYTES);
-  for (const p of pages) {
-    const { bytesRead } = await image.read(page, 0, PAGE_SIZE_BYTES, p * PAGE_SIZE_BYTES);
-    if (bytesRead !== PAGE_SIZE_BYTES) throw new Error(`The RAM image ends before page ${p}`);
-    await writer.page(mapped, p, page); // the writer's pageEdit clears the Accessed bits
-  }
-  return pages.length;
 }

@@ -27,25 +27,21 @@ import { throwIfAborted } from "../abort.ts";
 import type { Manifest } from "../checkpoint/format/manifest.ts";
 import type { CheckpointReader, ChunkWorkers } from "../checkpoint/index.ts";
 import type { CheckpointStore } from "../checkpoint/store/store.ts";
-import { writeFully } from "../checkpoint/store/store-io.ts";
 import { NotFoundError } from "../errors.ts";
 import {
-  PAGE_SIZE_BYTES,
   RAM_IMAGE_REGION_BYTES,
   RAM_IMAGE_REGIONS_IN_FLIGHT,
   RAM_IMAGE_SUMS_BYTES_MAX,
   RAM_IMAGES_BYTES_MAX,
-  RESTORE_PROGRESS_EVERY_PAGES,
 } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import { checkpointIdentity } from "../store/identity.ts";
 import { ramImageDir, ramImagesRoot } from "../store/layout.ts";
 import { errorCode } from "../util/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
+import { writeBlockPages } from "./block-pages.ts";
 
 const SUMS_FORMAT = "snapwake-ram-image 1";
-/** Pages the build gathers into one write while their addresses run on (1 MiB). */
-const WRITE_RUN_PAGES = 256;
 
 /** What a RAM image is of: the checkpoint (by identity) and the block it maps. */
 export interface ImageKey {
@@ -196,7 +192,8 @@ export async function buildImage(
     const file = await open(tmp, "wx");
     try {
       await file.truncate(key.lengthBytes);
-      await writePages(file, source, key.lengthBytes, workers, signal);
+      const pages = { ...source, phase: "building the RAM image" };
+      await writeBlockPages(file, pages, key.lengthBytes, workers, signal);
     } finally {
       await file.close();
     }
@@ -230,49 +227,6 @@ export async function removeImage(home: string, name: string): Promise<void> {
 
 function regionCount(lengthBytes: number): number {
   return Math.ceil(lengthBytes / RAM_IMAGE_REGION_BYTES);
-}
-
-/** The block's pages written at their offsets, runs of adjacent pages in one write. */
-async function writePages(
-  file: Awaited<ReturnType<typeof open>>,
-  source: {
-    readonly reader: CheckpointReader;
-    readonly blockIndex: number;
-    readonly onProgress?: ProgressListener | undefined;
-  },
-  totalBytes: number,
-  workers: ChunkWorkers,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const { reader, blockIndex, onProgress } = source;
-  const run = Buffer.allocUnsafe(WRITE_RUN_PAGES * PAGE_SIZE_BYTES);
-  let first = -1;
-  let pages = 0;
-  let visited = 0;
-  const flush = async (): Promise<void> => {
-    if (pages === 0) return;
-    await writeFully(file, run, pages * PAGE_SIZE_BYTES, first * PAGE_SIZE_BYTES);
-    pages = 0;
-  };
-  const visit = async (block: number, page: number, data: Uint8Array | null, fill: number) => {
-    if (block !== blockIndex) return;
-    if (visited++ % RESTORE_PROGRESS_EVERY_PAGES === 0) {
-      const doneBytes = (visited - 1) * PAGE_SIZE_BYTES;
-      onProgress?.({ phase: "building the RAM image", doneBytes, totalBytes });
-    }
-    if (data === null && fill === 0) return; // zero: a hole
-    if (pages > 0 && (page !== first + pages || pages === WRITE_RUN_PAGES)) await flush();
-    if (pages === 0) {
-      throwIfAborted(signal);
-      first = page;
-    }
-    const at = pages * PAGE_SIZE_BYTES;
-    if (data === null) run.fill(fill, at, at + PAGE_SIZE_BYTES);
-    else run.set(data, at);
-    pages += 1;
-  };
-  await reader.forEachPage(visit, { workers });
-  await flush();
 }
 
 /** One BLAKE3 (hex) per region of `file` (at `path`), or "short" when it ends early. */
