@@ -330,6 +330,10 @@ export const STORE_THROTTLE_LATENCY_MS_MAX = 1000;
 export const CHUNK_WORKER_QUEUE_CHUNKS = 8;
 /** Chunk workers of an eager restore: they decode while this thread and QEMU move the bytes. */
 export const RESTORE_EAGER_WORKERS = 1;
+/** Chunk workers of an eager restore that writes guest RAM itself (ADR 0034). */
+export const RESTORE_EAGER_RAM_WORKERS = 2;
+/** How often an eager restore looks for QEMU's guest-RAM memfd while QEMU starts (ADR 0034). */
+export const QEMU_MEMFD_POLL_MS = 2;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
 /**

@@ -8,23 +8,35 @@
  * spawn, `migrate-incoming`, the wait for `completed`, the kill on failure) is
  * restoreByPrecopy's, which the mapped restore (mapped.ts) shares.
  *
+ * The main RAM block of an x86 `pc` or `q35` checkpoint does not go in the stream: QEMU backs
+ * it with a memfd, and this process writes the verified pages into that memfd while QEMU
+ * starts (guest-ram.ts, ADR 0034); the stream carries the rest (stream-beside-block.ts).
+ *
  * Invariants: the manifest, page map and device state are verified before any byte is sent to
  * QEMU, and a failure there kills the QEMU already started; every chunk is hash-checked before
- * any of its pages is sent, so a corrupt chunk stops the restore (QEMU is killed, its state dir
- * removed) and the guest never runs on a wrong page. The caller (restore.ts) holds the
- * checkpoint for reading, so the manifest QEMU started from is the one the reader opens.
+ * any of its pages is sent or written, so a corrupt chunk stops the restore (QEMU is killed,
+ * its state dir removed) and the guest never runs on a wrong page; QEMU gets no byte of the
+ * stream before every page of a memfd block is written, so it loads, and runs the guest, on
+ * complete RAM. The caller (restore.ts) holds the checkpoint for reading, so the manifest QEMU
+ * started from is the one the reader opens.
  */
 import type { Socket } from "node:net";
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
-import { RESTORE_EAGER_WORKERS } from "../limits.ts";
+import { RESTORE_EAGER_RAM_WORKERS, RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import type { DeviceState } from "../qemu/migration/index.ts";
+import { asError } from "../util/index.ts";
 import { killVm, type ManagedVm, QEMU_INCOMING_FD, type QemuInstall } from "../vm/index.ts";
+import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
-import { sendCheckpoint } from "./eager-send.ts";
+import type { BlockPagesWritten } from "./block-pages.ts";
+import { writeBlockPages } from "./block-pages.ts";
+import { pooledSocketSink, type SendCounts, sendCheckpoint } from "./eager-send.ts";
+import { findQemuMemfd, type MemfdSearch } from "./guest-ram.ts";
 import { incomingPair } from "./incoming.ts";
+import { streamBesideBlock } from "./stream-beside-block.ts";
 import { replayInfo } from "./stream-info.ts";
 import {
   type RestoredVm,
@@ -48,6 +60,12 @@ export interface EagerRestoreOptions {
    * (docs/accessed-bits.md). false sends every page exactly as stored.
    */
   readonly resetAccessedBits?: boolean;
+  /**
+   * Default true: an x86 `pc` or `q35` checkpoint's main RAM block is written by this process
+   * into QEMU's memfd (ADR 0034). false sends every page in QEMU's stream, as QEMU's own
+   * `-incoming` loads a saved stream.
+   */
+  readonly writeGuestRam?: boolean;
   readonly onProgress?: ProgressListener;
   /** Kills QEMU (the restore then fails and cleans up); restore.ts turns it into its reason. */
   readonly signal?: AbortSignal;
@@ -62,44 +80,59 @@ export interface EagerRestoreResult {
   readonly zeroPages: number;
   /** Migration stream bytes sent to QEMU. */
   readonly streamBytes: number;
+  /**
+   * How the main RAM block reached QEMU: written by this process into QEMU's memfd (x86 `pc`
+   * and `q35` checkpoints, ADR 0034), or in the stream (other machines).
+   */
+  readonly guestRam: "memfd" | "stream";
+  /** Why a `pc` or `q35` checkpoint's RAM went in the stream after all (QEMU's memfd out of
+   * reach); else null. */
+  readonly guestRamNote: string | null;
   readonly accessedBits: AccessedBitsResetReport;
 }
 
 /** Restores a checkpoint eagerly into a new managed VM, running as it was saved. */
 export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRestoreResult> {
   const started = performance.now();
-  // They load while QEMU starts, and decode chunks while this thread feeds QEMU.
-  const workers = ChunkWorkers.start(RESTORE_EAGER_WORKERS);
+  const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
+  const ramBlock =
+    opts.writeGuestRam === false
+      ? -1
+      : target.manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
+  // They load while QEMU starts, and decode chunks while this thread writes RAM or feeds QEMU.
+  const workers = ChunkWorkers.start(
+    ramBlock < 0 ? RESTORE_EAGER_WORKERS : RESTORE_EAGER_RAM_WORKERS,
+  );
   try {
-    return await restoreWith(opts, workers, started);
+    if (ramBlock < 0) return await restoreByStream(opts, workers, started, target);
+    return await restoreIntoMemfd(opts, workers, started, target, ramBlock);
   } finally {
     await workers.close();
   }
 }
 
-async function restoreWith(
+/** Every page in the stream: `writeGuestRam: false`, or a machine without a pc.ram block. */
+async function restoreByStream(
   opts: EagerRestoreOptions,
   workers: ChunkWorkers,
   started: number,
+  target: TargetCheckpoint,
 ): Promise<EagerRestoreResult> {
-  const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below, after QEMU's spawn
   try {
-    const { vm, sent } = await restoreByPrecopy(opts, target, undefined, async (socket) => {
-      const { reader, device, reset } = await opening;
-      const counts = await sendCheckpoint(reader, socket, device, {
-        workers,
-        pageEdit: reset,
-        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-      });
-      return { guestRunning: replayInfo(reader).guestRunning, sent: counts };
+    const { vm, sent } = await restoreByPrecopy(opts, target, {}, async (socket) => {
+      const opened = await opening;
+      const counts = await sendAll(socket, opened, workers, opts.onProgress);
+      return { guestRunning: replayInfo(opened.reader).guestRunning, sent: counts };
     });
     return {
       vm,
       mode: "eager",
       wallMs: performance.now() - started,
       ...sent,
+      guestRam: "stream",
+      guestRamNote: null,
       accessedBits: (await opening).reset.report(),
     };
   } finally {
@@ -111,8 +144,112 @@ async function restoreWith(
 }
 
 /**
+ * Block `ramBlock` written into QEMU's memfd (guest-ram.ts, ADR 0034) from the moment QEMU has
+ * made it, then the stream beside it: QEMU loads that only once every page of the block is in.
+ * A memfd out of this process's reach (a QEMU wrapper that does not exec it, another user's
+ * QEMU) is not an error: nothing was written, and every page goes in the stream instead.
+ */
+async function restoreIntoMemfd(
+  opts: EagerRestoreOptions,
+  workers: ChunkWorkers,
+  started: number,
+  target: TargetCheckpoint,
+  ramBlock: number,
+): Promise<EagerRestoreResult> {
+  const lengthBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
+  const opening = openCheckpoint(opts);
+  opening.catch(() => undefined); // awaited below
+  // A failed restore stops the writes at once rather than let them fill a memfd nobody runs.
+  const failed = new AbortController();
+  const signal = anySignal(failed.signal, opts.signal);
+  const ram: { search?: MemfdSearch; writing?: Promise<BlockPagesWritten> } = {};
+  const onSpawn = (pid: number): void => {
+    const search = findQemuMemfd(pid, lengthBytes, signal);
+    const source = { blockIndex: ramBlock, onProgress: opts.onProgress, phase: RAM_PHASE };
+    ram.search = search;
+    ram.writing = Promise.all([search.found, opening]).then(([file, { reader }]) =>
+      writeBlockPages(file, { ...source, reader }, lengthBytes, workers, signal),
+    );
+    ram.writing.catch(() => undefined); // awaited below
+  };
+  const feed = async (socket: Socket): Promise<{ guestRunning: boolean; sent: RamSent }> => {
+    const { search, writing } = ram;
+    if (search === undefined || writing === undefined) throw new Error("QEMU was not spawned");
+    search.qemuUp();
+    const file = await search.found.catch((error: unknown) => {
+      if (signal.aborted) throw error;
+      return asError(error).message; // out of reach: no page was written
+    });
+    const opened = await opening;
+    const guestRunning = replayInfo(opened.reader).guestRunning;
+    if (typeof file === "string") {
+      const counts = await sendAll(socket, opened, workers, opts.onProgress);
+      return { guestRunning, sent: { ...counts, guestRam: "stream", guestRamNote: file } };
+    }
+    const written = await writing;
+    const stream = await streamBesideBlock(opened, ramBlock, file);
+    await pooledSocketSink(socket).write(stream.bytes);
+    socket.end();
+    const sent: RamSent = {
+      dataPages: written.dataPages + stream.others.dataPages,
+      zeroPages: written.zeroPages + stream.others.zeroPages,
+      streamBytes: stream.bytes.byteLength,
+      guestRam: "memfd",
+      guestRamNote: null,
+    };
+    return { guestRunning, sent };
+  };
+  const ramMemfd = { id: PC_RAM_BLOCK, sizeBytes: lengthBytes };
+  try {
+    const { vm, sent } = await restoreByPrecopy(opts, target, { ramMemfd, onSpawn }, feed);
+    return {
+      vm,
+      mode: "eager",
+      wallMs: performance.now() - started,
+      ...sent,
+      accessedBits: (await opening).reset.report(),
+    };
+  } finally {
+    failed.abort(new Error("the eager restore ended"));
+    ram.search?.stop();
+    await ram.writing?.catch(() => undefined); // no write may be in flight once it closes
+    await ram.search?.found.then(
+      (file) => file.close(),
+      () => undefined,
+    );
+    await opening.then(
+      ({ reader }) => reader.close(),
+      () => undefined,
+    );
+  }
+}
+
+type RamSent = SendCounts & Pick<EagerRestoreResult, "guestRam" | "guestRamNote">;
+
+/** Every page of the checkpoint on `socket`, then its end. */
+function sendAll(
+  socket: Socket,
+  { reader, device, reset }: Opened,
+  workers: ChunkWorkers,
+  onProgress: ProgressListener | undefined,
+): Promise<SendCounts> {
+  return sendCheckpoint(reader, socket, device, {
+    workers,
+    pageEdit: reset,
+    ...(onProgress === undefined ? {} : { onProgress }),
+  });
+}
+
+/** The progress phase while an eager restore writes the guest's RAM. */
+const RAM_PHASE = "writing guest RAM";
+
+function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
+  return b === undefined ? a : AbortSignal.any([a, b]);
+}
+
+/**
  * A restore target fed one precopy stream over the loopback pair (ADR 0030), for eager and
- * mapped restores: QEMU started from `target` with its end as fd 3 (and `ramFile`), then
+ * mapped restores: QEMU started from `target` with its end as fd 3 (and `how`), then
  * `migrate-incoming fd:3`; `feed` writes the stream on our end and ends it; then QEMU's
  * `completed`, and a guest saved running runs. Any failure, `feed`'s included, destroys our end
  * first (QEMU's reset then has no socket to reach) and kills QEMU.
@@ -120,7 +257,7 @@ async function restoreWith(
 export async function restoreByPrecopy<T>(
   opts: Pick<EagerRestoreOptions, "home" | "vmName" | "qemu" | "signal">,
   target: TargetCheckpoint,
-  ramFile: TargetOptions["ramFile"],
+  how: Pick<TargetOptions, "ramFile" | "ramMemfd" | "onSpawn">,
   feed: (socket: Socket) => Promise<{ readonly guestRunning: boolean; readonly sent: T }>,
 ): Promise<{ vm: RestoredVm; sent: T }> {
   const pair = await incomingPair();
@@ -130,7 +267,7 @@ export async function restoreByPrecopy<T>(
       qemu: opts.qemu,
       signal: opts.signal,
       incomingSocket: pair.qemuEnd,
-      ...(ramFile === undefined ? {} : { ramFile }),
+      ...how,
     });
   } catch (error) {
     pair.ours.destroy();

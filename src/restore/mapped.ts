@@ -183,7 +183,7 @@ async function restoreOn(
   const { sums } = image;
   const ramFile = { id: sums.block, sizeBytes: sums.lengthBytes, fd: image.file.fd };
   try {
-    const { vm, sent } = await restoreByPrecopy(opts, target, ramFile, async (socket) => {
+    const { vm, sent } = await restoreByPrecopy(opts, target, { ramFile }, async (socket) => {
       // QEMU waits on its end of the socket: no byte goes there before the check passed.
       const stream = await streaming;
       const problem = await checking;

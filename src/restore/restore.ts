@@ -46,6 +46,8 @@ export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
    * preference order). Refused with eager, mapped and lazy, and when the checkpoint has none.
    */
   readonly workingSetKind?: WorkingSetSource;
+  /** As EagerRestoreOptions.writeGuestRam; refused with the other modes. */
+  readonly writeGuestRam?: boolean;
 };
 
 /**
@@ -114,6 +116,9 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
     throw new UsageError(
       `A ${opts.workingSetKind} working set prefetches in partial and auto restores, not ${mode}`,
     );
+  }
+  if (opts.writeGuestRam !== undefined && mode !== "eager") {
+    throw new UsageError(`writeGuestRam is an eager restore's choice, not ${mode}'s`);
   }
   switch (mode) {
     case "eager":

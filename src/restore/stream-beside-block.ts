@@ -15,6 +15,14 @@ import type { AccessedBitsReset } from "../wss/index.ts";
 import type { Opened } from "./eager.ts";
 import { replayInfo } from "./stream-info.ts";
 
+export interface StreamBesideBlock {
+  readonly bytes: Uint8Array;
+  /** Pages in the stream: the other blocks' and the page tables. */
+  readonly pagesSent: number;
+  /** The other blocks' pages: with data, and zero (or one fill byte). */
+  readonly others: { readonly dataPages: number; readonly zeroPages: number };
+}
+
 /**
  * The stream beside block `mapped`, in memory (~1 MiB): header, configuration, every RAM
  * block's START, the pages of the other blocks, block `mapped`'s proven page tables (read from
@@ -25,7 +33,7 @@ export async function streamBesideBlock(
   opened: Opened,
   mapped: number,
   image: FileHandle,
-): Promise<{ bytes: Uint8Array; pagesSent: number }> {
+): Promise<StreamBesideBlock> {
   const { reader, device, reset } = opened;
   const { configuration, ram } = replayInfo(reader);
   const parts: Uint8Array[] = [];
@@ -46,23 +54,25 @@ export async function streamBesideBlock(
   if (configuration.byteLength > 0) await writer.configuration(configuration);
   await writer.ramStart(ram, reader.blocks);
   await writer.beginRamPart(ram);
-  let pagesSent = await sendOtherBlocks(reader, writer, mapped);
-  pagesSent += await sendTables(reset, writer, mapped, image);
+  const others = await sendOtherBlocks(reader, writer, mapped);
+  const tablePages = await sendTables(reset, writer, mapped, image);
   await writer.endRamSection();
   await writer.beginRamEnd(ram);
   await writer.endRamSection();
   await writer.deviceState(device, { withVmdescription: true });
   await writer.flush();
-  return { bytes: Buffer.concat(parts), pagesSent };
+  const pagesSent = others.dataPages + others.zeroPages + tablePages;
+  return { bytes: Buffer.concat(parts), pagesSent, others };
 }
 
-/** Every page of the blocks other than `mapped`, from verified chunks; returns the count. */
+/** Every page of the blocks other than `mapped`, from verified chunks; returns the counts. */
 async function sendOtherBlocks(
   reader: CheckpointReader,
   writer: MigrationStreamWriter,
   mapped: number,
-): Promise<number> {
+): Promise<StreamBesideBlock["others"]> {
   let sent = 0;
+  let zeroPages = 0;
   let cachedChunk = -1;
   let cachedPages: Uint8Array[] = [];
   for (const [b, block] of reader.blocks.entries()) {
@@ -72,6 +82,7 @@ async function sendOtherBlocks(
       const at = reader.pageKind(b, p);
       if (at.kind === "zero") {
         await writer.zeroPage(b, p, at.fill);
+        zeroPages += 1;
         continue;
       }
       if (cachedChunk !== at.chunk) {
@@ -83,7 +94,7 @@ async function sendOtherBlocks(
       await writer.page(b, p, page); // copied into the writer's batch
     }
   }
-  return sent;
+  return { dataPages: sent - zeroPages, zeroPages };
 }
 
 /** The mapped block's proven page-table pages, read from the image; returns the count. */

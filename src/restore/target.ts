@@ -80,12 +80,14 @@ export interface LaunchedRestore {
 export interface TargetOptions {
   readonly qemu?: QemuInstall | undefined;
   readonly signal?: AbortSignal | undefined;
-  /** Called once QEMU is exec'd, before its QMP is up. */
-  readonly onSpawn?: () => void;
+  /** Called once QEMU is exec'd (its pid), before its QMP is up. */
+  readonly onSpawn?: (pid: number) => void;
   /** Goes to QEMU as its fd 3 (an eager or mapped restore's stream, ADR 0030). */
   readonly incomingSocket?: Socket;
   /** The guest's RAM mapped from this open file (a mapped restore, ADR 0032). */
   readonly ramFile?: StartVmOptions["ramFile"];
+  /** The guest's RAM in a memfd QEMU makes, which an eager restore fills (ADR 0034). */
+  readonly ramMemfd?: StartVmOptions["ramMemfd"];
 }
 
 /**
@@ -113,7 +115,7 @@ export async function startRestoreTarget(
   const { qemu, signal, onSpawn } = opts;
   throwIfAborted(signal);
   const target = await launchTarget(start, home, reader, vmName, qemu, opts);
-  onSpawn?.();
+  onSpawn?.(target.launched.pid);
   try {
     const vm = await explainStart(home, reader, target.install, target.machine, () =>
       target.launched.connect(),
@@ -211,7 +213,7 @@ async function launchTarget(
   checkpoint: TargetCheckpoint,
   vmName: string | undefined,
   qemu?: QemuInstall,
-  how: Pick<TargetOptions, "incomingSocket" | "ramFile"> = {},
+  how: Pick<TargetOptions, "incomingSocket" | "ramFile" | "ramMemfd"> = {},
 ) {
   const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
   await checkMachineType(home, checkpoint, install, machine); // before any overlay or QEMU
@@ -228,6 +230,7 @@ async function launchTarget(
       paused: start === "postcopy",
       ...(how.incomingSocket === undefined ? {} : { incomingSocket: how.incomingSocket }),
       ...(how.ramFile === undefined ? {} : { ramFile: how.ramFile }),
+      ...(how.ramMemfd === undefined ? {} : { ramMemfd: how.ramMemfd }),
     });
   } catch (error) {
     await discard();

@@ -147,3 +147,13 @@ test("a RAM file maps the machine's RAM block from it, private, right after -m",
   ]);
   assert.ok(!buildQemuArgs(FULL, { stateDir: "/h/vms/web-1" }).includes("-object"));
 });
+
+test("a RAM memfd is QEMU's own, shared so that what a restore writes there is the guest's", () => {
+  const ramMemfd = { id: "pc.ram", sizeBytes: 256 * 2 ** 20 };
+  const args = buildQemuArgs(FULL, { stateDir: "/h/vms/web-1", ramMemfd });
+  const at = args.indexOf("-object");
+  assert.deepEqual(args.slice(at, at + 4), [
+    ...["-object", "memory-backend-memfd,id=pc.ram,size=268435456,share=on"],
+    ...["-machine", "memory-backend=pc.ram"],
+  ]);
+});

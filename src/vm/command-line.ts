@@ -23,6 +23,8 @@ export interface QemuRuntime {
   qemu?: QemuInstall;
   /** The guest's RAM mapped copy-on-write from a file (a mapped restore, ADR 0032). */
   ramFile?: RamFile;
+  /** The guest's RAM in a memfd QEMU makes, filled by an eager restore (ADR 0034). */
+  ramMemfd?: RamMemfd;
 }
 
 /**
@@ -35,6 +37,19 @@ export interface RamFile {
   readonly path: string;
   readonly sizeBytes: number;
 }
+
+/**
+ * Guest RAM in a memfd QEMU creates and maps shared (memory-backend-memfd, share=on), which a
+ * restore opens through /proc and writes before QEMU loads its stream (restore/guest-ram.ts).
+ * `id` names the RAM block, as in RamFile.
+ */
+export interface RamMemfd {
+  readonly id: string;
+  readonly sizeBytes: number;
+}
+
+/** The name QEMU gives a memory-backend-memfd's memfd: /proc shows `/memfd:<it> (deleted)`. */
+export const QEMU_MEMFD_NAME = "memory-backend-memfd";
 
 /** The QEMU for a VM: the runtime's choice, else the spec's, else the system one on PATH. */
 export function qemuFor(spec: VmSpec, runtime: { qemu?: QemuInstall }): QemuInstall {
@@ -82,6 +97,15 @@ function ramFileArgs(f: RamFile): string[] {
   ];
 }
 
+function ramMemfdArgs(m: RamMemfd): string[] {
+  return [
+    "-object",
+    `memory-backend-memfd,id=${optionValue(m.id)},size=${m.sizeBytes},share=on`,
+    "-machine",
+    `memory-backend=${optionValue(m.id)}`,
+  ];
+}
+
 /** QEMU's argv (without the binary) for `spec`, with its state files under `runtime.stateDir`. */
 export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   if (!isAbsolute(runtime.stateDir)) {
@@ -94,6 +118,7 @@ export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   args.push("-machine", `${spec.machine},accel=${spec.accel}`);
   args.push("-m", `${spec.memoryMiB}M`, "-smp", String(spec.smp));
   if (runtime.ramFile !== undefined) args.push(...ramFileArgs(runtime.ramFile));
+  if (runtime.ramMemfd !== undefined) args.push(...ramMemfdArgs(runtime.ramMemfd));
   if (spec.cpu !== undefined) args.push("-cpu", spec.cpu);
   args.push("-nodefaults", "-no-user-config", "-display", "none");
   if (spec.kernel !== undefined) args.push("-kernel", spec.kernel);

@@ -2,9 +2,11 @@
 export {
   buildQemuArgs,
   QEMU_BINARY_DEFAULT,
+  QEMU_MEMFD_NAME,
   type QemuRuntime,
   qemuFor,
   type RamFile,
+  type RamMemfd,
   resolveQemuBinary,
 } from "./command-line.ts";
 export { attachStartingVm, killVm, openVm, stopVm } from "./control.ts";

@@ -17,6 +17,7 @@ import {
   type QemuRuntime,
   qemuFor,
   type RamFile,
+  type RamMemfd,
   resolveQemuBinary,
 } from "./command-line.ts";
 import { readPidFile, signalProcess, stuckError, waitForQemuExit } from "./process.ts";
@@ -79,6 +80,8 @@ export interface StartVmOptions {
    * its QEMU_RAM_FILE_FD and maps that inode, not whatever a path names by then.
    */
   ramFile?: Omit<RamFile, "path"> & { readonly fd: number };
+  /** The guest's RAM in a memfd QEMU makes (an eager restore, ADR 0034). */
+  ramMemfd?: RamMemfd;
 }
 
 /**
@@ -138,6 +141,7 @@ export async function launchVm(
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
     ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
+    ...(options.ramMemfd === undefined ? {} : { ramMemfd: options.ramMemfd }),
     ...(options.ramFile === undefined
       ? {}
       : {

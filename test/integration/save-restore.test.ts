@@ -2,8 +2,10 @@
  * Real QEMU, real guest: save a running test guest under load (its hot writer rewrites
  * 1000 pages/s through the live save), kill it, restore the checkpoint eagerly, lazily and
  * partially (from the write set the live save kept), and let the guest verify every page it
- * owns and every file it cached after each. Then the failure paths: a corrupt checkpoint
- * starts no guest; QEMU killed mid-save lists no checkpoint and leaves no temp file.
+ * owns and every file it cached after each (eagerly twice: the RAM written into QEMU's memfd,
+ * and all of it through QEMU's stream). QEMU waiting for a stream has put nothing into that
+ * memfd. Then the failure paths: a corrupt checkpoint starts no guest; QEMU killed mid-save
+ * lists no checkpoint and leaves no temp file.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
@@ -12,13 +14,19 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointStore } from "../../src/checkpoint/index.ts";
 import { InvalidCheckpointError, QemuError } from "../../src/errors.ts";
+import { findQemuMemfd } from "../../src/restore/guest-ram.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { tempDir } from "../../src/store/layout.ts";
-import { killVm, listVms, stopVm } from "../../src/vm/index.ts";
+import { killVm, listVms, startVm, stopVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { corruptOneChunk } from "../support/corrupt.ts";
-import { bootTestGuest, connectAgent, waitForMoreRewrites } from "../support/test-guest.ts";
+import {
+  bootTestGuest,
+  connectAgent,
+  testGuestSpec,
+  waitForMoreRewrites,
+} from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
 
@@ -56,6 +64,9 @@ test("save, kill, eager restore: the guest verifies all its memory and files and
     vmName: "guest-a2",
     mode: "eager",
   });
+  assert.equal(restored.guestRam, "memfd", "this process wrote the guest's RAM (ADR 0034)");
+  assert.equal(restored.guestRamNote, null);
+  assert.ok(restored.streamBytes < 8 * 2 ** 20, `the stream is small: ${restored.streamBytes}`);
   const back = await connectAgent(restored.vm);
   try {
     const verify = await back.verify({ timeoutMs: 120_000 });
@@ -137,13 +148,45 @@ test("a non-live save pauses the guest only while QEMU spools; its checkpoint re
     checkpoint: "guest-s@1",
     vmName: "guest-s2",
     mode: "eager",
+    writeGuestRam: false, // every page through QEMU's stream, as before ADR 0034
   });
+  assert.equal(restored.guestRam, "stream");
+  assert.ok(restored.streamBytes > 96 * 2 ** 20, `every page was sent: ${restored.streamBytes}`);
   const back = await connectAgent(restored.vm);
   try {
     assert.equal((await back.verify({ timeoutMs: 120_000 })).bad, 0);
   } finally {
     back.close();
     await stopVm(home, restored.vm.name);
+  }
+});
+
+test("QEMU waiting for its stream has written nothing into the guest-RAM memfd a restore fills", async () => {
+  // An eager restore leaves zero pages as holes and writes the rest while QEMU starts: that is
+  // sound only while QEMU itself puts no byte into that RAM before it loads a stream.
+  const sizeBytes = GUEST.memoryMiB * 2 ** 20;
+  const spec = testGuestSpec({ name: "guest-z", ...GUEST });
+  const ramMemfd = { id: "pc.ram", sizeBytes };
+  const vm = await startVm(home, spec, { incoming: "defer", paused: true, ramMemfd });
+  try {
+    const search = findQemuMemfd(vm.pid, sizeBytes);
+    search.qemuUp();
+    const file = await search.found;
+    try {
+      const region = Buffer.alloc(2 * 2 ** 20);
+      for (let at = 0; at < sizeBytes; at += region.byteLength) {
+        const { bytesRead } = await file.read(region, 0, region.byteLength, at);
+        assert.equal(bytesRead, region.byteLength);
+        assert.ok(
+          region.every((b) => b === 0),
+          `QEMU wrote into its RAM at ${at}`,
+        );
+      }
+    } finally {
+      await file.close();
+    }
+  } finally {
+    await killVm(home, vm);
   }
 });
 

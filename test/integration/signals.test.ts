@@ -156,7 +156,7 @@ test("a save interrupted in the pre-switchover pause resumes the guest; its disk
   }
 });
 
-test("a restore interrupted while QEMU loads its pages stops QEMU and adds no VM", async () => {
+test("a restore interrupted while it writes the guest's RAM stops QEMU and adds no VM", async () => {
   const { vm, agent } = await bootTestGuest(home, { name: "sig-c", ...GUEST });
   agent.close();
   await save({ home, vm, name: "sig-c@1", after: "stop" });
@@ -169,13 +169,13 @@ test("a restore interrupted while QEMU loads its pages stops QEMU and adds no VM
       mode: "eager",
       signal: controller.signal,
       onProgress: (p) => {
-        if (p.phase === "sending" && p.doneBytes > 0)
+        if (p.phase === "writing guest RAM" && p.doneBytes > 0)
           controller.abort(new InterruptedError("test interrupt", "SIGTERM"));
       },
     }),
     InterruptedError,
   );
-  assert.ok(controller.signal.aborted, "the restore was sending pages when interrupted");
+  assert.ok(controller.signal.aborted, "the restore was writing RAM when interrupted");
   const names = (await listVms(home)).map((v) => v.name);
   assert.ok(!names.includes("sig-c2"), `no VM is registered: ${names}`);
   assert.deepEqual(await readdir(vmDir(home, "sig-c2")).catch(() => "gone"), "gone");

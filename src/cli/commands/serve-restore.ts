@@ -29,7 +29,13 @@ export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
     ctx.done();
     const seconds = (result.wallMs / 1000).toFixed(2);
     const line = `restored "${p.arg(0)}" as VM "${result.vm.name}" (${mode}) in ${seconds} s`;
-    ctx.result(result, "image" in result ? `${line}\n  ${imageLine(result.image)}` : line);
+    const note =
+      result.mode === "mapped"
+        ? imageLine(result.image)
+        : result.mode === "eager"
+          ? streamedLine(result.guestRamNote)
+          : null;
+    ctx.result(result, note === null ? line : `${line}\n  ${note}`);
     return;
   }
   const running = await restore({ ...restoreArgs(ctx, p), mode });
@@ -39,6 +45,13 @@ export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
     { ...describeRunning(running), fill: withoutTrace(report) },
     `${humanLine(p.arg(0), describeRunning(running))}\n${humanFill(report)}`,
   );
+}
+
+/** Why an eager restore streamed a pc or q35 checkpoint's RAM instead of writing it (ADR 0034). */
+function streamedLine(note: string | null): string | null {
+  return note === null
+    ? null
+    : `its RAM went through QEMU's stream, as QEMU's own loads it: ${note}`;
 }
 
 /** Hidden: the detached page server of `restore` without --wait (src/restore/detached.ts). */

@@ -1,0 +1,103 @@
+/**
+ * The guest RAM an eager restore writes itself (ADR 0034). QEMU backs the checkpoint's main RAM
+ * block with a memfd of its own (memory-backend-memfd, share=on); this process finds that
+ * memfd among QEMU's descriptors as soon as QEMU has made it, opens it through
+ * `/proc/<pid>/fd`, and writes the verified pages into it with pwrite(2) while QEMU starts.
+ * QEMU's stream then carries no page of that block.
+ *
+ * Why: QEMU loads a page by copying it into fresh anonymous memory, and every first touch of
+ * such memory by a copy in user space is a page fault, which costs ~11 µs per 4 KiB on these
+ * hosts; pwrite(2) into a memfd allocates and fills the same pages in the kernel, ~6× cheaper
+ * (ADR 0034 has the measurements).
+ *
+ * Invariants: only a child of this process is searched (its pid cannot be reused before this
+ * process reaps it); the memfd found is the only one of its name and exactly the block's
+ * length, or the search fails; a QEMU that exits, or is up without such a memfd, fails the
+ * search with a message instead of leaving it waiting.
+ */
+import { type FileHandle, open, readdir, readlink } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { abortError } from "../abort.ts";
+import { QEMU_MEMFD_POLL_MS } from "../limits.ts";
+import { errorCode } from "../util/index.ts";
+import { QEMU_MEMFD_NAME } from "../vm/index.ts";
+
+/** A search for QEMU's memfd, begun once QEMU was spawned. */
+export interface MemfdSearch {
+  /** The memfd, open for reading and writing; rejects as the class comment says. */
+  readonly found: Promise<FileHandle>;
+  /** QEMU's QMP is up, so its machine, and the memfd, exist: one more look, then fail. */
+  qemuUp(): void;
+  /** Ends a search still looking (the restore failed): `found` rejects. */
+  stop(): void;
+}
+
+/** Looks for QEMU `pid`'s memfd of `lengthBytes` every QEMU_MEMFD_POLL_MS. */
+export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSignal): MemfdSearch {
+  let up = false;
+  let stopped = false;
+  const search = async (): Promise<FileHandle> => {
+    for (;;) {
+      const lastLook = up;
+      if (signal?.aborted) throw abortError(signal);
+      if (stopped) throw new Error("The search for QEMU's guest RAM was stopped");
+      const fd = await memfdOf(pid);
+      if (fd !== null) return openMemfd(pid, fd, lengthBytes);
+      if (lastLook) {
+        throw new Error(
+          `QEMU (pid ${pid}) started without a ${QEMU_MEMFD_NAME} memfd for the guest's RAM: ` +
+            "this QEMU names it otherwise; restore with --mode lazy or mapped",
+        );
+      }
+      await sleep(QEMU_MEMFD_POLL_MS);
+    }
+  };
+  const found = search();
+  found.catch(() => undefined); // the caller awaits it, or drops it with the failed restore
+  return {
+    found,
+    qemuUp: () => {
+      up = true;
+    },
+    stop: () => {
+      stopped = true;
+    },
+  };
+}
+
+/** The descriptor number of QEMU's memfd, or null while it has none yet. */
+async function memfdOf(pid: number): Promise<string | null> {
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch (error) {
+    if (errorCode(error) !== "ENOENT") throw error;
+    throw new Error(`QEMU (pid ${pid}) exited before it made the guest's RAM`);
+  }
+  const named: string[] = [];
+  const prefix = `/memfd:${QEMU_MEMFD_NAME} `;
+  for (const fd of fds) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ""); // closed meanwhile
+    if (link.startsWith(prefix)) named.push(fd);
+  }
+  if (named.length > 1) {
+    throw new Error(`QEMU (pid ${pid}) has ${named.length} ${QEMU_MEMFD_NAME} memfds, not one`);
+  }
+  return named[0] ?? null;
+}
+
+async function openMemfd(pid: number, fd: string, lengthBytes: number): Promise<FileHandle> {
+  const file = await open(`/proc/${pid}/fd/${fd}`, "r+");
+  try {
+    const { size } = await file.stat();
+    if (size !== lengthBytes) {
+      throw new Error(
+        `QEMU's guest RAM memfd has ${size} bytes, the checkpoint's block ${lengthBytes}`,
+      );
+    }
+    return file;
+  } catch (error) {
+    await file.close();
+    throw error;
+  }
+}
