@@ -135,6 +135,7 @@ test(
       mode: "eager",
     });
     assert.deepEqual(await wrapperRuns(), ["query", "vm"], "asked once, before the VM's QEMU");
+    assert.equal(eager.guestRam, "memfd", "7.2's memfd took the RAM (ADR 0034)");
     await verifyRestored(eager.vm);
     const lazy = await restore({
       home,
