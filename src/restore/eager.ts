@@ -34,7 +34,7 @@ import { resetFor } from "./accessed-bits.ts";
 import type { BlockPagesWritten } from "./block-pages.ts";
 import { writeBlockPages } from "./block-pages.ts";
 import { pooledSocketSink, type SendCounts, sendCheckpoint } from "./eager-send.ts";
-import { findQemuMemfd, type MemfdSearch } from "./guest-ram.ts";
+import { findQemuMemfd, type MemfdSearch, memfdRefusal } from "./guest-ram.ts";
 import { incomingPair } from "./incoming.ts";
 import { streamBesideBlock } from "./stream-beside-block.ts";
 import { replayInfo } from "./stream-info.ts";
@@ -85,8 +85,10 @@ export interface EagerRestoreResult {
    * and `q35` checkpoints, ADR 0034), or in the stream (other machines).
    */
   readonly guestRam: "memfd" | "stream";
-  /** Why a `pc` or `q35` checkpoint's RAM went in the stream after all (QEMU's memfd out of
-   * reach); else null. */
+  /**
+   * Why a `pc` or `q35` checkpoint's RAM went in the stream after all (QEMU's memfd out of
+   * reach, or the spec's extra arguments set memory up); else null.
+   */
   readonly guestRamNote: string | null;
   readonly accessedBits: AccessedBitsResetReport;
 }
@@ -95,8 +97,9 @@ export interface EagerRestoreResult {
 export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRestoreResult> {
   const started = performance.now();
   const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
+  const refusal = memfdRefusal(target.manifest.vm);
   const ramBlock =
-    opts.writeGuestRam === false
+    opts.writeGuestRam === false || refusal !== null
       ? -1
       : target.manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
   // They load while QEMU starts, and decode chunks while this thread writes RAM or feeds QEMU.
@@ -104,19 +107,23 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
     ramBlock < 0 ? RESTORE_EAGER_WORKERS : RESTORE_EAGER_RAM_WORKERS,
   );
   try {
-    if (ramBlock < 0) return await restoreByStream(opts, workers, started, target);
+    if (ramBlock < 0) return await restoreByStream(opts, workers, started, target, refusal);
     return await restoreIntoMemfd(opts, workers, started, target, ramBlock);
   } finally {
     await workers.close();
   }
 }
 
-/** Every page in the stream: `writeGuestRam: false`, or a machine without a pc.ram block. */
+/**
+ * Every page in the stream: `writeGuestRam: false`, a machine without a pc.ram block, or a
+ * spec whose extra arguments handle memory themselves (`refusal`, then the result's note).
+ */
 async function restoreByStream(
   opts: EagerRestoreOptions,
   workers: ChunkWorkers,
   started: number,
   target: TargetCheckpoint,
+  refusal: string | null,
 ): Promise<EagerRestoreResult> {
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below, after QEMU's spawn
@@ -132,7 +139,7 @@ async function restoreByStream(
       wallMs: performance.now() - started,
       ...sent,
       guestRam: "stream",
-      guestRamNote: null,
+      guestRamNote: refusal,
       accessedBits: (await opening).reset.report(),
     };
   } finally {

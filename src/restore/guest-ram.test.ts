@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { test } from "node:test";
-import { findQemuMemfd } from "./guest-ram.ts";
+import { findQemuMemfd, memfdRefusal } from "./guest-ram.ts";
 
 test("a process without the memfd fails the search once QEMU is said to be up, not before", async () => {
   const child = spawn("sleep", ["30"], { stdio: "ignore" });
@@ -55,5 +55,21 @@ test("an aborted restore's search rejects with the abort's reason", async () => 
     await assert.rejects(search.found, (e) => e === reason);
   } finally {
     sleeper.kill("SIGKILL");
+  }
+});
+
+test("a spec whose extra arguments set up guest memory keeps its RAM out of a memfd", () => {
+  assert.equal(memfdRefusal({ extraArgs: [] }), null);
+  assert.equal(memfdRefusal({ extraArgs: ["-device", "virtio-rng-pci"] }), null);
+  assert.equal(memfdRefusal(undefined), null);
+  for (const arg of [
+    "memory-backend-file,id=m0,size=1G,mem-path=/dev/hugepages",
+    "-numa",
+    "node,memdev=m0",
+    "loader,file=/tmp/blob,addr=0x100000",
+    "-mem-prealloc",
+  ]) {
+    const why = memfdRefusal({ extraArgs: ["-object", arg] });
+    assert.ok(why?.includes(arg), `${arg}: ${why}`);
   }
 });

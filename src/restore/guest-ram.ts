@@ -22,6 +22,23 @@ import { QEMU_MEMFD_POLL_MS } from "../limits.ts";
 import { errorCode } from "../util/index.ts";
 import { QEMU_MEMFD_NAME } from "../vm/index.ts";
 
+/** Extra QEMU arguments that set up, or write, guest memory themselves. */
+const MEMORY_ARGUMENT = /memory-backend|memdev|mem-path|mem-prealloc|^-numa$|loader/;
+
+/**
+ * Why a VM spec's RAM cannot be a memfd this process fills, or null: its `extraArgs` (the
+ * escape hatch, appended to QEMU's command line) choose a memory backend, NUMA nodes or a
+ * loader that writes into RAM at reset. Such a VM restores through the stream, as QEMU's own
+ * `-incoming` would restore it.
+ */
+export function memfdRefusal(recordedSpec: unknown): string | null {
+  const extra = (recordedSpec as { extraArgs?: unknown } | null)?.extraArgs;
+  if (!Array.isArray(extra)) return null;
+  const arg = extra.find((a): a is string => typeof a === "string" && MEMORY_ARGUMENT.test(a));
+  if (arg === undefined) return null;
+  return `the VM spec's extra arguments set up guest memory themselves ("${arg}")`;
+}
+
 /** A search for QEMU's memfd, begun once QEMU was spawned. */
 export interface MemfdSearch {
   /** The memfd, open for reading and writing; rejects as the class comment says. */
