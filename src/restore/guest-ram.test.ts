@@ -24,7 +24,7 @@ test("a process without the memfd fails the search once QEMU is said to be up, n
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(settled, false, "the search waits while QEMU starts");
     search.qemuUp();
-    await assert.rejects(search.found, /without a memory-backend-memfd memfd/);
+    await assert.rejects(search.found, /is up without a memory-backend-memfd memfd/);
   } finally {
     child.kill("SIGKILL");
   }

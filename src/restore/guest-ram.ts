@@ -41,7 +41,7 @@ export function memfdRefusal(recordedSpec: unknown): string | null {
 
 /** A search for QEMU's memfd, begun once QEMU was spawned. */
 export interface MemfdSearch {
-  /** The memfd, open for reading and writing; rejects as the class comment says. */
+  /** The memfd, open for reading and writing; rejects as the module comment says. */
   readonly found: Promise<FileHandle>;
   /** QEMU's QMP is up, so its machine, and the memfd, exist: one more look, then fail. */
   qemuUp(): void;
@@ -62,8 +62,8 @@ export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSi
       if (fd !== null) return openMemfd(pid, fd, lengthBytes);
       if (lastLook) {
         throw new Error(
-          `QEMU (pid ${pid}) started without a ${QEMU_MEMFD_NAME} memfd for the guest's RAM: ` +
-            "this QEMU names it otherwise; restore with --mode lazy or mapped",
+          `QEMU (pid ${pid}) is up without a ${QEMU_MEMFD_NAME} memfd among its descriptors ` +
+            "(a wrapper that runs QEMU as its child, or a QEMU that names it otherwise)",
         );
       }
       await sleep(QEMU_MEMFD_POLL_MS);
