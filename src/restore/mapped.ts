@@ -177,7 +177,8 @@ async function restoreOn(
         return problem;
       });
   checking.catch(() => undefined); // awaited on every path below
-  // The stream is made while the image is checked; it is sent only once the check passed.
+  // The stream is made while the image is checked; it is sent only once the check passed. The
+  // image is complete and never written once named: its tables read here are what it checks.
   const streaming = opening.then((opened) => streamBesideBlock(opened, blockIndex, image.file));
   streaming.catch(() => undefined); // awaited below
   const { sums } = image;
