@@ -80,7 +80,7 @@ export async function writeBlockPages(
   } finally {
     await writes.settle(); // no write may outlive the call: the caller closes the file next
   }
-  await writes.settle(true);
+  writes.throwIfFailed();
   return { dataPages: visited - zeroPages, zeroPages };
 }
 
@@ -106,7 +106,7 @@ class WritesInFlight {
 
   /** Starts writing `length` bytes of `run` at `position`; returns the buffer to fill next. */
   async write(run: Buffer, length: number, position: number): Promise<Buffer> {
-    if (this.#failure !== null) throw this.#failure;
+    this.throwIfFailed();
     const done = writeFully(this.#file, run, length, position).then(
       () => {
         this.#free.push(run);
@@ -118,13 +118,17 @@ class WritesInFlight {
     const tracked = done.finally(() => this.#running.delete(tracked));
     this.#running.add(tracked);
     if (this.#running.size >= WRITES_IN_FLIGHT) await Promise.race(this.#running);
-    if (this.#failure !== null) throw this.#failure;
+    this.throwIfFailed();
     return this.buffer();
   }
 
-  /** Waits for every write started; with `rethrow`, throws the first write's failure. */
-  async settle(rethrow = false): Promise<void> {
+  /** Waits for every write started, failed or not. */
+  async settle(): Promise<void> {
     await Promise.all(this.#running);
-    if (rethrow && this.#failure !== null) throw this.#failure;
+  }
+
+  /** Throws the first write's failure, if one failed. */
+  throwIfFailed(): void {
+    if (this.#failure !== null) throw this.#failure;
   }
 }
