@@ -217,8 +217,7 @@ async function restoreIntoMemfd(
       accessedBits: (await opening).reset.report(),
     };
   } finally {
-    failed.abort(new Error("the eager restore ended"));
-    ram.search?.stop();
+    failed.abort(new Error("the eager restore ended")); // ends a search still looking, too
     await ram.writing?.catch(() => undefined); // no write may be in flight once it closes
     await ram.search?.found.then(
       (file) => file.close(),

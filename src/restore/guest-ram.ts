@@ -45,19 +45,18 @@ export interface MemfdSearch {
   readonly found: Promise<FileHandle>;
   /** QEMU's QMP is up, so its machine, and the memfd, exist: one more look, then fail. */
   qemuUp(): void;
-  /** Ends a search still looking (the restore failed): `found` rejects. */
-  stop(): void;
 }
 
-/** Looks for QEMU `pid`'s memfd of `lengthBytes` every QEMU_MEMFD_POLL_MS. */
+/**
+ * Looks for QEMU `pid`'s memfd of `lengthBytes` every QEMU_MEMFD_POLL_MS, until found, QEMU is
+ * up without it, QEMU exits, or `signal` aborts (a restore that failed aborts it).
+ */
 export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSignal): MemfdSearch {
   let up = false;
-  let stopped = false;
   const search = async (): Promise<FileHandle> => {
     for (;;) {
       const lastLook = up;
       if (signal?.aborted) throw abortError(signal);
-      if (stopped) throw new Error("The search for QEMU's guest RAM was stopped");
       const fd = await memfdOf(pid);
       if (fd !== null) return openMemfd(pid, fd, lengthBytes);
       if (lastLook) {
@@ -75,9 +74,6 @@ export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSi
     found,
     qemuUp: () => {
       up = true;
-    },
-    stop: () => {
-      stopped = true;
     },
   };
 }
