@@ -334,6 +334,11 @@ export const RESTORE_EAGER_WORKERS = 1;
 export const RESTORE_EAGER_RAM_WORKERS = 2;
 /** How often an eager restore looks for QEMU's guest-RAM memfd while QEMU starts (ADR 0034). */
 export const QEMU_MEMFD_POLL_MS = 2;
+/**
+ * Alignment of guest RAM in a RAM directory (ADR 0035): an x86 huge page, so that QEMU's
+ * mapping lines up with the tmpfs's 2 MiB pages and maps each with one entry.
+ */
+export const RAM_DIR_ALIGN_BYTES = 2 * 2 ** 20;
 /** Bytes an eager restore lets wait in its socket to QEMU before it waits for a drain. */
 export const RESTORE_EAGER_QUEUED_BYTES_MAX = 1 << 20;
 /**

@@ -1,9 +1,10 @@
 /**
  * The guest RAM an eager restore writes itself (ADR 0034). QEMU backs the checkpoint's main RAM
- * block with a memfd of its own (memory-backend-memfd, share=on); this process finds that
- * memfd among QEMU's descriptors as soon as QEMU has made it, opens it through
- * `/proc/<pid>/fd`, and writes the verified pages into it with pwrite(2) while QEMU starts.
- * QEMU's stream then carries no page of that block.
+ * block with a memfd of its own (memory-backend-memfd, share=on), or with a file it makes in
+ * the RAM directory (ram-dir.ts, ADR 0035); this process finds that file among QEMU's
+ * descriptors as soon as QEMU has made it, opens it through `/proc/<pid>/fd`, and writes the
+ * verified pages into it with pwrite(2) while QEMU starts. QEMU's stream then carries no page
+ * of that block.
  *
  * Why: QEMU loads a page by copying it into fresh anonymous memory, and every first touch of
  * such memory by a copy in user space is a page fault, which costs ~11 µs per 4 KiB on these
@@ -11,8 +12,8 @@
  * (ADR 0034 has the measurements).
  *
  * Invariants: only a child of this process is searched (its pid cannot be reused before this
- * process reaps it); the memfd found is the only one of its name and exactly the block's
- * length, or the search fails; a QEMU that exits, or is up without such a memfd, fails the
+ * process reaps it); the file found is the only one of its name and exactly the block's
+ * length, or the search fails; a QEMU that exits, or is up without such a file, fails the
  * search with a message instead of leaving it waiting.
  */
 import { type FileHandle, open, readdir, readlink } from "node:fs/promises";
@@ -20,7 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { abortError } from "../abort.ts";
 import { QEMU_MEMFD_POLL_MS } from "../limits.ts";
 import { errorCode } from "../util/index.ts";
-import { QEMU_MEMFD_NAME } from "../vm/index.ts";
+import { QEMU_MEMFD_NAME, QEMU_RAM_FILE_PREFIX } from "../vm/index.ts";
 
 /** Extra QEMU arguments that set up, or write, guest memory themselves. */
 const MEMORY_ARGUMENT = /memory-backend|memdev|mem-path|mem-prealloc|^-numa$|loader/;
@@ -39,29 +40,38 @@ export function memfdRefusal(recordedSpec: unknown): string | null {
   return `the VM spec's extra arguments set up guest memory themselves ("${arg}")`;
 }
 
-/** A search for QEMU's memfd, begun once QEMU was spawned. */
-export interface MemfdSearch {
-  /** The memfd, open for reading and writing; rejects as the module comment says. */
+/** A search for QEMU's guest RAM file, begun once QEMU was spawned. */
+export interface RamSearch {
+  /** The file, open for reading and writing; rejects as the module comment says. */
   readonly found: Promise<FileHandle>;
-  /** QEMU's QMP is up, so its machine, and the memfd, exist: one more look, then fail. */
+  /** QEMU's QMP is up, so its machine, and its RAM file, exist: one more look, then fail. */
   qemuUp(): void;
 }
 
+/** The guest RAM QEMU makes: its length, and the RAM directory it is in (else a memfd). */
+export interface QemuRam {
+  readonly lengthBytes: number;
+  readonly dir?: string;
+}
+
 /**
- * Looks for QEMU `pid`'s memfd of `lengthBytes` every QEMU_MEMFD_POLL_MS, until found, QEMU is
- * up without it, QEMU exits, or `signal` aborts (a restore that failed aborts it).
+ * Looks for QEMU `pid`'s guest RAM every QEMU_MEMFD_POLL_MS, until found, QEMU is up without
+ * it, QEMU exits, or `signal` aborts (a restore that failed aborts it).
  */
-export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSignal): MemfdSearch {
+export function findQemuRam(pid: number, ram: QemuRam, signal?: AbortSignal): RamSearch {
   let up = false;
+  const prefix =
+    ram.dir === undefined ? `/memfd:${QEMU_MEMFD_NAME} ` : `${ram.dir}/${QEMU_RAM_FILE_PREFIX}`;
+  const what = ram.dir === undefined ? `a ${QEMU_MEMFD_NAME} memfd` : `a file in ${ram.dir}`;
   const search = async (): Promise<FileHandle> => {
     for (;;) {
       const lastLook = up;
       if (signal?.aborted) throw abortError(signal);
-      const fd = await memfdOf(pid);
-      if (fd !== null) return openMemfd(pid, fd, lengthBytes);
+      const fd = await ramFdOf(pid, prefix, what);
+      if (fd !== null) return openRam(pid, fd, ram.lengthBytes);
       if (lastLook) {
         throw new Error(
-          `QEMU (pid ${pid}) is up without a ${QEMU_MEMFD_NAME} memfd among its descriptors ` +
+          `QEMU (pid ${pid}) is up without ${what} among its descriptors ` +
             "(a wrapper that runs QEMU as its child, or a QEMU that names it otherwise)",
         );
       }
@@ -78,8 +88,8 @@ export function findQemuMemfd(pid: number, lengthBytes: number, signal?: AbortSi
   };
 }
 
-/** The descriptor number of QEMU's memfd, or null while it has none yet. */
-async function memfdOf(pid: number): Promise<string | null> {
+/** The descriptor number of QEMU's file linked as `prefix`…, or null while it has none yet. */
+async function ramFdOf(pid: number, prefix: string, what: string): Promise<string | null> {
   let fds: string[];
   try {
     fds = await readdir(`/proc/${pid}/fd`);
@@ -88,24 +98,23 @@ async function memfdOf(pid: number): Promise<string | null> {
     throw new Error(`QEMU (pid ${pid}) exited before it made the guest's RAM`);
   }
   const named: string[] = [];
-  const prefix = `/memfd:${QEMU_MEMFD_NAME} `;
   for (const fd of fds) {
     const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ""); // closed meanwhile
     if (link.startsWith(prefix)) named.push(fd);
   }
   if (named.length > 1) {
-    throw new Error(`QEMU (pid ${pid}) has ${named.length} ${QEMU_MEMFD_NAME} memfds, not one`);
+    throw new Error(`QEMU (pid ${pid}) has ${named.length} descriptors of ${what}, not one`);
   }
   return named[0] ?? null;
 }
 
-async function openMemfd(pid: number, fd: string, lengthBytes: number): Promise<FileHandle> {
+async function openRam(pid: number, fd: string, lengthBytes: number): Promise<FileHandle> {
   const file = await open(`/proc/${pid}/fd/${fd}`, "r+");
   try {
     const { size } = await file.stat();
     if (size !== lengthBytes) {
       throw new Error(
-        `QEMU's guest RAM memfd has ${size} bytes, the checkpoint's block ${lengthBytes}`,
+        `QEMU's guest RAM file has ${size} bytes, the checkpoint's block ${lengthBytes}`,
       );
     }
     return file;

@@ -87,7 +87,7 @@ export interface TargetOptions {
   /** The guest's RAM mapped from this open file (a mapped restore, ADR 0032). */
   readonly ramFile?: StartVmOptions["ramFile"];
   /** The guest's RAM in a memfd QEMU makes, which an eager restore fills (ADR 0034). */
-  readonly ramMemfd?: StartVmOptions["ramMemfd"];
+  readonly sharedRam?: StartVmOptions["sharedRam"];
 }
 
 /**
@@ -213,7 +213,7 @@ async function launchTarget(
   checkpoint: TargetCheckpoint,
   vmName: string | undefined,
   qemu?: QemuInstall,
-  how: Pick<TargetOptions, "incomingSocket" | "ramFile" | "ramMemfd"> = {},
+  how: Pick<TargetOptions, "incomingSocket" | "ramFile" | "sharedRam"> = {},
 ) {
   const { spec, install, machine } = restoreSpec(checkpoint, vmName, qemu);
   await checkMachineType(home, checkpoint, install, machine); // before any overlay or QEMU
@@ -230,7 +230,7 @@ async function launchTarget(
       paused: start === "postcopy",
       ...(how.incomingSocket === undefined ? {} : { incomingSocket: how.incomingSocket }),
       ...(how.ramFile === undefined ? {} : { ramFile: how.ramFile }),
-      ...(how.ramMemfd === undefined ? {} : { ramMemfd: how.ramMemfd }),
+      ...(how.sharedRam === undefined ? {} : { sharedRam: how.sharedRam }),
     });
   } catch (error) {
     await discard();

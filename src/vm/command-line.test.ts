@@ -149,11 +149,24 @@ test("a RAM file maps the machine's RAM block from it, private, right after -m",
 });
 
 test("a RAM memfd is QEMU's own, shared so that what a restore writes there is the guest's", () => {
-  const ramMemfd = { id: "pc.ram", sizeBytes: 256 * 2 ** 20 };
-  const args = buildQemuArgs(FULL, { stateDir: "/h/vms/web-1", ramMemfd });
+  const sharedRam = { id: "pc.ram", sizeBytes: 256 * 2 ** 20 };
+  const args = buildQemuArgs(FULL, { stateDir: "/h/vms/web-1", sharedRam });
   const at = args.indexOf("-object");
   assert.deepEqual(args.slice(at, at + 4), [
     ...["-object", "memory-backend-memfd,id=pc.ram,size=268435456,share=on"],
+    ...["-machine", "memory-backend=pc.ram"],
+  ]);
+});
+
+test("shared RAM in a directory is a file QEMU makes there, shared, for a huge-page tmpfs", () => {
+  const sharedRam = { id: "pc.ram", sizeBytes: 256 * 2 ** 20, dir: "/run/ram,x" };
+  const args = buildQemuArgs(FULL, { stateDir: "/h/vms/web-1", sharedRam });
+  const at = args.indexOf("-object");
+  assert.deepEqual(args.slice(at, at + 4), [
+    ...[
+      "-object",
+      "memory-backend-file,id=pc.ram,size=268435456,share=on,mem-path=/run/ram,,x,align=2097152",
+    ],
     ...["-machine", "memory-backend=pc.ram"],
   ]);
 });

@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from "node:path";
 import { UsageError } from "../errors.ts";
-import { UNIX_SOCKET_PATH_BYTES_MAX } from "../limits.ts";
+import { RAM_DIR_ALIGN_BYTES, UNIX_SOCKET_PATH_BYTES_MAX } from "../limits.ts";
 import { dataDirArgs, QEMU_BINARY_DEFAULT, type QemuInstall } from "./qemu-install.ts";
 import type { DiskSpec, VmSpec } from "./spec.ts";
 import { vmStatePaths } from "./state-dir.ts";
@@ -23,8 +23,8 @@ export interface QemuRuntime {
   qemu?: QemuInstall;
   /** The guest's RAM mapped copy-on-write from a file (a mapped restore, ADR 0032). */
   ramFile?: RamFile;
-  /** The guest's RAM in a memfd QEMU makes, filled by an eager restore (ADR 0034). */
-  ramMemfd?: RamMemfd;
+  /** The guest's RAM shared with this process, filled by an eager restore (ADR 0034, 0035). */
+  sharedRam?: SharedRam;
 }
 
 /**
@@ -39,17 +39,22 @@ export interface RamFile {
 }
 
 /**
- * Guest RAM in a memfd QEMU creates and maps shared (memory-backend-memfd, share=on), which a
- * restore opens through /proc and writes before QEMU loads its stream (restore/guest-ram.ts).
- * `id` names the RAM block, as in RamFile.
+ * Guest RAM QEMU maps shared (share=on), which a restore opens through /proc and writes before
+ * QEMU loads its stream (restore/guest-ram.ts): a memfd QEMU creates (memory-backend-memfd), or
+ * with `dir` a file QEMU creates in that directory and unlinks at once (memory-backend-file,
+ * mem-path=dir), for a tmpfs mounted with huge pages (ADR 0035; mapped at a 2 MiB boundary, so
+ * that each huge page is one entry). `id` names the RAM block, as in RamFile.
  */
-export interface RamMemfd {
+export interface SharedRam {
   readonly id: string;
   readonly sizeBytes: number;
+  readonly dir?: string;
 }
 
 /** The name QEMU gives a memory-backend-memfd's memfd: /proc shows `/memfd:<it> (deleted)`. */
 export const QEMU_MEMFD_NAME = "memory-backend-memfd";
+/** How QEMU names the file it creates in a memory-backend-file's mem-path directory. */
+export const QEMU_RAM_FILE_PREFIX = "qemu_back_mem.";
 
 /** The QEMU for a VM: the runtime's choice, else the spec's, else the system one on PATH. */
 export function qemuFor(spec: VmSpec, runtime: { qemu?: QemuInstall }): QemuInstall {
@@ -97,10 +102,14 @@ function ramFileArgs(f: RamFile): string[] {
   ];
 }
 
-function ramMemfdArgs(m: RamMemfd): string[] {
+function sharedRamArgs(m: SharedRam): string[] {
+  const backend = `id=${optionValue(m.id)},size=${m.sizeBytes},share=on`;
+  const file = (dir: string) => `mem-path=${optionValue(dir)},align=${RAM_DIR_ALIGN_BYTES}`;
   return [
     "-object",
-    `memory-backend-memfd,id=${optionValue(m.id)},size=${m.sizeBytes},share=on`,
+    m.dir === undefined
+      ? `memory-backend-memfd,${backend}`
+      : `memory-backend-file,${backend},${file(m.dir)}`,
     "-machine",
     `memory-backend=${optionValue(m.id)}`,
   ];
@@ -118,7 +127,7 @@ export function buildQemuArgs(spec: VmSpec, runtime: QemuRuntime): string[] {
   args.push("-machine", `${spec.machine},accel=${spec.accel}`);
   args.push("-m", `${spec.memoryMiB}M`, "-smp", String(spec.smp));
   if (runtime.ramFile !== undefined) args.push(...ramFileArgs(runtime.ramFile));
-  if (runtime.ramMemfd !== undefined) args.push(...ramMemfdArgs(runtime.ramMemfd));
+  if (runtime.sharedRam !== undefined) args.push(...sharedRamArgs(runtime.sharedRam));
   if (spec.cpu !== undefined) args.push("-cpu", spec.cpu);
   args.push("-nodefaults", "-no-user-config", "-display", "none");
   if (spec.kernel !== undefined) args.push("-kernel", spec.kernel);

@@ -3,11 +3,12 @@ export {
   buildQemuArgs,
   QEMU_BINARY_DEFAULT,
   QEMU_MEMFD_NAME,
+  QEMU_RAM_FILE_PREFIX,
   type QemuRuntime,
   qemuFor,
   type RamFile,
-  type RamMemfd,
   resolveQemuBinary,
+  type SharedRam,
 } from "./command-line.ts";
 export { attachStartingVm, killVm, openVm, stopVm } from "./control.ts";
 export {

@@ -17,8 +17,8 @@ import {
   type QemuRuntime,
   qemuFor,
   type RamFile,
-  type RamMemfd,
   resolveQemuBinary,
+  type SharedRam,
 } from "./command-line.ts";
 import { readPidFile, signalProcess, stuckError, waitForQemuExit } from "./process.ts";
 import { type QemuInstall, qemuCommand } from "./qemu-install.ts";
@@ -81,7 +81,7 @@ export interface StartVmOptions {
    */
   ramFile?: Omit<RamFile, "path"> & { readonly fd: number };
   /** The guest's RAM in a memfd QEMU makes (an eager restore, ADR 0034). */
-  ramMemfd?: RamMemfd;
+  sharedRam?: SharedRam;
 }
 
 /**
@@ -141,7 +141,7 @@ export async function launchVm(
     ...(options.incoming === undefined ? {} : { incoming: options.incoming }),
     ...(options.paused === undefined ? {} : { paused: options.paused }),
     ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
-    ...(options.ramMemfd === undefined ? {} : { ramMemfd: options.ramMemfd }),
+    ...(options.sharedRam === undefined ? {} : { sharedRam: options.sharedRam }),
     ...(options.ramFile === undefined
       ? {}
       : {

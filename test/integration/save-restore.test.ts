@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointStore } from "../../src/checkpoint/index.ts";
 import { InvalidCheckpointError, QemuError } from "../../src/errors.ts";
-import { findQemuMemfd } from "../../src/restore/guest-ram.ts";
+import { findQemuRam } from "../../src/restore/guest-ram.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { tempDir } from "../../src/store/layout.ts";
@@ -166,10 +166,10 @@ test("QEMU waiting for its stream has written nothing into the guest-RAM memfd a
   // sound only while QEMU itself puts no byte into that RAM before it loads a stream.
   const sizeBytes = GUEST.memoryMiB * 2 ** 20;
   const spec = testGuestSpec({ name: "guest-z", ...GUEST });
-  const ramMemfd = { id: "pc.ram", sizeBytes };
-  const vm = await startVm(home, spec, { incoming: "defer", paused: true, ramMemfd });
+  const sharedRam = { id: "pc.ram", sizeBytes };
+  const vm = await startVm(home, spec, { incoming: "defer", paused: true, sharedRam });
   try {
-    const search = findQemuMemfd(vm.pid, sizeBytes);
+    const search = findQemuRam(vm.pid, { lengthBytes: sizeBytes });
     search.qemuUp();
     const file = await search.found;
     try {
