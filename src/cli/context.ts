@@ -21,6 +21,8 @@ export interface Context {
    * runs on (instead of the one the checkpoint's spec names). Throws UsageError when invalid.
    */
   qemu(): QemuInstall | undefined;
+  /** $SNAPWAKE_RAM_DIR: the default RAM directory of eager restores (ADR 0035), or undefined. */
+  ramDir(): string | undefined;
   /** Prints a result: JSON on --json, else the human text. */
   result(value: unknown, human: string): void;
   /** Progress on a TTY (stderr), silent in pipes and with --json. */
@@ -54,6 +56,9 @@ export function makeContext(
       return choice === undefined || choice === ""
         ? undefined
         : resolveQemuChoice(choice, BUILD_DIR);
+    },
+    ramDir() {
+      return env.SNAPWAKE_RAM_DIR || undefined;
     },
     result(value, human) {
       bar?.clear();

@@ -9,20 +9,22 @@
  * restoreByPrecopy's, which the mapped restore (mapped.ts) shares.
  *
  * The main RAM block of an x86 `pc` or `q35` checkpoint does not go in the stream: QEMU backs
- * it with a memfd, and this process writes the verified pages into that memfd while QEMU
- * starts (guest-ram.ts, ADR 0034); the stream carries the rest (stream-beside-block.ts).
+ * it with a memfd, or a file in the RAM directory (ram-dir.ts, ADR 0035), and this process
+ * writes the verified pages into it while QEMU starts (guest-ram.ts, ADR 0034); the stream
+ * carries the rest (stream-beside-block.ts).
  *
  * Invariants: the manifest, page map and device state are verified before any byte is sent to
  * QEMU, and a failure there kills the QEMU already started; every chunk is hash-checked before
  * any of its pages is sent or written, so a corrupt chunk stops the restore (QEMU is killed,
  * its state dir removed) and the guest never runs on a wrong page; QEMU gets no byte of the
- * stream before every page of a memfd block is written, so it loads, and runs the guest, on
+ * stream before every page of a block QEMU shares is written, so it loads, and runs the guest, on
  * complete RAM. The caller (restore.ts) holds the checkpoint for reading, so the manifest QEMU
  * started from is the one the reader opens.
  */
 import type { Socket } from "node:net";
 import { CheckpointReader, CheckpointStore, ChunkWorkers } from "../checkpoint/index.ts";
 import { manifestOf } from "../checkpoint/read/checkpoint-files.ts";
+import { UsageError } from "../errors.ts";
 import { RESTORE_EAGER_RAM_WORKERS, RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import type { DeviceState } from "../qemu/migration/index.ts";
@@ -34,8 +36,9 @@ import { resetFor } from "./accessed-bits.ts";
 import type { BlockPagesWritten } from "./block-pages.ts";
 import { writeBlockPages } from "./block-pages.ts";
 import { pooledSocketSink, type SendCounts, sendCheckpoint } from "./eager-send.ts";
-import { findQemuMemfd, type MemfdSearch, memfdRefusal } from "./guest-ram.ts";
+import { findQemuRam, memfdRefusal, type RamSearch } from "./guest-ram.ts";
 import { incomingPair } from "./incoming.ts";
+import { chooseRamDir } from "./ram-dir.ts";
 import { streamBesideBlock } from "./stream-beside-block.ts";
 import { replayInfo } from "./stream-info.ts";
 import {
@@ -66,6 +69,13 @@ export interface EagerRestoreOptions {
    * `-incoming` loads a saved stream.
    */
   readonly writeGuestRam?: boolean;
+  /**
+   * A directory on a tmpfs mounted with huge pages (ADR 0035): the RAM this process writes goes
+   * into a file QEMU makes there, in 2 MiB pages, instead of a memfd. Checked first: a missing
+   * directory or another file system is a UsageError; no huge pages or too little room, a
+   * memfd and a note.
+   */
+  readonly ramDir?: string;
   readonly onProgress?: ProgressListener;
   /** Kills QEMU (the restore then fails and cleans up); restore.ts turns it into its reason. */
   readonly signal?: AbortSignal;
@@ -82,12 +92,14 @@ export interface EagerRestoreResult {
   readonly streamBytes: number;
   /**
    * How the main RAM block reached QEMU: written by this process into QEMU's memfd (x86 `pc`
-   * and `q35` checkpoints, ADR 0034), or in the stream (other machines).
+   * and `q35` checkpoints, ADR 0034) or into its file in the RAM directory (`ramDir`, ADR
+   * 0035), or in the stream (other machines).
    */
-  readonly guestRam: "memfd" | "stream";
+  readonly guestRam: "memfd" | "ram-dir" | "stream";
   /**
-   * Why a `pc` or `q35` checkpoint's RAM went in the stream after all (QEMU's memfd out of
-   * reach, or the spec's extra arguments set memory up); else null.
+   * Why a `pc` or `q35` checkpoint's RAM did not go where it was to go: in the stream after all
+   * (QEMU's memfd out of reach, or the spec's extra arguments set memory up), or in a memfd
+   * instead of the RAM directory given (no huge pages there, too little room); else null.
    */
   readonly guestRamNote: string | null;
   readonly accessedBits: AccessedBitsResetReport;
@@ -98,17 +110,24 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
   const started = performance.now();
   const target = { name: opts.checkpoint, manifest: await manifestOf(opts.home, opts.checkpoint) };
   const refusal = memfdRefusal(target.manifest.vm);
+  if (opts.writeGuestRam === false && opts.ramDir !== undefined)
+    throw new UsageError(
+      "A RAM directory is for RAM this process writes: not with writeGuestRam false",
+    );
   const ramBlock =
     opts.writeGuestRam === false || refusal !== null
       ? -1
       : target.manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
+  const lengthBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
+  const place =
+    ramBlock < 0 || opts.ramDir === undefined ? {} : await chooseRamDir(opts.ramDir, lengthBytes);
   // They load while QEMU starts, and decode chunks while this thread writes RAM or feeds QEMU.
   const workers = ChunkWorkers.start(
     ramBlock < 0 ? RESTORE_EAGER_WORKERS : RESTORE_EAGER_RAM_WORKERS,
   );
   try {
     if (ramBlock < 0) return await restoreByStream(opts, workers, started, target, refusal);
-    return await restoreIntoMemfd(opts, workers, started, target, ramBlock);
+    return await restoreIntoSharedRam(opts, workers, started, target, ramBlock, place);
   } finally {
     await workers.close();
   }
@@ -151,27 +170,34 @@ async function restoreByStream(
 }
 
 /**
- * Block `ramBlock` written into QEMU's memfd (guest-ram.ts, ADR 0034) from the moment QEMU has
- * made it, then the stream beside it: QEMU loads that only once every page of the block is in.
- * A memfd out of this process's reach (a QEMU wrapper that does not exec it, another user's
- * QEMU) is not an error: nothing was written, and every page goes in the stream instead.
+ * Block `ramBlock` written into QEMU's memfd, or its file in `place.dir` (guest-ram.ts, ADR
+ * 0034, 0035), from the moment QEMU has made it, then the stream beside it: QEMU loads that
+ * only once every page of the block is in. RAM out of this process's reach (a QEMU wrapper that
+ * does not exec it, another user's QEMU) is not an error: nothing was written, and every page
+ * goes in the stream instead.
  */
-async function restoreIntoMemfd(
+async function restoreIntoSharedRam(
   opts: EagerRestoreOptions,
   workers: ChunkWorkers,
   started: number,
   target: TargetCheckpoint,
   ramBlock: number,
+  place: { readonly dir?: string; readonly note?: string },
 ): Promise<EagerRestoreResult> {
   const lengthBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
+  const dir = place.dir;
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below
-  // A failed restore stops the writes at once rather than let them fill a memfd nobody runs.
+  // A failed restore stops the writes at once rather than let them fill RAM nobody runs.
   const failed = new AbortController();
   const signal = anySignal(failed.signal, opts.signal);
-  const ram: { search?: MemfdSearch; writing?: Promise<BlockPagesWritten> } = {};
+  const ram: { search?: RamSearch; writing?: Promise<BlockPagesWritten> } = {};
   const onSpawn = (pid: number): void => {
-    const search = findQemuMemfd(pid, lengthBytes, signal);
+    const search = findQemuRam(
+      pid,
+      dir === undefined ? { lengthBytes } : { lengthBytes, dir },
+      signal,
+    );
     const source = { blockIndex: ramBlock, onProgress: opts.onProgress, phase: RAM_PHASE };
     ram.search = search;
     ram.writing = Promise.all([search.found, opening]).then(([file, { reader }]) =>
@@ -201,14 +227,18 @@ async function restoreIntoMemfd(
       dataPages: written.dataPages + stream.others.dataPages,
       zeroPages: written.zeroPages + stream.others.zeroPages,
       streamBytes: stream.bytes.byteLength,
-      guestRam: "memfd",
-      guestRamNote: null,
+      guestRam: dir === undefined ? "memfd" : "ram-dir",
+      guestRamNote: place.note ?? null,
     };
     return { guestRunning, sent };
   };
-  const ramMemfd = { id: PC_RAM_BLOCK, sizeBytes: lengthBytes };
+  const sharedRam = {
+    id: PC_RAM_BLOCK,
+    sizeBytes: lengthBytes,
+    ...(dir === undefined ? {} : { dir }),
+  };
   try {
-    const { vm, sent } = await restoreByPrecopy(opts, target, { ramMemfd, onSpawn }, feed);
+    const { vm, sent } = await restoreByPrecopy(opts, target, { sharedRam, onSpawn }, feed);
     return {
       vm,
       mode: "eager",
@@ -263,7 +293,7 @@ function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
 export async function restoreByPrecopy<T>(
   opts: Pick<EagerRestoreOptions, "home" | "vmName" | "qemu" | "signal">,
   target: TargetCheckpoint,
-  how: Pick<TargetOptions, "ramFile" | "ramMemfd" | "onSpawn">,
+  how: Pick<TargetOptions, "ramFile" | "sharedRam" | "onSpawn">,
   feed: (socket: Socket) => Promise<{ readonly guestRunning: boolean; readonly sent: T }>,
 ): Promise<{ vm: RestoredVm; sent: T }> {
   const pair = await incomingPair();

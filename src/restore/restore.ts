@@ -48,6 +48,8 @@ export type RestoreOptions = Omit<PostcopyRestoreOptions, "mode"> & {
   readonly workingSetKind?: WorkingSetSource;
   /** As EagerRestoreOptions.writeGuestRam; refused with the other modes. */
   readonly writeGuestRam?: boolean;
+  /** As EagerRestoreOptions.ramDir (ADR 0035); refused with the other modes. */
+  readonly ramDir?: string;
 };
 
 /**
@@ -119,6 +121,11 @@ async function restoreIn(opts: RestoreOptions): Promise<RestoreResult> {
   }
   if (opts.writeGuestRam !== undefined && mode !== "eager") {
     throw new UsageError(`writeGuestRam is an eager restore's choice, not ${mode}'s`);
+  }
+  if (opts.ramDir !== undefined && mode !== "eager") {
+    throw new UsageError(
+      `A RAM directory holds the RAM an eager restore writes; a ${mode} restore does not use one`,
+    );
   }
   switch (mode) {
     case "eager":

@@ -23,6 +23,7 @@ async function inspect(home: string, name: string, json = false): Promise<string
     json,
     signal: new AbortController().signal,
     qemu: () => undefined,
+    ramDir: () => undefined,
     result(value, human) {
       out = json ? JSON.stringify(value) : human;
     },

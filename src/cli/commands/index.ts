@@ -80,6 +80,14 @@ const RESTORE_OPTIONS: Readonly<Record<string, OptionSpec>> = {
       "partial and auto: prefetch this kind of kept working set: union, trace, accessed-bits " +
       "or write-set (default: the first kept, in that order; `snapwake inspect` lists them)",
   },
+  "ram-dir": {
+    type: "string",
+    value: "DIR",
+    help:
+      "eager: keep the guest's RAM in a file in DIR, a tmpfs mounted with huge pages " +
+      "(mount -t tmpfs -o huge=within_size,size=SIZE none DIR), so that the guest touches it " +
+      "in 2 MiB pages (default: $SNAPWAKE_RAM_DIR; unset: a memfd in 4 KiB pages)",
+  },
   "keep-accessed-bits": {
     type: "boolean",
     help:

@@ -9,6 +9,7 @@
  */
 import { reportFailed } from "../../restore/detached.ts";
 import { type ServeOptions, serveDetached } from "../../restore/detached-server.ts";
+import type { EagerRestoreResult } from "../../restore/eager.ts";
 import type { FillReport, PostcopyRestoreResult } from "../../restore/index.ts";
 import type { MappedRestoreResult } from "../../restore/mapped.ts";
 import { DEFAULT_RESTORE_MODE, RESTORE_MODES, restore } from "../../restore/restore.ts";
@@ -25,7 +26,7 @@ const MIB = 2 ** 20;
 export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
   const mode = choice(p.str("mode"), RESTORE_MODES, DEFAULT_RESTORE_MODE, "--mode");
   if (mode === "eager" || mode === "mapped") {
-    const result = await restore({ ...restoreArgs(ctx, p), mode });
+    const result = await restore({ ...restoreArgs(ctx, p), ...ramDir(ctx, p, mode), mode });
     ctx.done();
     const seconds = (result.wallMs / 1000).toFixed(2);
     const line = `restored "${p.arg(0)}" as VM "${result.vm.name}" (${mode}) in ${seconds} s`;
@@ -33,12 +34,12 @@ export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
       result.mode === "mapped"
         ? imageLine(result.image)
         : result.mode === "eager"
-          ? streamedLine(result.guestRamNote)
+          ? guestRamLine(result)
           : null;
     ctx.result(result, note === null ? line : `${line}\n  ${note}`);
     return;
   }
-  const running = await restore({ ...restoreArgs(ctx, p), mode });
+  const running = await restore({ ...restoreArgs(ctx, p), ...ramDir(ctx, p, mode), mode });
   const report = await running.fill;
   ctx.done();
   ctx.result(
@@ -47,11 +48,24 @@ export async function runRestoreHere(ctx: Context, p: Parsed): Promise<void> {
   );
 }
 
-/** Why an eager restore streamed a pc or q35 checkpoint's RAM instead of writing it (ADR 0034). */
-function streamedLine(note: string | null): string | null {
-  return note === null
-    ? null
-    : `its RAM went through QEMU's stream, as QEMU's own loads it: ${note}`;
+/**
+ * Why an eager restore streamed a pc or q35 checkpoint's RAM instead of writing it (ADR 0034),
+ * or wrote it into a memfd instead of the RAM directory (ADR 0035).
+ */
+function guestRamLine(r: Pick<EagerRestoreResult, "guestRam" | "guestRamNote">): string | null {
+  if (r.guestRamNote === null) return null;
+  return r.guestRam === "stream"
+    ? `its RAM went through QEMU's stream, as QEMU's own loads it: ${r.guestRamNote}`
+    : r.guestRamNote;
+}
+
+/**
+ * --ram-dir, else $SNAPWAKE_RAM_DIR for an eager restore (ADR 0035). Given with another mode,
+ * the library refuses it; the variable is only a default, so the other modes ignore it.
+ */
+function ramDir(ctx: Context, p: Parsed, mode: string): { ramDir?: string } {
+  const dir = p.str("ram-dir") ?? (mode === "eager" ? ctx.ramDir() : undefined);
+  return dir === undefined || dir === "" ? {} : { ramDir: dir };
 }
 
 /** Hidden: the detached page server of `restore` without --wait (src/restore/detached.ts). */
@@ -59,7 +73,7 @@ export const runServeRestore: Run = async (ctx, p) => {
   let opts: ServeOptions;
   try {
     const mode = choice(p.str("mode"), RESTORE_MODES, DEFAULT_RESTORE_MODE, "--mode");
-    opts = { ...restoreArgs(ctx, p), mode };
+    opts = { ...restoreArgs(ctx, p), ...ramDir(ctx, p, mode), mode };
   } catch (error) {
     reportFailed(error); // the `restore` command waits for a report
     throw error;
