@@ -7,6 +7,8 @@
  * Invariant: the restored VM is killed before `measure` returns or throws.
  */
 import { execFileSync } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { AgentClient } from "../../guest/index.ts";
@@ -26,6 +28,7 @@ export type Cache = (typeof CACHES)[number];
 export const MODES = [
   "qemu",
   "eager",
+  "eager-ramdir",
   "mapped-build",
   "mapped",
   "lazy",
@@ -38,6 +41,7 @@ export type Mode = (typeof MODES)[number];
 export const MODE_LABELS: Record<Mode, string> = {
   qemu: "QEMU's own",
   eager: "snapwake eager",
+  "eager-ramdir": "eager, RAM dir",
   "mapped-build": "mapped (builds image)",
   mapped: "mapped (kept image)",
   lazy: "snapwake lazy",
@@ -129,6 +133,39 @@ const THROTTLED_READ = fileURLToPath(new URL("./throttled-read.ts", import.meta.
 
 /** One restore of one mode under one cache condition, measured (header). */
 export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Promise<ModeRun> {
+  if (mode !== "eager-ramdir") return measureIn(ctx, mode, cache, null);
+  // A tmpfs with huge pages for this restore alone (ADR 0035), unmounted once its VM is gone.
+  const ramDir = join(ctx.home, "ram-dir");
+  await mkdir(ramDir, { recursive: true });
+  const sizeMiB = ctx.plan.sizeMiB + RAM_DIR_MARGIN_MIB;
+  try {
+    execFileSync(
+      "mount",
+      ["-t", "tmpfs", "-o", `huge=within_size,size=${sizeMiB}m`, "none", ramDir],
+      {
+        stdio: "pipe",
+      },
+    );
+  } catch (error) {
+    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    return skippedRun(mode, `cannot mount a tmpfs with huge pages (needs root): ${why}`);
+  }
+  try {
+    return await measureIn(ctx, mode, cache, ramDir);
+  } finally {
+    execFileSync("umount", [ramDir]);
+  }
+}
+
+/** Room in the bench's RAM directory beyond the guest's RAM. */
+const RAM_DIR_MARGIN_MIB = 64;
+
+async function measureIn(
+  ctx: MeasureContext,
+  mode: Mode,
+  cache: Cache,
+  ramDir: string | null,
+): Promise<ModeRun> {
   const { home, plan } = ctx;
   const vmName = `${mode}-${cache}`;
   const throttle = `${plan.throttle.mbps},${plan.throttle.latencyMs}`;
@@ -172,7 +209,9 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
     } else {
       const how = isPartial(mode)
         ? ["--mode", "partial", "--working-set", PARTIAL_KINDS[mode]]
-        : ["--mode", mode === "mapped-build" ? "mapped" : mode];
+        : ramDir !== null
+          ? ["--mode", "eager", "--ram-dir", ramDir]
+          : ["--mode", mode === "mapped-build" ? "mapped" : mode];
       const r = await runCli(
         home,
         ["restore", ctx.checkpoint, "--name", vmName, ...how],
@@ -184,9 +223,13 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
         dataPages?: number;
         zeroPages?: number;
         image?: { built: boolean };
+        guestRam?: string;
       };
       ran = j.mode ?? mode;
       if (ran === "eager") eagerPages = (j.dataPages ?? 0) + (j.zeroPages ?? 0);
+      // Where its RAM went, when not where asked (ADR 0034, 0035): a memfd, or the stream.
+      if (ran === "eager" && j.guestRam !== (ramDir === null ? "memfd" : "ram-dir"))
+        ran = `eager, ${j.guestRam}`;
       if (ran === "mapped" && j.image?.built === true) ran = "mapped, image built";
     }
   } catch (error) {
@@ -202,7 +245,7 @@ export async function measure(ctx: MeasureContext, mode: Mode, cache: Cache): Pr
     throw error;
   }
   try {
-    const unserved = ran === "qemu" || ran === "eager" || ran.startsWith("mapped");
+    const unserved = ran === "qemu" || ran.startsWith("eager") || ran.startsWith("mapped");
     const record = unserved ? null : await waitRecord(home, ctx.checkpoint, vmName);
     const report = record?.record.report ?? null;
     if (record !== null && record.record.outcome !== "filled") {
