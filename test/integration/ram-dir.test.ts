@@ -11,11 +11,11 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { findQemuRam } from "../../src/restore/guest-ram.ts";
 import { restore } from "../../src/restore/index.ts";
 import { chooseRamDir } from "../../src/restore/ram-dir.ts";
 import { save } from "../../src/save/index.ts";
 import { killVm, listVms, QEMU_RAM_FILE_PREFIX, startVm } from "../../src/vm/index.ts";
+import { assertSharedRamEmpty } from "../support/shared-ram.ts";
 import { bootTestGuest, connectAgent, testGuestSpec } from "../support/test-guest.ts";
 
 const GUEST = { memoryMiB: 256, params: { memMiB: 96, hotPct: 5, hotRate: 1000 } } as const;
@@ -97,22 +97,7 @@ test("QEMU waiting for its stream has written nothing into its file in the RAM d
   const sharedRam = { id: "pc.ram", sizeBytes, dir };
   const vm = await startVm(home, spec, { incoming: "defer", paused: true, sharedRam });
   try {
-    const search = findQemuRam(vm.pid, { lengthBytes: sizeBytes, dir });
-    search.qemuUp();
-    const file = await search.found;
-    try {
-      const region = Buffer.alloc(2 * MIB);
-      for (let at = 0; at < sizeBytes; at += region.byteLength) {
-        const { bytesRead } = await file.read(region, 0, region.byteLength, at);
-        assert.equal(bytesRead, region.byteLength);
-        assert.ok(
-          region.every((b) => b === 0),
-          `QEMU wrote into its RAM at ${at}`,
-        );
-      }
-    } finally {
-      await file.close();
-    }
+    await assertSharedRamEmpty(vm.pid, { lengthBytes: sizeBytes, dir });
   } finally {
     await killVm(home, vm);
   }

@@ -14,13 +14,13 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CheckpointStore } from "../../src/checkpoint/index.ts";
 import { InvalidCheckpointError, QemuError } from "../../src/errors.ts";
-import { findQemuRam } from "../../src/restore/guest-ram.ts";
 import { restore } from "../../src/restore/index.ts";
 import { save } from "../../src/save/index.ts";
 import { tempDir } from "../../src/store/layout.ts";
 import { killVm, listVms, startVm, stopVm } from "../../src/vm/index.ts";
 import { listSources } from "../../src/wss/index.ts";
 import { corruptOneChunk } from "../support/corrupt.ts";
+import { assertSharedRamEmpty } from "../support/shared-ram.ts";
 import {
   bootTestGuest,
   connectAgent,
@@ -169,22 +169,7 @@ test("QEMU waiting for its stream has written nothing into the guest-RAM memfd a
   const sharedRam = { id: "pc.ram", sizeBytes };
   const vm = await startVm(home, spec, { incoming: "defer", paused: true, sharedRam });
   try {
-    const search = findQemuRam(vm.pid, { lengthBytes: sizeBytes });
-    search.qemuUp();
-    const file = await search.found;
-    try {
-      const region = Buffer.alloc(2 * 2 ** 20);
-      for (let at = 0; at < sizeBytes; at += region.byteLength) {
-        const { bytesRead } = await file.read(region, 0, region.byteLength, at);
-        assert.equal(bytesRead, region.byteLength);
-        assert.ok(
-          region.every((b) => b === 0),
-          `QEMU wrote into its RAM at ${at}`,
-        );
-      }
-    } finally {
-      await file.close();
-    }
+    await assertSharedRamEmpty(vm.pid, { lengthBytes: sizeBytes });
   } finally {
     await killVm(home, vm);
   }
