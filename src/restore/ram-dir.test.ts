@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { UsageError } from "../errors.ts";
 import { chooseRamDir, mountOf } from "./ram-dir.ts";
+import { restore } from "./restore.ts";
 
 const mounts = () => readFile("/proc/self/mountinfo", "utf8");
 
@@ -57,4 +58,20 @@ test("a tmpfs without huge pages leaves the RAM in a memfd, with a note", async 
   const choice = await chooseRamDir("/dev/shm", 4096);
   assert.ok("note" in choice);
   assert.match(choice.note, /is a tmpfs without huge pages .*went into a memfd/);
+});
+
+test("a RAM directory given to a restore that is not eager is refused before anything starts", async () => {
+  const home = await mkdtemp(join(tmpdir(), "snapwake-ram-dir-home-"));
+  try {
+    for (const mode of ["lazy", "partial", "auto", "mapped"] as const) {
+      await assert.rejects(
+        restore({ home, checkpoint: "web-1@1", mode, ramDir: "/dev/shm" }),
+        (e) =>
+          e instanceof UsageError &&
+          new RegExp(`a ${mode} restore does not use one`).test(e.message),
+      );
+    }
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });
