@@ -29,7 +29,13 @@ import { RESTORE_EAGER_RAM_WORKERS, RESTORE_EAGER_WORKERS } from "../limits.ts";
 import type { ProgressListener } from "../progress.ts";
 import type { DeviceState } from "../qemu/migration/index.ts";
 import { asError } from "../util/index.ts";
-import { killVm, type ManagedVm, QEMU_INCOMING_FD, type QemuInstall } from "../vm/index.ts";
+import {
+  killVm,
+  type ManagedVm,
+  QEMU_INCOMING_FD,
+  type QemuInstall,
+  type SharedRam,
+} from "../vm/index.ts";
 import { PC_RAM_BLOCK } from "../wss/guest-physical.ts";
 import type { AccessedBitsResetReport } from "../wss/index.ts";
 import { resetFor } from "./accessed-bits.ts";
@@ -118,16 +124,19 @@ export async function restoreEager(opts: EagerRestoreOptions): Promise<EagerRest
     opts.writeGuestRam === false || refusal !== null
       ? -1
       : target.manifest.ramBlocks.findIndex((b) => b.name === PC_RAM_BLOCK);
-  const lengthBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
+  const sizeBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
   const place =
-    ramBlock < 0 || opts.ramDir === undefined ? {} : await chooseRamDir(opts.ramDir, lengthBytes);
+    ramBlock < 0 || opts.ramDir === undefined ? null : await chooseRamDir(opts.ramDir, sizeBytes);
+  const dir = place !== null && "dir" in place ? { dir: place.dir } : {};
+  const sharedRam: SharedRam = { id: PC_RAM_BLOCK, sizeBytes, ...dir };
+  const note = place !== null && "note" in place ? place.note : null;
   // They load while QEMU starts, and decode chunks while this thread writes RAM or feeds QEMU.
   const workers = ChunkWorkers.start(
     ramBlock < 0 ? RESTORE_EAGER_WORKERS : RESTORE_EAGER_RAM_WORKERS,
   );
   try {
     if (ramBlock < 0) return await restoreByStream(opts, workers, started, target, refusal);
-    return await restoreIntoSharedRam(opts, workers, started, target, ramBlock, place);
+    return await restoreIntoSharedRam(opts, workers, started, target, ramBlock, sharedRam, note);
   } finally {
     await workers.close();
   }
@@ -170,11 +179,12 @@ async function restoreByStream(
 }
 
 /**
- * Block `ramBlock` written into QEMU's memfd, or its file in `place.dir` (guest-ram.ts, ADR
- * 0034, 0035), from the moment QEMU has made it, then the stream beside it: QEMU loads that
- * only once every page of the block is in. RAM out of this process's reach (a QEMU wrapper that
- * does not exec it, another user's QEMU) is not an error: nothing was written, and every page
- * goes in the stream instead.
+ * Block `ramBlock` written into `sharedRam`, QEMU's memfd or its file in the RAM directory
+ * (guest-ram.ts, ADR 0034, 0035; `note` says why not there when one was asked for), from the
+ * moment QEMU has made it, then the stream beside it: QEMU loads that only once every page of
+ * the block is in. RAM out of this process's reach (a QEMU wrapper that does not exec it,
+ * another user's QEMU) is not an error: nothing was written, and every page goes in the stream
+ * instead.
  */
 async function restoreIntoSharedRam(
   opts: EagerRestoreOptions,
@@ -182,10 +192,9 @@ async function restoreIntoSharedRam(
   started: number,
   target: TargetCheckpoint,
   ramBlock: number,
-  place: { readonly dir?: string; readonly note?: string },
+  sharedRam: SharedRam,
+  note: string | null,
 ): Promise<EagerRestoreResult> {
-  const lengthBytes = target.manifest.ramBlocks[ramBlock]?.lengthBytes ?? 0;
-  const dir = place.dir;
   const opening = openCheckpoint(opts);
   opening.catch(() => undefined); // awaited below
   // A failed restore stops the writes at once rather than let them fill RAM nobody runs.
@@ -193,15 +202,11 @@ async function restoreIntoSharedRam(
   const signal = anySignal(failed.signal, opts.signal);
   const ram: { search?: RamSearch; writing?: Promise<BlockPagesWritten> } = {};
   const onSpawn = (pid: number): void => {
-    const search = findQemuRam(
-      pid,
-      dir === undefined ? { lengthBytes } : { lengthBytes, dir },
-      signal,
-    );
+    const search = findQemuRam(pid, sharedRam, signal);
     const source = { blockIndex: ramBlock, onProgress: opts.onProgress, phase: RAM_PHASE };
     ram.search = search;
     ram.writing = Promise.all([search.found, opening]).then(([file, { reader }]) =>
-      writeBlockPages(file, { ...source, reader }, lengthBytes, workers, signal),
+      writeBlockPages(file, { ...source, reader }, sharedRam.sizeBytes, workers, signal),
     );
     ram.writing.catch(() => undefined); // awaited below
   };
@@ -227,15 +232,10 @@ async function restoreIntoSharedRam(
       dataPages: written.dataPages + stream.others.dataPages,
       zeroPages: written.zeroPages + stream.others.zeroPages,
       streamBytes: stream.bytes.byteLength,
-      guestRam: dir === undefined ? "memfd" : "ram-dir",
-      guestRamNote: place.note ?? null,
+      guestRam: sharedRam.dir === undefined ? "memfd" : "ram-dir",
+      guestRamNote: note,
     };
     return { guestRunning, sent };
-  };
-  const sharedRam = {
-    id: PC_RAM_BLOCK,
-    sizeBytes: lengthBytes,
-    ...(dir === undefined ? {} : { dir }),
   };
   try {
     const { vm, sent } = await restoreByPrecopy(opts, target, { sharedRam, onSpawn }, feed);

@@ -18,7 +18,7 @@ test("a process without the memfd fails the search once QEMU is said to be up", 
   // up early would send their RAM through the stream, and they assert it went into the memfd.
   const child = spawn("cat", [], { stdio: ["pipe", "ignore", "ignore"] }); // waits on its stdin
   try {
-    const search = findQemuRam(child.pid ?? -1, { lengthBytes: 4096 });
+    const search = findQemuRam(child.pid ?? -1, { sizeBytes: 4096 });
     search.qemuUp();
     await assert.rejects(search.found, /is up without a memory-backend-memfd memfd/);
   } finally {
@@ -31,7 +31,7 @@ test("a process that exited fails the search", async () => {
   const pid = child.pid ?? -1;
   await once(child, "exit"); // reaped by Node: /proc/<pid> is gone
   await assert.rejects(
-    findQemuRam(pid, { lengthBytes: 4096 }).found,
+    findQemuRam(pid, { sizeBytes: 4096 }).found,
     /exited before it made the guest's RAM/,
   );
 });
@@ -40,7 +40,7 @@ test("an aborted restore's search rejects with the abort's reason", async () => 
   const waiting = spawn("cat", [], { stdio: ["pipe", "ignore", "ignore"] }); // waits on its stdin
   try {
     const controller = new AbortController();
-    const search = findQemuRam(waiting.pid ?? -1, { lengthBytes: 4096 }, controller.signal);
+    const search = findQemuRam(waiting.pid ?? -1, { sizeBytes: 4096 }, controller.signal);
     const reason = new Error("interrupted by the test");
     controller.abort(reason);
     await assert.rejects(search.found, (e) => e === reason);
@@ -59,7 +59,7 @@ test("in a RAM directory the search finds the unlinked file QEMU made there, by 
   try {
     await once(child.stdout, "data"); // the file is open and unlinked
     assert.deepEqual(await readdir(dir), []);
-    const search = findQemuRam(child.pid ?? -1, { lengthBytes: 8192, dir });
+    const search = findQemuRam(child.pid ?? -1, { sizeBytes: 8192, dir });
     search.qemuUp();
     const file = await search.found;
     try {
@@ -67,9 +67,9 @@ test("in a RAM directory the search finds the unlinked file QEMU made there, by 
     } finally {
       await file.close();
     }
-    const wrongLength = findQemuRam(child.pid ?? -1, { lengthBytes: 4096, dir });
+    const wrongLength = findQemuRam(child.pid ?? -1, { sizeBytes: 4096, dir });
     await assert.rejects(wrongLength.found, /has 8192 bytes, the checkpoint's block 4096/);
-    const elsewhere = findQemuRam(child.pid ?? -1, { lengthBytes: 8192, dir: "/nowhere" });
+    const elsewhere = findQemuRam(child.pid ?? -1, { sizeBytes: 8192, dir: "/nowhere" });
     elsewhere.qemuUp();
     await assert.rejects(elsewhere.found, /is up without a file in \/nowhere/);
   } finally {

@@ -21,7 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { abortError } from "../abort.ts";
 import { QEMU_MEMFD_POLL_MS } from "../limits.ts";
 import { errorCode } from "../util/index.ts";
-import { QEMU_MEMFD_NAME, QEMU_RAM_FILE_PREFIX } from "../vm/index.ts";
+import { QEMU_MEMFD_NAME, QEMU_RAM_FILE_PREFIX, type SharedRam } from "../vm/index.ts";
 
 /** Extra QEMU arguments that set up, or write, guest memory themselves. */
 const MEMORY_ARGUMENT = /memory-backend|memdev|mem-path|mem-prealloc|^-numa$|loader/;
@@ -48,11 +48,8 @@ export interface RamSearch {
   qemuUp(): void;
 }
 
-/** The guest RAM QEMU makes: its length, and the RAM directory it is in (else a memfd). */
-export interface QemuRam {
-  readonly lengthBytes: number;
-  readonly dir?: string;
-}
+/** The guest RAM QEMU was given: its length, and the RAM directory it is in (else a memfd). */
+export type QemuRam = Pick<SharedRam, "sizeBytes" | "dir">;
 
 /**
  * Looks for QEMU `pid`'s guest RAM every QEMU_MEMFD_POLL_MS, until found, QEMU is up without
@@ -68,7 +65,7 @@ export function findQemuRam(pid: number, ram: QemuRam, signal?: AbortSignal): Ra
       const lastLook = up;
       if (signal?.aborted) throw abortError(signal);
       const fd = await ramFdOf(pid, prefix, what);
-      if (fd !== null) return openRam(pid, fd, ram.lengthBytes);
+      if (fd !== null) return openRam(pid, fd, ram.sizeBytes);
       if (lastLook) {
         throw new Error(
           `QEMU (pid ${pid}) is up without ${what} among its descriptors ` +

@@ -86,7 +86,10 @@ export interface TargetOptions {
   readonly incomingSocket?: Socket;
   /** The guest's RAM mapped from this open file (a mapped restore, ADR 0032). */
   readonly ramFile?: StartVmOptions["ramFile"];
-  /** The guest's RAM in a memfd QEMU makes, which an eager restore fills (ADR 0034). */
+  /**
+   * The guest's RAM shared with this process (a memfd, or a file in the RAM directory), which
+   * an eager restore fills (ADR 0034, 0035).
+   */
   readonly sharedRam?: StartVmOptions["sharedRam"];
 }
 

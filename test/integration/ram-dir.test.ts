@@ -97,7 +97,7 @@ test("QEMU waiting for its stream has written nothing into its file in the RAM d
   const sharedRam = { id: "pc.ram", sizeBytes, dir };
   const vm = await startVm(home, spec, { incoming: "defer", paused: true, sharedRam });
   try {
-    await assertSharedRamEmpty(vm.pid, { lengthBytes: sizeBytes, dir });
+    await assertSharedRamEmpty(vm.pid, sharedRam);
   } finally {
     await killVm(home, vm);
   }

@@ -169,7 +169,7 @@ test("QEMU waiting for its stream has written nothing into the guest-RAM memfd a
   const sharedRam = { id: "pc.ram", sizeBytes };
   const vm = await startVm(home, spec, { incoming: "defer", paused: true, sharedRam });
   try {
-    await assertSharedRamEmpty(vm.pid, { lengthBytes: sizeBytes });
+    await assertSharedRamEmpty(vm.pid, sharedRam);
   } finally {
     await killVm(home, vm);
   }

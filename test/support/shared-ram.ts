@@ -13,7 +13,7 @@ export async function assertSharedRamEmpty(pid: number, ram: QemuRam): Promise<v
   const file = await search.found;
   try {
     const region = Buffer.alloc(2 * 2 ** 20);
-    for (let at = 0; at < ram.lengthBytes; at += region.byteLength) {
+    for (let at = 0; at < ram.sizeBytes; at += region.byteLength) {
       const { bytesRead } = await file.read(region, 0, region.byteLength, at);
       assert.equal(bytesRead, region.byteLength);
       assert.ok(
